@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Starts (up) or stops (down) the local cluster: the real kube-apiserver,
+# kube-controller-manager, kube-scheduler and etcd built by build-tools.sh,
+# with kwok faking the nodes, launched by kwokctl's binary runtime. No Docker.
+# Writes the kubeconfig to $RC_CACHE/kubeconfig and prints its path.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/versions.env"
+cache=${RC_CACHE:-$HOME/.cache/reliability-center}
+bin="$cache/bin"
+name=${RC_CLUSTER:-reliability-center}
+export KWOK_WORKDIR="$cache/kwok"
+kubeconfig="$cache/kubeconfig"
+kwokctl() { "$bin/kwokctl" --name "$name" "$@"; }
+
+healthy() {
+  [ -f "$kubeconfig" ] && "$bin/kubectl" --kubeconfig "$kubeconfig" --request-timeout=3s get --raw /readyz >/dev/null 2>&1
+}
+
+up() {
+  "$here/build-tools.sh" >/dev/null
+  if healthy; then echo "$kubeconfig"; return; fi
+  if [ -d "$KWOK_WORKDIR/clusters/$name" ]; then
+    # A cluster that was built before but is not running: start it again (fast path).
+    kwokctl start cluster --timeout 120s >&2 || { kwokctl delete cluster >&2 || true; }
+  fi
+  if ! healthy && [ ! -d "$KWOK_WORKDIR/clusters/$name" ]; then
+    kwokctl create cluster --runtime binary \
+      --kube-apiserver-binary "$bin/kube-apiserver" \
+      --kube-controller-manager-binary "$bin/kube-controller-manager" \
+      --kube-scheduler-binary "$bin/kube-scheduler" \
+      --kwok-controller-binary "$bin/kwok" \
+      --etcd-binary "$bin/etcd" \
+      --kubeconfig "$kubeconfig" \
+      --kube-authorization \
+      --disable-qps-limits \
+      --wait 120s >&2
+  fi
+  kwokctl get kubeconfig > "$kubeconfig.tmp" && mv "$kubeconfig.tmp" "$kubeconfig"
+  # Fake nodes: kwok makes their pods Running and Ready, so Deployments become Available.
+  local want=${RC_NODES:-2}
+  local have
+  have=$("$bin/kubectl" --kubeconfig "$kubeconfig" get nodes --no-headers 2>/dev/null | wc -l)
+  if [ "$have" -lt "$want" ]; then kwokctl scale node --replicas "$want" >&2; fi
+  echo "$kubeconfig"
+}
+
+down() {
+  if [ -d "$KWOK_WORKDIR/clusters/$name" ]; then kwokctl stop cluster >&2 || true; fi
+}
+
+delete() {
+  if [ -d "$KWOK_WORKDIR/clusters/$name" ]; then kwokctl delete cluster >&2 || true; fi
+  rm -f "$kubeconfig"
+}
+
+case "${1:-up}" in
+  up) up ;;
+  down) down ;;
+  delete) delete ;;
+  *) echo "usage: $0 up|down|delete" >&2; exit 2 ;;
+esac

@@ -1,0 +1,124 @@
+"""Incident: a namespaced report of something going wrong for one tenant (or all: ``*``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from reliability_center.api.common import Condition, Model, ObjectMeta, cel, free_form
+from reliability_center.api.runbook import Severity
+
+Mode = Literal["enforce", "shadow"]
+Phase = Literal["Detected", "Mitigating", "Mitigated", "Escalated", "Verifying", "Closed", "Failed"]
+StepState = Literal[
+    "Pending", "Running", "Succeeded", "Skipped", "Failed",
+    "AwaitingApproval", "Escalated", "Blocked", "Shadowed", "Restored",
+]
+
+TENANT = r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"
+TRACE_ID = r"^[A-Za-z0-9._-]{1,128}$"
+#: The timeline keeps the newest entries; an object must stay well under etcd's 1.5 MiB.
+TIMELINE_LIMIT = 100
+
+
+class Signal(Model):
+    """One piece of detection evidence."""
+
+    source: str = Field(max_length=253)
+    name: str = Field(max_length=253)
+    value: float | None = None
+    threshold: float | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+
+
+class IncidentSpec(Model):
+    category: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63,
+                          description="perf, cross-tenant, ocr, billing, or a custom category.")
+    severity: Severity
+    tenant: str = Field(pattern=TENANT, max_length=63, description='The tenant concerned; "*" means all tenants.')
+    module: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    summary: str = Field(default="", max_length=4096)
+    trace_id: str | None = Field(default=None, pattern=TRACE_ID, description="Generated when absent.")
+    signals: list[Signal] = Field(default_factory=list, max_length=50)
+    runbook_ref: str | None = Field(default=None, max_length=253,
+                                    description="The Runbook to use; otherwise one is matched.")
+    mode: Mode = "enforce"
+    resolved: bool = Field(default=False, description="Set when the cause is gone: Level 1 changes are restored.")
+    approvals: list[str] = Field(default_factory=list, max_length=50,
+                                 description="Level 2 step names approved by a human (relctl approve).")
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("!has(oldSelf.traceId) || (has(self.traceId) && self.traceId == oldSelf.traceId)",
+                    "traceId is immutable once set"),
+                cel("self.tenant == oldSelf.tenant", "tenant is immutable"),
+            ]
+        }
+    }
+
+
+class StepStatus(Model):
+    name: str
+    level: int
+    action: str
+    state: StepState = "Pending"
+    reason: str = ""
+    message: str = ""
+    attempts: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+    targets: list[str] = Field(default_factory=list)
+    snapshots: list[str] = Field(default_factory=list, description="Snapshots this step took: what resolution restores.")
+    evidence: dict[str, Any] | None = free_form("What the step observed (blast radius, dry-run result...).")
+
+
+class TimelineEntry(Model):
+    time: str
+    event: str
+    message: str = ""
+    step: str | None = None
+    actor: str | None = None
+    target: str | None = None
+    before_digest: str | None = None
+    after_digest: str | None = None
+
+
+class Gate(Model):
+    name: str
+    passed: bool
+    evidence: str = ""
+    checked_at: str | None = None
+
+
+class Times(Model):
+    detected: str | None = None
+    mitigated: str | None = None
+    escalated: str | None = None
+    resolved: str | None = None
+    closed: str | None = None
+
+
+class IncidentStatus(Model):
+    observed_generation: int | None = None
+    phase: Phase | None = None
+    level: int | None = Field(default=None, description="Highest level reached so far.")
+    trace_id: str | None = None
+    runbook: str | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    steps: list[StepStatus] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    snapshots: list[str] = Field(default_factory=list, description="Names of the snapshot ConfigMaps.")
+    patch_plans: list[str] = Field(default_factory=list)
+    gates: list[Gate] = Field(default_factory=list)
+    times: Times = Field(default_factory=Times)
+
+
+class Incident(Model):
+    api_version: str = "reliability.center/v1alpha1"
+    kind: str = "Incident"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: IncidentSpec
+    status: IncidentStatus | None = None

@@ -1,0 +1,138 @@
+"""Runbook: a cluster-scoped playbook — what matches, and the ordered steps by autonomy level."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from reliability_center.api.common import DNS_LABEL, DURATION, Condition, Model, ObjectMeta, cel, free_form
+
+Severity = Literal["critical", "high", "medium", "low", "info"]
+Level = Literal[1, 2, 3]
+OnFailure = Literal["continue", "stop", "escalate"]
+
+#: Level 3 never acts on the cluster: it proposes a change in Git or hands over to a human.
+LEVEL3_ACTIONS = ("patch-plan", "escalate")
+
+ACTION_NAME = r"^[a-z][a-z0-9-]{0,62}$"
+CLOCK = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class Match(Model):
+    """Which incidents this runbook answers."""
+
+    category: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    severities: list[Severity] = Field(default_factory=list, max_length=5,
+                                       description="Empty means every severity.")
+    labels: dict[str, str] = Field(default_factory=dict,
+                                   description="Incident labels that must all be present with these values.")
+
+
+class When(Model):
+    """A step runs only when every condition given here holds (all are optional)."""
+
+    signals: list[str] = Field(default_factory=list, max_length=20,
+                               description="Runs when the incident carries at least one signal of these names.")
+    modules: list[str] = Field(default_factory=list, max_length=20,
+                               description="Runs when the incident's module is one of these.")
+    severities: list[Severity] = Field(default_factory=list, max_length=5)
+    labels: dict[str, str] = Field(default_factory=dict)
+    safe_mode: bool | None = Field(default=None,
+                                   description="Runs only when the cluster's SAFE_MODE setting equals this.")
+
+
+class Window(Model):
+    """A daily time window (UTC) in which a governed step may run."""
+
+    start: str = Field(pattern=CLOCK)
+    end: str = Field(pattern=CLOCK)
+
+
+class Approval(Model):
+    """Level 2 governance: who must approve, and when the step may run."""
+
+    required: bool = True
+    approvers: list[str] = Field(default_factory=list, max_length=20,
+                                 description="Users or groups whose approval counts; empty means anyone who may patch the Incident.")
+    window: Window | None = None
+
+
+class Step(Model):
+    """One runbook step. Level 1 acts at once, level 2 is governed, level 3 goes through Git."""
+
+    name: str = Field(pattern=DNS_LABEL, max_length=63)
+    level: Level
+    action: str = Field(pattern=ACTION_NAME)
+    description: str = Field(default="", max_length=1024)
+    when: When | None = None
+    params: dict[str, Any] | None = free_form("Action parameters, validated by the action's own model.")
+    on_failure: OnFailure = "stop"
+    timeout: str = Field(default="5m", pattern=DURATION)
+    approval: Approval | None = None
+    dry_run_first: bool = Field(default=True, description="Level 2: a server-side dry-run precedes the write.")
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("self.level != 1 || !has(self.approval)",
+                    "approval applies to level 2 steps only: a level 1 step acts at once"),
+                cel("self.level != 3 || self.action in ['patch-plan', 'escalate']",
+                    "a level 3 step may only open a PatchPlan or escalate: the operator never applies it"),
+            ]
+        }
+    }
+
+
+class Guard(Model):
+    """A rule of the playbook that is enforced by policy rather than by a step (documented here)."""
+
+    name: str = Field(pattern=DNS_LABEL, max_length=63)
+    description: str = Field(max_length=1024)
+    enforced_by: str = Field(default="policy", max_length=253)
+
+
+class Limits(Model):
+    """Rate limits and guards, kept in the cluster so they survive restarts."""
+
+    max_runs_per_hour: int = Field(default=10, ge=1, le=1000,
+                                   description="Mitigations per runbook and tenant per hour.")
+    cooldown: str = Field(default="0s", pattern=DURATION,
+                          description="Minimum time between two mitigations for the same runbook and tenant.")
+    max_isolated_tenants: int = Field(default=3, ge=1, le=1000,
+                                      description="Storm guard: never isolate more tenants at once; escalate instead.")
+    max_refires: int = Field(default=1, ge=0, le=100,
+                             description="Ineffective remediation: re-fires of the same incident after mitigation before escalating.")
+
+
+class RunbookSpec(Model):
+    match: Match
+    steps: list[Step] = Field(min_length=1, max_length=50)
+    limits: Limits = Field(default_factory=Limits)
+    guards: list[Guard] = Field(default_factory=list, max_length=50)
+    postmortem: list[str] = Field(default_factory=list, max_length=50,
+                                  description="Postmortem checklist items for this category.")
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("self.steps.all(s, self.steps.exists_one(t, t.name == s.name))",
+                    "step names must be unique within a runbook"),
+            ]
+        }
+    }
+
+
+class RunbookStatus(Model):
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    steps: int | None = Field(default=None, description="Number of steps, for the printer column.")
+    max_level: int | None = None
+
+
+class Runbook(Model):
+    api_version: str = "reliability.center/v1alpha1"
+    kind: str = "Runbook"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: RunbookSpec
+    status: RunbookStatus | None = None
