@@ -42,8 +42,6 @@ class Change(Model):
                     ".path"),
                 cel("self.operation != 'setValue' || has(self.yamlPath)", "setValue needs yamlPath"),
                 cel("self.operation != 'createFile' || has(self.content)", "createFile needs content"),
-                cel("!(self.operation in ['mergePatch', 'jsonPatch']) || has(self.patch)",
-                    "mergePatch and jsonPatch need patch"),
             ]
         }
     }

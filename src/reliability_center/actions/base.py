@@ -1,0 +1,192 @@
+"""What every action shares: its context, its results, and the registry it joins.
+
+An action resolves its targets, builds the change and verifies the result.
+It never holds a writing client: it reads through ``ctx.read`` and writes
+through ``ctx.apply`` / ``ctx.create``, which pass the Write Gateway and
+collect the audit entries and snapshots the step runner stores in status.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from reliability_center.api.incident import Incident, StepStatus, TimelineEntry
+from reliability_center.api.runbook import Limits, Step
+from reliability_center.engine.plan import Facts
+from reliability_center.gateway import Ref, WriteContext, WriteGateway
+from reliability_center.policy.writes import MODULE_LABEL, ROLE_LABEL, TENANT_LABEL
+
+
+class Params(BaseModel):
+    """Base of every action's parameters: camelCase keys, unknown keys refused."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Reader(Protocol):
+    def get(self, ref: Ref) -> dict[str, Any] | None: ...
+    def list(self, kind: str, namespace: str | None = None, selector: str | None = None) -> list[dict[str, Any]]: ...
+
+
+# -- results -----------------------------------------------------------------------------
+@dataclass
+class Succeeded:
+    message: str = ""
+    evidence: dict[str, Any] | None = None
+
+
+@dataclass
+class Running:
+    """Progress was made (or is awaited): persist, then call again after ``retry_after`` seconds."""
+
+    message: str = ""
+    retry_after: float = 0.0
+    evidence: dict[str, Any] | None = None
+
+
+@dataclass
+class Skipped:
+    reason: str
+    message: str
+
+
+@dataclass
+class Failed:
+    reason: str
+    message: str
+
+
+@dataclass
+class Escalate:
+    """Hand over to a human: a guard refused, or the step is level 3."""
+
+    reason: str
+    message: str
+
+
+Result = Succeeded | Running | Skipped | Failed | Escalate
+
+
+@dataclass
+class ActionContext:
+    gateway: WriteGateway
+    read: Reader
+    incident: Incident
+    write: WriteContext
+    step: Step
+    status: StepStatus
+    limits: Limits
+    facts: Facts
+    action: str
+    entries: list[TimelineEntry] = field(default_factory=list)
+    snapshots: list[str] = field(default_factory=list)
+    touched: list[str] = field(default_factory=list)
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+
+    @property
+    def namespace(self) -> str:
+        return self.write.namespace
+
+    @property
+    def tenant(self) -> str:
+        return self.incident.spec.tenant
+
+    @property
+    def done_targets(self) -> list[str]:
+        """Targets finished by earlier calls of this step (persisted in status)."""
+        return list(self.status.targets)
+
+    def apply(self, desired: dict[str, Any], *, restore_on_resolve: bool = True) -> str:
+        """Write through the gateway; returns the outcome (applied, unchanged, dry-run, created).
+
+        ``restore_on_resolve=False`` for changes that are not undone when the incident
+        resolves (a restart marker: removing it would restart the target again).
+        """
+        desired.setdefault("metadata", {}).setdefault("namespace", self.namespace)
+        result = self.gateway.apply(self.write, desired, action=self.action)
+        self._collect(result.target, result.entry, result.snapshot if restore_on_resolve else None)
+        return result.outcome
+
+    def create(self, obj: dict[str, Any]) -> str:
+        obj.setdefault("metadata", {}).setdefault("namespace", self.namespace)
+        result = self.gateway.create(self.write, obj, action=self.action)
+        self._collect(result.target, result.entry, None)
+        return result.outcome
+
+    def propose(self, plan: dict[str, Any]) -> str:
+        """Level 3: create the PatchPlan (owned by the Incident); the operator never applies it."""
+        plan.setdefault("metadata", {}).setdefault("namespace", self.namespace)
+        result = self.gateway.propose(self.write, plan, action=self.action)
+        self._collect(result.target, result.entry, None)
+        return result.outcome
+
+    def _collect(self, target: str, entry: TimelineEntry, snapshot: str | None) -> None:
+        self.entries.append(entry)
+        if snapshot and snapshot not in self.snapshots:
+            self.snapshots.append(snapshot)
+        if target not in self.touched:
+            self.touched.append(target)
+
+    def select(self, kind: str, role: str, modules: list[str] | None = None) -> list[dict[str, Any]]:
+        """Objects of the protected app with this role, in the incident's tenant scope, sorted by name.
+
+        Another tenant's objects are never selected; shared objects (no tenant label) are.
+        """
+        found = self.read.list(kind, self.namespace, f"{ROLE_LABEL}={role}")
+        out = []
+        for obj in found:
+            labels = obj["metadata"].get("labels") or {}
+            owner = labels.get(TENANT_LABEL)
+            if owner and self.tenant != "*" and owner != self.tenant:
+                continue
+            if modules and labels.get(MODULE_LABEL) not in modules:
+                continue
+            out.append(obj)
+        return sorted(out, key=lambda o: o["metadata"]["name"])
+
+    def modules(self, explicit: list[str]) -> list[str]:
+        """The modules a step acts on: its params, else the incident's module (empty: all)."""
+        if explicit:
+            return explicit
+        return [self.incident.spec.module] if self.incident.spec.module else []
+
+
+Run = Callable[[ActionContext, Any], Result]
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str
+    params: type[Params]
+    levels: frozenset[int]
+    run: Run
+    reversible: bool
+    summary: str
+
+
+REGISTRY: dict[str, ActionSpec] = {}
+
+
+def action(name: str, *, params: type[Params], levels: tuple[int, ...] = (1, 2),
+           reversible: bool = True, summary: str = "") -> Callable[[Run], Run]:
+    """Register an action type under ``name``; a duplicate name is a programming error."""
+
+    def register(run: Run) -> Run:
+        if name in REGISTRY:
+            raise RuntimeError(f"action {name!r} registered twice")
+        REGISTRY[name] = ActionSpec(name, params, frozenset(levels), run, reversible, summary or (run.__doc__ or ""))
+        return run
+
+    return register
+
+
+def ref(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    return f"{obj.get('kind')}/{meta.get('namespace')}/{meta['name']}"

@@ -1,0 +1,81 @@
+"""Level 3: propose the fix as a PatchPlan (a pull request on the GitOps repo). Never applied here.
+
+The repository comes from the step's params, else from the namespace's
+``reliability-center-settings`` ConfigMap (gitopsRepoURL, gitopsProvider,
+gitopsBaseBranch, gitopsCredentialsSecret, argoApplication). Without one the
+step escalates to a human, visibly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from reliability_center.actions.base import ActionContext, Escalate, Params, Result, action
+
+
+class PatchPlanParams(Params):
+    title: str = Field(default="", max_length=200)
+    repository: dict[str, Any] | None = None
+    changes: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
+    argo_application: str | None = None
+
+
+def _render(value: Any, context: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        for key, sub in context.items():
+            value = value.replace("{" + key + "}", sub)
+        return value
+    if isinstance(value, list):
+        return [_render(v, context) for v in value]
+    if isinstance(value, dict):
+        return {k: _render(v, context) for k, v in value.items()}
+    return value
+
+
+def incident_record(ctx: ActionContext) -> str:
+    spec = ctx.incident.spec
+    lines = [f"# Incident {ctx.incident.metadata.name} (traceId {ctx.write.trace_id})",
+             f"category: {spec.category}", f"severity: {spec.severity}", f"tenant: {spec.tenant}",
+             f"module: {spec.module or '-'}", f"summary: {spec.summary!r}", "proposedBy: reliability-center", ""]
+    return "\n".join(lines)
+
+
+@action("patch-plan", params=PatchPlanParams, levels=(3,), reversible=False,
+        summary="Propose the change as a PatchPlan (pull request); merge is the human validation")
+def run(ctx: ActionContext, params: PatchPlanParams) -> Result:
+    settings = ctx.facts.settings
+    repo = params.repository or ({
+        "url": settings["gitopsRepoURL"],
+        "provider": settings.get("gitopsProvider", "git"),
+        "baseBranch": settings.get("gitopsBaseBranch", "main"),
+        **({"credentialsSecret": settings["gitopsCredentialsSecret"]} if settings.get("gitopsCredentialsSecret") else {}),
+    } if settings.get("gitopsRepoURL") else None)
+    if repo is None:
+        return Escalate("NoGitOpsRepository", "no GitOps repository configured (step params or "
+                                              "reliability-center-settings gitopsRepoURL): a human must take over")
+    name = ctx.incident.metadata.name
+    context = {"incident": name, "namespace": ctx.namespace, "tenant": ctx.tenant, "traceId": ctx.write.trace_id,
+               "module": ctx.incident.spec.module or "", "category": ctx.incident.spec.category}
+    changes = _render(params.changes, context) or [
+        {"path": f"incidents/{ctx.namespace}/{name}.md", "operation": "createFile", "content": incident_record(ctx)}]
+    plan = {
+        "apiVersion": "reliability.center/v1alpha1",
+        "kind": "PatchPlan",
+        "metadata": {"name": f"{name}-{ctx.step.name}"[:253],
+                     "labels": {"reliability.center/incident": name[:63], "reliability.center/tenant": ctx.tenant
+                                if ctx.tenant != "*" else "all"}},
+        "spec": {
+            "incidentRef": name,
+            "repository": repo,
+            "title": _render(params.title, context) or f"[{ctx.incident.spec.category}] {name}: level 3 fix",
+            "description": ctx.incident.spec.summary,
+            "changes": changes,
+            **({"argoApplication": params.argo_application or settings.get("argoApplication")}
+               if (params.argo_application or settings.get("argoApplication")) else {}),
+        },
+    }
+    outcome = ctx.propose(plan)
+    return Escalate("PatchPlanProposed", f"PatchPlan {plan['metadata']['name']} {outcome}: merging its pull request "
+                                         f"is the human validation")

@@ -1,0 +1,36 @@
+"""Runbook checks the CRD schema cannot express: known actions, their params, their levels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from reliability_center.actions.base import REGISTRY
+from reliability_center.api.runbook import RunbookSpec
+
+
+@dataclass(frozen=True)
+class Problem:
+    reason: str  # UnknownAction, InvalidParams, LevelNotAllowed
+    message: str
+
+
+def check_runbook(spec: RunbookSpec) -> list[Problem]:
+    problems: list[Problem] = []
+    for step in spec.steps:
+        found = REGISTRY.get(step.action)
+        if found is None:
+            problems.append(Problem("UnknownAction", f"step {step.name!r}: unknown action {step.action!r} "
+                                                     f"(known: {', '.join(sorted(REGISTRY))})"))
+            continue
+        if step.level not in found.levels:
+            allowed = ", ".join(str(lv) for lv in sorted(found.levels))
+            problems.append(Problem("LevelNotAllowed", f"step {step.name!r}: action {step.action!r} runs at level "
+                                                       f"{allowed}, not {step.level}"))
+        try:
+            found.params.model_validate(step.params or {})
+        except ValidationError as exc:
+            detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors())
+            problems.append(Problem("InvalidParams", f"step {step.name!r}: {detail}"))
+    return problems

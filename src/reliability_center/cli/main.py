@@ -1,0 +1,110 @@
+"""relctl commands: operator run, crds, get, timeline, approve, resolve, rollback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from reliability_center.gateway import Kube, Ref, records
+
+
+def _incident(kube: Kube, namespace: str, name: str) -> dict:
+    found = kube.get(Ref("Incident", namespace, name))
+    if found is None:
+        raise SystemExit(f"error: incident {namespace}/{name} not found")
+    return found
+
+
+def cmd_operator(args: argparse.Namespace) -> None:
+    from reliability_center.operator.main import run
+
+    run()
+
+
+def cmd_crds(args: argparse.Namespace) -> None:
+    from reliability_center.api.crd import crds, render
+
+    for name, crd in crds().items():
+        sys.stdout.write("---\n" + render(name, crd))
+
+
+def cmd_timeline(args: argparse.Namespace) -> None:
+    status = _incident(Kube(), args.namespace, args.name).get("status") or {}
+    print(f"traceId {status.get('traceId')}  runbook {status.get('runbook')}  phase {status.get('phase')}")
+    for entry in status.get("timeline") or []:
+        target = f" {entry['target']}" if entry.get("target") else ""
+        digests = f" {entry.get('beforeDigest')}→{entry.get('afterDigest')}" if entry.get("afterDigest") else ""
+        print(f"{entry['time']}  {entry.get('step') or '-':<22} {entry['event']:<28}{target}{digests} {entry.get('message', '')}")
+
+
+def cmd_steps(args: argparse.Namespace) -> None:
+    status = _incident(Kube(), args.namespace, args.name).get("status") or {}
+    for step in status.get("steps") or []:
+        print(f"L{step['level']} {step['name']:<28} {step['action']:<20} {step['state']:<17} {step.get('message', '')}")
+
+
+def cmd_approve(args: argparse.Namespace) -> None:
+    kube = Kube()
+    body = _incident(kube, args.namespace, args.name)
+    names = {s["name"] for s in body.get("status", {}).get("steps") or []}
+    if args.step not in names:
+        raise SystemExit(f"error: incident {args.name} has no step {args.step!r} (steps: {', '.join(sorted(names))})")
+    approvals = list(body["spec"].get("approvals") or [])
+    if args.step not in approvals:
+        approvals.append(args.step)
+    records.patch_spec(kube, Ref("Incident", args.namespace, args.name), {"approvals": approvals},
+                       body["metadata"]["resourceVersion"])
+    print(f"incident {args.name}: step {args.step} approved")
+
+
+def cmd_resolve(args: argparse.Namespace) -> None:
+    kube = Kube()
+    records.patch_spec(kube, Ref("Incident", args.namespace, args.name), {"resolved": True})
+    print(f"incident {args.name}: resolved; level 1 changes will be restored")
+
+
+def cmd_rollback(args: argparse.Namespace) -> None:
+    kube = Kube()
+    if kube.get(Ref("PatchPlan", args.namespace, args.name)) is None:
+        raise SystemExit(f"error: patchplan {args.namespace}/{args.name} not found")
+    records.patch_spec(kube, Ref("PatchPlan", args.namespace, args.name), {"rollback": True})
+    print(f"patchplan {args.name}: rollback requested (a revert pull request will be opened)")
+
+
+def cmd_get(args: argparse.Namespace) -> None:
+    kube = Kube()
+    for item in kube.list("Incident", args.namespace):
+        status = item.get("status") or {}
+        print(json.dumps({"name": item["metadata"]["name"], "phase": status.get("phase"),
+                          "runbook": status.get("runbook"), "level": status.get("level")}))
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="relctl", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+    op = sub.add_parser("operator", help="run the operator").add_subparsers(dest="what", required=True)
+    op.add_parser("run", help="run the Kopf operator with $KUBECONFIG").set_defaults(func=cmd_operator)
+    sub.add_parser("crds", help="print the CRDs generated from the models").set_defaults(func=cmd_crds)
+
+    def with_incident(name: str, func, help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("name")
+        p.add_argument("-n", "--namespace", default="default")
+        p.set_defaults(func=func)
+        return p
+
+    with_incident("timeline", cmd_timeline, "print an incident's timeline and audit records")
+    with_incident("steps", cmd_steps, "print an incident's steps and their states")
+    with_incident("resolve", cmd_resolve, "mark an incident resolved (restores level 1 changes)")
+    with_incident("approve", cmd_approve, "approve a level 2 step").add_argument("step")
+    with_incident("rollback", cmd_rollback, "request the revert of a merged PatchPlan")
+    get = sub.add_parser("get", help="list incidents as JSON lines")
+    get.add_argument("-n", "--namespace", default=None)
+    get.set_defaults(func=cmd_get)
+    return top
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    args.func(args)

@@ -1,0 +1,1 @@
+"""Pure decisions: which runbook, which step next, what the status says. No I/O here."""

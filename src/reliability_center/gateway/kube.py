@@ -1,0 +1,215 @@
+"""The low-level Kubernetes client: the one module that speaks HTTP to the apiserver.
+
+Only ``gateway`` may import it for writes (checked by tests/unit/test_layers.py).
+It is a thin, typed layer over the official client's REST transport, so that a
+write is one request with the verb, content type and field manager spelled out
+here rather than spread over generated API classes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+FIELD_MANAGER = "reliability-center"
+
+
+@dataclass(frozen=True)
+class Kind:
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool = True
+
+    @property
+    def prefix(self) -> str:
+        return "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+
+
+KINDS: dict[str, Kind] = {
+    k.kind: k
+    for k in (
+        Kind("v1", "ConfigMap", "configmaps"),
+        Kind("v1", "Secret", "secrets"),
+        Kind("v1", "Event", "events"),
+        Kind("v1", "Namespace", "namespaces", namespaced=False),
+        Kind("v1", "Pod", "pods"),
+        Kind("apps/v1", "Deployment", "deployments"),
+        Kind("apps/v1", "StatefulSet", "statefulsets"),
+        Kind("apps/v1", "ReplicaSet", "replicasets"),
+        Kind("batch/v1", "Job", "jobs"),
+        Kind("batch/v1", "CronJob", "cronjobs"),
+        Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
+        Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+        Kind("coordination.k8s.io/v1", "Lease", "leases"),
+        Kind("core.openfeature.dev/v1beta1", "FeatureFlag", "featureflags"),
+        Kind("reliability.center/v1alpha1", "Incident", "incidents"),
+        Kind("reliability.center/v1alpha1", "Runbook", "runbooks", namespaced=False),
+        Kind("reliability.center/v1alpha1", "PatchPlan", "patchplans"),
+        Kind("argoproj.io/v1alpha1", "Application", "applications"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Names one object: ``Kind/namespace/name``."""
+
+    kind: str
+    namespace: str | None
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
+
+    @classmethod
+    def of(cls, obj: dict[str, Any]) -> Ref:
+        meta = obj.get("metadata", {})
+        return cls(obj["kind"], meta.get("namespace"), meta["name"])
+
+
+class NotFound(Exception):
+    pass
+
+
+class Conflict(Exception):
+    """A resourceVersion precondition or a JSON patch test failed: someone else changed it."""
+
+
+class Invalid(Exception):
+    """The apiserver refused the object (422), with its message."""
+
+
+def _raise(exc: ApiException) -> None:
+    body = exc.body or ""
+    try:
+        message = json.loads(body).get("message", body)
+    except (ValueError, AttributeError):
+        message = str(body)
+    if exc.status == 404:
+        raise NotFound(message) from None
+    if exc.status == 409:
+        raise Conflict(message) from None
+    if exc.status == 422 and "test operation" not in message and "testing value" not in message:
+        raise Invalid(message) from None
+    if exc.status == 422:
+        raise Conflict(message) from None
+    raise exc
+
+
+def load_api_client() -> client.ApiClient:
+    """In-cluster credentials when running in a Pod, else $KUBECONFIG."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()
+        return client.ApiClient()
+    cfg = client.Configuration()
+    config.load_kube_config(client_configuration=cfg, config_file=os.environ.get("KUBECONFIG"))
+    cfg.connection_pool_maxsize = 32  # Kopf runs sync handlers on many threads
+    return client.ApiClient(cfg)
+
+
+class Kube:
+    """A thread-safe handle on the apiserver."""
+
+    def __init__(self, api_client: client.ApiClient | None = None):
+        self.api = api_client or load_api_client()
+        self._lock = threading.Lock()
+
+    # -- paths ---------------------------------------------------------------
+    @staticmethod
+    def path(kind: str, namespace: str | None, name: str | None = None, sub: str | None = None) -> str:
+        k = KINDS[kind]
+        parts = [k.prefix]
+        if k.namespaced and namespace:
+            parts.append(f"namespaces/{quote(namespace)}")
+        parts.append(k.plural)
+        if name:
+            parts.append(quote(name))
+        if sub:
+            parts.append(sub)
+        return "/".join(parts)
+
+    def _request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
+                 body: Any = None, content_type: str = "application/json", timeout: float = 30) -> Any:
+        url = self.api.configuration.host + path
+        if query:
+            url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        self.api.update_params_for_auth(headers, None, ["BearerToken"], path, method, body)
+        try:
+            response = self.api.rest_client.request(method, url, headers=headers, body=body,
+                                                     _request_timeout=timeout)
+            data = response.read()
+        except ApiException as exc:
+            _raise(exc)
+        if not 200 <= response.status <= 299:
+            _raise(ApiException(http_resp=response))
+        return json.loads(data) if data else None
+
+    # -- reads ---------------------------------------------------------------
+    def get(self, ref: Ref) -> dict[str, Any] | None:
+        try:
+            return self._request("GET", self.path(ref.kind, ref.namespace, ref.name))
+        except NotFound:
+            return None
+
+    def list(self, kind: str, namespace: str | None = None, selector: str | None = None) -> list[dict[str, Any]]:
+        result = self._request("GET", self.path(kind, namespace), query={"labelSelector": selector})
+        items = result.get("items", [])
+        k = KINDS[kind]
+        for item in items:  # list responses omit kind and apiVersion on items
+            item.setdefault("kind", k.kind)
+            item.setdefault("apiVersion", k.api_version)
+        return items
+
+    # -- writes (only the gateway calls these) -----------------------------------
+    def apply(self, obj: dict[str, Any], *, dry_run: bool = False, force: bool = True,
+              manager: str = FIELD_MANAGER, sub: str | None = None) -> dict[str, Any]:
+        """Server-side apply under our field manager."""
+        meta = obj["metadata"]
+        return self._request(
+            "PATCH", self.path(obj["kind"], meta.get("namespace"), meta["name"], sub),
+            query={"fieldManager": manager, "force": "true" if force else None, "dryRun": "All" if dry_run else None},
+            body=obj, content_type="application/apply-patch+yaml",
+        )
+
+    def json_patch(self, ref: Ref, ops: list[dict[str, Any]], *, dry_run: bool = False,
+                   manager: str = FIELD_MANAGER, sub: str | None = None) -> dict[str, Any]:
+        """An RFC 6902 patch; its ``test`` operations make it a compare-and-swap."""
+        return self._request(
+            "PATCH", self.path(ref.kind, ref.namespace, ref.name, sub),
+            query={"fieldManager": manager, "dryRun": "All" if dry_run else None},
+            body=ops, content_type="application/json-patch+json",
+        )
+
+    def merge_patch(self, ref: Ref, patch: dict[str, Any], *, sub: str | None = None,
+                    manager: str = FIELD_MANAGER) -> dict[str, Any]:
+        return self._request(
+            "PATCH", self.path(ref.kind, ref.namespace, ref.name, sub),
+            query={"fieldManager": manager}, body=patch, content_type="application/merge-patch+json",
+        )
+
+    def create(self, obj: dict[str, Any], *, dry_run: bool = False, manager: str = FIELD_MANAGER) -> dict[str, Any]:
+        meta = obj["metadata"]
+        return self._request(
+            "POST", self.path(obj["kind"], meta.get("namespace")),
+            query={"fieldManager": manager, "dryRun": "All" if dry_run else None}, body=obj,
+        )
+
+    def replace(self, obj: dict[str, Any], *, manager: str = FIELD_MANAGER) -> dict[str, Any]:
+        meta = obj["metadata"]
+        return self._request("PUT", self.path(obj["kind"], meta.get("namespace"), meta["name"]),
+                             query={"fieldManager": manager}, body=obj)
+
+    def delete(self, ref: Ref) -> None:
+        try:
+            self._request("DELETE", self.path(ref.kind, ref.namespace, ref.name))
+        except NotFound:
+            pass

@@ -1,0 +1,3 @@
+from reliability_center.operator.main import run
+
+run()

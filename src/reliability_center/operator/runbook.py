@@ -1,0 +1,53 @@
+"""Kopf handlers for Runbooks: validate each one and say Ready or NotReady, with the reason."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from reliability_center.actions.validate import check_runbook
+from reliability_center.api.common import Condition, set_condition
+from reliability_center.api.runbook import RunbookSpec
+from reliability_center.gateway import Ref, records
+from reliability_center.operator.context import kube
+
+
+def runbook_status(spec_body: dict[str, Any], status_body: dict[str, Any], generation: int | None) -> dict[str, Any]:
+    """The status a Runbook should have (pure, apart from the registry lookup)."""
+    conditions = [Condition.model_validate(c) for c in status_body.get("conditions") or []]
+    try:
+        spec = RunbookSpec.model_validate(spec_body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        conditions = set_condition(conditions, "Ready", "False", "InvalidSpec", message, generation)
+        return {"observedGeneration": generation, "conditions": [c.wire() for c in conditions]}
+    problems = check_runbook(spec)
+    if problems:
+        message = "; ".join(p.message for p in problems)
+        conditions = set_condition(conditions, "Ready", "False", problems[0].reason, message, generation)
+    else:
+        conditions = set_condition(conditions, "Ready", "True", "Validated",
+                                   f"{len(spec.steps)} steps, levels {sorted({s.level for s in spec.steps})}",
+                                   generation)
+    return {"observedGeneration": generation, "steps": len(spec.steps),
+            "maxLevel": max(s.level for s in spec.steps), "conditions": [c.wire() for c in conditions]}
+
+
+@kopf.on.event("reliability.center", "v1alpha1", "runbooks")
+def on_runbook(body: kopf.Body, **_: Any) -> None:
+    meta = body["metadata"]
+    status = runbook_status(dict(body.get("spec") or {}), dict(body.get("status") or {}), meta.get("generation"))
+    current = dict(body.get("status") or {})
+    if {k: current.get(k) for k in status} == status:
+        return  # level-triggered: our own status patch comes back as an event
+    records.patch_status(kube(), Ref("Runbook", None, meta["name"]), status)
+
+
+@kopf.index("reliability.center", "v1alpha1", "runbooks")
+def runbook_index(name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    """In-memory view of every Runbook (kept by the watch), so matching needs no API call."""
+    return {name: {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": dict(body["metadata"]),
+                   "spec": dict(body.get("spec") or {}), "status": dict(body.get("status") or {})}}

@@ -1,0 +1,100 @@
+"""Rate limits, cooldowns, ineffective-remediation and storm guards, as pure functions.
+
+Their state (admission history) lives in a ConfigMap in the Incident's
+namespace, so it survives operator restarts and is shared by replicas; the
+gateway reads and writes it with optimistic concurrency.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from reliability_center.api.runbook import Limits
+from reliability_center.policy.writes import Verdict
+
+ALLOWED = Verdict(True)
+_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def seconds(duration: str) -> int:
+    """``30s``, ``5m``, ``2h`` → seconds (the CRD pattern guarantees the shape)."""
+    found = re.fullmatch(r"([0-9]+)([smh])", duration)
+    if not found:
+        raise ValueError(f"not a duration: {duration!r}")
+    return int(found.group(1)) * _UNITS[found.group(2)]
+
+
+def _parse(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+@dataclass
+class Admission:
+    """One mitigation that was admitted: when, for which incident, with what fingerprint."""
+
+    incident_uid: str
+    time: str
+    fingerprint: str
+    mitigated: bool = False
+
+
+@dataclass
+class GuardState:
+    """The admissions of one runbook in one namespace (kept newest last, bounded)."""
+
+    admissions: list[Admission] = field(default_factory=list)
+
+    def for_tenant(self, tenant: str) -> list[Admission]:
+        return [a for a in self.admissions if a.fingerprint.split("/")[1] == tenant]
+
+
+def fingerprint(category: str, tenant: str, module: str | None) -> str:
+    """What makes two incidents 'the same incident firing again'."""
+    return f"{category}/{tenant}/{module or '-'}"
+
+
+def admit(state: GuardState, limits: Limits, *, incident_uid: str, tenant: str, print_: str, now: str) -> Verdict:
+    """May this Incident start its mitigation? Idempotent for an Incident already admitted."""
+    if any(a.incident_uid == incident_uid for a in state.admissions):
+        return ALLOWED
+    moment = _parse(now)
+    hour_ago = moment - timedelta(hours=1)
+    mine = [a for a in state.for_tenant(tenant) if _parse(a.time) > hour_ago]
+    if len(mine) >= limits.max_runs_per_hour:
+        return Verdict(False, "RateLimited",
+                       f"{len(mine)} mitigations for tenant {tenant!r} in the last hour (limit {limits.max_runs_per_hour})")
+    cooldown = seconds(limits.cooldown)
+    if cooldown and mine:
+        last = max(_parse(a.time) for a in mine)
+        if moment - last < timedelta(seconds=cooldown):
+            left = cooldown - int((moment - last).total_seconds())
+            return Verdict(False, "CoolingDown", f"cooldown {limits.cooldown} for tenant {tenant!r}: {left}s left")
+    refires = [a for a in mine if a.fingerprint == print_ and a.mitigated]
+    if len(refires) > limits.max_refires:
+        return Verdict(False, "IneffectiveRemediation",
+                       f"{print_} fired again after {len(refires)} mitigations in the last hour: escalating")
+    return ALLOWED
+
+
+def storm_guard(isolated_tenants: set[str], tenant: str, limits: Limits) -> Verdict:
+    """Never isolate more than N tenants at once: past that, escalate to a human."""
+    if tenant in isolated_tenants or len(isolated_tenants) < limits.max_isolated_tenants:
+        return ALLOWED
+    return Verdict(False, "StormGuard",
+                   f"{len(isolated_tenants)} tenants already isolated ({', '.join(sorted(isolated_tenants))}); "
+                   f"limit {limits.max_isolated_tenants}: escalating instead of isolating {tenant!r}")
+
+
+def record(state: GuardState, admission: Admission, keep: int = 200) -> GuardState:
+    if any(a.incident_uid == admission.incident_uid for a in state.admissions):
+        return state
+    return GuardState((state.admissions + [admission])[-keep:])
+
+
+def mark_mitigated(state: GuardState, incident_uid: str) -> GuardState:
+    for a in state.admissions:
+        if a.incident_uid == incident_uid:
+            a.mitigated = True
+    return state

@@ -1,0 +1,102 @@
+"""Shared fixtures. Cluster tests use the real local cluster (started once per session by
+hack/cluster.sh, reused if already up) and each gets its own namespace. When the cluster
+cannot start, those tests fail — they are never skipped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.cluster import CACHE, ROOT, apply_docs, kubectl, load_yaml, wait_for
+
+OPERATOR_LOG = CACHE / "operator-test.log"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> str:
+    """The kubeconfig of the running local cluster."""
+    result = subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "up"], capture_output=True, text=True,
+                            timeout=3000)
+    if result.returncode != 0:
+        pytest.fail(f"the local cluster did not start:\n{result.stderr[-4000:]}", pytrace=False)
+    kubeconfig = result.stdout.strip().splitlines()[-1]
+    os.environ["KUBECONFIG"] = kubeconfig
+    return kubeconfig
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: str) -> None:
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
+    for extra in sorted((ROOT / "tests" / "e2e" / "fixtures").glob("*-crd.yaml")):
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(extra))
+        kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(extra))
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: str, crds: None):
+    from reliability_center.gateway import Kube
+
+    return Kube()
+
+
+@pytest.fixture
+def namespace(cluster: str) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def seed_runbooks(crds: None) -> None:
+    for path in sorted((ROOT / "runbooks").glob("*.yaml")):
+        apply_docs(None, load_yaml(path))
+
+
+def start_operator(log_path=OPERATOR_LOG, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "RC_METRICS_PORT": "0", **(extra_env or {})}
+    log = open(log_path, "ab")
+    return subprocess.Popen([sys.executable, "-m", "reliability_center.operator"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+
+
+def stop_operator(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def operator(kube, seed_runbooks: None) -> Iterator[subprocess.Popen[bytes]]:
+    """One operator process for the session, watching every namespace."""
+    OPERATOR_LOG.unlink(missing_ok=True)
+    proc = start_operator()
+    wait_for(lambda: all(
+        rb.get("status", {}).get("conditions") for rb in kube.list("Runbook")
+    ) and kube.list("Runbook"), timeout=60, what="the operator to report on the seed runbooks")
+    yield proc
+    stop_operator(proc)
+
+
+@pytest.fixture
+def app(namespace: str) -> str:
+    """The sample protected app, applied into the test's namespace."""
+    apply_docs(namespace, load_yaml("examples/protected-app/app.yaml"))
+    return namespace

@@ -1,0 +1,56 @@
+"""Helpers for tests against the real local cluster: kubectl, apply, poll-with-deadline."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CACHE = pathlib.Path(os.environ.get("RC_CACHE", pathlib.Path.home() / ".cache" / "reliability-center"))
+BIN = CACHE / "bin"
+KUBECTL = str(BIN / "kubectl")
+
+T = TypeVar("T")
+
+
+def kubectl(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([KUBECTL, *args], input=input, capture_output=True, text=True, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+    return result
+
+
+def apply_docs(namespace: str | None, docs: list[dict[str, Any]], server_side: bool = True) -> None:
+    args = ["apply", "-f", "-"]
+    if server_side:
+        args += ["--server-side", "--field-manager=test-setup"]
+    if namespace:
+        args += ["-n", namespace]
+    kubectl(*args, input=yaml.safe_dump_all(docs))
+
+
+def load_yaml(path: str | pathlib.Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(pathlib.Path(ROOT, path).read_text()) if d]
+
+
+def get_json(*args: str) -> dict[str, Any]:
+    return json.loads(kubectl("get", *args, "-o", "json").stdout)
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float = 30, what: str = "condition", interval: float = 0.05) -> T:
+    """Poll ``probe`` until it returns something truthy, or fail with the last value seen."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")

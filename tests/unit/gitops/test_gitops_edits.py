@@ -1,0 +1,229 @@
+"""Comment-preserving edits: each test checks the exact lines the diff touches."""
+
+from __future__ import annotations
+
+import difflib
+
+import pytest
+
+from reliability_center.gitops.edits import (
+    EditError,
+    apply_change,
+    changed_lines,
+    guess_indent,
+    parse_yaml_path,
+    unified_diff,
+)
+
+DEPLOYMENT = """\
+# The web tier. Owned by team storefront.
+apiVersion: apps/v1   # keep v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web, tier: "front"}
+# spec below is tuned for peak
+spec:
+  replicas: 3 # black friday: 12
+  template:
+    spec:
+      containers:
+        - name: web
+          image: 'nginx:1.25'
+          args: ["--a", "--b"]
+          env:
+            - name: MODE
+              value: "fast"
+# end of file
+"""
+
+
+def touched(before: str, after: str) -> tuple[list[str], list[str]]:
+    """(removed lines, added lines) of the diff."""
+    removed, added = [], []
+    for line in difflib.ndiff(before.splitlines(), after.splitlines()):
+        if line.startswith("- "):
+            removed.append(line[2:])
+        elif line.startswith("+ "):
+            added.append(line[2:])
+    return removed, added
+
+
+def test_set_value_changes_one_line_and_keeps_its_comment():
+    out = apply_change("d.yaml", DEPLOYMENT, "setValue", yaml_path="spec.replicas", value=5)
+    assert touched(DEPLOYMENT, out) == (["  replicas: 3 # black friday: 12"], ["  replicas: 5 # black friday: 12"])
+
+
+def test_set_value_in_a_list_keeps_quote_style():
+    out = apply_change("d.yaml", DEPLOYMENT, "setValue", yaml_path="spec.template.spec.containers[0].image",
+                       value="nginx:1.26")
+    assert touched(DEPLOYMENT, out) == (["          image: 'nginx:1.25'"], ["          image: 'nginx:1.26'"])
+
+
+def test_set_value_adds_a_new_subtree_before_trailing_comments():
+    out = apply_change("d.yaml", DEPLOYMENT, "setValue", yaml_path="spec.template.spec.containers[0].resources",
+                       value={"limits": {"cpu": "1"}})
+    removed, added = touched(DEPLOYMENT, out)
+    assert removed == []
+    assert added == ["          resources:", "            limits:", "              cpu: '1'"]
+    assert out.endswith("# end of file\n")  # the file's last comment stays last
+
+
+def test_set_value_creates_missing_mappings_where_the_comment_lines_stay_with_the_next_key():
+    out = apply_change("d.yaml", DEPLOYMENT, "setValue", yaml_path='metadata.annotations["app.kubernetes.io/x"]',
+                       value="y")
+    assert touched(DEPLOYMENT, out) == ([], ["  annotations:", "    app.kubernetes.io/x: y"])
+    lines = out.splitlines()
+    assert lines[lines.index("# spec below is tuned for peak") + 1] == "spec:"
+
+
+def test_unchanged_value_is_a_noop_byte_for_byte():
+    assert apply_change("d.yaml", DEPLOYMENT, "setValue", yaml_path="spec.replicas", value=3) == DEPLOYMENT
+
+
+def test_merge_patch_rfc7386_sets_and_deletes():
+    out = apply_change("d.yaml", DEPLOYMENT, "mergePatch",
+                       patch={"spec": {"replicas": None, "paused": True}, "metadata": {"name": "web"}})
+    removed, added = touched(DEPLOYMENT, out)
+    assert removed == ["  replicas: 3 # black friday: 12"]
+    assert added == ["  paused: true"]
+    assert "# end of file" in out
+
+
+def test_merge_patch_replaces_lists_whole():
+    out = apply_change("d.yaml", DEPLOYMENT, "mergePatch",
+                       patch={"spec": {"template": {"spec": {"containers": [{"name": "api", "image": "api:2"}]}}}})
+    assert "name: web" not in out and "image: api:2" in out
+    assert "# end of file" in out
+
+
+def test_deleting_a_key_keeps_the_comment_that_described_the_next_one():
+    text = "a:\n  first: 1  # one\n  # about second\n  second: 2\nb: 1\n"
+    out = apply_change("x.yaml", text, "mergePatch", patch={"a": {"first": None}})
+    assert out == "a:\n  # about second\n  second: 2\nb: 1\n"
+
+
+def test_json_patch_add_remove_test_move():
+    ops = [
+        {"op": "test", "path": "/spec/replicas", "value": 3},
+        {"op": "add", "path": "/spec/template/spec/containers/0/env/-", "value": {"name": "X", "value": "1"}},
+        {"op": "move", "from": "/metadata/labels/tier", "path": "/metadata/labels/layer"},
+        {"op": "remove", "path": "/kind"},
+    ]
+    out = apply_change("d.yaml", DEPLOYMENT, "jsonPatch", patch=ops)
+    removed, added = touched(DEPLOYMENT, out)
+    assert removed == ["kind: Deployment", '  labels: {app: web, tier: "front"}']
+    assert added == ['  labels: {app: web, layer: "front"}', "            - name: X", "              value: '1'"]
+
+
+def test_json_patch_insert_in_the_middle_keeps_comment_with_its_item():
+    text = "list:\n- x   # x\n# about y\n- y\n"
+    out = apply_change("x.yaml", text, "jsonPatch", patch=[{"op": "add", "path": "/list/1", "value": "w"}])
+    assert out == "list:\n- x   # x\n- w\n# about y\n- y\n"
+
+
+def test_json_patch_failed_test_aborts_with_the_path():
+    with pytest.raises(EditError, match="test failed at '/spec/replicas'"):
+        apply_change("d.yaml", DEPLOYMENT, "jsonPatch", patch=[
+            {"op": "replace", "path": "/spec/replicas", "value": 9},
+            {"op": "test", "path": "/spec/replicas", "value": 3}])
+
+
+def test_json_patch_pointer_escapes():
+    text = "metadata:\n  annotations:\n    a/b: '1'\n    c~d: '2'\n"
+    out = apply_change("x.yaml", text, "jsonPatch", patch=[
+        {"op": "replace", "path": "/metadata/annotations/a~1b", "value": "3"},
+        {"op": "remove", "path": "/metadata/annotations/c~0d"}])
+    assert out == "metadata:\n  annotations:\n    a/b: '3'\n"
+
+
+@pytest.mark.parametrize("ops, message", [
+    ([{"op": "remove", "path": "/nope"}], "no member 'nope'"),
+    ([{"op": "add", "path": "/spec/template/spec/containers/7", "value": 1}], "out of range"),
+    ([{"op": "replace", "path": "spec"}], "must start with '/'"),
+    ([{"op": "frobnicate", "path": "/spec"}], "unknown op"),
+    ([{"path": "/spec"}], "needs 'op' and 'path'"),
+])
+def test_json_patch_errors_name_the_problem(ops, message):
+    with pytest.raises(EditError, match=message):
+        apply_change("d.yaml", DEPLOYMENT, "jsonPatch", patch=ops)
+
+
+def test_create_file_is_idempotent_and_refuses_to_overwrite():
+    assert apply_change("n.yaml", None, "createFile", content="a: 1\n") == "a: 1\n"
+    assert apply_change("n.yaml", "a: 1\n", "createFile", content="a: 1\n") == "a: 1\n"
+    with pytest.raises(EditError, match="already exists with different content"):
+        apply_change("n.yaml", "a: 2\n", "createFile", content="a: 1\n")
+
+
+def test_edit_of_a_missing_file_is_refused():
+    with pytest.raises(EditError, match="does not exist"):
+        apply_change("gone.yaml", None, "setValue", yaml_path="a", value=1)
+
+
+def test_multi_document_files_are_refused_clearly():
+    with pytest.raises(EditError, match="holds 2 YAML documents"):
+        apply_change("m.yaml", "a: 1\n---\nb: 2\n", "setValue", yaml_path="a", value=3)
+
+
+def test_invalid_yaml_is_reported_with_the_path():
+    with pytest.raises(EditError, match="^bad.yaml: not valid YAML"):
+        apply_change("bad.yaml", "a: [1, 2\n", "setValue", yaml_path="a", value=3)
+
+
+def test_file_without_final_newline_keeps_it_that_way():
+    text = "---\na: 1\nb: \"x\""
+    out = apply_change("x.yaml", text, "setValue", yaml_path="b", value="y")
+    assert out == "---\na: 1\nb: \"y\""
+
+
+def test_reformatting_ruamel_would_do_is_not_in_the_diff():
+    # ruamel re-spaces flow sequences ("[ 1,2 ]" -> "[1, 2]"); only the edited line may change.
+    text = "a: [ 1,2 ]\nb:   7\nc: 1\n"
+    out = apply_change("x.yaml", text, "setValue", yaml_path="c", value=2)
+    assert out == "a: [ 1,2 ]\nb:   7\nc: 2\n"
+
+
+def test_json_files_keep_their_indentation():
+    text = '{\n    "a": 1,\n    "b": [1, 2]\n}\n'
+    out = apply_change("x.json", text, "mergePatch", patch={"a": 2})
+    assert out == '{\n    "a": 2,\n    "b": [1, 2]\n}\n'
+
+
+@pytest.mark.parametrize("expr, steps", [
+    ("a.b[0].c", ["a", "b", 0, "c"]),
+    ('metadata.labels["app.kubernetes.io/name"]', ["metadata", "labels", "app.kubernetes.io/name"]),
+    ("x['a.b'][-1]", ["x", "a.b", -1]),
+])
+def test_parse_yaml_path(expr, steps):
+    assert parse_yaml_path(expr) == steps
+
+
+@pytest.mark.parametrize("expr", ["", "a.", ".a", "a..b", "a[x]", "a[0]b"])
+def test_parse_yaml_path_rejects(expr):
+    with pytest.raises(EditError, match="bad yamlPath"):
+        parse_yaml_path(expr)
+
+
+def test_set_value_type_errors_name_the_location():
+    with pytest.raises(EditError, match="spec.replicas: the parent is not a mapping"):
+        apply_change("d.yaml", DEPLOYMENT, "setValue", yaml_path="spec.replicas.x.y", value=1)
+    with pytest.raises(EditError, match=r"index 4 out of range at spec.template.spec.containers\[4\]"):
+        apply_change("d.yaml", DEPLOYMENT, "setValue", yaml_path="spec.template.spec.containers[4]", value=1)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("a:\n  b:\n    - x\n", (2, 4, 2)),
+    ("a:\n    b:\n    - x\n", (4, 4, 0)),
+    ("a:\n  b:\n  - x\n", (2, 2, 0)),
+    ("a: 1\n", (2, 2, 0)),
+])
+def test_guess_indent(text, expected):
+    assert guess_indent(text) == expected
+
+
+def test_unified_diff_and_counts():
+    diff = unified_diff("f.yaml", "a: 1\n", "a: 2\n")
+    assert diff.startswith("--- a/f.yaml\n+++ b/f.yaml\n")
+    assert changed_lines(diff) == 2
+    assert unified_diff("n.yaml", None, "x\n").startswith("--- /dev/null\n+++ b/n.yaml")
