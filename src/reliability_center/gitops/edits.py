@@ -241,18 +241,23 @@ def _minimal(original: str, rt_original: str, rt_modified: str) -> str:
         for k in range(size):
             align[a + k] = b + k
     align[len(rto)] = len(orig)
+    align[-1] = -1  # "the line before the first" for an insertion at the top
     out: list[str] = []
     cursor = 0  # next original line not yet emitted
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, rto, rtm, autojunk=False).get_opcodes():
         if tag == "equal":
             continue
-        # the hunk replaces rto[i1:i2]; every one of those lines and the line after must be aligned
-        if any(k not in align for k in range(i1, i2 + 1)):
+        if i2 > i1:
+            # the lines the hunk replaces must all be in the original, contiguous
+            if any(k not in align for k in range(i1, i2)) or align[i2 - 1] - align[i1] != i2 - 1 - i1:
+                return _keep_final_newline(original, rt_modified)
+            start, end = align[i1], align[i2 - 1] + 1
+        elif i1 - 1 in align:
+            start = end = align[i1 - 1] + 1  # an insertion goes right after the line it follows
+        elif i1 in align:
+            start = end = align[i1]
+        else:
             return _keep_final_newline(original, rt_modified)
-        start = align[i1] if i2 > i1 else align[i2]
-        if i2 > i1 and align[i2 - 1] - start != i2 - 1 - i1:
-            return _keep_final_newline(original, rt_modified)
-        end = align[i2 - 1] + 1 if i2 > i1 else start
         if start < cursor:
             return _keep_final_newline(original, rt_modified)
         out.extend(orig[cursor:start])
@@ -284,6 +289,8 @@ def _plain(value: Any) -> Any:
 
 def _rt(value: Any) -> Any:
     """Plain values → ruamel nodes, so that comments can be attached to them."""
+    if isinstance(value, (CommentedMap, CommentedSeq)):
+        return value  # already a node (a JSON Patch move/copy): keep its styles
     if isinstance(value, dict):
         node = CommentedMap()
         for k, v in value.items():
@@ -425,12 +432,13 @@ def _set_value(path: str, doc: Any, steps: list[str | int], value: Any) -> Any:
     for depth, step in enumerate(steps[:-1]):
         nxt = steps[depth + 1]
         node = _child(path, node, step, create=CommentedSeq if isinstance(nxt, int) else CommentedMap,
-                      where=_where(steps[: depth + 1]))
+                      parent=_where(steps[:depth]), where=_where(steps[: depth + 1]))
     last = steps[-1]
     where = _where(steps)
+    parent = _where(steps[:-1]) or "the document"
     if isinstance(last, int):
         if not isinstance(node, MutableSequence):
-            raise EditError(path, f"{_where(steps[:-1])} is not a list; cannot set {where}")
+            raise EditError(path, f"{parent} is not a list; cannot set {where}")
         if last == len(node):
             _append(node, value)
         elif -len(node) <= last < len(node):
@@ -439,20 +447,21 @@ def _set_value(path: str, doc: Any, steps: list[str | int], value: Any) -> Any:
             raise EditError(path, f"index {last} out of range at {where} (the list has {len(node)} items)")
     else:
         if not isinstance(node, MutableMapping):
-            raise EditError(path, f"{_where(steps[:-1]) or 'the document'} is not a mapping; cannot set {where}")
+            raise EditError(path, f"{parent} is not a mapping; cannot set {where}")
         _assign(node, last, value)
     return doc
 
 
-def _child(path: str, node: Any, step: str | int, create: type, where: str) -> Any:
+def _child(path: str, node: Any, step: str | int, create: type, parent: str, where: str) -> Any:
+    parent = parent or "the document"
     if isinstance(step, int):
         if not isinstance(node, MutableSequence):
-            raise EditError(path, f"{where}: the parent is not a list")
+            raise EditError(path, f"{parent} is not a list; cannot go into {where}")
         if not -len(node) <= step < len(node):
             raise EditError(path, f"index {step} out of range at {where} (the list has {len(node)} items)")
         return node[step]
     if not isinstance(node, MutableMapping):
-        raise EditError(path, f"{where}: the parent is not a mapping")
+        raise EditError(path, f"{parent} is not a mapping; cannot go into {where}")
     if step not in node or node[step] is None:
         _assign(node, step, create())
     return node[step]
@@ -544,7 +553,8 @@ def _json_patch(path: str, doc: Any, ops: list[Any]) -> Any:
             source_parts = _pointer(path, op["from"])
             if kind == "move" and parts[: len(source_parts)] == source_parts and parts != source_parts:
                 raise EditError(path, f"jsonPatch move #{number}: cannot move {op['from']!r} into itself")
-            value = copy.deepcopy(_plain(_resolve(path, doc, source_parts, op["from"])))
+            node = _resolve(path, doc, source_parts, op["from"])
+            value = node if kind == "move" else copy.deepcopy(node)
             if kind == "move":
                 doc = _remove(path, doc, source_parts, op["from"])
             doc = _add(path, doc, parts, pointer, value)

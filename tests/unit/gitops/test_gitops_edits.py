@@ -93,7 +93,7 @@ def test_merge_patch_rfc7386_sets_and_deletes():
 def test_merge_patch_replaces_lists_whole():
     out = apply_change("d.yaml", DEPLOYMENT, "mergePatch",
                        patch={"spec": {"template": {"spec": {"containers": [{"name": "api", "image": "api:2"}]}}}})
-    assert "name: web" not in out and "image: api:2" in out
+    assert "- name: web" not in out and "image: api:2" in out
     assert "# end of file" in out
 
 
@@ -206,7 +206,7 @@ def test_parse_yaml_path_rejects(expr):
 
 
 def test_set_value_type_errors_name_the_location():
-    with pytest.raises(EditError, match="spec.replicas: the parent is not a mapping"):
+    with pytest.raises(EditError, match="spec.replicas is not a mapping; cannot go into spec.replicas.x"):
         apply_change("d.yaml", DEPLOYMENT, "setValue", yaml_path="spec.replicas.x.y", value=1)
     with pytest.raises(EditError, match=r"index 4 out of range at spec.template.spec.containers\[4\]"):
         apply_change("d.yaml", DEPLOYMENT, "setValue", yaml_path="spec.template.spec.containers[4]", value=1)
@@ -227,3 +227,35 @@ def test_unified_diff_and_counts():
     assert diff.startswith("--- a/f.yaml\n+++ b/f.yaml\n")
     assert changed_lines(diff) == 2
     assert unified_diff("n.yaml", None, "x\n").startswith("--- /dev/null\n+++ b/n.yaml")
+
+
+def _leaves(node, prefix=""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, f"{prefix}.{k}" if prefix else k)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _leaves(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, node
+
+
+def test_every_scalar_edit_touches_exactly_its_own_line():
+    import yaml
+
+    for yaml_path, old in _leaves(yaml.safe_load(DEPLOYMENT)):
+        new = f"{old}-x" if isinstance(old, str) else 99
+        out = apply_change("d.yaml", DEPLOYMENT, "setValue", yaml_path=yaml_path, value=new)
+        removed, added = touched(DEPLOYMENT, out)
+        assert len(removed) == 1 and len(added) == 1, (yaml_path, removed, added)
+        assert str(new) in added[0], yaml_path
+        assert yaml.safe_load(out) == _set(yaml.safe_load(DEPLOYMENT), yaml_path, new)
+
+
+def _set(doc, yaml_path, value):
+    steps = parse_yaml_path(yaml_path)
+    node = doc
+    for step in steps[:-1]:
+        node = node[step]
+    node[steps[-1]] = value
+    return doc

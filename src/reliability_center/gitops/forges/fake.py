@@ -6,16 +6,21 @@ Tests drive the "human" side with ``merge`` and ``close_unmerged``, and read
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from reliability_center.gitops import forges as f
 
 
 class FakeForge:
-    def __init__(self, url: str = "https://forge.example/org/repo.git") -> None:
+    """``head_of`` reads branch heads from a real repository when the code under test pushes there."""
+
+    def __init__(self, url: str = "https://forge.example/org/repo.git",
+                 head_of: Callable[[str], str | None] | None = None) -> None:
         self.url = url
         self.pulls: dict[int, f.PullRequest] = {}
         self.heads: dict[str, str] = {}  # branch → head sha, set by the test or by push()
+        self.head_of = head_of
         self.calls: list[tuple[str, object]] = []
         self.closed = False
         self._next = 1
@@ -40,14 +45,15 @@ class FakeForge:
 
     def create_pull_request(self, opts: f.CreatePullRequestOptions) -> f.PullRequest:
         self.calls.append(("create", opts))
-        if opts.head not in self.heads:
+        head = self._head(opts.head)
+        if head is None:
             raise f.ForgeError(f"head branch {opts.head!r} was not pushed", status=422, retryable=False)
         if any(pr.open and pr.head_branch == opts.head for pr in self.pulls.values()):
             raise f.ForgeError(f"a pull request for {opts.head!r} already exists", status=409, retryable=False)
         number = self._next
         self._next += 1
         pr = f.PullRequest(number=number, url=f"{self.url.removesuffix('.git')}/pulls/{number}", open=True,
-                           merged=False, merge_commit=None, head_sha=self.heads[opts.head], head_branch=opts.head,
+                           merged=False, merge_commit=None, head_sha=head, head_branch=opts.head,
                            base_branch=opts.base)
         self.pulls[number] = pr
         return pr
@@ -55,9 +61,13 @@ class FakeForge:
     def get_pull_request(self, number: int) -> f.PullRequest | None:
         self.calls.append(("get", number))
         pr = self.pulls.get(number)
-        if pr is not None and pr.open and self.heads.get(pr.head_branch) not in (None, pr.head_sha):
-            pr = self.pulls[number] = replace(pr, head_sha=self.heads[pr.head_branch])
+        head = self._head(pr.head_branch) if pr is not None else None
+        if pr is not None and pr.open and head not in (None, pr.head_sha):
+            pr = self.pulls[number] = replace(pr, head_sha=head)
         return pr
+
+    def _head(self, branch: str) -> str | None:
+        return self.head_of(branch) if self.head_of is not None else self.heads.get(branch)
 
     def list_pull_requests(self, opts: f.ListPullRequestsOptions) -> list[f.PullRequest]:
         self.calls.append(("list", opts))

@@ -1,0 +1,225 @@
+"""The PatchPlan state machine, pure: transitions, conditions, and the Argo CD trust rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from reliability_center.api.patchplan import PatchPlanStatus, PullRequestRef
+from reliability_center.gitops import lifecycle as lc
+from reliability_center.gitops.forges import PullRequest
+
+MERGE = "a" * 40
+NOW = "2030-01-01T00:00:00Z"
+
+
+def pr(**kw) -> PullRequest:
+    base = dict(number=7, url="https://forge/pr/7", open=True, merged=False, merge_commit=None, head_sha="h" * 40,
+                head_branch="rc/ns-plan-1234", base_branch="main")
+    return PullRequest(**{**base, **kw})
+
+
+def status(phase: str | None, **kw) -> PatchPlanStatus:
+    return PatchPlanStatus(phase=phase, **kw)
+
+
+@pytest.mark.parametrize("phase, rollback, action", [
+    (None, False, lc.Action.PROPOSE),
+    ("Pending", False, lc.Action.PROPOSE),
+    ("Pending", True, lc.Action.CANCEL),
+    ("Proposed", False, lc.Action.WAIT_MERGE),
+    ("Proposed", True, lc.Action.WAIT_MERGE),  # a rollback waits for the merge (or the close)
+    ("Merged", False, lc.Action.WAIT_SYNC),
+    ("Merged", True, lc.Action.REVERT),
+    ("Synced", False, lc.Action.VERIFY),
+    ("Synced", True, lc.Action.REVERT),
+    ("Verified", False, lc.Action.NONE),
+    ("Verified", True, lc.Action.REVERT),
+    ("RollingBack", True, lc.Action.WAIT_REVERT),
+    ("RolledBack", True, lc.Action.NONE),
+    ("Rejected", True, lc.Action.NONE),
+    ("Failed", False, lc.Action.NONE),
+])
+def test_next_action(phase, rollback, action):
+    assert lc.next_action(status(phase), rollback) is action
+
+
+def test_failed_after_merge_can_still_be_rolled_back_once():
+    merged = status("Failed", pull_request=PullRequestRef(number=1, merge_commit=MERGE))
+    assert lc.next_action(merged, True) is lc.Action.REVERT
+    reverted = status("Failed", pull_request=PullRequestRef(number=1, merge_commit=MERGE),
+                      revert=PullRequestRef(number=2))
+    assert lc.next_action(reverted, True) is lc.Action.NONE
+
+
+def test_a_revert_that_conflicts_stops_the_poller_until_a_rollback_request():
+    st = status("Synced", evidence={"revertCheck": {"clean": False}})
+    assert lc.next_action(st, False) is lc.Action.NONE
+    assert lc.next_action(st, True) is lc.Action.REVERT
+
+
+def test_open_pull_request_changes_nothing():
+    assert lc.on_pull_request(status("Proposed", pull_request=PullRequestRef(number=7)), pr()) is None
+
+
+def test_merged_pull_request_records_the_merge_commit():
+    st = status("Proposed", pull_request=PullRequestRef(number=7, base="b" * 40))
+    t = lc.on_pull_request(st, pr(open=False, merged=True, merge_commit=MERGE, merged_by="alice",
+                                  merged_at="2030-01-01T00:00:01Z"))
+    assert t is not None and t.phase == "Merged"
+    assert t.pull_request.merge_commit == MERGE and t.pull_request.merged_by == "alice"
+    assert t.pull_request.base == "b" * 40
+
+
+def test_merged_without_merge_commit_waits():
+    st = status("Proposed", pull_request=PullRequestRef(number=7))
+    assert lc.on_pull_request(st, pr(open=False, merged=True)) is None
+
+
+def test_closed_unmerged_is_rejected():
+    t = lc.on_pull_request(status("Proposed", pull_request=PullRequestRef(number=7)), pr(open=False))
+    assert t.phase == "Rejected" and t.reason == "PullRequestClosed"
+
+
+def test_vanished_pull_request_fails():
+    t = lc.on_pull_request(status("Proposed", pull_request=PullRequestRef(number=7)), None)
+    assert t.phase == "Failed" and "#7" in t.message
+
+
+def test_revert_pull_request_transitions():
+    st = status("RollingBack", revert=PullRequestRef(number=8))
+    assert lc.on_revert_pull_request(st, pr(number=8)) is None
+    merged = lc.on_revert_pull_request(st, pr(number=8, open=False, merged=True, merge_commit=MERGE))
+    assert merged.phase == "RollingBack" and merged.revert.merge_commit == MERGE
+    closed = lc.on_revert_pull_request(st, pr(number=8, open=False))
+    assert closed.phase == "Failed" and closed.reason == "RevertRejected"
+
+
+@pytest.mark.parametrize("phase, ready, reconciling, stalled", [
+    ("Proposed", "False", "True", "False"),
+    ("Synced", "True", "False", "False"),
+    ("Rejected", "False", "False", "True"),
+    ("RolledBack", "True", "False", "False"),
+])
+def test_apply_sets_phase_and_conditions(phase, ready, reconciling, stalled):
+    new = lc.apply(None, lc.Transition(phase, "Why", "because"), 3, NOW)
+    conds = {c.type: c for c in new.conditions}
+    assert new.phase == phase and new.observed_generation == 3
+    assert (conds["Ready"].status, conds["Reconciling"].status, conds["Stalled"].status) == (ready, reconciling,
+                                                                                            stalled)
+    assert conds["Ready"].reason == "Why" and conds["Ready"].message == "because"
+
+
+def test_apply_is_stable_when_nothing_changes():
+    once = lc.apply(None, lc.Transition("Proposed", "PullRequestOpened", "m"), 1, NOW)
+    twice = lc.apply(once, lc.Transition("Proposed", "PullRequestOpened", "m"), 1, "2031-01-01T00:00:00Z")
+    assert once == twice  # lastTransitionTime moves only when a condition's status moves
+
+
+# ------------------------------------------------------------------------ Argo CD
+
+
+def app(revision=MERGE, sync="Synced", health="Healthy", reconciled="2030-01-01T00:00:10Z",
+        finished="2030-01-01T00:00:05Z", phase="Succeeded", **extra):
+    status = {"sync": {"status": sync, "revision": revision}, "health": {"status": health},
+              "reconciledAt": reconciled, "operationState": {"phase": phase, "finishedAt": finished,
+                                                             "syncResult": {"revision": revision}}}
+    status.update(extra)
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "status": status}
+
+
+def test_argo_trusted_when_reconciled_after_the_sync_at_the_merge_commit():
+    v = lc.argo_verdict(app(), MERGE, "argocd/shop")
+    assert v.ok and v.reason == "Synced"
+    assert v.observed.revision == MERGE and v.observed.health == "Healthy"
+
+
+def test_argo_healthy_but_reconciled_before_the_sync_finished_is_not_trusted():
+    v = lc.argo_verdict(app(reconciled="2030-01-01T00:00:04Z", finished="2030-01-01T00:00:05Z"), MERGE)
+    assert not v.ok and v.reason == "StaleHealth"
+
+
+def test_argo_reconciled_at_exactly_finished_at_is_trusted():
+    assert lc.argo_verdict(app(reconciled="2030-01-01T00:00:05Z", finished="2030-01-01T00:00:05Z"), MERGE).ok
+
+
+def test_argo_other_revision_is_not_trusted():
+    v = lc.argo_verdict(app(revision="b" * 40), MERGE)
+    assert not v.ok and v.reason == "RevisionMismatch"
+
+
+def test_argo_later_revision_containing_the_merge_counts_when_git_says_so():
+    later = "c" * 40
+    assert lc.argo_verdict(app(revision=later), MERGE, includes=lambda rev: rev == later).ok
+    assert not lc.argo_verdict(app(revision=later), MERGE, includes=lambda rev: False).ok
+
+
+@pytest.mark.parametrize("kw, reason", [
+    ({"sync": "OutOfSync"}, "OutOfSync"),
+    ({"health": "Progressing"}, "NotHealthy"),
+    ({"health": "Degraded"}, "NotHealthy"),
+    ({"phase": "Running"}, "SyncRunning"),
+    ({"phase": "Failed"}, "SyncFailed"),
+    ({"finished": None}, "NotReconciled"),
+    ({"reconciled": None}, "NotReconciled"),
+])
+def test_argo_untrusted_states(kw, reason):
+    v = lc.argo_verdict(app(**kw), MERGE)
+    assert not v.ok and v.reason == reason
+
+
+def test_argo_application_missing():
+    v = lc.argo_verdict(None, MERGE, "argocd/shop")
+    assert not v.ok and v.reason == "ApplicationNotFound"
+
+
+def test_on_sync_and_on_revert_sync():
+    good = lc.argo_verdict(app(), MERGE)
+    bad = lc.argo_verdict(app(health="Progressing"), MERGE)
+    assert lc.on_sync(status("Merged"), good).phase == "Synced"
+    stay = lc.on_sync(status("Merged"), bad)
+    assert stay.phase == "Merged" and stay.reason == "NotHealthy"
+    assert lc.on_revert_sync(status("RollingBack"), good).phase == "RolledBack"
+    assert lc.on_revert_sync(status("RollingBack"), bad).phase == "RollingBack"
+
+
+# ------------------------------------------------------------------------ without Argo CD
+
+
+DEPLOY = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
+          "spec": {"replicas": 5, "template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.26"}]}}}}
+
+
+def live(**spec):
+    obj = {"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": "web", "namespace": "shop", "uid": "u", "resourceVersion": "9"},
+           "spec": {"replicas": 5, "strategy": {"type": "RollingUpdate"},
+                    "template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.26",
+                                                          "imagePullPolicy": "IfNotPresent"}]}}},
+           "status": {"readyReplicas": 5}}
+    obj["spec"].update(spec)
+    return obj
+
+
+def test_objects_synced_when_live_contains_the_manifest():
+    key = lc.manifest_key(DEPLOY)
+    assert key == "apps/v1/Deployment/shop/web"
+    assert lc.objects_verdict([DEPLOY], {key: live()}, MERGE).ok
+
+
+def test_objects_differ_or_missing():
+    key = lc.manifest_key(DEPLOY)
+    v = lc.objects_verdict([DEPLOY], {key: live(replicas=3)}, MERGE)
+    assert not v.ok and v.reason == "ObjectDiffers" and ".spec.replicas" in v.message
+    v = lc.objects_verdict([DEPLOY], {key: None}, MERGE)
+    assert not v.ok and v.reason == "ObjectMissing"
+
+
+def test_no_manifest_means_nothing_to_observe():
+    assert lc.objects_verdict([], {}, MERGE).reason == "NothingToObserve"
+
+
+def test_active_filter():
+    assert lc.active(None, False)
+    assert not lc.active(status("Verified"), False)
+    assert lc.active(status("Verified"), True)
+    assert not lc.active(status("Rejected"), True)

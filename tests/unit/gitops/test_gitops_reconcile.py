@@ -1,0 +1,213 @@
+"""The reconcile step against real git (a local bare repo) and the FakeForge standing in for reviewers."""
+
+from __future__ import annotations
+
+import pytest
+
+from reliability_center.api.patchplan import PatchPlan
+from reliability_center.gitops import reconcile as rc
+from reliability_center.gitops.forges.fake import FakeForge
+from reliability_center.gitops.paths import PathPolicy
+from reliability_center.gitops.workspace import Workspace
+
+
+def make_plan(origin, changes=None, uid="0123456789abcdef", **spec) -> PatchPlan:
+    return PatchPlan.model_validate({
+        "metadata": {"name": "scale-web", "namespace": "shop", "uid": uid, "generation": 1,
+                     "creationTimestamp": "2030-01-01T00:00:00Z"},
+        "spec": {"repository": {"url": origin.url}, "title": "Scale web to 5",
+                 "changes": changes or [{"path": "apps/web/deployment.yaml", "operation": "setValue",
+                                         "yamlPath": "spec.replicas", "value": 5}], **spec},
+    })
+
+
+class Locks:
+    def __init__(self, holder=None):
+        self.holder, self.acquired, self.released = holder, [], 0
+
+    def acquire(self, files):
+        self.acquired.append(list(files))
+        return self.holder
+
+    def release(self):
+        self.released += 1
+
+
+@pytest.fixture
+def env(origin, tmp_path):
+    ws = Workspace(origin.url, tmp_path / "cache")
+    forge = FakeForge(origin.url, head_of=lambda b: origin.head(b))
+    return origin, ws, forge
+
+
+def advance(plan, rt):
+    new = rc.step(plan, rt)
+    if new is not None:
+        plan.status = new
+    return new
+
+
+def test_branch_name_is_deterministic_and_a_valid_ref(origin):
+    plan = make_plan(origin)
+    assert rc.branch_name(plan) == "rc/shop-scale-web-01234567"
+    assert rc.branch_name(make_plan(origin)) == rc.branch_name(plan)
+    assert rc.branch_name(make_plan(origin, uid="ffff0000")) != rc.branch_name(plan)
+
+
+def test_full_lifecycle_with_merge_commit_and_revert(env):
+    origin, ws, forge = env
+    plan = make_plan(origin)
+    locks = Locks()
+    rt = rc.Runtime(forge=forge, workspace=ws, locks=locks)
+
+    new = advance(plan, rt)
+    assert new.phase == "Proposed" and new.pull_request.number == 1
+    branch = "rc/shop-scale-web-01234567"
+    assert origin.head(branch) == new.pull_request.head
+    assert "replicas: 5  # peak: 12" in origin.show(branch, "apps/web/deployment.yaml")
+    assert locks.acquired == [["apps/web/deployment.yaml"]] and locks.released == 0
+    opened = forge.calls[-1][1]
+    assert opened.head == branch and opened.base == "main" and "```diff" in opened.body
+
+    assert advance(plan, rt) is None  # still open: no status change
+
+    merge = origin.merge(branch)
+    forge.merge(1, merge_commit=merge)
+    assert advance(plan, rt).phase == "Merged"
+    assert plan.status.pull_request.merge_commit == merge
+    assert advance(plan, rt).phase == "Synced"  # no Argo CD and no cluster: merged is all we can see
+    assert locks.released >= 1
+    verified = advance(plan, rt)
+    assert verified.phase == "Verified" and verified.evidence["revertCheck"]["clean"] is True
+    assert origin.head(branch + "-revert") is None  # the check pushed nothing
+
+    plan.spec.rollback = True
+    rolling = advance(plan, rt)
+    assert rolling.phase == "RollingBack" and rolling.revert.branch == branch + "-revert"
+    revert_head = origin.head(branch + "-revert")
+    assert "replicas: 3  # peak: 12" in origin.show(revert_head, "apps/web/deployment.yaml")
+    revert_merge = origin.merge(branch + "-revert")
+    forge.merge(rolling.revert.number, merge_commit=revert_merge)
+    merged = advance(plan, rt)
+    assert merged.phase == "RollingBack" and merged.revert.merge_commit == revert_merge
+    assert advance(plan, rt).phase == "RolledBack"
+    assert origin.show("main", "apps/web/deployment.yaml") == origin.show(new.pull_request.base,
+                                                                          "apps/web/deployment.yaml")
+
+
+def test_closed_unmerged_is_rejected_and_releases_locks(env):
+    origin, ws, forge = env
+    plan = make_plan(origin)
+    locks = Locks()
+    rt = rc.Runtime(forge=forge, workspace=ws, locks=locks)
+    advance(plan, rt)
+    forge.close_unmerged(1)
+    assert advance(plan, rt).phase == "Rejected"
+    assert locks.released == 1
+    assert rc.step(plan, rt) is None  # terminal
+
+
+def test_retry_after_crash_adopts_instead_of_opening_a_second_pr(env):
+    origin, ws, forge = env
+    plan = make_plan(origin)
+    rt = rc.Runtime(forge=forge, workspace=ws)
+    first = rc.step(plan, rt)  # status NOT saved: the operator "crashed" before its patch
+    second = rc.step(plan, rt)
+    assert first.pull_request.number == second.pull_request.number == 1
+    assert second.conditions[0].reason == "PullRequestAdopted"
+    assert [c for c, _ in forge.calls].count("create") == 1
+    assert first.pull_request.head == second.pull_request.head  # same commit: deterministic
+
+
+def test_blocked_by_another_plans_lock(env):
+    origin, ws, forge = env
+    plan = make_plan(origin)
+    new = rc.step(plan, rc.Runtime(forge=forge, workspace=ws, locks=Locks(holder="shop/other/uid")))
+    assert new.phase == "Pending"
+    ready = next(c for c in new.conditions if c.type == "Ready")
+    assert ready.reason == "WaitingForLock" and "shop/other/uid" in ready.message
+    assert origin.branches() == ["main"]
+
+
+@pytest.mark.parametrize("change, reason, words", [
+    ({"path": "apps/link.yaml", "operation": "setValue", "yamlPath": "a", "value": 1}, "PathRefused",
+     "apps/link.yaml is a symlink to '/etc/passwd', which resolves outside the repository"),
+    ({"path": "apps/billing/ledger.yaml", "operation": "createFile", "content": "x: 1\n"}, "PathRefused",
+     "deny-list"),
+    ({"path": "apps/web/deployment.yaml", "operation": "setValue", "yamlPath": "spec.replicas.x", "value": 1},
+     "EditFailed", "spec.replicas is not a mapping"),
+])
+def test_refusals_happen_before_any_push(env, change, reason, words):
+    origin, ws, forge = env
+    plan = make_plan(origin, changes=[change])
+    rt = rc.Runtime(forge=forge, workspace=ws, policy=PathPolicy(deny=PathPolicy().deny + ("apps/billing/**",)))
+    new = rc.step(plan, rt)
+    assert new.phase == "Failed"
+    stalled = next(c for c in new.conditions if c.type == "Stalled")
+    assert stalled.status == "True" and stalled.reason == reason and words in stalled.message
+    assert origin.branches() == ["main"] and forge.calls == []
+
+
+def test_oversized_diff_is_refused_before_any_push(env):
+    origin, ws, forge = env
+    big = "".join(f"line{i}: {i}\n" for i in range(50))
+    plan = make_plan(origin, changes=[{"path": "apps/big.yaml", "operation": "createFile", "content": big}])
+    new = rc.step(plan, rc.Runtime(forge=forge, workspace=ws, policy=PathPolicy(max_diff_lines=20)))
+    assert new.phase == "Failed" and "the diff changes 50 lines" in new.conditions[0].message
+    assert origin.branches() == ["main"]
+
+
+def test_no_change_fails_clearly(env):
+    origin, ws, forge = env
+    plan = make_plan(origin, changes=[{"path": "apps/web/deployment.yaml", "operation": "setValue",
+                                       "yamlPath": "spec.replicas", "value": 3}])
+    new = rc.step(plan, rc.Runtime(forge=forge, workspace=ws))
+    assert new.phase == "Failed" and new.conditions[0].reason == "NoChange"
+
+
+def test_base_moving_under_our_file_rebuilds_the_branch(env):
+    origin, ws, forge = env
+    plan = make_plan(origin)
+    rt = rc.Runtime(forge=forge, workspace=ws)
+    first = advance(plan, rt)
+    unrelated = origin.commit({"README.md": "hello\n"})
+    kept = advance(plan, rt)
+    assert kept.pull_request.head == first.pull_request.head  # untouched file: the PR is left alone
+    assert kept.pull_request.base == unrelated
+    moved = origin.commit({"apps/web/deployment.yaml": origin.show("main", "apps/web/deployment.yaml")
+                           .replace("nginx:1.25", "nginx:1.27")})
+    rebuilt = advance(plan, rt)
+    assert rebuilt.pull_request.base == moved and rebuilt.pull_request.head != first.pull_request.head
+    content = origin.show("rc/shop-scale-web-01234567", "apps/web/deployment.yaml")
+    assert "nginx:1.27" in content and "replicas: 5" in content
+
+
+def test_someone_elses_commit_on_the_branch_is_never_overwritten(env):
+    origin, ws, forge = env
+    plan = make_plan(origin)
+    rt = rc.Runtime(forge=forge, workspace=ws)
+    advance(plan, rt)
+    branch = "rc/shop-scale-web-01234567"
+    theirs = origin.commit({"apps/web/deployment.yaml": "# reviewer fixup\n" +
+                            origin.show(branch, "apps/web/deployment.yaml")}, "fixup", branch=branch)
+    origin.commit({"apps/web/deployment.yaml": origin.show("main", "apps/web/deployment.yaml") + "# moved\n"})
+    t = advance(plan, rt)
+    assert t.conditions[0].reason == "BranchEditedByOthers"
+    assert origin.head(branch) == theirs
+
+
+def test_a_foreign_branch_with_our_name_is_not_overwritten(env):
+    origin, ws, forge = env
+    branch = "rc/shop-scale-web-01234567"
+    theirs = origin.commit({"notes.md": "mine\n"}, "someone else's work", branch=branch, start="main")
+    new = rc.step(make_plan(origin), rc.Runtime(forge=forge, workspace=ws))
+    assert new.phase == "Failed" and "holds commits this plan did not write" in new.conditions[0].message
+    assert origin.head(branch) == theirs and forge.calls[-1][0] == "list"
+
+
+def test_rollback_before_anything_was_proposed_cancels(env):
+    origin, ws, forge = env
+    plan = make_plan(origin, rollback=True)
+    new = rc.step(plan, rc.Runtime(forge=forge, workspace=ws))
+    assert new.phase == "RolledBack" and new.conditions[0].reason == "NotProposed"
+    assert origin.branches() == ["main"]
