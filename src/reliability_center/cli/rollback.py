@@ -1,6 +1,7 @@
 """``relctl rollback NAMESPACE/NAME``: ask the operator to revert a merged PatchPlan.
 
-It only sets ``spec.rollback: true``; the operator opens the revert pull
+It only sets ``spec.rollback: true`` (through the gateway's API client, the
+one module that speaks to the apiserver); the operator opens the revert pull
 request of the merge commit, and merging that pull request is the rollback.
 """
 
@@ -8,39 +9,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
+from reliability_center.gateway import Kube, Ref
 
-from reliability_center.api.common import GROUP, VERSION
 
 class RollbackError(RuntimeError):
     pass
 
 
-def _api(api_client: client.ApiClient | None) -> client.CustomObjectsApi:
-    if api_client is None:
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-        api_client = client.ApiClient()
-    return client.CustomObjectsApi(api_client)
-
-
-def rollback(namespace: str, name: str, api_client: client.ApiClient | None = None) -> dict[str, Any]:
+def rollback(namespace: str, name: str, kube: Kube | None = None) -> dict[str, Any]:
     """Set spec.rollback=true on PatchPlan ``namespace/name``; returns the updated object.
 
     Before a merge the request cancels (Pending) or waits for the pull request
     to be merged or closed (Proposed). A plan that ended without a merge has
     nothing to revert: that is refused with the reason, not silently recorded.
     """
-    api = _api(api_client)
-    try:
-        plan = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "patchplans", name)
-    except ApiException as exc:
-        if exc.status == 404:
-            raise RollbackError(f"PatchPlan {namespace}/{name} not found") from None
-        raise
+    kube = kube or Kube()
+    ref = Ref("PatchPlan", namespace, name)
+    plan = kube.get(ref)
+    if plan is None:
+        raise RollbackError(f"PatchPlan {namespace}/{name} not found")
     status = plan.get("status") or {}
     phase = status.get("phase") or "Pending"
     merged = bool((status.get("pullRequest") or {}).get("mergeCommit"))
@@ -48,5 +35,6 @@ def rollback(namespace: str, name: str, api_client: client.ApiClient | None = No
         return plan  # already asked: idempotent
     if phase == "Rejected" or (phase == "Failed" and not merged):
         raise RollbackError(f"PatchPlan {namespace}/{name} is {phase} and nothing was merged: nothing to revert")
-    return api.patch_namespaced_custom_object(GROUP, VERSION, namespace, "patchplans", name,
-                                              {"spec": {"rollback": True}})
+    # The resourceVersion makes it a compare-and-swap against a concurrent phase change.
+    return kube.merge_patch(ref, {"metadata": {"resourceVersion": plan["metadata"]["resourceVersion"]},
+                                  "spec": {"rollback": True}})
