@@ -57,11 +57,14 @@ def selects_tenant(policy: dict, tenant: str) -> bool:
 
 
 def excluding(policy: dict, tenant: str) -> dict:
-    expressions = list((policy["spec"].get("podSelector") or {}).get("matchExpressions") or [])
-    expressions.append({"key": TENANT_LABEL, "operator": "NotIn", "values": [tenant]})
+    # A LabelSelector is an atomic map for server-side apply: send it whole, or the
+    # matchLabels we leave out would be dropped and the policy would select more pods.
+    selector = dict(policy["spec"].get("podSelector") or {})
+    selector["matchExpressions"] = list(selector.get("matchExpressions") or []) + [
+        {"key": TENANT_LABEL, "operator": "NotIn", "values": [tenant]}]
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {"name": policy["metadata"]["name"]},
-            "spec": {"podSelector": {"matchExpressions": expressions}}}
+            "spec": {"podSelector": selector}}
 
 
 @action("isolate-tenant", params=IsolateParams, summary="Isolate one tenant (flag + NetworkPolicy)")

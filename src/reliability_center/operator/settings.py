@@ -13,8 +13,9 @@ def _env(name: str, default: str) -> str:
 @dataclass(frozen=True)
 class WatchSettings:
     namespaces: tuple[str, ...] = field(
-        default_factory=lambda: tuple(n for n in _env("RC_NAMESPACES", "").split(",") if n))
-    """Namespaces to watch for Incidents and PatchPlans; empty means cluster-wide."""
+        default_factory=lambda: tuple(p for p in [_env("RC_NAMESPACES", "").strip()] if p))
+    """Kopf namespace pattern for Incidents and PatchPlans (``shop``, ``shop-*,!shop-pr-*``);
+    empty means cluster-wide. Runbooks are cluster-scoped and always watched."""
 
     batch_window: float = float(_env("RC_BATCH_WINDOW", "0.005"))
     """Seconds Kopf waits for more events of one object before handling it. Kopf's default

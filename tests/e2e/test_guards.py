@@ -1,0 +1,105 @@
+"""Guards kept in the cluster: rate limit, storm guard, ineffective remediation; runbook readiness."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.support.cluster import apply_docs, get_json, wait_for
+from tests.support.incidents import create, incident, steps, wait_phase
+
+TEST_LABEL = {"reliability.center/test": "true"}  # conftest deletes these runbooks at the end
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+
+def custom_runbook(category: str, steps_: list[dict], **limits) -> str:
+    name = f"rb-{category}"
+    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
+                       "metadata": {"name": name, "labels": TEST_LABEL},
+                       "spec": {"match": {"category": category}, "limits": limits, "steps": steps_}}])
+    wait_for(lambda: any(c["type"] == "Ready" for c in get_json("runbook", name).get("status", {}).get("conditions", [])),
+             what=f"runbook {name} status")
+    return name
+
+
+def category() -> str:
+    return f"c{uuid.uuid4().hex[:8]}"
+
+
+def test_rate_limit_escalates_the_incident_past_the_limit(app):
+    cat = category()
+    custom_runbook(cat, [{"name": "flags", "level": 1, "action": "feature-flags-off", "params": {"modules": ["search"]}}],
+                   maxRunsPerHour=2)
+    for i in range(2):
+        create(app, incident(f"r{i}", category=cat, module="search"))
+        wait_phase(app, f"r{i}", "Mitigated")
+    create(app, incident("r2", category=cat, module="search"))
+    st = wait_phase(app, "r2", "Escalated")
+    admitted = {c["type"]: c for c in st["conditions"]}["Admitted"]
+    assert admitted["status"] == "False" and admitted["reason"] == "RateLimited"
+    assert steps(st) == {"flags": "Skipped"}
+    # The state lives in the cluster: a ConfigMap with the admissions, not the operator's memory.
+    guards = get_json("configmap", f"rc-guards-rb-{cat}", "-n", app)
+    assert guards["data"]["admissions"].count('"incident_uid"') == 2
+
+
+def test_the_same_incident_firing_again_after_mitigation_escalates_instead_of_looping(app):
+    cat = category()
+    custom_runbook(cat, [{"name": "flags", "level": 1, "action": "feature-flags-off", "params": {"modules": ["search"]}}],
+                   maxRefires=0)
+    create(app, incident("first", category=cat, module="search"))
+    wait_phase(app, "first", "Mitigated")
+    create(app, incident("again", category=cat, module="search"))
+    st = wait_phase(app, "again", "Escalated")
+    assert {c["type"]: c for c in st["conditions"]}["Admitted"]["reason"] == "IneffectiveRemediation"
+
+
+def test_storm_guard_never_isolates_more_than_the_limit(app):
+    cat = category()
+    custom_runbook(cat, [{"name": "isolate", "level": 1, "action": "isolate-tenant"}], maxIsolatedTenants=2)
+    for tenant in ("acme", "globex"):
+        create(app, incident(f"iso-{tenant}", category=cat, tenant=tenant))
+        wait_phase(app, f"iso-{tenant}", "Mitigated")
+    create(app, incident("iso-initech", category=cat, tenant="initech"))
+    st = wait_phase(app, "iso-initech", "Escalated")
+    step = st["steps"][0]
+    assert step["state"] == "Escalated" and step["reason"] == "StormGuard"
+    assert "acme, globex" in step["message"]
+    assert get_json("configmap", "tenant-initech", "-n", app)["data"]["isolated"] == "false"
+    names = {p["metadata"]["name"] for p in get_json("networkpolicies", "-n", app)["items"]}
+    assert "rc-isolate-initech" not in names
+
+
+def test_a_tenant_that_does_not_exist_fails_the_step_with_a_reason(app):
+    cat = category()
+    custom_runbook(cat, [{"name": "isolate", "level": 1, "action": "isolate-tenant"}])
+    create(app, incident("ghost", category=cat, tenant="ghost-tenant"))
+    st = wait_phase(app, "ghost", "Failed")
+    assert st["steps"][0]["reason"] == "TenantNotFound" and "ghost-tenant" in st["steps"][0]["message"]
+    assert "rc-isolate-ghost-tenant" not in {p["metadata"]["name"]
+                                             for p in get_json("networkpolicies", "-n", app)["items"]}
+
+
+@pytest.mark.parametrize("step, reason", [
+    ({"name": "x", "level": 1, "action": "no-such-action"}, "UnknownAction"),
+    ({"name": "x", "level": 1, "action": "circuit-breaker", "params": {"integration": 42}}, "InvalidParams"),
+    ({"name": "x", "level": 1, "action": "run-job", "params": {"cronJob": "j"}}, "LevelNotAllowed"),
+])
+def test_the_operator_marks_a_bad_runbook_not_ready_with_the_reason(crds, step, reason):
+    name = f"bad-{uuid.uuid4().hex[:6]}"
+    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
+                       "metadata": {"name": name, "labels": TEST_LABEL},
+                       "spec": {"match": {"category": category()}, "steps": [step]}}])
+    ready = wait_for(lambda: next((c for c in get_json("runbook", name).get("status", {}).get("conditions", [])
+                                   if c["type"] == "Ready"), None), what="Ready condition")
+    assert ready["status"] == "False" and ready["reason"] == reason
+
+
+def test_the_seed_runbooks_are_ready(operator):
+    for name in ("perf", "cross-tenant", "ocr", "billing"):
+        rb = get_json("runbook", name)
+        ready = {c["type"]: c for c in rb["status"]["conditions"]}["Ready"]
+        assert ready["status"] == "True", ready
+        assert rb["status"]["maxLevel"] == 3

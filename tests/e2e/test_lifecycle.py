@@ -1,0 +1,113 @@
+"""After mitigation: approvals, resolution and restore, shadow mode, level 3 proposals."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.cluster import get_json, kubectl, wait_for
+from tests.support.incidents import app_content, changed, create, incident, settle_app, status, steps, wait_phase
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+
+def relctl(*args: str) -> str:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", "from reliability_center.cli import main; main()", *args],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def cm(namespace: str, name: str) -> dict[str, str]:
+    return get_json("configmap", name, "-n", namespace)["data"]
+
+
+def test_resolution_restores_level_1_changes_from_their_snapshots(app):
+    settle_app(app)
+    before = app_content(app)
+    create(app, incident("bill", category="billing", module="billing"))
+    wait_phase(app, "bill", "Mitigated")
+    assert cm(app, "flags-billing")["auto-invoicing.tenant.acme"] == "false"
+    relctl("resolve", "bill", "-n", app)
+    st = wait_phase(app, "bill", "Verifying")
+    assert steps(st)["stop-auto-invoicing"] == "Restored"
+    assert changed(before, app_content(app)) == set()  # every key we added is gone again
+    assert any(e["event"] == "restore:feature-flags-off:restored" for e in st["timeline"])
+    assert st["times"]["resolved"]
+
+
+def test_restore_does_not_clobber_a_value_someone_changed_since(app):
+    create(app, incident("bill", category="billing", module="billing"))
+    wait_phase(app, "bill", "Mitigated")
+    # A human decides auto-dunning stays off for acme, after the operator turned it off.
+    kubectl("patch", "configmap", "flags-billing", "-n", app, "--type=merge",
+            "-p", '{"data":{"auto-dunning.tenant.acme":"off-by-oncall"}}')
+    relctl("resolve", "bill", "-n", app)
+    st = wait_phase(app, "bill", "Verifying")
+    data = cm(app, "flags-billing")
+    assert data["auto-dunning.tenant.acme"] == "off-by-oncall"  # not clobbered
+    assert "auto-invoicing.tenant.acme" not in data  # ours, restored
+    step = next(s for s in st["steps"] if s["name"] == "stop-auto-invoicing")
+    assert step["reason"] == "RestoreConflict" and "auto-dunning.tenant.acme" in step["message"]
+    conditions = {c["type"]: c for c in st["conditions"]}
+    assert conditions["RestoreConflicts"]["status"] == "True"
+
+
+def test_shadow_mode_changes_no_object_and_records_what_it_would_do(app):
+    settle_app(app)
+    versions = {(o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"]
+                for o in get_json("configmaps,deployments,cronjobs,networkpolicies", "-n", app)["items"]}
+    create(app, incident("xt", category="cross-tenant", module="exports", mode="shadow"))
+    st = wait_phase(app, "xt", "Mitigated")
+    after = {(o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"]
+             for o in get_json("configmaps,deployments,cronjobs,networkpolicies", "-n", app)["items"]}
+    assert after == versions  # nothing written, nothing created (no snapshot, no guard state)
+    assert steps(st)["block-feature"] == "Shadowed" and steps(st)["isolate-tenant"] == "Shadowed"
+    dry = [e for e in st["timeline"] if e["event"].endswith(":dry-run")]
+    assert {e["target"].split("/")[-1] for e in dry} >= {"flags-exports", "tenant-acme", "rc-isolate-acme"}
+    assert not st.get("snapshots")
+    assert not [c for c in get_json("configmaps", "-n", app)["items"] if c["metadata"]["name"].startswith("rc-")]
+
+
+def test_a_level_2_step_runs_once_approved(app):
+    create(app, incident("bill", category="billing", module="billing"))
+    st = wait_phase(app, "bill", "Mitigated")
+    assert steps(st)["disable-dunning"] == "AwaitingApproval"
+    assert {c["type"]: c["status"] for c in st["conditions"]}["AwaitingApproval"] == "True"
+    relctl("approve", "bill", "disable-dunning", "-n", app)
+    wait_for(lambda: steps(status(app, "bill"))["disable-dunning"] == "Succeeded", what="the approved step")
+    assert cm(app, "flags-billing")["dunning-retries.tenant.acme"] == "false"
+
+
+def test_approving_an_unknown_step_is_refused(app):
+    import subprocess
+    import sys
+
+    create(app, incident("bill", category="billing", module="billing"))
+    wait_phase(app, "bill", "Mitigated")
+    result = subprocess.run([sys.executable, "-c", "from reliability_center.cli import main; main()",
+                             "approve", "bill", "no-such-step", "-n", app], capture_output=True, text=True)
+    assert result.returncode != 0 and "has no step 'no-such-step'" in result.stderr
+
+
+def test_level_3_without_a_gitops_repository_escalates_visibly(app):
+    create(app, incident("bill", category="billing", module="billing", approvals=["disable-dunning"]))
+    st = wait_phase(app, "bill", "Escalated")
+    step = next(s for s in st["steps"] if s["name"] == "patch-plan")
+    assert step["state"] == "Escalated" and step["reason"] == "NoGitOpsRepository"
+    assert st["times"]["escalated"]
+
+
+def test_level_3_proposes_a_patchplan_owned_by_the_incident(app):
+    kubectl("patch", "configmap", "reliability-center-settings", "-n", app, "--type=merge",
+            "-p", '{"data":{"gitopsRepoURL":"http://127.0.0.1:9/nowhere.git","gitopsProvider":"git"}}')
+    create(app, incident("bill", category="billing", module="billing", approvals=["disable-dunning"]))
+    st = wait_phase(app, "bill", "Escalated")
+    assert st["patchPlans"] == ["bill-patch-plan"]
+    plan = get_json("patchplan", "bill-patch-plan", "-n", app)
+    assert plan["metadata"]["ownerReferences"][0]["kind"] == "Incident"
+    assert plan["spec"]["incidentRef"] == "bill"
+    assert plan["spec"]["title"] == "[billing] bill: billing/accounting correction"
+    assert plan["spec"]["changes"][0]["path"] == f"incidents/{app}/bill.md"

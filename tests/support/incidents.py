@@ -1,0 +1,65 @@
+"""Helpers for Incident tests: create one, wait for a phase, fingerprint the app's objects."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from tests.support.cluster import apply_docs, get_json, kubectl, wait_for
+
+APP_KINDS = "configmaps,deployments,cronjobs,jobs,networkpolicies,horizontalpodautoscalers"
+OPERATOR_OWNED = ("rc-snap-", "rc-guards-")
+
+
+def incident(name: str, **spec: Any) -> dict[str, Any]:
+    labels = spec.pop("labels", {})
+    return {"apiVersion": "reliability.center/v1alpha1", "kind": "Incident",
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"severity": "high", "tenant": "acme", **spec}}
+
+
+def create(namespace: str, body: dict[str, Any]) -> None:
+    apply_docs(namespace, [body], server_side=False)
+
+
+def status(namespace: str, name: str) -> dict[str, Any]:
+    return get_json("incident", name, "-n", namespace).get("status") or {}
+
+
+def wait_phase(namespace: str, name: str, phases: set[str] | str, timeout: float = 60) -> dict[str, Any]:
+    wanted = {phases} if isinstance(phases, str) else phases
+    return wait_for(lambda: (s := status(namespace, name)) and s.get("phase") in wanted and s,
+                    timeout=timeout, what=f"incident {name} phase in {sorted(wanted)}")
+
+
+def steps(st: dict[str, Any]) -> dict[str, str]:
+    return {s["name"]: s["state"] for s in st.get("steps") or []}
+
+
+def app_content(namespace: str) -> dict[str, str]:
+    """Kind/name -> digest of what a person configures (labels, annotations, data, spec; not status)."""
+    items = get_json(APP_KINDS, "-n", namespace)["items"]
+    out = {}
+    for item in items:
+        name = item["metadata"]["name"]
+        if name.startswith(OPERATOR_OWNED) or item["metadata"].get("ownerReferences"):
+            continue  # operator snapshots/guards, and objects made by controllers (ReplicaSets' Jobs...)
+        content = {"labels": item["metadata"].get("labels"), "annotations": item["metadata"].get("annotations"),
+                   "data": item.get("data"), "spec": item.get("spec")}
+        out[f"{item['kind']}/{name}"] = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    return out
+
+
+def changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
+    return {k for k in after if before.get(k) != after[k]}
+
+
+def settle_app(namespace: str) -> None:
+    for d in get_json("deployments", "-n", namespace)["items"]:
+        if d["spec"].get("replicas", 1):
+            kubectl("rollout", "status", f"deployment/{d['metadata']['name']}", "-n", namespace, "--timeout=60s")
+
+
+def audit_targets(st: dict[str, Any]) -> list[str]:
+    return [e["target"] for e in st.get("timeline") or [] if e.get("target") and e["event"].endswith(":applied")]

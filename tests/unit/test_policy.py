@@ -1,0 +1,89 @@
+import pytest
+
+from reliability_center.api.runbook import Limits
+from reliability_center.policy.limits import Admission, GuardState, admit, fingerprint, mark_mitigated, record, seconds, storm_guard
+from reliability_center.policy.writes import check_write
+
+NOW = "2026-11-27T12:00:00Z"
+
+
+@pytest.mark.parametrize("data_class", ["ledger", "billing", "accounting", "tax", "payment", "tenant-data"])
+@pytest.mark.parametrize("level", [1, 2])
+def test_protected_data_classes_are_never_written_at_level_1_or_2(data_class, level):
+    verdict = check_write(level=level, incident_tenant="acme", target="ConfigMap/ns/x",
+                          target_labels={"reliability.center/data-class": data_class})
+    assert not verdict.allowed and verdict.reason == "ProtectedDataClass"
+
+
+def test_level_3_is_never_written_by_the_operator():
+    verdict = check_write(level=3, incident_tenant="acme", target="ConfigMap/ns/x", target_labels={})
+    assert not verdict.allowed and verdict.reason == "LevelNotAutomated"
+
+
+def test_another_tenants_object_is_refused():
+    verdict = check_write(level=1, incident_tenant="acme", target="ConfigMap/ns/x",
+                          target_labels={"reliability.center/tenant": "globex"})
+    assert not verdict.allowed and verdict.reason == "TenantScope" and "globex" in verdict.message
+
+
+def test_shared_and_own_objects_are_allowed():
+    assert check_write(level=1, incident_tenant="acme", target="t", target_labels={}).allowed
+    assert check_write(level=2, incident_tenant="acme", target="t",
+                       target_labels={"reliability.center/tenant": "acme"}).allowed
+    assert check_write(level=1, incident_tenant="*", target="t",
+                       target_labels={"reliability.center/tenant": "globex"}).allowed
+
+
+def state(*admissions):
+    return GuardState(list(admissions))
+
+
+def test_rate_limit_counts_the_last_hour_per_tenant():
+    limits = Limits(max_runs_per_hour=2)
+    old = Admission("a", "2026-11-27T10:00:00Z", "perf/acme/-")
+    recent = [Admission(str(i), f"2026-11-27T11:5{i}:00Z", "perf/acme/-") for i in range(2)]
+    other = Admission("o", "2026-11-27T11:59:00Z", "perf/globex/-")
+    assert admit(state(old, other, recent[0]), limits, incident_uid="n", tenant="acme", print_="perf/acme/-", now=NOW).allowed
+    verdict = admit(state(old, other, *recent), limits, incident_uid="n", tenant="acme", print_="perf/acme/-", now=NOW)
+    assert not verdict.allowed and verdict.reason == "RateLimited"
+
+
+def test_cooldown_refuses_until_it_has_passed():
+    limits = Limits(cooldown="10m")
+    last = Admission("a", "2026-11-27T11:55:00Z", "perf/acme/-")
+    verdict = admit(state(last), limits, incident_uid="n", tenant="acme", print_="perf/acme/x", now=NOW)
+    assert not verdict.allowed and verdict.reason == "CoolingDown" and "300s left" in verdict.message
+    assert admit(state(last), limits, incident_uid="n", tenant="acme", print_="perf/acme/x",
+                 now="2026-11-27T12:05:01Z").allowed
+
+
+def test_an_incident_firing_again_after_mitigation_escalates():
+    limits = Limits(max_refires=1)
+    fp = fingerprint("perf", "acme", "search")
+    s = state(Admission("a", "2026-11-27T11:10:00Z", fp), Admission("b", "2026-11-27T11:30:00Z", fp))
+    assert admit(s, limits, incident_uid="c", tenant="acme", print_=fp, now=NOW).allowed  # not mitigated yet
+    mark_mitigated(s, "a")
+    mark_mitigated(s, "b")
+    verdict = admit(s, limits, incident_uid="c", tenant="acme", print_=fp, now=NOW)
+    assert not verdict.allowed and verdict.reason == "IneffectiveRemediation"
+
+
+def test_admission_is_idempotent_for_an_incident_already_admitted():
+    limits = Limits(max_runs_per_hour=1)
+    s = record(state(), Admission("a", NOW, "perf/acme/-"))
+    assert admit(s, limits, incident_uid="a", tenant="acme", print_="perf/acme/-", now=NOW).allowed
+    assert record(s, Admission("a", NOW, "perf/acme/-")).admissions == s.admissions
+
+
+def test_storm_guard_escalates_past_the_limit_but_not_for_an_isolated_tenant():
+    limits = Limits(max_isolated_tenants=2)
+    assert storm_guard({"a"}, "b", limits).allowed
+    assert storm_guard({"a", "b"}, "a", limits).allowed
+    verdict = storm_guard({"a", "b"}, "c", limits)
+    assert not verdict.allowed and verdict.reason == "StormGuard"
+
+
+def test_durations():
+    assert (seconds("30s"), seconds("5m"), seconds("2h")) == (30, 300, 7200)
+    with pytest.raises(ValueError):
+        seconds("5d")

@@ -1,0 +1,104 @@
+from reliability_center.api.common import Condition
+from reliability_center.api.incident import IncidentStatus
+from reliability_center.engine.plan import Facts, plan
+from reliability_center.engine.progress import AwaitStep, Finish, RestoreStep, RunStep, next_decision
+from tests.unit.factories import incident, runbook
+
+NOON = "2026-11-27T12:00:00Z"
+STEPS = [
+    {"name": "flags", "level": 1, "action": "feature-flags-off"},
+    {"name": "breaker", "level": 1, "action": "circuit-breaker", "when": {"signals": ["integration_errors"]},
+     "params": {"integration": "x"}},
+    {"name": "reindex", "level": 2, "action": "run-job", "params": {"cronJob": "r"},
+     "approval": {"required": True, "window": {"start": "01:00", "end": "05:00"}}},
+    {"name": "fix", "level": 3, "action": "patch-plan"},
+]
+
+
+def planned(inc=None, **facts):
+    inc = inc or incident()
+    rb = runbook(steps=STEPS)
+    status = IncidentStatus(steps=plan(inc, rb, Facts(now=NOON, **facts)))
+    return inc, rb, status
+
+
+def test_a_step_whose_when_does_not_hold_is_skipped_with_the_reason():
+    _, _, status = planned()
+    breaker = status.steps[1]
+    assert breaker.state == "Skipped" and breaker.reason == "ConditionNotMet"
+    assert "integration_errors" in breaker.message
+
+
+def test_level_1_steps_run_first_in_order():
+    inc, rb, status = planned()
+    assert next_decision(inc, rb, status, NOON) == RunStep(0)
+
+
+def test_level_2_waits_for_approval_then_for_its_window():
+    inc, rb, status = planned()
+    status.steps[0].state = "Succeeded"
+    decision = next_decision(inc, rb, status, NOON)
+    assert isinstance(decision, AwaitStep) and decision.reason == "ApprovalRequired"
+    approved = incident(approvals=["reindex"])
+    decision = next_decision(approved, rb, status, NOON)
+    assert isinstance(decision, AwaitStep) and decision.reason == "OutsideWindow"
+    assert next_decision(approved, rb, status, "2026-11-27T02:30:00Z") == RunStep(2)
+
+
+def test_a_window_across_midnight_is_honoured():
+    steps = [dict(STEPS[2], approval={"required": False, "window": {"start": "22:00", "end": "02:00"}})]
+    inc, rb = incident(), runbook(steps=steps)
+    status = IncidentStatus(steps=plan(inc, rb, Facts(now=NOON)))
+    assert next_decision(inc, rb, status, "2026-11-27T23:30:00Z") == RunStep(0)
+    assert next_decision(inc, rb, status, "2026-11-27T01:59:00Z") == RunStep(0)
+    assert isinstance(next_decision(inc, rb, status, NOON), AwaitStep)
+
+
+def test_failed_step_with_stop_fails_the_incident():
+    inc, rb, status = planned()
+    status.steps[0].state = "Failed"
+    decision = next_decision(inc, rb, status, NOON)
+    assert isinstance(decision, Finish) and decision.phase == "Failed"
+
+
+def test_failed_step_with_escalate_escalates():
+    steps = [dict(STEPS[0], onFailure="escalate")]
+    inc, rb = incident(), runbook(steps=steps)
+    status = IncidentStatus(steps=plan(inc, rb, Facts(now=NOON)))
+    status.steps[0].state = "Blocked"
+    assert next_decision(inc, rb, status, NOON).phase == "Escalated"
+
+
+def test_level_3_step_runs_and_its_escalation_ends_escalated():
+    inc, rb, status = planned(incident(approvals=["reindex"]))
+    for s in status.steps[:3]:
+        s.state = "Succeeded" if s.state != "Skipped" else "Skipped"
+    assert next_decision(inc, rb, status, NOON) == RunStep(3)
+    status.steps[3].state = "Escalated"
+    assert next_decision(inc, rb, status, NOON) == Finish("Escalated", "EscalatedToHuman",
+                                                          "a level 3 step handed the incident to a human")
+
+
+def test_refused_admission_escalates_without_running_anything():
+    inc, rb, status = planned()
+    status.conditions = [Condition(type="Admitted", status="False", reason="RateLimited", message="too many")]
+    decision = next_decision(inc, rb, status, NOON)
+    assert decision == Finish("Escalated", "RateLimited", "too many")
+
+
+def test_resolution_restores_snapshotted_steps_in_reverse_order():
+    inc, rb, status = planned()
+    status.steps[0].state, status.steps[0].snapshots = "Succeeded", ["a"]
+    status.steps[2].state, status.steps[2].snapshots = "Succeeded", ["b"]
+    resolved = incident(resolved=True)
+    assert next_decision(resolved, rb, status, NOON) == RestoreStep(2)
+    status.steps[2].state = "Restored"
+    assert next_decision(resolved, rb, status, NOON) == RestoreStep(0)
+    status.steps[0].state = "Restored"
+    assert next_decision(resolved, rb, status, NOON).phase == "Verifying"
+
+
+def test_a_step_without_snapshot_is_not_restored():
+    inc, rb, status = planned()
+    status.steps[0].state = "Succeeded"  # e.g. a restart: nothing to undo
+    assert next_decision(incident(resolved=True), rb, status, NOON).phase == "Verifying"
