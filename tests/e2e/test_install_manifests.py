@@ -1,0 +1,464 @@
+"""Installing reliability-center: the kustomize manifests (manifests/default) and the Helm chart
+(charts/reliability-center) render the same objects, the real apiserver accepts both, and the
+operator's RBAC is least privilege — asked of the real RBAC authorizer, and proven enough by
+running the operator under its own ServiceAccount against the sample app."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import start_operator, stop_operator
+from tests.support.cluster import BIN, ROOT, apply_docs, get_json, kubectl, load_yaml, wait_for
+
+HELM = BIN / "helm"
+CHART = ROOT / "charts" / "reliability-center"
+SAMPLES = ROOT / "manifests" / "samples"
+INSTALL_NS = "reliability-center"
+RELEASE = "reliability-center"  # with this release name the chart's names equal the kustomize ones
+OPERATOR = f"system:serviceaccount:{INSTALL_NS}:reliability-center"
+OPERATOR_GROUPS = ["system:serviceaccounts", f"system:serviceaccounts:{INSTALL_NS}", "system:authenticated"]
+#: What both installs must agree on. The Namespace is kustomize's alone (Helm: --create-namespace).
+COMPARED = {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+            "RoleBinding", "Deployment", "Service"}
+RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+
+Doc = dict[str, Any]
+
+
+# ------------------------------------------------------------------------------ renders
+
+
+def docs(text: str) -> list[Doc]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def helm(*args: str) -> str:
+    if not os.access(HELM, os.X_OK):
+        pytest.fail(f"helm is not built at {HELM}: run `bash hack/build-tools.sh`", pytrace=False)
+    result = subprocess.run([str(HELM), *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def helm_template(*extra: str) -> list[Doc]:
+    return docs(helm("template", RELEASE, str(CHART), "--include-crds", "--namespace", INSTALL_NS, *extra))
+
+
+@pytest.fixture(scope="module")
+def kustomize_render(cluster: str) -> list[Doc]:
+    return docs(kubectl("kustomize", str(ROOT / "manifests" / "default")).stdout)
+
+
+@pytest.fixture(scope="module")
+def helm_render() -> list[Doc]:
+    return helm_template()
+
+
+def key(doc: Doc) -> tuple[str, str | None, str]:
+    return doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"]
+
+
+def by_key(rendered: list[Doc]) -> dict[tuple[str, str | None, str], Doc]:
+    found: dict[tuple[str, str | None, str], Doc] = {}
+    for doc in rendered:
+        assert key(doc) not in found, f"{key(doc)} rendered twice"
+        found[key(doc)] = doc
+    return found
+
+
+def one(rendered: list[Doc], kind: str, name: str) -> Doc:
+    matches = [d for d in rendered if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind}/{name}, found {len(matches)}"
+    return matches[0]
+
+
+def container(rendered: list[Doc]) -> Doc:
+    deployment = one(rendered, "Deployment", "reliability-center")
+    (only,) = deployment["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def env(rendered: list[Doc]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(rendered)["env"]}
+
+
+# ------------------------------------------------------------------------------ same install either way
+
+
+def test_kustomize_and_helm_install_the_same_objects(kustomize_render: list[Doc], helm_render: list[Doc]) -> None:
+    ours = {k for k in by_key(kustomize_render) if k[0] in COMPARED}
+    theirs = {k for k in by_key(helm_render) if k[0] in COMPARED}
+    assert ours == theirs, f"only in kustomize: {sorted(ours - theirs)}; only in helm: {sorted(theirs - ours)}"
+    assert {k[0] for k in ours} == COMPARED
+    for kind, namespace, name in ours:
+        namespaced = kind not in {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+        assert namespace == (INSTALL_NS if namespaced else None), f"{kind}/{name} in namespace {namespace!r}"
+    assert [key(d) for d in kustomize_render if d["kind"] == "Namespace"] == [("Namespace", None, INSTALL_NS)]
+
+
+def test_kustomize_and_helm_grant_the_same_rights(kustomize_render: list[Doc], helm_render: list[Doc]) -> None:
+    ours, theirs = by_key(kustomize_render), by_key(helm_render)
+    aggregation = "rbac.authorization.k8s.io/aggregate-to-"
+    for k, doc in ours.items():
+        if k[0] in {"ClusterRole", "Role"}:
+            assert theirs[k]["rules"] == doc["rules"], f"{k}: rules differ"
+            labels = {n: v for n, v in doc["metadata"]["labels"].items() if n.startswith(aggregation)}
+            their_labels = {n: v for n, v in theirs[k]["metadata"]["labels"].items() if n.startswith(aggregation)}
+            assert their_labels == labels, f"{k}: aggregation labels differ"
+        if k[0] in {"ClusterRoleBinding", "RoleBinding"}:
+            assert (theirs[k]["roleRef"], theirs[k]["subjects"]) == (doc["roleRef"], doc["subjects"]), k
+
+
+def test_kustomize_and_helm_run_the_operator_the_same_way(kustomize_render: list[Doc],
+                                                          helm_render: list[Doc]) -> None:
+    ours = one(kustomize_render, "Deployment", "reliability-center")["spec"]
+    theirs = one(helm_render, "Deployment", "reliability-center")["spec"]
+    assert theirs["template"]["spec"] == ours["template"]["spec"]
+    assert (theirs["replicas"], theirs["strategy"]) == (ours["replicas"], ours["strategy"])
+    service, their_service = (one(r, "Service", "reliability-center-metrics") for r in (kustomize_render, helm_render))
+    assert their_service["spec"]["ports"] == service["spec"]["ports"]
+    assert their_service["metadata"]["annotations"] == service["metadata"]["annotations"]
+    # Each Service selects its own Deployment's pods.
+    for rendered, svc in ((kustomize_render, service), (helm_render, their_service)):
+        pod_labels = one(rendered, "Deployment", "reliability-center")["spec"]["template"]["metadata"]["labels"]
+        assert svc["spec"]["selector"].items() <= pod_labels.items()
+
+
+def test_every_generated_crd_is_in_both_installs_unchanged(kustomize_render: list[Doc],
+                                                          helm_render: list[Doc]) -> None:
+    generated = [d for path in sorted((ROOT / "crds").glob("*.yaml")) for d in load_yaml(path)]
+    assert len(generated) == 3
+    for rendered in (kustomize_render, helm_render):
+        crds = {d["metadata"]["name"]: d for d in rendered if d["kind"] == "CustomResourceDefinition"}
+        assert sorted(crds) == sorted(d["metadata"]["name"] for d in generated)
+        for crd in generated:
+            assert crds[crd["metadata"]["name"]]["spec"] == crd["spec"]
+            assert crd["metadata"]["labels"].items() <= crds[crd["metadata"]["name"]]["metadata"]["labels"].items()
+
+
+# ------------------------------------------------------------------------------ what the install looks like
+
+
+def test_the_operator_role_grants_no_wildcards_and_no_secret_writes(kustomize_render: list[Doc],
+                                                                    helm_render: list[Doc]) -> None:
+    for rendered in (kustomize_render, helm_render):
+        roles = [one(rendered, "ClusterRole", "reliability-center-operator"), one(rendered, "Role", "reliability-center-locks")]
+        for role in roles:
+            for rule in role["rules"]:
+                for field in ("apiGroups", "resources", "verbs"):
+                    assert not any("*" in value for value in rule[field]), f"{role['metadata']['name']}: {rule}"
+                assert not set(rule["verbs"]) & {"escalate", "bind", "impersonate", "deletecollection"}, rule
+                assert "nonResourceURLs" not in rule and "resourceNames" not in rule, rule
+                if "" in rule["apiGroups"] and "secrets" in rule["resources"]:
+                    assert set(rule["verbs"]) <= {"get"}, f"the operator may only read Secrets by name: {rule}"
+                assert not {"pods", "pods/exec", "nodes", "serviceaccounts/token"} & set(rule["resources"]), rule
+                assert not {"rbac.authorization.k8s.io", "admissionregistration.k8s.io"} & set(rule["apiGroups"]), rule
+        (locks,) = roles[1]["rules"]
+        assert locks["resources"] == ["leases"], "the namespaced Role is for the PatchPlan Lease locks only"
+
+
+def test_the_deployment_is_locked_down_and_wired_to_the_settings(kustomize_render: list[Doc]) -> None:
+    deployment = one(kustomize_render, "Deployment", "reliability-center")
+    pod = deployment["spec"]["template"]["spec"]
+    c = container(kustomize_render)
+    assert deployment["spec"]["replicas"] == 1
+    assert pod["serviceAccountName"] == "reliability-center"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}}
+    assert set(c["resources"]) == {"requests", "limits"}
+    assert c["image"] == "reliability-center:0.1.0"
+    settings = env(kustomize_render)
+    assert settings["RC_HEALTH_URL"] == "http://0.0.0.0:8080/healthz"
+    assert settings["RC_METRICS_PORT"] == "9090"
+    assert settings["RC_NAMESPACES"] == "" and settings["RC_SAFE_MODE"] == "false"
+    assert settings["RC_LOCK_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"metrics": 9090, "health": 8080}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    # Everything the operator writes on its own disk goes to an emptyDir.
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert os.path.dirname(settings["RC_GITOPS_CACHE"]) in mounts and settings["HOME"] in mounts
+
+
+def test_the_chart_values_change_what_they_say(cluster: str) -> None:
+    rendered = helm_template("--set", "image.repository=registry.example/rc", "--set", "image.tag=1.2.3",
+                             "--set", "namespaces={shop,billing}", "--set", "safeMode=true",
+                             "--set", "metrics.enabled=false", "--set", "rbac.create=false",
+                             "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=existing")
+    kinds = {d["kind"] for d in rendered}
+    assert kinds == {"CustomResourceDefinition", "Deployment"}
+    assert container(rendered)["image"] == "registry.example/rc:1.2.3"
+    settings = env(rendered)
+    assert (settings["RC_NAMESPACES"], settings["RC_SAFE_MODE"], settings["RC_METRICS_PORT"]) == ("shop,billing", "true", "0")
+    pod = one(rendered, "Deployment", "reliability-center")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "existing"
+    no_user_roles = helm_template("--set", "rbac.userRoles=false")
+    assert {d["metadata"]["name"] for d in no_user_roles if d["kind"] == "ClusterRole"} == {"reliability-center-operator"}
+
+
+def test_the_chart_passes_helm_lint(cluster: str) -> None:
+    out = helm("lint", "--strict", str(CHART), "--namespace", INSTALL_NS)
+    assert "0 chart(s) failed" in out
+
+
+# ------------------------------------------------------------------------------ the apiserver's word
+
+
+@pytest.fixture(scope="module")
+def install_namespace(kustomize_render: list[Doc], crds: None) -> str:
+    """The install namespace, for real: a server-side dry-run of namespaced objects needs it."""
+    apply_docs(None, [d for d in kustomize_render if d["kind"] == "Namespace"])
+    return INSTALL_NS
+
+
+def dry_run(rendered: list[Doc], *args: str) -> str:
+    # --force-conflicts: a dry-run only asks whether the objects are valid; the RBAC test below
+    # applies some of them for real under another field manager.
+    result = kubectl("apply", "--server-side", "--dry-run=server", "--force-conflicts",
+                     "--field-manager=reliability-center-install", "-f", "-", *args,
+                     input=yaml.safe_dump_all(rendered), check=False)
+    assert result.returncode == 0, f"the apiserver refused the install:\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.mark.parametrize("render", ["kustomize_render", "helm_render"])
+def test_the_apiserver_accepts_the_install(render: str, request: pytest.FixtureRequest, install_namespace: str) -> None:
+    rendered: list[Doc] = request.getfixturevalue(render)
+    out = dry_run(rendered)
+    lines = [line for line in out.splitlines() if line.endswith("(server dry run)")]
+    assert len(lines) == len(rendered), out
+
+
+def test_the_samples_are_valid_objects(namespace: str, crds: None) -> None:
+    from reliability_center.actions.validate import check_runbook
+    from reliability_center.api.incident import Incident
+    from reliability_center.api.patchplan import PatchPlan
+    from reliability_center.api.runbook import Runbook
+
+    models = {"Incident": Incident, "Runbook": Runbook, "PatchPlan": PatchPlan}
+    files = sorted(p.name for p in SAMPLES.glob("reliability.center_*.yaml"))
+    assert files == sorted(f"reliability.center_v1alpha1_{k.lower()}.yaml" for k in models)
+    for name in files:
+        (doc,) = load_yaml(SAMPLES / name)
+        assert name == f"reliability.center_v1alpha1_{doc['kind'].lower()}.yaml"
+        parsed = models[doc["kind"]].model_validate(doc)
+        if doc["kind"] == "Runbook":
+            assert check_runbook(parsed.spec) == [], "the sample Runbook must pass the operator's own checks"
+        dry_run([doc], "-n", namespace)
+    # The samples' kustomization lists each of them once.
+    listed = yaml.safe_load((SAMPLES / "kustomization.yaml").read_text())["resources"]
+    assert sorted(listed) == files
+
+
+# ------------------------------------------------------------------------------ least privilege, for real
+
+
+@pytest.fixture(scope="module")
+def operator_rbac(kustomize_render: list[Doc], install_namespace: str) -> None:
+    """The operator's ServiceAccount and roles, applied for real (idempotent, shared by the session)."""
+    apply_docs(None, [d for d in kustomize_render if d["kind"] in RBAC_KINDS])
+
+
+def allowed(checks: list[tuple[str, str, str, str | None]]) -> list[bool]:
+    """Ask the RBAC authorizer (SubjectAccessReview) what the operator's ServiceAccount may do."""
+    reviews = []
+    for verb, resource, subresource, namespace in checks:
+        group, _, plural = resource.rpartition("/")
+        attributes = {"group": group, "resource": plural, "verb": verb, "subresource": subresource}
+        if namespace:
+            attributes["namespace"] = namespace
+        reviews.append({"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                        "spec": {"user": OPERATOR, "groups": OPERATOR_GROUPS, "resourceAttributes": attributes}})
+    out = kubectl("create", "-f", "-", "-o", "json", input=yaml.safe_dump_all(reviews)).stdout
+    decoder, answers, pos = json.JSONDecoder(), [], 0
+    while pos < len(out):
+        if out[pos].isspace():
+            pos += 1
+            continue
+        review, pos = decoder.raw_decode(out, pos)
+        answers.append(bool(review["status"].get("allowed")))
+    assert len(answers) == len(checks)
+    return answers
+
+
+APP = "some-app"
+#: (verb, group/resource, subresource, namespace) the operator needs: Kopf, handlers, actions, gateway.
+NEEDED = [
+    ("watch", "reliability.center/incidents", "", None),
+    ("list", "reliability.center/runbooks", "", None),
+    ("watch", "reliability.center/patchplans", "", None),
+    ("patch", "reliability.center/incidents", "status", APP),
+    ("patch", "reliability.center/runbooks", "status", None),
+    ("patch", "reliability.center/patchplans", "status", APP),
+    ("create", "reliability.center/patchplans", "", APP),
+    ("patch", "reliability.center/patchplans", "", APP),  # Kopf's finalizer for the PatchPlan timer
+    ("watch", "apiextensions.k8s.io/customresourcedefinitions", "", None),
+    ("watch", "/namespaces", "", None),
+    ("create", "/events", "", APP),
+    ("create", "/configmaps", "", APP),
+    ("update", "/configmaps", "", APP),
+    ("patch", "/configmaps", "", APP),
+    ("delete", "/configmaps", "", APP),
+    ("get", "/secrets", "", APP),
+    ("patch", "apps/deployments", "", APP),
+    ("patch", "apps/statefulsets", "", APP),
+    ("patch", "batch/cronjobs", "", APP),
+    ("create", "batch/jobs", "", APP),
+    ("list", "autoscaling/horizontalpodautoscalers", "", APP),
+    ("create", "networking.k8s.io/networkpolicies", "", APP),
+    ("delete", "networking.k8s.io/networkpolicies", "", APP),
+    ("patch", "core.openfeature.dev/featureflags", "", APP),
+    ("watch", "argoproj.io/applications", "", "argocd"),
+    ("create", "coordination.k8s.io/leases", "", INSTALL_NS),
+    ("update", "coordination.k8s.io/leases", "", INSTALL_NS),
+]
+#: What it must not be able to do.
+REFUSED = [
+    ("patch", "reliability.center/incidents", "", APP),  # the spec is people's (relctl), not the operator's
+    ("update", "reliability.center/incidents", "", APP),
+    ("delete", "reliability.center/incidents", "", APP),
+    ("update", "reliability.center/runbooks", "", None),
+    ("delete", "reliability.center/patchplans", "", APP),
+    ("list", "/secrets", "", APP),
+    ("watch", "/secrets", "", None),
+    ("create", "/secrets", "", APP),
+    ("update", "/secrets", "", APP),
+    ("patch", "/secrets", "", APP),
+    ("delete", "/secrets", "", APP),
+    ("update", "coordination.k8s.io/leases", "", "kube-system"),  # other controllers' leader election
+    ("create", "coordination.k8s.io/leases", "", APP),
+    ("create", "apps/deployments", "", APP),
+    ("delete", "apps/deployments", "", APP),
+    ("delete", "batch/jobs", "", APP),
+    ("patch", "autoscaling/horizontalpodautoscalers", "", APP),
+    ("create", "/pods", "", APP),
+    ("create", "/pods", "exec", APP),
+    ("patch", "/nodes", "", None),
+    ("create", "/serviceaccounts", "token", APP),
+    ("create", "rbac.authorization.k8s.io/clusterrolebindings", "", None),
+    ("delete", "apiextensions.k8s.io/customresourcedefinitions", "", None),
+]
+
+
+def test_the_operator_may_do_what_it_needs_and_no_more(operator_rbac: None) -> None:
+    answers = allowed(NEEDED + REFUSED)
+    missing = [c for c, ok in zip(NEEDED, answers[:len(NEEDED)]) if not ok]
+    excess = [c for c, ok in zip(REFUSED, answers[len(NEEDED):]) if ok]
+    assert not missing, f"the operator's ServiceAccount lacks: {missing}"
+    assert not excess, f"the operator's ServiceAccount may: {excess}"
+
+
+# ------------------------------------------------------------------------------ enough, for real
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def operator_kubeconfig(operator_rbac: None, tmp_path: pathlib.Path) -> pathlib.Path:
+    """A kubeconfig for the operator's ServiceAccount: its rights and nothing else."""
+    token = kubectl("create", "token", "reliability-center", "-n", INSTALL_NS, "--duration=1h").stdout.strip()
+    admin = json.loads(kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    config = {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "local", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": "reliability-center", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "local", "user": "reliability-center"}}],
+        "current-context": "operator",
+    }
+    path = tmp_path / "operator-kubeconfig.json"
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return path
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+@pytest.fixture
+def operator_as_its_service_account(operator_kubeconfig: pathlib.Path, namespace: str, seed_runbooks: None,
+                                    tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
+    """The operator, as deployed but outside a Pod, under the ServiceAccount's token.
+
+    It watches only this test's namespace — given as a pattern, so that Kopf also needs
+    its namespace watch — and yields the path of its log.
+    """
+    log = tmp_path / "operator.log"
+    health = f"http://127.0.0.1:{free_port()}/healthz"
+    proc = start_operator(log, {"KUBECONFIG": str(operator_kubeconfig), "RC_NAMESPACES": f"{namespace}*",
+                                "RC_HEALTH_URL": health, "RC_LOCK_NAMESPACE": INSTALL_NS})
+    try:
+        wait_for(lambda: healthy(health) or proc.poll() is not None, timeout=60, what="the operator's liveness endpoint")
+        assert proc.poll() is None, f"the operator exited:\n{log.read_text()[-4000:]}"
+        yield log
+    finally:
+        stop_operator(proc)
+
+
+def logged(log: pathlib.Path, message: str, kind: str, name: str, namespace: str) -> bool:
+    for line in log.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        obj = entry.get("object") or {}
+        if entry.get("message") == message and (obj.get("kind"), obj.get("name"), obj.get("namespace")) == (
+                kind, name, namespace):
+            return True
+    return False
+
+
+def test_the_operator_does_its_work_under_its_service_account(operator_as_its_service_account: pathlib.Path,
+                                                             app: str) -> None:
+    log, ns = operator_as_its_service_account, app
+    apply_docs(ns, load_yaml("examples/incidents/perf.yaml"))
+    apply_docs(ns, load_yaml(SAMPLES / "reliability.center_v1alpha1_patchplan.yaml"))
+    try:
+        # The Incident: matched, planned, its level 1 steps written (snapshots, audit Events, applies).
+        incident = wait_for(lambda: (lambda i: i if any(s.get("state") == "Succeeded" for s in
+                                                        i.get("status", {}).get("steps", [])) else None)(
+            get_json("incident", "search-latency", "-n", ns)), timeout=90, what="a level 1 step to succeed")
+        wait_for(lambda: logged(log, "Handler 'on_incident' succeeded.", "Incident", "search-latency", ns),
+                 timeout=30, what="the operator to handle the Incident")
+        # The PatchPlan: Kopf's finalizer, the credentials Secret read (absent here), the status written.
+        plan = wait_for(lambda: (lambda p: p if any(c.get("reason") == "CredentialsMissing" for c in
+                                                    p.get("status", {}).get("conditions", [])) else None)(
+            get_json("patchplan", "patchplan-sample", "-n", ns)), timeout=60, what="the PatchPlan's status")
+        assert "reliability.center/kopf-finalizer" in plan["metadata"].get("finalizers", []), \
+            f"Kopf could not add its finalizer:\n{log.read_text()[-4000:]}"
+        wait_for(lambda: logged(log, "Timer 'gitops' succeeded.", "PatchPlan", "patchplan-sample", ns),
+                 timeout=30, what="the operator's PatchPlan timer")
+        events = get_json("events", "-n", ns, "--field-selector", "reason=Audit")["items"]
+        assert events, "no audit Event was posted"
+        text = log.read_text()
+        for where, content in (("log", text), ("Incident status", json.dumps(incident.get("status"))),
+                               ("PatchPlan status", json.dumps(plan.get("status")))):
+            assert "forbidden" not in content.lower(), f"a permission was missing ({where}):\n{content[-4000:]}"
+        # Deleting the PatchPlan: the operator lets go of its finalizer.
+        kubectl("delete", "patchplan", "patchplan-sample", "-n", ns, "--wait=false")
+        wait_for(lambda: kubectl("get", "patchplan", "patchplan-sample", "-n", ns, check=False).returncode != 0,
+                 timeout=30, what="the PatchPlan to be deleted")
+    finally:
+        # Never leave a finalizer behind once the operator is gone: the namespace could not go.
+        kubectl("patch", "patchplan", "patchplan-sample", "-n", ns, "--type=merge",
+                "-p", '{"metadata":{"finalizers":null}}', check=False)
