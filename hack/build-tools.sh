@@ -35,6 +35,12 @@ done
 build_in "$here/go/etcd" "$ETCD_VERSION" etcd .
 build_in "$here/go/kwok" "$KWOK_VERSION" kwok sigs.k8s.io/kwok/cmd/kwok
 build_in "$here/go/kwok" "$KWOK_VERSION" kwokctl sigs.k8s.io/kwok/cmd/kwokctl
+if ! fresh helm "$HELM_VERSION"; then
+  echo "building helm $HELM_VERSION" >&2
+  (cd "$here/go/helm" && go build -trimpath -ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" \
+     -o "$bin/helm" helm.sh/helm/v4/cmd/helm)
+  stamp helm "$HELM_VERSION"
+fi
 
 if [ "${RC_SKIP_GITEA:-}" != 1 ] && ! fresh gitea "$GITEA_VERSION"; then
   echo "building gitea $GITEA_VERSION" >&2

@@ -11,7 +11,7 @@ bin="$cache/bin"
 name=${RC_CLUSTER:-reliability-center}
 export KWOK_WORKDIR="$cache/kwok"
 kubeconfig="$cache/kubeconfig"
-kwokctl() { "$bin/kwokctl" --name "$name" "$@"; }
+kwokctl() { "$bin/kwokctl" --name "$name" --config "$here/kwokctl.yaml" "$@"; }
 
 healthy() {
   [ -f "$kubeconfig" ] && "$bin/kubectl" --kubeconfig "$kubeconfig" --request-timeout=3s get --raw /readyz >/dev/null 2>&1

@@ -46,7 +46,9 @@ def emit(kube: Kube, incident: dict[str, Any], record: AuditRecord) -> TimelineE
     log.info("audit %s %s %s", record.action, record.outcome, record.target, extra={"audit": record.fields()})
     meta = incident["metadata"]
     # A deterministic name makes the Event exactly-once when a step is retried after a crash.
-    key = "|".join([meta["uid"], record.step, record.action, record.target, record.outcome, record.after_digest or ""])
+    # "exists" is the retry of a "created": the same write, so the same Event.
+    outcome = {"exists": "created"}.get(record.outcome, record.outcome)
+    key = "|".join([meta["uid"], record.step, record.action, record.target, outcome, record.after_digest or ""])
     name = f"{meta['name']}.{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     event = {
         "apiVersion": "v1",

@@ -49,11 +49,23 @@ class StepRunner:
         self.clock = clock
 
     # -- entry point ---------------------------------------------------------------
-    def reconcile(self, body: dict[str, Any], runbooks: list[dict[str, Any]]) -> None:
-        try:
-            Turn(self, body, runbooks).run()
-        except Stale:
-            log.debug("incident %s changed during reconcile; waiting for the next event", body["metadata"]["name"])
+    def reconcile(self, body: dict[str, Any], runbooks: list[dict[str, Any]], attempts: int = 5) -> None:
+        """Reconcile until a turn ends without meeting a newer version of the Incident.
+
+        A status patch that meets a newer resourceVersion means our copy was stale;
+        rather than count on another watch event, read the Incident again and retry.
+        """
+        ref = Ref("Incident", body["metadata"]["namespace"], body["metadata"]["name"])
+        for _ in range(attempts):
+            try:
+                Turn(self, body, runbooks).run()
+                return
+            except Stale as exc:
+                log.info("incident %s changed during reconcile (%s); reading it again", ref.name, exc)
+                fresh = self.kube.get(ref)
+                if fresh is None:
+                    return
+                body = fresh
 
     def facts(self, namespace: str) -> Facts:
         cm = self.kube.get(Ref("ConfigMap", namespace, SETTINGS_CONFIGMAP))

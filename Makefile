@@ -1,0 +1,48 @@
+# Everything installs itself: Python packages into a venv, the real control plane,
+# kwok, Gitea and Helm built from Go modules — all cached in $(CACHE), outside the repo.
+CACHE ?= $(HOME)/.cache/reliability-center
+VENV  := $(CACHE)/venv
+PY    := $(VENV)/bin/python
+export RC_CACHE := $(CACHE)
+export PATH := $(CACHE)/bin:$(VENV)/bin:$(PATH)
+
+.PHONY: setup tools cluster cluster-down demo test test-unit test-e2e crds bench clean-cluster
+
+setup: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	bash hack/install-deps.sh
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+tools:
+	bash hack/build-tools.sh >/dev/null
+
+cluster: tools
+	bash hack/cluster.sh up
+
+cluster-down:
+	bash hack/cluster.sh down
+
+clean-cluster:
+	bash hack/cluster.sh delete
+
+crds: setup
+	$(PY) -m reliability_center.api.crd
+
+demo: setup tools
+	bash hack/demo.sh
+
+# Unit tests (seconds, no cluster) then the cluster, Gitea and e2e tests.
+test: setup tools
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-unit: setup
+	$(PY) -m pytest -q tests/unit
+
+test-e2e: setup tools
+	$(PY) -m pytest -q tests/e2e
+
+bench: setup tools
+	$(PY) bench/bench_mitigation.py

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Debian packages the build and tests need (a fresh machine has most of them).
+set -euo pipefail
+need=()
+for cmd in git gcc make; do command -v "$cmd" >/dev/null || need+=("$cmd"); done
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+command -v go >/dev/null || need+=(golang-go)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
