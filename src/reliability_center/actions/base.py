@@ -103,14 +103,16 @@ class ActionContext:
         """Targets finished by earlier calls of this step (persisted in status)."""
         return list(self.status.targets)
 
-    def apply(self, desired: dict[str, Any], *, restore_on_resolve: bool = True) -> str:
+    def apply(self, desired: dict[str, Any], *, seen: dict[str, Any] | None = None,
+              restore_on_resolve: bool = True) -> str:
         """Write through the gateway; returns the outcome (applied, unchanged, dry-run, created).
 
         ``restore_on_resolve=False`` for changes that are not undone when the incident
         resolves (a restart marker: removing it would restart the target again).
+        ``seen``: the target as just read by ``select`` (saves a read; checked by resourceVersion).
         """
         desired.setdefault("metadata", {}).setdefault("namespace", self.namespace)
-        result = self.gateway.apply(self.write, desired, action=self.action)
+        result = self.gateway.apply(self.write, desired, action=self.action, seen=seen)
         self._collect(result.target, result.entry, result.snapshot if restore_on_resolve else None)
         return result.outcome
 

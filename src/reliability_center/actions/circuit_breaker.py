@@ -28,5 +28,5 @@ def run(ctx: ActionContext, params: BreakerParams) -> Result:
     key = "circuitBreaker" if ctx.tenant == "*" else f"circuitBreaker.tenant.{ctx.tenant}"
     for cm in found:
         ctx.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": cm["metadata"]["name"]},
-                   "data": {key: "open"}})
+                   "data": {key: "open"}}, seen=cm)
     return Succeeded(f"circuit open on {params.integration}", {"integration": params.integration, "key": key})

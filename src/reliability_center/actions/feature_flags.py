@@ -53,7 +53,7 @@ def run(ctx: ActionContext, params: FlagsParams) -> Result:
         if not keys:
             continue
         ctx.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": cm["metadata"]["name"]},
-                   "data": {k: "false" for k in keys}})
+                   "data": {k: "false" for k in keys}}, seen=cm)
         changed += [f"{cm['metadata']['name']}:{k}" for k in keys]
     if not changed:
         return Skipped("NoFlags", f"no non-critical flag found for modules {modules or 'all'}")
@@ -75,7 +75,7 @@ def _openfeature(ctx: ActionContext, params: FlagsParams, modules: list[str]) ->
         if not patch:
             continue
         ctx.apply({"apiVersion": ff["apiVersion"], "kind": "FeatureFlag", "metadata": {"name": ff["metadata"]["name"]},
-                   "spec": {"flagSpec": {"flags": patch}}})
+                   "spec": {"flagSpec": {"flags": patch}}}, seen=ff)
         changed += [f"{ff['metadata']['name']}:{n}" for n in patch]
     if not changed:
         return Skipped("NoFlags", f"no FeatureFlag with an {params.off_variant!r} variant for modules {modules or 'all'}")

@@ -28,5 +28,5 @@ def run(ctx: ActionContext, params: HumanLoopParams) -> Result:
     key = params.key if ctx.tenant == "*" else f"{params.key}.tenant.{ctx.tenant}"
     for cm in pipelines:
         ctx.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": cm["metadata"]["name"]},
-                   "data": {key: params.value}})
+                   "data": {key: params.value}}, seen=cm)
     return Succeeded(f"{len(pipelines)} pipelines in {params.value}", {"key": key})

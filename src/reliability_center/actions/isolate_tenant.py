@@ -83,7 +83,7 @@ def run(ctx: ActionContext, params: IsolateParams) -> Result:
         return Failed("TenantNotFound", f"tenant {tenant!r} has no ConfigMap with role=tenant in {ctx.namespace}")
     for cm in flags:
         ctx.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": cm["metadata"]["name"]},
-                   "data": {"isolated": "true"}})
+                   "data": {"isolated": "true"}}, seen=cm)
     narrowed, foreign = [], []
     for policy in policies:
         labels = policy["metadata"].get("labels") or {}
@@ -93,7 +93,7 @@ def run(ctx: ActionContext, params: IsolateParams) -> Result:
         if owner and owner != tenant:
             foreign.append(ref(policy))  # another tenant's policy: not ours to narrow
             continue
-        ctx.apply(excluding(policy, tenant))
+        ctx.apply(excluding(policy, tenant), seen=policy)
         narrowed.append(ref(policy))
     ctx.apply(isolation_policy(tenant))
     evidence = {"tenant": tenant, "narrowedPolicies": narrowed, "isolatedTenants": sorted(isolated | {tenant})}

@@ -30,9 +30,9 @@ def run(ctx: ActionContext, params: PauseParams) -> Result:
                 continue  # shared ingestion serves every tenant: pausing it would cut the others
             name = obj["metadata"]["name"]
             if kind == "CronJob":
-                ctx.apply({"apiVersion": "batch/v1", "kind": kind, "metadata": {"name": name}, "spec": {"suspend": True}})
+                ctx.apply({"apiVersion": "batch/v1", "kind": kind, "metadata": {"name": name}, "spec": {"suspend": True}}, seen=obj)
             else:
-                ctx.apply({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": {"replicas": 0}})
+                ctx.apply({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name}, "spec": {"replicas": 0}}, seen=obj)
                 hpa = hpas.get((kind, name))
                 if hpa:
                     evidence[name] = {"hpa": hpa["metadata"]["name"], "minReplicas": hpa["spec"].get("minReplicas"),

@@ -78,10 +78,25 @@ class WriteGateway:
         self.kube = kube
 
     # -- the forward path ----------------------------------------------------------
-    def apply(self, ctx: WriteContext, desired: dict[str, Any], *, action: str) -> WriteResult:
-        """Server-side apply ``desired`` (a partial object) to an existing object, or create it if absent."""
+    def apply(self, ctx: WriteContext, desired: dict[str, Any], *, action: str,
+              seen: dict[str, Any] | None = None) -> WriteResult:
+        """Server-side apply ``desired`` (a partial object) to an existing object, or create it if absent.
+
+        ``seen`` is the object as the caller just listed it: it saves a read, and its
+        resourceVersion goes into the apply as a precondition, so a change made since
+        makes the apply fail (Conflict) instead of snapshotting a stale "before".
+        """
         target = Ref.of(desired)
-        current = self.kube.get(target)
+        try:
+            return self._apply(ctx, desired, action, target, seen)
+        except Conflict:
+            if seen is None:
+                raise
+            return self._apply(ctx, desired, action, target, None)  # changed since the list: read it afresh
+
+    def _apply(self, ctx: WriteContext, desired: dict[str, Any], action: str, target: Ref,
+               seen: dict[str, Any] | None) -> WriteResult:
+        current = seen if seen is not None else self.kube.get(target)
         labels = ((current or desired).get("metadata") or {}).get("labels") or {}
         self._check(ctx, action, str(target), labels)
         wanted = leaves(desired)
@@ -102,6 +117,9 @@ class WriteGateway:
         if current is not None and all(before[p] == after[p] for p in wanted) and snap is None:
             entry = self._audit(ctx, record, "unchanged", "already in the desired state")
             return WriteResult(str(target), "unchanged", None, entry, after)
+        if current is not None:
+            desired = {**desired, "metadata": {**desired["metadata"],
+                                               "resourceVersion": current["metadata"]["resourceVersion"]}}
         self.kube.apply(desired)
         entry = self._audit(ctx, record, "applied" if current is not None else "created", "")
         return WriteResult(str(target), "applied" if current is not None else "created", snap, entry, after)
@@ -157,11 +175,12 @@ class WriteGateway:
                   before: dict[str, Any], after: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
         """Create the durable snapshot once: its name and the state before this step's first write."""
         name = snapshot_name(ctx, target)
-        existing = self.kube.get(Ref("ConfigMap", ctx.namespace, name))
-        if existing is not None:  # an earlier attempt of this step took it, before its write
-            return name, json.loads(existing["data"]["before"])
         if current is not None and all(before[p] == after[p] for p in after):
-            return None, before  # nothing to change, nothing to restore
+            # Nothing to change — unless an earlier attempt of this step changed it already.
+            existing = self.kube.get(Ref("ConfigMap", ctx.namespace, name))
+            if existing is None:
+                return None, before
+            return name, json.loads(existing["data"]["before"])
         meta = ctx.incident["metadata"]
         snapshot = {
             "apiVersion": "v1",
@@ -184,7 +203,11 @@ class WriteGateway:
                 "traceId": ctx.trace_id,
             },
         }
-        self.kube.create(snapshot)
+        try:
+            self.kube.create(snapshot)
+        except Conflict:  # an earlier attempt of this step took it, before its first write
+            existing = self.kube.get(Ref("ConfigMap", ctx.namespace, name)) or {}
+            return name, json.loads(existing["data"]["before"])
         return name, before
 
     # -- the inverse -----------------------------------------------------------------

@@ -9,9 +9,9 @@ writes are idempotent (deterministic snapshots, names and markers).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-import uuid
 from typing import Any
 
 from pydantic import ValidationError
@@ -47,6 +47,7 @@ class StepRunner:
         self.settings = settings
         self.sleep = sleep
         self.clock = clock
+        self._runbooks: dict[tuple[str, str | None, str], Runbook | None] = {}
 
     # -- entry point ---------------------------------------------------------------
     def reconcile(self, body: dict[str, Any], runbooks: list[dict[str, Any]], attempts: int = 5) -> None:
@@ -66,6 +67,19 @@ class StepRunner:
                 if fresh is None:
                     return
                 body = fresh
+
+    def parse_runbook(self, raw: dict[str, Any]) -> Runbook | None:
+        """Parsed once per resourceVersion: every turn reads every runbook."""
+        key = (raw["metadata"]["name"], raw["metadata"].get("resourceVersion"),
+               json.dumps(raw.get("status", {}).get("conditions"), sort_keys=True))
+        if key not in self._runbooks:
+            try:
+                self._runbooks[key] = Runbook.model_validate(raw)
+            except ValidationError:
+                self._runbooks[key] = None  # the runbook handler reports it NotReady
+            if len(self._runbooks) > 1000:
+                self._runbooks.pop(next(iter(self._runbooks)))
+        return self._runbooks[key]
 
     def facts(self, namespace: str) -> Facts:
         cm = self.kube.get(Ref("ConfigMap", namespace, SETTINGS_CONFIGMAP))
@@ -126,7 +140,8 @@ class Turn:
             self.status.steps = plan(self.incident, runbook, facts)
             self.admit(runbook, facts)
             self.phase("Mitigating")
-            self.save()
+            # Not saved yet: the plan is deterministic, and the first step's status
+            # patch carries it; one round trip less before the first Level 1 write.
         while True:
             decision = next_decision(self.incident, runbook, self.status, now_iso())
             if isinstance(decision, RunStep):
@@ -144,16 +159,13 @@ class Turn:
         """Trace id and runbook: the first status the Incident gets."""
         changed = False
         if not self.status.trace_id:
-            self.status.trace_id = self.incident.spec.trace_id or uuid.uuid4().hex
+            # Derived from the uid, not random: a turn that crashes before saving it
+            # must find the same trace id (restart markers and audit names use it).
+            self.status.trace_id = self.incident.spec.trace_id or self.body["metadata"]["uid"].replace("-", "")
             self.status.times.detected = now_iso()
             self.phase("Detected")
             changed = True
-        parsed = []
-        for raw in self.runbooks:
-            try:
-                parsed.append(Runbook.model_validate(raw))
-            except ValidationError:
-                continue  # the runbook handler reports it NotReady
+        parsed = [rb for rb in map(self.runner.parse_runbook, self.runbooks) if rb is not None]
         if not self.status.runbook:
             match = match_runbook(self.incident, parsed)
             if match.runbook is None:
