@@ -96,6 +96,11 @@ ADAPTER = memory
 
 [indexer]
 REPO_INDEXER_ENABLED = false
+; the default (bleve) re-indexes every pull request: slow on small machines, and no test searches
+ISSUE_INDEXER_TYPE = db
+
+[actions]
+ENABLED = false
 
 [cron]
 ENABLED = false

@@ -96,7 +96,13 @@ class GiteaForge:
             body["head_commit_id"] = opts.expected_head
         if opts.message:
             body["MergeMessageField"] = opts.message
-        self._call("POST", f"/pulls/{number}/merge", f"merge pull request #{number}", json=body)
+        try:
+            self._call("POST", f"/pulls/{number}/merge", f"merge pull request #{number}", json=body)
+        except f.ForgeError as exc:
+            if exc.status == 405 and "try again later" in str(exc).lower():
+                # Gitea is still checking mergeability (the head just moved): not a refusal.
+                raise f.ForgeError(str(exc), status=405, retryable=True) from None
+            raise
         pr = self.get_pull_request(number)
         if pr is None:
             raise f.ForgeError(f"pull request #{number} vanished after its merge", retryable=False)
