@@ -54,8 +54,8 @@ def main() -> None:
     kubectl("apply", "--server-side", "-n", ns, "-f", str(ROOT / "examples" / "protected-app" / "app.yaml"))
     category = f"bench{uuid.uuid4().hex[:6]}"
     runbook = {"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-               "metadata": {"name": f"rb-{category}", "labels": {"reliability.center/test": "true"}},
-               "spec": {"match": {"category": category}, "limits": {"maxRunsPerHour": 1000, "maxRefires": 1000},
+               "metadata": {"name": f"rb-{category}", "labels": {"reliability.center/bench": "true"}},
+               "spec": {"match": {"category": category}, "limits": {"maxRunsPerHour": 1000, "maxRefires": 100},
                         "steps": [
                             {"name": "degraded-mode", "level": 1, "action": "feature-flags-off",
                              "params": {"modules": ["search"]}},
@@ -100,10 +100,10 @@ def main() -> None:
                                           "incidents", timeout_seconds=600):
             now = time.perf_counter()
             obj = event["object"]
-            if (obj.get("status") or {}).get("phase") == "Mitigated":
-                with lock:
+            with lock:
+                if (obj.get("status") or {}).get("phase") == "Mitigated":
                     mitigated.setdefault(obj["spec"]["tenant"], now)
-                    lock.notify_all()
+                lock.notify_all()
 
     for fn in (watch_flags, watch_incidents):
         threading.Thread(target=fn, daemon=True).start()
@@ -126,6 +126,13 @@ def main() -> None:
         with lock:
             if not lock.wait_for(lambda: tenant in mitigated, timeout=30):
                 raise SystemExit(f"incident {i} not mitigated in 30s; see {CACHE / 'operator-bench.log'}")
+        # Latency, not throughput: let the operator finish with this incident (its last
+        # status events) before the next one, so incidents do not queue behind each other.
+        quiet_since = time.perf_counter()
+        while time.perf_counter() - quiet_since < 0.15:
+            with lock:
+                if lock.wait(timeout=0.15):
+                    quiet_since = time.perf_counter()
     rss_kib = 0
     with open(f"/proc/{operator.pid}/status") as status:
         for line in status:

@@ -171,19 +171,22 @@ class ActionSpec:
     run: Run
     reversible: bool
     summary: str
+    needs_settings: bool
+    """Reads the namespace's reliability-center-settings (SAFE_MODE, GitOps repo): fetched only then."""
 
 
 REGISTRY: dict[str, ActionSpec] = {}
 
 
 def action(name: str, *, params: type[Params], levels: tuple[int, ...] = (1, 2),
-           reversible: bool = True, summary: str = "") -> Callable[[Run], Run]:
+           reversible: bool = True, summary: str = "", needs_settings: bool = False) -> Callable[[Run], Run]:
     """Register an action type under ``name``; a duplicate name is a programming error."""
 
     def register(run: Run) -> Run:
         if name in REGISTRY:
             raise RuntimeError(f"action {name!r} registered twice")
-        REGISTRY[name] = ActionSpec(name, params, frozenset(levels), run, reversible, summary or (run.__doc__ or ""))
+        REGISTRY[name] = ActionSpec(name, params, frozenset(levels), run, reversible, summary or (run.__doc__ or ""),
+                                    needs_settings)
         return run
 
     return register

@@ -17,7 +17,8 @@ class HumanLoopParams(Params):
     value: str = Field(default="human-in-the-loop", max_length=253)
 
 
-@action("human-in-the-loop", params=HumanLoopParams, summary="Human-in-the-loop only, when SAFE_MODE allows")
+@action("human-in-the-loop", params=HumanLoopParams, summary="Human-in-the-loop only, when SAFE_MODE allows",
+        needs_settings=True)
 def run(ctx: ActionContext, params: HumanLoopParams) -> Result:
     if not ctx.facts.safe_mode:
         return Skipped("SafeModeOff", "SAFE_MODE does not allow switching to human-in-the-loop")

@@ -42,7 +42,7 @@ def incident_record(ctx: ActionContext) -> str:
     return "\n".join(lines)
 
 
-@action("patch-plan", params=PatchPlanParams, levels=(3,), reversible=False,
+@action("patch-plan", params=PatchPlanParams, levels=(3,), reversible=False, needs_settings=True,
         summary="Propose the change as a PatchPlan (pull request); merge is the human validation")
 def run(ctx: ActionContext, params: PatchPlanParams) -> Result:
     settings = ctx.facts.settings

@@ -81,7 +81,12 @@ class StepRunner:
                 self._runbooks.pop(next(iter(self._runbooks)))
         return self._runbooks[key]
 
-    def facts(self, namespace: str) -> Facts:
+    def facts(self, namespace: str, runbook: Runbook) -> Facts:
+        """SAFE_MODE and the GitOps settings — read only when a step of the runbook needs them."""
+        needed = any(REGISTRY[s.action].needs_settings or (s.when is not None and s.when.safe_mode is not None)
+                     for s in runbook.spec.steps if s.action in REGISTRY)
+        if not needed:
+            return Facts(now=now_iso(), safe_mode=self.settings.safety.safe_mode)
         cm = self.kube.get(Ref("ConfigMap", namespace, SETTINGS_CONFIGMAP))
         settings = (cm or {}).get("data") or {}
         safe = settings.get("SAFE_MODE")
@@ -135,7 +140,7 @@ class Turn:
         runbook = self.start()
         if runbook is None:
             return
-        facts = self.runner.facts(self.ref.namespace)  # type: ignore[arg-type]
+        facts = self.runner.facts(self.ref.namespace, runbook)  # type: ignore[arg-type]
         if not self.status.steps:
             self.status.steps = plan(self.incident, runbook, facts)
             self.admit(runbook, facts)
