@@ -18,6 +18,18 @@ from tests.support.cluster import CACHE, ROOT, apply_docs, kubectl, load_yaml, w
 OPERATOR_LOG = CACHE / "operator-test.log"
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+#: The session operator serves Prometheus metrics here.
+METRICS_PORT = _free_port()
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/e2e/" in str(item.fspath):
@@ -91,7 +103,7 @@ def operator(kube, seed_runbooks: None) -> Iterator[subprocess.Popen[bytes]]:
     """One operator process for the session, watching every namespace."""
     OPERATOR_LOG.unlink(missing_ok=True)
     # Tests that run operators of their own (crash tests) use namespaces named crash-*.
-    proc = start_operator(extra_env={"RC_NAMESPACES": "!crash-*"})
+    proc = start_operator(extra_env={"RC_NAMESPACES": "!crash-*", "RC_METRICS_PORT": str(METRICS_PORT)})
     wait_for(lambda: all(
         rb.get("status", {}).get("conditions") for rb in kube.list("Runbook")
     ) and kube.list("Runbook"), timeout=60, what="the operator to report on the seed runbooks")

@@ -1,0 +1,120 @@
+"""Level 1 actions beyond the seed playbooks' paths: OpenFeature flags, SAFE_MODE off,
+shared ingestion for all tenants, restores, field ownership, metrics and JSON logs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.conftest import METRICS_PORT, OPERATOR_LOG
+from tests.support.cluster import apply_docs, get_json, kubectl, wait_for
+from tests.support.incidents import app_content, changed, create, incident, settle_app, steps, wait_phase
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+
+def runbook(steps_: list[dict]) -> str:
+    category = f"a{uuid.uuid4().hex[:8]}"
+    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
+                       "metadata": {"name": f"rb-{category}", "labels": {"reliability.center/test": "true"}},
+                       "spec": {"match": {"category": category}, "steps": steps_}}])
+    wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook")
+    return category
+
+
+def test_openfeature_flags_are_turned_off_by_flipping_the_default_variant(app):
+    apply_docs(app, [{"apiVersion": "core.openfeature.dev/v1beta1", "kind": "FeatureFlag",
+                      "metadata": {"name": "search-flags", "labels": {"reliability.center/role": "flags",
+                                                                     "reliability.center/module": "search"},
+                                   "annotations": {"reliability.center/critical-flags": "search-core"}},
+                      "spec": {"flagSpec": {"flags": {
+                          "search-core": {"state": "ENABLED", "variants": {"on": True, "off": False},
+                                          "defaultVariant": "on"},
+                          "search-suggestions": {"state": "ENABLED", "variants": {"on": True, "off": False},
+                                                 "defaultVariant": "on"},
+                          "no-off-variant": {"state": "ENABLED", "variants": {"a": "x", "b": "y"},
+                                             "defaultVariant": "a"}}}}}])
+    category = runbook([{"name": "flags", "level": 1, "action": "feature-flags-off",
+                         "params": {"backend": "openfeature", "modules": ["search"]}}])
+    create(app, incident("of", category=category, tenant="*"))
+    st = wait_phase(app, "of", "Mitigated")
+    flags = get_json("featureflag", "search-flags", "-n", app)["spec"]["flagSpec"]["flags"]
+    assert flags["search-suggestions"]["defaultVariant"] == "off"
+    assert flags["search-suggestions"]["state"] == "ENABLED"  # flagd treats DISABLED as an error
+    assert flags["search-core"]["defaultVariant"] == "on"  # critical
+    assert flags["no-off-variant"]["defaultVariant"] == "a"  # no safe off variant: left alone
+    kubectl("patch", "incident", "of", "-n", app, "--type=merge", "-p", '{"spec":{"resolved":true}}')
+    wait_phase(app, "of", "Verifying")
+    flags = get_json("featureflag", "search-flags", "-n", app)["spec"]["flagSpec"]["flags"]
+    assert flags["search-suggestions"]["defaultVariant"] == "on"
+    assert steps(st)["flags"] == "Succeeded"
+
+
+def test_human_in_the_loop_is_skipped_when_safe_mode_does_not_allow_it(app):
+    kubectl("patch", "configmap", "reliability-center-settings", "-n", app, "--type=merge",
+            "-p", '{"data":{"SAFE_MODE":"false"}}')
+    settle_app(app)
+    before = app_content(app)
+    category = runbook([{"name": "hitl", "level": 1, "action": "human-in-the-loop", "params": {"modules": ["ocr"]}}])
+    create(app, incident("hitl", category=category))
+    st = wait_phase(app, "hitl", "Mitigated")
+    assert st["steps"][0]["state"] == "Skipped" and st["steps"][0]["reason"] == "SafeModeOff"
+    assert changed(before, app_content(app)) == set()
+
+
+def test_pausing_ingestion_for_every_tenant_suspends_cronjobs_and_scales_all_to_zero_then_restores(app):
+    apply_docs(app, [{"apiVersion": "batch/v1", "kind": "CronJob",
+                      "metadata": {"name": "ingest-batch", "labels": {"reliability.center/role": "ingestion",
+                                                                     "reliability.center/module": "ocr"}},
+                      "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": {
+                          "restartPolicy": "Never", "containers": [{"name": "c", "image": "registry.invalid/i:1"}]}}}}}}])
+    settle_app(app)
+    before = app_content(app)
+    category = runbook([{"name": "pause", "level": 1, "action": "pause-ingestion", "params": {"modules": ["ocr"]}}])
+    create(app, incident("pause-all", category=category, tenant="*"))
+    wait_phase(app, "pause-all", "Mitigated")
+    assert get_json("cronjob", "ingest-batch", "-n", app)["spec"]["suspend"] is True
+    for d in ("ingest-ocr-acme", "ingest-ocr-globex", "ingest-ocr-initech", "ingest-ocr-shared"):
+        assert get_json("deployment", d, "-n", app)["spec"]["replicas"] == 0
+    kubectl("patch", "incident", "pause-all", "-n", app, "--type=merge", "-p", '{"spec":{"resolved":true}}')
+    wait_phase(app, "pause-all", "Verifying")
+    assert changed(before, app_content(app)) == set()  # replicas and suspend are back as they were
+
+
+def test_every_field_the_operator_wrote_is_owned_by_its_field_manager(app):
+    create(app, incident("xt", category="cross-tenant", module="exports"))
+    st = wait_phase(app, "xt", "Mitigated")
+    targets = {e["target"] for e in st["timeline"] if e.get("target") and e["event"].endswith(":applied")}
+    assert targets
+    for target in targets:
+        kind, _, name = target.split("/")
+        obj = get_json(kind.lower(), name, "-n", app, "--show-managed-fields")
+        managers = {m["manager"]: m for m in obj["metadata"]["managedFields"]}
+        ours = managers["reliability-center"]
+        assert ours["operation"] == "Apply"  # server-side apply under the named field manager
+    cm = get_json("configmap", "flags-exports", "-n", app, "--show-managed-fields")
+    ours = next(m for m in cm["metadata"]["managedFields"] if m["manager"] == "reliability-center")
+    assert set(ours["fieldsV1"]["f:data"]) == {"f:bulk-export.tenant.acme", "f:cross-tenant-export.tenant.acme"}
+
+
+def test_the_operator_logs_structured_json(app):
+    create(app, incident("bill", category="billing", module="billing"))
+    wait_phase(app, "bill", "Mitigated")
+    lines = [line for line in OPERATOR_LOG.read_text().splitlines() if line.strip()]
+    parsed = [json.loads(line) for line in lines[-200:]]
+    audit = [p for p in parsed if p.get("message", "").startswith("audit ") and p.get("audit", {}).get("tenant")]
+    assert audit, "audit lines carry their record as JSON fields"
+    assert {"traceId", "tenant", "actor", "action", "target", "before", "after"} <= set(audit[-1]["audit"])
+
+
+def test_the_operator_serves_prometheus_metrics(app):
+    import httpx
+
+    create(app, incident("bill", category="billing", module="billing"))
+    wait_phase(app, "bill", "Mitigated")
+    text = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).text
+    assert 'reliability_center_step_results_total{action="feature-flags-off",state="Succeeded"}' in text
+    assert 'reliability_center_incident_phase_transitions_total{category="billing",phase="Mitigated"}' in text
+    assert 'reliability_center_gateway_writes_total{action="feature-flags-off",outcome="applied"}' in text
