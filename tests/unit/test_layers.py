@@ -52,3 +52,13 @@ def test_engine_policy_and_api_are_pure():
                 if isinstance(node, ast.ImportFrom) and node.module:
                     assert not node.module.startswith(("reliability_center.gateway", "reliability_center.operator",
                                                        "kubernetes", "kopf", "httpx", "git")), (path, node.module)
+
+
+def test_import_linter_contracts_are_kept():
+    """The layer contract in pyproject.toml: cli > operator > actions|gitops > gateway > engine > policy > api."""
+    import subprocess
+    import sys
+
+    lint = pathlib.Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(lint)], capture_output=True, text=True, cwd=PKG.parents[1])
+    assert result.returncode == 0, result.stdout[-3000:]
