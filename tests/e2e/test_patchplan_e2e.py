@@ -152,3 +152,30 @@ def test_second_plan_on_the_same_file_waits_for_the_first(kube, namespace, opera
     wait_phase(kube, namespace, "first", "Rejected")
     second = wait_phase(kube, namespace, "second", "Proposed")
     assert repo.pull(second["pullRequest"]["number"])["state"] == "open"
+
+
+def test_without_argo_cd_synced_means_the_objects_are_live_at_the_merged_content(kube, namespace, operator,
+                                                                                  gitea):  # noqa: F811
+    manifest = DEPLOYMENT.replace("namespace: shop", f"namespace: {namespace}")
+    repo = create_repo(gitea, {"apps/shop/deployment.yaml": manifest})
+    apply_docs(namespace, [d for d in yaml.safe_load_all(manifest) if d])
+    apply_docs(namespace, [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "type": "Opaque",
+         "stringData": {"token": gitea.token}},
+        {"apiVersion": "reliability.center/v1alpha1", "kind": "PatchPlan", "metadata": {"name": "scale"},
+         "spec": {"repository": {"url": repo.url, "provider": "gitea", "credentialsSecret": "creds"},
+                  "title": "Scale web to 4", "changes": [{"path": "apps/shop/deployment.yaml",
+                                                          "operation": "setValue", "yamlPath": "spec.replicas",
+                                                          "value": 4}]}},
+    ])
+    number = wait_phase(kube, namespace, "scale", "Proposed")["pullRequest"]["number"]
+    repo.merge(number)
+    # Merged, but nobody applied it yet: the live Deployment still says 3.
+    differs = wait_for(lambda: (s := plan_status(kube, namespace, "scale")).get("phase") == "Merged"
+                       and ready(s)["reason"] == "ObjectDiffers" and s, TICKS, "ObjectDiffers")
+    assert ".spec.replicas" in ready(differs)["message"]
+    apply_docs(namespace, [d for d in yaml.safe_load_all(repo.file("apps/shop/deployment.yaml")) if d])
+    synced = wait_for(lambda: (s := plan_status(kube, namespace, "scale")).get("phase") in ("Synced", "Verified")
+                      and s, TICKS, "Synced from the live objects")
+    assert synced["sync"]["revision"] == repo.head("main")
+    assert replicas(namespace) == 4
