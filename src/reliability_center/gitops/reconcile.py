@@ -119,7 +119,7 @@ def build(plan: PatchPlan, rt: Runtime) -> Built:
         raise GitError(f"base branch {spec.repository.base_branch!r} does not exist on {ws.display_url}",
                        retryable=False)
     check_paths(files, rt.policy, ws.tree_lookup(base))  # now with the tree: symlinks, directories
-    before = {path: ws.read_file(base, path) for path in files}
+    before = {path: _text(ws, base, path) for path in files}
     after: dict[str, str | None] = dict(before)
     for change in spec.changes:
         after[change.path] = apply_change(change.path, after[change.path], change.operation,
@@ -131,9 +131,16 @@ def build(plan: PatchPlan, rt: Runtime) -> Built:
     digest = "sha256:" + hashlib.sha256(diff.encode()).hexdigest()
     if not diffs:
         return Built(base, None, files, "", digest, heads[branch_name(plan)])
-    message = f"{spec.title}\n\n{spec.description[:4000]}\n\n{trailers(plan)}".replace("\n\n\n\n", "\n\n")
+    message = "\n\n".join(part.strip() for part in (spec.title, spec.description[:4000], trailers(plan)) if part.strip())
     commit = ws.commit_files(base, {p: after[p] or "" for p in diffs}, message, date=commit_date(plan))
     return Built(base, commit, sorted(diffs), diff, digest, heads[branch_name(plan)])
+
+
+def _text(ws: Workspace, rev: str, path: str) -> str | None:
+    try:
+        return ws.read_file(rev, path)
+    except UnicodeDecodeError:
+        raise EditError(path, "not a UTF-8 text file; PatchPlans edit text only") from None
 
 
 def ours(ws: Workspace, plan: PatchPlan, base: str, head: str) -> bool:

@@ -53,14 +53,17 @@ class Origin:
     def url(self) -> str:
         return f"file://{self.bare}"
 
-    def commit(self, files: dict[str, str], message: str = "human change", branch: str = "main",
+    def commit(self, files: dict[str, str | bytes], message: str = "human change", branch: str = "main",
                start: str | None = None) -> str:
         git(self.clone, "fetch", "-q", "origin")
         git(self.clone, "checkout", "-q", "-B", branch, f"origin/{start or branch}")
         for path, content in files.items():
             target = self.clone / path
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content)
+            if isinstance(content, bytes):
+                target.write_bytes(content)
+            else:
+                target.write_text(content)
             git(self.clone, "add", path)
         git(self.clone, "commit", "-q", "-m", message)
         git(self.clone, "push", "-q", "origin", f"HEAD:refs/heads/{branch}")

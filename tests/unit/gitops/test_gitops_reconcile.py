@@ -211,3 +211,13 @@ def test_rollback_before_anything_was_proposed_cancels(env):
     new = rc.step(plan, rc.Runtime(forge=forge, workspace=ws))
     assert new.phase == "RolledBack" and new.conditions[0].reason == "NotProposed"
     assert origin.branches() == ["main"]
+
+
+def test_binary_file_is_refused_clearly(env):
+    origin, ws, forge = env
+    origin.commit({"apps/blob.yaml": b"\xff\xfe\x00binary"}, "add a binary file")
+    plan = make_plan(origin, changes=[{"path": "apps/blob.yaml", "operation": "setValue", "yamlPath": "a",
+                                       "value": 1}])
+    new = rc.step(plan, rc.Runtime(forge=forge, workspace=ws))
+    assert new.phase == "Failed" and "apps/blob.yaml: not a UTF-8 text file" in new.conditions[0].message
+    assert origin.branches() == ["main"]
