@@ -16,7 +16,7 @@ step "CRDs and the four seed runbooks"
 kubectl apply --server-side --force-conflicts -f "$root/crds" >/dev/null
 kubectl wait --for=condition=Established --timeout=60s -f "$root/crds" >/dev/null
 kubectl apply --server-side -f "$root/runbooks" >/dev/null
-kubectl delete runbooks -l reliability.center/test=true --ignore-not-found >/dev/null  # left by test runs
+kubectl delete runbooks -l 'reliability.center/test' --ignore-not-found >/dev/null  # left by test runs
 
 step "operator (log: $cache/operator-demo.log)"
 "$py" -m reliability_center.operator >"$cache/operator-demo.log" 2>&1 &

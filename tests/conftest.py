@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.cluster import CACHE, ROOT, apply_docs, kubectl, load_yaml, wait_for
+from tests.support.cluster import CACHE, SESSION, ROOT, apply_docs, kubectl, load_yaml, wait_for
 
 OPERATOR_LOG = CACHE / "operator-test.log"
 
@@ -78,7 +78,7 @@ def seed_runbooks(crds: None) -> Iterator[None]:
         apply_docs(None, load_yaml(path))
     yield
     # Runbooks are cluster-scoped: remove the ones tests made, the cluster outlives the run.
-    kubectl("delete", "runbooks", "-l", "reliability.center/test=true", "--wait=false", check=False)
+    kubectl("delete", "runbooks", "-l", f"reliability.center/test={SESSION}", "--wait=false", check=False)
 
 
 def start_operator(log_path=OPERATOR_LOG, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

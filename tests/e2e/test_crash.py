@@ -17,7 +17,7 @@ from collections import Counter
 import pytest
 
 from tests.conftest import CACHE, start_operator, stop_operator
-from tests.support.cluster import apply_docs, get_json, kubectl, load_yaml, wait_for
+from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, load_yaml, wait_for
 from tests.support.incidents import create, incident, status
 
 KILLS_WANTED = 20
@@ -45,7 +45,7 @@ def crash_namespace(kube):
 
 def runbook(category: str) -> None:
     apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": {"reliability.center/test": "true"}},
+                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
                        "spec": {"match": {"category": category}, "limits": {"maxRunsPerHour": 100, "maxRefires": 100},
                                 "steps": [
         {"name": "flags", "level": 1, "action": "feature-flags-off", "params": {"modules": ["search"]}},

@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from tests.support.cluster import apply_docs, get_json, wait_for
+from tests.support.cluster import TEST_LABELS, apply_docs, get_json, wait_for
 from tests.support.incidents import create, incident, steps, wait_phase
 
-TEST_LABEL = {"reliability.center/test": "true"}  # conftest deletes these runbooks at the end
+
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("operator")
 def custom_runbook(category: str, steps_: list[dict], **limits) -> str:
     name = f"rb-{category}"
     apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": name, "labels": TEST_LABEL},
+                       "metadata": {"name": name, "labels": TEST_LABELS},
                        "spec": {"match": {"category": category}, "limits": limits, "steps": steps_}}])
     wait_for(lambda: any(c["type"] == "Ready" for c in get_json("runbook", name).get("status", {}).get("conditions", [])),
              what=f"runbook {name} status")
@@ -90,7 +90,7 @@ def test_a_tenant_that_does_not_exist_fails_the_step_with_a_reason(app):
 def test_the_operator_marks_a_bad_runbook_not_ready_with_the_reason(crds, step, reason):
     name = f"bad-{uuid.uuid4().hex[:6]}"
     apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": name, "labels": TEST_LABEL},
+                       "metadata": {"name": name, "labels": TEST_LABELS},
                        "spec": {"match": {"category": category()}, "steps": [step]}}])
     ready = wait_for(lambda: next((c for c in get_json("runbook", name).get("status", {}).get("conditions", [])
                                    if c["type"] == "Ready"), None), what="Ready condition")
@@ -103,3 +103,14 @@ def test_the_seed_runbooks_are_ready(operator):
         ready = {c["type"]: c for c in rb["status"]["conditions"]}["Ready"]
         assert ready["status"] == "True", ready
         assert rb["status"]["maxLevel"] == 3
+
+
+def test_an_incident_without_a_runbook_is_matched_when_one_becomes_ready(app):
+    cat = category()
+    create(app, incident("early", category=cat, module="search"))
+    wait_for(lambda: any(c["type"] == "Matched" and c["reason"] == "NoRunbookMatched"
+                         for c in get_json("incident", "early", "-n", app).get("status", {}).get("conditions", [])),
+             what="NoRunbookMatched")
+    custom_runbook(cat, [{"name": "flags", "level": 1, "action": "feature-flags-off", "params": {"modules": ["search"]}}])
+    st = wait_phase(app, "early", "Mitigated")
+    assert st["runbook"] == f"rb-{cat}"

@@ -17,7 +17,7 @@ from kubernetes import client, config, watch
 
 from reliability_center.actions.restart_one_by_one import RESTART_ANNOTATION
 from reliability_center.actions.rollout import rollout_status
-from tests.support.cluster import apply_docs, get_json, kubectl, wait_for
+from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, wait_for
 from tests.support.incidents import create, incident, wait_phase
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -67,7 +67,7 @@ def run_and_watch(app: str, params: dict, started) -> dict[str, tuple[int, int]]
     deployments(app)
     cat = f"r{uuid.uuid4().hex[:8]}"
     apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{cat}", "labels": {"reliability.center/test": "true"}},
+                       "metadata": {"name": f"rb-{cat}", "labels": TEST_LABELS},
                        "spec": {"match": {"category": cat}, "steps": [
                            {"name": "one-by-one", "level": 1, "action": "restart-one-by-one",
                             "params": {"role": "scheduler", "modules": ["batch"], **params}}]}}])

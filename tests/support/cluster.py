@@ -7,6 +7,7 @@ import os
 import pathlib
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -18,6 +19,11 @@ BIN = CACHE / "bin"
 KUBECTL = str(BIN / "kubectl")
 
 T = TypeVar("T")
+
+#: Labels of cluster-scoped objects (Runbooks) a test session makes; that session deletes them
+#: at its end — only its own, as other sessions may share the cluster.
+SESSION = uuid.uuid4().hex[:10]
+TEST_LABELS = {"reliability.center/test": SESSION}
 
 
 def kubectl(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -44,6 +44,31 @@ def on_runbook(body: kopf.Body, **_: Any) -> None:
     if {k: current.get(k) for k in status} == status:
         return  # level-triggered: our own status patch comes back as an event
     records.patch_status(kube(), Ref("Runbook", None, meta["name"]), status)
+    if _ready(status) and not _ready(current):
+        wake_unmatched(meta["name"])
+
+
+def _ready(status: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def wake_unmatched(runbook: str) -> None:
+    """Incidents that found no runbook get another try when one becomes Ready.
+
+    Their Matched condition goes to Unknown (a status write, the only kind the
+    operator makes on Incidents); the change wakes their handler, which matches again.
+    """
+    for item in kube().list("Incident"):
+        status = item.get("status") or {}
+        matched = next((c for c in status.get("conditions") or [] if c.get("type") == "Matched"), None)
+        if status.get("runbook") or not matched or matched.get("status") != "False":
+            continue
+        conditions = [c if c is not matched else {**c, "status": "Unknown", "reason": "RunbookChanged",
+                                                  "message": f"Runbook {runbook!r} became Ready: matching again"}
+                      for c in status["conditions"]]
+        meta = item["metadata"]
+        records.patch_status(kube(), Ref("Incident", meta["namespace"], meta["name"]), {"conditions": conditions},
+                             meta["resourceVersion"])
 
 
 @kopf.index("reliability.center", "v1alpha1", "runbooks")
