@@ -179,3 +179,22 @@ def test_without_argo_cd_synced_means_the_objects_are_live_at_the_merged_content
                       and s, TICKS, "Synced from the live objects")
     assert synced["sync"]["revision"] == repo.head("main")
     assert replicas(namespace) == 4
+
+
+def test_missing_credentials_are_reported_then_picked_up(kube, namespace, operator, gitea):  # noqa: F811
+    repo = create_repo(gitea)
+    apply_docs(namespace, [{"apiVersion": "reliability.center/v1alpha1", "kind": "PatchPlan",
+                            "metadata": {"name": "early"},
+                            "spec": {"repository": {"url": repo.url, "provider": "gitea",
+                                                    "credentialsSecret": "later"},
+                                     "title": "Scale", "changes": [{"path": "apps/shop/deployment.yaml",
+                                                                    "operation": "setValue",
+                                                                    "yamlPath": "spec.replicas", "value": 2}]}}])
+    waiting = wait_for(lambda: (s := plan_status(kube, namespace, "early")) and
+                       ready(s)["reason"] == "CredentialsMissing" and s, TICKS, "CredentialsMissing")
+    assert f"Secret {namespace}/later not found" in ready(waiting)["message"]
+    assert repo.branches() == {"main"}
+    apply_docs(namespace, [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "later"}, "type": "Opaque",
+                            "stringData": {"username": gitea.user, "password": gitea.token}}])
+    proposed = wait_phase(kube, namespace, "early", "Proposed")
+    assert repo.pull(proposed["pullRequest"]["number"])["state"] == "open"
