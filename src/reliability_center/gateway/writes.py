@@ -111,7 +111,7 @@ class WriteGateway:
             entry = self._audit(ctx, record, "dry-run", "shadow mode: would change" if changed else "shadow: no change")
             return WriteResult(str(target), "dry-run", None, entry, after)
 
-        snap, before = self._snapshot(ctx, target, current, before, after)
+        snap, before, taken_now = self._snapshot(ctx, target, current, before, after)
         record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, str(target), ctx.step,
                                    digest(before), digest(after), "")
         if current is not None and all(before[p] == after[p] for p in wanted) and snap is None:
@@ -120,7 +120,12 @@ class WriteGateway:
         if current is not None:
             desired = {**desired, "metadata": {**desired["metadata"],
                                                "resourceVersion": current["metadata"]["resourceVersion"]}}
-        self.kube.apply(desired)
+        try:
+            self.kube.apply(desired)
+        except Conflict:
+            if taken_now and snap:  # its "before" is stale: the retry takes a new one
+                self.kube.delete(Ref("ConfigMap", ctx.namespace, snap))
+            raise
         entry = self._audit(ctx, record, "applied" if current is not None else "created", "")
         return WriteResult(str(target), "applied" if current is not None else "created", snap, entry, after)
 
@@ -172,15 +177,16 @@ class WriteGateway:
         return audit.emit(self.kube, ctx.incident, final)
 
     def _snapshot(self, ctx: WriteContext, target: Ref, current: dict[str, Any] | None,
-                  before: dict[str, Any], after: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
-        """Create the durable snapshot once: its name and the state before this step's first write."""
+                  before: dict[str, Any], after: dict[str, Any]) -> tuple[str | None, dict[str, Any], bool]:
+        """Create the durable snapshot once: its name, the state before this step's first write,
+        and whether it was taken just now (rather than by an earlier attempt)."""
         name = snapshot_name(ctx, target)
         if current is not None and all(before[p] == after[p] for p in after):
             # Nothing to change — unless an earlier attempt of this step changed it already.
             existing = self.kube.get(Ref("ConfigMap", ctx.namespace, name))
             if existing is None:
-                return None, before
-            return name, json.loads(existing["data"]["before"])
+                return None, before, False
+            return name, json.loads(existing["data"]["before"]), False
         meta = ctx.incident["metadata"]
         snapshot = {
             "apiVersion": "v1",
@@ -207,8 +213,8 @@ class WriteGateway:
             self.kube.create(snapshot)
         except Conflict:  # an earlier attempt of this step took it, before its first write
             existing = self.kube.get(Ref("ConfigMap", ctx.namespace, name)) or {}
-            return name, json.loads(existing["data"]["before"])
-        return name, before
+            return name, json.loads(existing["data"]["before"]), False
+        return name, before, True
 
     # -- the inverse -----------------------------------------------------------------
     def restore(self, ctx: WriteContext, snapshot: str, *, action: str, dry_run: bool = False) -> RestoreResult:

@@ -1,0 +1,92 @@
+"""The Write Gateway against the real apiserver, without the operator."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from reliability_center.gateway import PolicyDenied, Ref, WriteContext, WriteGateway
+from tests.support.cluster import apply_docs, get_json, kubectl
+
+
+@pytest.fixture
+def setup(kube, namespace):
+    apply_docs(namespace, [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "flags", "labels": {"reliability.center/role": "flags"}},
+         "data": {"a": "true", "b": "true"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ledger",
+                                                               "labels": {"reliability.center/data-class": "ledger"}},
+         "data": {"balance": "10"}},
+    ])
+    incident = {"apiVersion": "reliability.center/v1alpha1", "kind": "Incident",
+                "metadata": {"name": "inc", "namespace": namespace},
+                "spec": {"category": "perf", "severity": "high", "tenant": "acme"}}
+    body = kube.create(incident)
+    return kube, namespace, body
+
+
+def ctx(body, step="s", level=1, shadow=False):
+    return WriteContext(incident=body, trace_id=uuid.uuid4().hex, tenant="acme", step=step, level=level, shadow=shadow)
+
+
+def desired(namespace, **data):
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "flags", "namespace": namespace}, "data": data}
+
+
+def test_a_retried_write_keeps_the_first_snapshot_and_changes_nothing_more(setup):
+    kube, ns, body = setup
+    gw, c = WriteGateway(kube), ctx(body)
+    first = gw.apply(c, desired(ns, a="false"), action="flags")
+    rv = get_json("configmap", "flags", "-n", ns)["metadata"]["resourceVersion"]
+    again = gw.apply(c, desired(ns, a="false"), action="flags")  # as after a crash before status was saved
+    assert first.snapshot == again.snapshot and first.entry.before_digest == again.entry.before_digest
+    assert get_json("configmap", "flags", "-n", ns)["metadata"]["resourceVersion"] == rv
+    snapshot = get_json("configmap", first.snapshot, "-n", ns)["data"]
+    assert json.loads(snapshot["before"]) == {"/data/a": "true"}
+
+
+def test_a_stale_listing_is_detected_and_the_snapshot_holds_the_fresh_state(setup):
+    kube, ns, body = setup
+    stale = kube.get(Ref("ConfigMap", ns, "flags"))
+    kubectl("patch", "configmap", "flags", "-n", ns, "--type=merge", "-p", '{"data":{"a":"changed-meanwhile"}}')
+    result = WriteGateway(kube).apply(ctx(body), desired(ns, a="false"), action="flags", seen=stale)
+    assert result.outcome == "applied"
+    snapshot = get_json("configmap", result.snapshot, "-n", ns)["data"]
+    assert json.loads(snapshot["before"]) == {"/data/a": "changed-meanwhile"}  # not the stale "true"
+
+
+def test_a_protected_data_class_is_refused_before_any_write(setup):
+    kube, ns, body = setup
+    rv = get_json("configmap", "ledger", "-n", ns)["metadata"]["resourceVersion"]
+    ledger = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ledger", "namespace": ns},
+              "data": {"balance": "0"}}
+    with pytest.raises(PolicyDenied) as denied:
+        WriteGateway(kube).apply(ctx(body, level=2), ledger, action="fix-ledger")
+    assert denied.value.verdict.reason == "ProtectedDataClass"
+    assert get_json("configmap", "ledger", "-n", ns)["metadata"]["resourceVersion"] == rv
+    assert not [c for c in get_json("configmaps", "-n", ns)["items"] if c["metadata"]["name"].startswith("rc-snap")]
+    events = [e for e in get_json("events", "-n", ns)["items"] if e["reason"] == "AuditRefused"]
+    assert events and "ProtectedDataClass" in events[0]["message"]
+
+
+def test_restore_dry_run_changes_nothing_and_the_real_restore_puts_values_back(setup):
+    kube, ns, body = setup
+    gw, c = WriteGateway(kube), ctx(body)
+    result = gw.apply(c, desired(ns, a="false", c="new"), action="flags")
+    rv = get_json("configmap", "flags", "-n", ns)["metadata"]["resourceVersion"]
+    tested = gw.restore(c, result.snapshot, action="restore", dry_run=True)
+    assert sorted(tested.restored) == ["/data/a", "/data/c"] and tested.conflicts == []
+    assert get_json("configmap", "flags", "-n", ns)["metadata"]["resourceVersion"] == rv
+    gw.restore(c, result.snapshot, action="restore")
+    assert get_json("configmap", "flags", "-n", ns)["data"] == {"a": "true", "b": "true"}
+
+
+def test_shadow_mode_is_a_server_side_dry_run(setup):
+    kube, ns, body = setup
+    rv = get_json("configmap", "flags", "-n", ns)["metadata"]["resourceVersion"]
+    result = WriteGateway(kube).apply(ctx(body, shadow=True), desired(ns, a="false"), action="flags")
+    assert result.outcome == "dry-run" and result.snapshot is None
+    assert get_json("configmap", "flags", "-n", ns)["metadata"]["resourceVersion"] == rv
+    assert "would change" in result.entry.message
