@@ -1,6 +1,6 @@
 # Everything installs itself: Python packages into a venv, the real control plane,
 # kwok, Gitea and Helm built from Go modules — all cached in $(CACHE), outside the repo.
-CACHE ?= $(HOME)/.cache/reliability-center
+CACHE ?= $(or $(RC_CACHE),$(HOME)/.cache/reliability-center)
 VENV  := $(CACHE)/venv
 PY    := $(VENV)/bin/python
 export RC_CACHE := $(CACHE)

@@ -72,6 +72,16 @@ def namespace(cluster: str) -> Iterator[str]:
     kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
+@pytest.fixture
+def solo_namespace(kube) -> Iterator[str]:
+    """A namespace the session operator ignores: for tests that drive the gateway themselves
+    or run operators of their own (crash tests)."""
+    name = f"solo-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
 @pytest.fixture(scope="session")
 def seed_runbooks(crds: None) -> Iterator[None]:
     for path in sorted((ROOT / "runbooks").glob("*.yaml")):
@@ -102,8 +112,8 @@ def stop_operator(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> N
 def operator(kube, seed_runbooks: None) -> Iterator[subprocess.Popen[bytes]]:
     """One operator process for the session, watching every namespace."""
     OPERATOR_LOG.unlink(missing_ok=True)
-    # Tests that run operators of their own (crash tests) use namespaces named crash-*.
-    proc = start_operator(extra_env={"RC_NAMESPACES": "!crash-*", "RC_METRICS_PORT": str(METRICS_PORT)})
+    # Tests that run operators of their own, or none, use solo-* namespaces (see solo_namespace).
+    proc = start_operator(extra_env={"RC_NAMESPACES": "!solo-*", "RC_METRICS_PORT": str(METRICS_PORT)})
     wait_for(lambda: all(
         rb.get("status", {}).get("conditions") for rb in kube.list("Runbook")
     ) and kube.list("Runbook"), timeout=60, what="the operator to report on the seed runbooks")

@@ -12,7 +12,8 @@ from tests.support.cluster import apply_docs, get_json, kubectl
 
 
 @pytest.fixture
-def setup(kube, namespace):
+def setup(kube, solo_namespace):
+    namespace = solo_namespace
     apply_docs(namespace, [
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "flags", "labels": {"reliability.center/role": "flags"}},
          "data": {"a": "true", "b": "true"}},

@@ -62,11 +62,11 @@ def test_no_leak_over_hundreds_of_patchplans(repo, cache):
     for i in range(4):  # warm up: caches, connection pools, lazily imported modules
         run_one(rt, repo, i)
     fds, threads = open_fds(), threading.active_count()
-    assert children() == []
+    before = set(children())  # e.g. the e2e session's operator, when the whole suite runs
     with ThreadPoolExecutor(max_workers=4) as pool:
         phases = list(pool.map(lambda i: run_one(rt, repo, i), range(4, 4 + PLANS)))
     assert phases.count("Merged") == PLANS // 4 and phases.count("Rejected") == PLANS - PLANS // 4
-    assert children() == []
+    assert set(children()) <= before
     assert open_fds() <= fds + 2, (fds, open_fds(), os.listdir("/proc/self/fd"))
     assert threading.active_count() <= threads
     merged = {f"plan: {i}\n" for i in range(4, 4 + PLANS, 4)}

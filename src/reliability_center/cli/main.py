@@ -65,11 +65,13 @@ def cmd_resolve(args: argparse.Namespace) -> None:
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
-    kube = Kube()
-    if kube.get(Ref("PatchPlan", args.namespace, args.name)) is None:
-        raise SystemExit(f"error: patchplan {args.namespace}/{args.name} not found")
-    records.patch_spec(kube, Ref("PatchPlan", args.namespace, args.name), {"rollback": True})
-    print(f"patchplan {args.name}: rollback requested (a revert pull request will be opened)")
+    from reliability_center.cli.rollback import RollbackError, rollback
+
+    try:
+        rollback(args.namespace, args.name)
+    except RollbackError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"patchplan {args.name}: rollback requested (a revert pull request of the merge will be opened)")
 
 
 def cmd_get(args: argparse.Namespace) -> None:
@@ -98,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
     with_incident("steps", cmd_steps, "print an incident's steps and their states")
     with_incident("resolve", cmd_resolve, "mark an incident resolved (restores level 1 changes)")
     with_incident("approve", cmd_approve, "approve a level 2 step").add_argument("step")
-    with_incident("rollback", cmd_rollback, "request the revert of a merged PatchPlan")
+    with_incident("rollback", cmd_rollback, "request the revert of a merged PatchPlan (its name)")
     get = sub.add_parser("get", help="list incidents as JSON lines")
     get.add_argument("-n", "--namespace", default=None)
     get.set_defaults(func=cmd_get)

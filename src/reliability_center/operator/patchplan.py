@@ -164,7 +164,7 @@ def _dynamic(kube: Kube) -> Any:
 
 def read_objects(kube: Kube, docs: list[dict[str, Any]]) -> dict[str, dict[str, Any] | None]:
     """Live objects for manifests (any kind the apiserver serves); None when absent or unknown."""
-    from kubernetes.dynamic.exceptions import NotFoundError, ResourceNotFoundError
+    from kubernetes.dynamic.exceptions import ForbiddenError, NotFoundError, ResourceNotFoundError
 
     out: dict[str, dict[str, Any] | None] = {}
     for doc in docs:
@@ -175,6 +175,11 @@ def read_objects(kube: Kube, docs: list[dict[str, Any]]) -> dict[str, dict[str, 
             obj = resource.get(name=meta["name"], namespace=meta.get("namespace") if resource.namespaced else None)
             out[key] = obj.to_dict()
         except (NotFoundError, ResourceNotFoundError):
+            out[key] = None
+        except ForbiddenError:
+            # Least-privilege RBAC may not let the operator read this kind: it cannot
+            # observe the sync itself then (name an Argo CD Application instead).
+            logging.getLogger(__name__).warning("not allowed to read %s %s: sync cannot be observed", doc["kind"], key)
             out[key] = None
     return out
 

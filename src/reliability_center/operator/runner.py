@@ -9,7 +9,6 @@ writes are idempotent (deterministic snapshots, names and markers).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
@@ -20,7 +19,9 @@ from reliability_center.actions import REGISTRY
 from reliability_center.actions.base import ActionContext, Escalate, Failed, Running, Skipped, Succeeded
 from reliability_center.api.common import now_iso, set_condition
 from reliability_center.api.incident import TIMELINE_LIMIT, Incident, IncidentStatus, StepStatus, TimelineEntry
-from reliability_center.api.runbook import Runbook
+from reliability_center.actions.validate import check_runbook
+from reliability_center.api.common import Condition
+from reliability_center.api.runbook import Runbook, RunbookStatus
 from reliability_center.engine.matching import match_runbook
 from reliability_center.engine.plan import Facts, plan
 from reliability_center.engine.progress import AwaitStep, Finish, RestoreStep, RunStep, highest_level, next_decision
@@ -69,14 +70,22 @@ class StepRunner:
                 body = fresh
 
     def parse_runbook(self, raw: dict[str, Any]) -> Runbook | None:
-        """Parsed once per resourceVersion: every turn reads every runbook."""
-        key = (raw["metadata"]["name"], raw["metadata"].get("resourceVersion"),
-               json.dumps(raw.get("status", {}).get("conditions"), sort_keys=True))
+        """Parsed and validated once per resourceVersion: every turn reads every runbook.
+
+        Readiness is decided here, by the same checks the runbook handler runs, not
+        read from the Ready condition: a runbook fresh from the watch may not carry
+        that condition yet, and an incident must not miss it for that.
+        """
+        key = (raw["metadata"]["name"], raw["metadata"].get("resourceVersion"))
         if key not in self._runbooks:
             try:
-                self._runbooks[key] = Runbook.model_validate(raw)
+                runbook = Runbook.model_validate({k: v for k, v in raw.items() if k != "status"})
             except ValidationError:
-                self._runbooks[key] = None  # the runbook handler reports it NotReady
+                runbook = None  # the runbook handler reports it NotReady
+            if runbook is not None:
+                ready = "False" if check_runbook(runbook.spec) else "True"
+                runbook.status = RunbookStatus(conditions=[Condition(type="Ready", status=ready, reason="Checked")])
+            self._runbooks[key] = runbook
             if len(self._runbooks) > 1000:
                 self._runbooks.pop(next(iter(self._runbooks)))
         return self._runbooks[key]
