@@ -81,36 +81,15 @@ def set_condition(
 ) -> list[Condition]:
     """Return conditions with ``type_`` set; lastTransitionTime moves only when status changes."""
     message = message if len(message) <= MESSAGE_LIMIT else message[: MESSAGE_LIMIT - 1] + "…"
-    out: list[Condition] = []
-    found = False
-    for cond in conditions:
-        if cond.type != type_:
-            out.append(cond)
-            continue
-        found = True
-        moved = cond.status != status
-        out.append(
-            Condition(
-                type=type_,
-                status=status,
-                reason=reason,
-                message=message,
-                last_transition_time=(now or now_iso()) if moved else cond.last_transition_time,
-                observed_generation=generation,
-            )
-        )
-    if not found:
-        out.append(
-            Condition(
-                type=type_,
-                status=status,
-                reason=reason,
-                message=message,
-                last_transition_time=now or now_iso(),
-                observed_generation=generation,
-            )
-        )
-    return out
+    previous = next((c for c in conditions if c.type == type_), None)
+    kept = previous is not None and previous.status == status
+    updated = Condition(
+        type=type_, status=status, reason=reason, message=message, observed_generation=generation,
+        last_transition_time=previous.last_transition_time if kept and previous else (now or now_iso()),
+    )
+    if previous is None:
+        return [*conditions, updated]
+    return [updated if c is previous else c for c in conditions]
 
 
 class ObjectMeta(Model):

@@ -131,19 +131,8 @@ class WriteGateway:
 
     def create(self, ctx: WriteContext, obj: dict[str, Any], *, action: str) -> WriteResult:
         """Create a new object (a replay Job, say); adopt it if a retried step already made it."""
-        target = Ref.of(obj)
-        self._check(ctx, action, str(target), (obj.get("metadata") or {}).get("labels") or {})
-        record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, str(target), ctx.step,
-                                   digest({"/": ABSENT}), digest(leaves(obj)), "")
-        if ctx.shadow:
-            self.kube.create(obj, dry_run=True)
-            return WriteResult(str(target), "dry-run", None, self._audit(ctx, record, "dry-run", "shadow mode"))
-        try:
-            self.kube.create(obj)
-            outcome = "created"
-        except Conflict:
-            outcome = "exists"  # made by an earlier attempt of this step
-        return WriteResult(str(target), outcome, None, self._audit(ctx, record, outcome, ""))
+        self._check(ctx, action, str(Ref.of(obj)), (obj.get("metadata") or {}).get("labels") or {})
+        return self._create(ctx, obj, action, before=digest({"/": ABSENT}), outcome="created")
 
     def propose(self, ctx: WriteContext, plan: dict[str, Any], *, action: str) -> WriteResult:
         """Create a PatchPlan owned by the Incident: a proposal in Git, the only thing level 3 may do."""
@@ -152,17 +141,20 @@ class WriteGateway:
         meta = ctx.incident["metadata"]
         plan["metadata"]["ownerReferences"] = [{"apiVersion": ctx.incident["apiVersion"], "kind": "Incident",
                                                 "name": meta["name"], "uid": meta["uid"]}]
-        target = Ref.of(plan)
+        return self._create(ctx, plan, action, before=None, outcome="proposed")
+
+    def _create(self, ctx: WriteContext, obj: dict[str, Any], action: str, *, before: str | None,
+                outcome: str) -> WriteResult:
+        target = Ref.of(obj)
         record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, str(target), ctx.step,
-                                   None, digest(leaves(plan)), "")
+                                   before, digest(leaves(obj)), "")
         if ctx.shadow:
-            self.kube.create(plan, dry_run=True)
+            self.kube.create(obj, dry_run=True)
             return WriteResult(str(target), "dry-run", None, self._audit(ctx, record, "dry-run", "shadow mode"))
         try:
-            self.kube.create(plan)
-            outcome = "proposed"
+            self.kube.create(obj)
         except Conflict:
-            outcome = "exists"
+            outcome = "exists"  # made by an earlier attempt of this step
         return WriteResult(str(target), outcome, None, self._audit(ctx, record, outcome, ""))
 
     def _check(self, ctx: WriteContext, action: str, target: str, labels: dict[str, str]) -> None:

@@ -246,5 +246,41 @@ def request(client: httpx.Client, method: str, path: str, what: str, secrets: li
     return check(response, what, secrets)
 
 
+class RestForge:
+    """What the REST forges share: one httpx client on the API base, sanitized errors, close()."""
+
+    def __init__(self, api: str, headers: dict[str, str], base: str, secrets: list[str], options: ForgeOptions):
+        self._http = http_client(api, headers, options)
+        self._base = base
+        self._secrets = secrets
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, what: str, **kw: Any) -> Any:
+        response = request(self._http, method, self._base + path, what, self._secrets, **kw)
+        return response.json() if response.content else None
+
+
+def from_github_shape(data: dict[str, Any]) -> PullRequest:
+    """A pull request as GitHub's REST API returns it; Gitea's API has the same shape."""
+    head = data.get("head") or {}
+    base = data.get("base") or {}
+    # GitHub's list endpoint omits "merged"; merged_at is set on every endpoint of both.
+    merged = bool(data.get("merged")) or bool(data.get("merged_at"))
+    return PullRequest(
+        number=int(data["number"]),
+        url=data.get("html_url") or "",
+        open=data.get("state") == "open",
+        merged=merged,
+        merge_commit=data.get("merge_commit_sha") if merged else None,
+        head_sha=head.get("sha"),
+        head_branch=head.get("ref") or "",
+        base_branch=base.get("ref") or "",
+        merged_by=(data.get("merged_by") or {}).get("login") if merged else None,
+        merged_at=data.get("merged_at") if merged else None,
+    )
+
+
 # Self-registration: importing the package registers every built-in forge.
 from reliability_center.gitops.forges import git, gitea, github, gitlab  # noqa: E402,F401

@@ -10,7 +10,7 @@ from reliability_center.gitops import forges as f
 from reliability_center.gitops.workspace import Credentials
 
 
-class GiteaForge:
+class GiteaForge(f.RestForge):
     def __init__(self, url: str, credentials: Credentials | None, options: f.ForgeOptions) -> None:
         repo = f.parse_repo_url(url)
         self.repo = repo
@@ -20,32 +20,23 @@ class GiteaForge:
         headers = {"Accept": "application/json"}
         if creds.token:
             headers["Authorization"] = f"token {creds.token}"
-        self._secrets = creds.secrets()
-        auth = (creds.username, creds.password) if creds.password and not creds.token and creds.username else None
-        self._http = f.http_client(api, headers, options)
-        if auth:
-            self._http.auth = auth
-        self._base = f"/repos/{quote(repo.owner, safe='')}/{quote(repo.name, safe='')}"
-
-    def close(self) -> None:
-        self._http.close()
-
-    def _call(self, method: str, path: str, what: str, **kw: Any) -> Any:
-        response = f.request(self._http, method, self._base + path, what, self._secrets, **kw)
-        return response.json() if response.content else None
+        super().__init__(api, headers, f"/repos/{quote(repo.owner, safe='')}/{quote(repo.name, safe='')}",
+                         creds.secrets(), options)
+        if creds.password and not creds.token and creds.username:
+            self._http.auth = (creds.username, creds.password)
 
     def create_pull_request(self, opts: f.CreatePullRequestOptions) -> f.PullRequest:
         what = f"create pull request {opts.head} → {opts.base}"
         body = {"head": opts.head, "base": opts.base, "title": opts.title, "body": opts.body}
         try:
-            return to_neutral(self._call("POST", "/pulls", what, json=body))
+            return f.from_github_shape(self._call("POST", "/pulls", what, json=body))
         except f.ForgeError as exc:
             if exc.status != 404:
                 raise
         # Gitea records a pushed branch asynchronously: a create right after the push can
         # miss it. Wait for the branch (poll with a deadline), then try once more.
         self._wait_branch(opts.head)
-        return to_neutral(self._call("POST", "/pulls", what, json=body))
+        return f.from_github_shape(self._call("POST", "/pulls", what, json=body))
 
     def _wait_branch(self, branch: str, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -62,7 +53,7 @@ class GiteaForge:
 
     def get_pull_request(self, number: int) -> f.PullRequest | None:
         try:
-            return to_neutral(self._call("GET", f"/pulls/{number}", f"get pull request #{number}"))
+            return f.from_github_shape(self._call("GET", f"/pulls/{number}", f"get pull request #{number}"))
         except f.ForgeError as exc:
             if exc.status == 404:
                 return None
@@ -78,13 +69,13 @@ class GiteaForge:
                 if exc.status == 404:
                     return []
                 raise
-            found = [to_neutral(data)]
+            found = [f.from_github_shape(data)]
         else:
             found = []
             for page in range(1, 21):  # bounded: 1000 pull requests
                 batch = self._call("GET", "/pulls", "list pull requests",
                                    params={"state": opts.state, "page": page, "limit": 50})
-                found += [to_neutral(item) for item in batch or []]
+                found += [f.from_github_shape(item) for item in batch or []]
                 if not batch or len(batch) < 50:
                     break
         return [pr for pr in found if _wanted(pr, opts)]
@@ -118,24 +109,6 @@ def _wanted(pr: f.PullRequest, opts: f.ListPullRequestsOptions) -> bool:
     if opts.head_branch and pr.head_branch != opts.head_branch:
         return False
     return not (opts.base_branch and pr.base_branch != opts.base_branch)
-
-
-def to_neutral(data: dict[str, Any]) -> f.PullRequest:
-    head = data.get("head") or {}
-    base = data.get("base") or {}
-    merged = bool(data.get("merged"))
-    return f.PullRequest(
-        number=int(data["number"]),
-        url=data.get("html_url") or "",
-        open=data.get("state") == "open",
-        merged=merged,
-        merge_commit=data.get("merge_commit_sha") if merged else None,
-        head_sha=head.get("sha"),
-        head_branch=head.get("ref") or "",
-        base_branch=base.get("ref") or "",
-        merged_by=(data.get("merged_by") or {}).get("login") if merged else None,
-        merged_at=data.get("merged_at") if merged else None,
-    )
 
 
 f.register("gitea", f.host_contains("gitea"), GiteaForge, token_user="oauth2")

@@ -21,7 +21,7 @@ def api_base(repo: f.RepoURL) -> str:
     return f"{repo.web_scheme}://{repo.netloc}/api/v3"  # GitHub Enterprise Server
 
 
-class GitHubForge:
+class GitHubForge(f.RestForge):
     def __init__(self, url: str, credentials: Credentials | None, options: f.ForgeOptions) -> None:
         repo = f.parse_repo_url(url)
         self.repo = repo
@@ -30,26 +30,18 @@ class GitHubForge:
         secret = creds.token or creds.password
         if secret:
             headers["Authorization"] = f"Bearer {secret}"
-        self._secrets = creds.secrets()
-        self._http = f.http_client(options.api_url or api_base(repo), headers, options)
-        self._base = f"/repos/{quote(repo.owner, safe='')}/{quote(repo.name, safe='')}"
-
-    def close(self) -> None:
-        self._http.close()
-
-    def _call(self, method: str, path: str, what: str, **kw: Any) -> Any:
-        response = f.request(self._http, method, self._base + path, what, self._secrets, **kw)
-        return response.json() if response.content else None
+        super().__init__(options.api_url or api_base(repo), headers,
+                         f"/repos/{quote(repo.owner, safe='')}/{quote(repo.name, safe='')}", creds.secrets(), options)
 
     def create_pull_request(self, opts: f.CreatePullRequestOptions) -> f.PullRequest:
         data = self._call("POST", "/pulls", f"create pull request {opts.head} → {opts.base}",
                           json={"title": opts.title, "head": opts.head, "base": opts.base, "body": opts.body,
                                 "maintainer_can_modify": False})
-        return to_neutral(data)
+        return f.from_github_shape(data)
 
     def get_pull_request(self, number: int) -> f.PullRequest | None:
         try:
-            return to_neutral(self._call("GET", f"/pulls/{number}", f"get pull request #{number}"))
+            return f.from_github_shape(self._call("GET", f"/pulls/{number}", f"get pull request #{number}"))
         except f.ForgeError as exc:
             if exc.status == 404:
                 return None
@@ -62,7 +54,7 @@ class GitHubForge:
         if opts.base_branch:
             params["base"] = opts.base_branch
         data = self._call("GET", "/pulls", "list pull requests", params=params)
-        return [to_neutral(item) for item in data or []]
+        return [f.from_github_shape(item) for item in data or []]
 
     def merge_pull_request(self, number: int, opts: f.MergePullRequestOptions | None = None) -> f.PullRequest:
         opts = opts or f.MergePullRequestOptions()
@@ -79,25 +71,6 @@ class GitHubForge:
 
     def commit_url(self, sha: str) -> str:
         return f"https://{self.repo.netloc}/{self.repo.owner}/{self.repo.name}/commit/{sha}"
-
-
-def to_neutral(data: dict[str, Any]) -> f.PullRequest:
-    head = data.get("head") or {}
-    base = data.get("base") or {}
-    # The list endpoint omits "merged"; merged_at is set on both endpoints.
-    merged = bool(data.get("merged")) or bool(data.get("merged_at"))
-    return f.PullRequest(
-        number=int(data["number"]),
-        url=data.get("html_url") or "",
-        open=data.get("state") == "open",
-        merged=merged,
-        merge_commit=data.get("merge_commit_sha") if merged else None,
-        head_sha=head.get("sha"),
-        head_branch=head.get("ref") or "",
-        base_branch=base.get("ref") or "",
-        merged_by=(data.get("merged_by") or {}).get("login") if merged else None,
-        merged_at=data.get("merged_at") if merged else None,
-    )
 
 
 f.register("github", f.host_contains("github"), GitHubForge, token_user="x-access-token")

@@ -16,7 +16,7 @@ from reliability_center.gitops.workspace import Credentials
 _STATES = {"open": "opened", "closed": "closed", "all": "all"}
 
 
-class GitLabForge:
+class GitLabForge(f.RestForge):
     def __init__(self, url: str, credentials: Credentials | None, options: f.ForgeOptions) -> None:
         repo = f.parse_repo_url(url)
         self.repo = repo
@@ -26,19 +26,10 @@ class GitLabForge:
             headers["PRIVATE-TOKEN"] = creds.token
         elif creds.password:
             headers["Authorization"] = f"Bearer {creds.password}"  # an OAuth2 access token
-        self._secrets = creds.secrets()
         api = options.api_url or f"{repo.web_scheme}://{repo.netloc}/api/v4"
-        self._http = f.http_client(api, headers, options)
         # Nested groups: the project id is the whole path, URL-encoded ("group%2Fsub%2Fproject").
         self.project_path = "/".join(repo.segments)
-        self._base = f"/projects/{quote(self.project_path, safe='')}"
-
-    def close(self) -> None:
-        self._http.close()
-
-    def _call(self, method: str, path: str, what: str, **kw: Any) -> Any:
-        response = f.request(self._http, method, self._base + path, what, self._secrets, **kw)
-        return response.json() if response.content else None
+        super().__init__(api, headers, f"/projects/{quote(self.project_path, safe='')}", creds.secrets(), options)
 
     def create_pull_request(self, opts: f.CreatePullRequestOptions) -> f.PullRequest:
         data = self._call("POST", "/merge_requests", f"create merge request {opts.head} → {opts.base}",
