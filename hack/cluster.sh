@@ -37,6 +37,8 @@ up() {
       --wait 120s >&2
   fi
   kwokctl get kubeconfig > "$kubeconfig.tmp" && mv "$kubeconfig.tmp" "$kubeconfig"
+  for _ in $(seq 600); do healthy && break; sleep 0.1; done  # poll /readyz, at most 60 s
+  healthy || { echo "the apiserver did not become ready" >&2; exit 1; }
   # Fake nodes: kwok makes their pods Running and Ready, so Deployments become Available.
   local want=${RC_NODES:-2}
   local have
