@@ -8,13 +8,9 @@ export PATH := $(CACHE)/bin:$(VENV)/bin:$(PATH)
 
 .PHONY: setup tools cluster cluster-down demo test test-unit test-e2e crds bench clean-cluster
 
-setup: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+setup:
 	bash hack/install-deps.sh
-	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
-	touch $@
+	bash hack/setup-venv.sh $(VENV)
 
 tools:
 	bash hack/build-tools.sh >/dev/null

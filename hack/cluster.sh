@@ -17,8 +17,18 @@ healthy() {
   [ -f "$kubeconfig" ] && "$bin/kubectl" --kubeconfig "$kubeconfig" --request-timeout=3s get --raw /readyz >/dev/null 2>&1
 }
 
+# What the cluster was made from: a change to it means making the cluster anew
+# (kwokctl applies its configuration only when it creates a cluster).
+recipe() { cat "$here/kwokctl.yaml" "$here/versions.env" | sha256sum | cut -c1-16; }
+stamp="$KWOK_WORKDIR/clusters/$name/.recipe"
+
 up() {
   "$here/build-tools.sh" >/dev/null
+  if [ -d "$KWOK_WORKDIR/clusters/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" != "$(recipe)" ]; then
+    echo "cluster recipe changed: making the cluster anew" >&2
+    kwokctl delete cluster >&2 || true
+    rm -f "$kubeconfig"
+  fi
   if healthy; then echo "$kubeconfig"; return; fi
   if [ -d "$KWOK_WORKDIR/clusters/$name" ]; then
     # A cluster that was built before but is not running: start it again (fast path).
@@ -35,6 +45,7 @@ up() {
       --kube-authorization \
       --disable-qps-limits \
       --wait 120s >&2
+    recipe > "$stamp"
   fi
   kwokctl get kubeconfig > "$kubeconfig.tmp" && mv "$kubeconfig.tmp" "$kubeconfig"
   for _ in $(seq 600); do healthy && break; sleep 0.1; done  # poll /readyz, at most 60 s

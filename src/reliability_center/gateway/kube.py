@@ -87,6 +87,20 @@ class Invalid(Exception):
     """The apiserver refused the object (422), with its message."""
 
 
+def transient(exc: BaseException) -> bool:
+    """Worth retrying: the apiserver is overloaded or briefly unreachable."""
+    import urllib3.exceptions
+
+    if isinstance(exc, ApiException):
+        return exc.status in (429, 500, 502, 503, 504)
+    return isinstance(exc, (ConnectionError, TimeoutError, urllib3.exceptions.HTTPError))
+
+
+def namespace_terminating(exc: BaseException) -> bool:
+    """The namespace is being deleted: nothing more can be created there, nor needs to be."""
+    return isinstance(exc, ApiException) and exc.status == 403 and "being terminated" in str(exc.body or "")
+
+
 def _raise(exc: ApiException) -> None:
     body = exc.body or ""
     try:

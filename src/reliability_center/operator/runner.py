@@ -27,7 +27,7 @@ from reliability_center.engine.plan import Facts, plan
 from reliability_center.engine.progress import AwaitStep, Finish, RestoreStep, RunStep, highest_level, next_decision
 from reliability_center.gateway import Kube, PolicyDenied, Ref, WriteContext, WriteGateway
 from reliability_center.gateway import records
-from reliability_center.gateway.kube import Conflict, Invalid, NotFound
+from reliability_center.gateway.kube import Conflict, Invalid, NotFound, namespace_terminating, transient
 from reliability_center.operator import metrics
 from reliability_center.operator.settings import SETTINGS_CONFIGMAP, Settings
 from reliability_center.policy import limits as guard
@@ -56,18 +56,30 @@ class StepRunner:
 
         A status patch that meets a newer resourceVersion means our copy was stale;
         rather than count on another watch event, read the Incident again and retry.
+        A transient apiserver error (overload, connection reset) is retried with
+        backoff the same way: Kopf does not retry event handlers.
         """
         ref = Ref("Incident", body["metadata"]["namespace"], body["metadata"]["name"])
-        for _ in range(attempts):
+        delay = 0.2
+        for attempt in range(attempts):
             try:
                 Turn(self, body, runbooks).run()
                 return
             except Stale as exc:
                 log.info("incident %s changed during reconcile (%s); reading it again", ref.name, exc)
-                fresh = self.kube.get(ref)
-                if fresh is None:
+            except Exception as exc:
+                if namespace_terminating(exc):
+                    log.info("namespace %s is being deleted; incident %s left as it is", ref.namespace, ref.name)
                     return
-                body = fresh
+                if not transient(exc) or attempt == attempts - 1:
+                    raise
+                log.warning("incident %s: transient apiserver error (%s); retrying in %.1fs", ref.name, exc, delay)
+                self.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            fresh = self.kube.get(ref)
+            if fresh is None:
+                return
+            body = fresh
 
     def parse_runbook(self, raw: dict[str, Any]) -> Runbook | None:
         """Parsed and validated once per resourceVersion: every turn reads every runbook.
