@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import ValidationError
@@ -305,8 +306,6 @@ class Turn:
     def timed_out(self, timeout: str, status: StepStatus) -> bool:
         if not status.started_at:
             return False
-        from datetime import datetime, timezone
-
         started = datetime.fromisoformat(status.started_at.replace("Z", "+00:00"))
         return (datetime.now(timezone.utc) - started).total_seconds() > guard.seconds(timeout)
 
