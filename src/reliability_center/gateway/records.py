@@ -31,31 +31,46 @@ def _guard_ref(namespace: str, runbook: str) -> Ref:
     return Ref("ConfigMap", namespace, f"rc-guards-{runbook}"[:253])
 
 
+def _parse_guards(obj: dict[str, Any] | None) -> GuardState:
+    raw = json.loads(((obj or {}).get("data") or {}).get("admissions", "[]"))
+    return GuardState([Admission(**a) for a in raw])
+
+
 def read_guards(kube: Kube, namespace: str, runbook: str) -> tuple[GuardState, dict[str, Any] | None]:
     obj = kube.get(_guard_ref(namespace, runbook))
-    raw = json.loads(((obj or {}).get("data") or {}).get("admissions", "[]"))
-    return GuardState([Admission(**a) for a in raw]), obj
+    return _parse_guards(obj), obj
 
 
-def update_guards(kube: Kube, namespace: str, runbook: str,
-                  change: Callable[[GuardState], GuardState], attempts: int = 10) -> GuardState:
-    """Compare-and-swap the guard state (the resourceVersion guards against lost updates)."""
+def update_guards(kube: Kube, namespace: str, runbook: str, change: Callable[[GuardState], GuardState],
+                  seen: dict[tuple[str, str], dict[str, Any]] | None = None, attempts: int = 10) -> GuardState:
+    """Compare-and-swap the guard state (the resourceVersion guards against lost updates).
+
+    ``seen`` remembers the guard ConfigMap as last written, to skip the read: if
+    anyone changed it since (another replica, a restart), the write's
+    resourceVersion check fails and the state is read afresh. The cluster stays
+    the only truth.
+    """
+    ref = _guard_ref(namespace, runbook)
+    key = (namespace, runbook)
     for _ in range(attempts):
-        state, obj = read_guards(kube, namespace, runbook)
-        new = change(state)
+        obj = seen.pop(key, None) if seen is not None else None
+        if obj is None:
+            obj = kube.get(ref)
+        new = change(_parse_guards(obj))
         data = {"admissions": json.dumps([a.__dict__ for a in new.admissions])}
-        ref = _guard_ref(namespace, runbook)
         try:
             if obj is None:
-                kube.create({"apiVersion": "v1", "kind": "ConfigMap",
-                             "metadata": {"name": ref.name, "namespace": namespace,
-                                          "labels": {"reliability.center/guards": "true"}},
-                             "data": data})
+                written = kube.create({"apiVersion": "v1", "kind": "ConfigMap",
+                                       "metadata": {"name": ref.name, "namespace": namespace,
+                                                    "labels": {"reliability.center/guards": "true"}},
+                                       "data": data})
             else:
-                kube.replace({**obj, "data": data})
-            return new
+                written = kube.replace({**obj, "data": data})
         except Conflict:
             continue
+        if seen is not None:
+            seen[key] = written
+        return new
     raise Conflict(f"guard state {runbook} in {namespace} kept changing")
 
 

@@ -49,7 +49,9 @@ class StepRunner:
         self.settings = settings
         self.sleep = sleep
         self.clock = clock
-        self._runbooks: dict[tuple[str, str | None, str], Runbook | None] = {}
+        self._runbooks: dict[tuple[str, str | None], Runbook | None] = {}
+        #: Guard ConfigMaps as last written (saves a read per admission; checked by resourceVersion).
+        self.guards_seen: dict[tuple[str, str], dict[str, Any]] = {}
 
     # -- entry point ---------------------------------------------------------------
     def reconcile(self, body: dict[str, Any], runbooks: list[dict[str, Any]], attempts: int = 5) -> None:
@@ -230,7 +232,8 @@ class Turn:
         if spec.mode == "shadow":
             self.condition("Admitted", "True", "Shadow", "shadow mode: guards not counted")
             return
-        records.update_guards(self.runner.kube, self.ref.namespace, runbook.metadata.name, change)  # type: ignore[arg-type]
+        records.update_guards(self.runner.kube, self.ref.namespace, runbook.metadata.name, change,  # type: ignore[arg-type]
+                              self.runner.guards_seen)
         if verdict.allowed:
             self.condition("Admitted", "True", "Allowed", "within rate limits and cooldowns")
             return
@@ -363,7 +366,7 @@ class Turn:
                 and not any(c.type == "Admitted" and c.status == "False" for c in self.status.conditions):
             uid = self.body["metadata"]["uid"]
             records.update_guards(self.runner.kube, self.ref.namespace, runbook.metadata.name,  # type: ignore[arg-type]
-                                  lambda state: guard.mark_mitigated(state, uid))
+                                  lambda state: guard.mark_mitigated(state, uid), self.runner.guards_seen)
         self.condition("AwaitingApproval", "False", "NothingAwaiting", "")
         ready = decision.phase in ("Mitigated", "Escalated", "Verifying")
         self.condition("Ready", "True" if ready else "False", decision.reason, decision.message)
