@@ -113,7 +113,8 @@ def operator(kube, seed_runbooks: None) -> Iterator[subprocess.Popen[bytes]]:
     """One operator process for the session, watching every namespace."""
     OPERATOR_LOG.unlink(missing_ok=True)
     # Tests that run operators of their own, or none, use solo-* namespaces (see solo_namespace).
-    proc = start_operator(extra_env={"RC_NAMESPACES": "!solo-*", "RC_METRICS_PORT": str(METRICS_PORT)})
+    proc = start_operator(extra_env={"RC_NAMESPACES": "!solo-*", "RC_METRICS_PORT": str(METRICS_PORT),
+                                     "RC_WINDOW_SCAN": "1"})
     wait_for(lambda: all(
         rb.get("status", {}).get("conditions") for rb in kube.list("Runbook")
     ) and kube.list("Runbook"), timeout=60, what="the operator to report on the seed runbooks")

@@ -102,3 +102,16 @@ def test_a_step_without_snapshot_is_not_restored():
     inc, rb, status = planned()
     status.steps[0].state = "Succeeded"  # e.g. a restart: nothing to undo
     assert next_decision(incident(resolved=True), rb, status, NOON).phase == "Verifying"
+
+
+def test_a_step_waiting_for_its_window_is_due_once_the_window_opens():
+    from reliability_center.engine.progress import window_opened
+
+    inc, rb, status = planned(incident(approvals=["reindex"]))
+    status.steps[0].state = "Succeeded"
+    decision = next_decision(inc, rb, status, NOON)
+    status.steps[decision.index].state, status.steps[decision.index].reason = decision.state, decision.reason
+    assert window_opened(rb, status.steps, NOON) is None  # 12:00 is outside 01:00-05:00
+    assert window_opened(rb, status.steps, "2026-11-28T01:00:00Z") == "reindex"
+    status.steps[decision.index].reason = "ApprovalRequired"
+    assert window_opened(rb, status.steps, "2026-11-28T01:00:00Z") is None  # approval, not time, is missing

@@ -51,7 +51,7 @@ class Finish:
 Decision = RunStep | AwaitStep | RestoreStep | Finish
 
 
-def _in_window(start: str, end: str, now: str) -> bool:
+def in_window(start: str, end: str, now: str) -> bool:
     clock = datetime.fromisoformat(now.replace("Z", "+00:00")).strftime("%H:%M")
     if start <= end:
         return start <= clock < end
@@ -64,7 +64,7 @@ def _gate_governed(step: Step, index: int, incident: Incident, now: str) -> Deci
         who = f" by one of {', '.join(approval.approvers)}" if approval.approvers else ""
         return AwaitStep(index, "AwaitingApproval", "ApprovalRequired",
                          f"level 2 step {step.name!r} needs approval{who}: relctl approve {step.name}")
-    if approval and approval.window and not _in_window(approval.window.start, approval.window.end, now):
+    if approval and approval.window and not in_window(approval.window.start, approval.window.end, now):
         return AwaitStep(index, "AwaitingApproval", "OutsideWindow",
                          f"step {step.name!r} may run between {approval.window.start} and {approval.window.end} UTC")
     return RunStep(index)
@@ -115,3 +115,16 @@ def _next_restore(steps: list[StepStatus]) -> Decision:
 def highest_level(steps: list[StepStatus]) -> int | None:
     acted = [s.level for s in steps if s.state in DONE - {"Skipped"} or s.state in {"AwaitingApproval", "Restored"}]
     return max(acted) if acted else None
+
+
+def window_opened(runbook: Runbook, steps: list[StepStatus], now: str) -> str | None:
+    """The step waiting for its window whose window is open now, if any (a wake-up is due)."""
+    by_name = {s.name: s for s in runbook.spec.steps}
+    for status in steps:
+        step = by_name.get(status.name)
+        if status.state != "AwaitingApproval" or status.reason != "OutsideWindow" or step is None:
+            continue
+        window = step.approval.window if step.approval else None
+        if window and in_window(window.start, window.end, now):
+            return status.name
+    return None
