@@ -46,8 +46,3 @@ def digest(values: dict[str, Any]) -> str:
     canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
-
-def parents(pointer: str) -> list[str]:
-    """``/a/b/c`` → [``/a``, ``/a/b``]: the containers a JSON patch ``add`` needs to exist."""
-    parts = pointer.lstrip("/").split("/")
-    return ["/" + "/".join(parts[:i]) for i in range(1, len(parts))]

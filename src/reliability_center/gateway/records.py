@@ -23,10 +23,6 @@ def patch_status(kube: Kube, ref: Ref, status: dict[str, Any], resource_version:
     return kube.merge_patch(ref, body, sub="status")
 
 
-def annotate(kube: Kube, ref: Ref, annotations: dict[str, str | None]) -> dict[str, Any]:
-    return kube.merge_patch(ref, {"metadata": {"annotations": annotations}})
-
-
 def _guard_ref(namespace: str, runbook: str) -> Ref:
     return Ref("ConfigMap", namespace, f"rc-guards-{runbook}"[:253])
 
@@ -34,11 +30,6 @@ def _guard_ref(namespace: str, runbook: str) -> Ref:
 def _parse_guards(obj: dict[str, Any] | None) -> GuardState:
     raw = json.loads(((obj or {}).get("data") or {}).get("admissions", "[]"))
     return GuardState([Admission(**a) for a in raw])
-
-
-def read_guards(kube: Kube, namespace: str, runbook: str) -> tuple[GuardState, dict[str, Any] | None]:
-    obj = kube.get(_guard_ref(namespace, runbook))
-    return _parse_guards(obj), obj
 
 
 def update_guards(kube: Kube, namespace: str, runbook: str, change: Callable[[GuardState], GuardState],

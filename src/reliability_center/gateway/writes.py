@@ -16,7 +16,7 @@ from typing import Any
 from reliability_center.api.incident import TimelineEntry
 from reliability_center.gateway import audit
 from reliability_center.gateway.kube import Conflict, Kube, NotFound, Ref
-from reliability_center.gateway.leaves import ABSENT, digest, leaves, parents, read
+from reliability_center.gateway.leaves import ABSENT, digest, leaves, read
 from reliability_center.policy.writes import Verdict, check_write
 
 SNAPSHOT_LABEL = "reliability.center/snapshot"
@@ -260,4 +260,4 @@ class WriteGateway:
         return ops
 
 
-__all__ = ["PolicyDenied", "RestoreResult", "WriteContext", "WriteGateway", "WriteResult", "parents"]
+__all__ = ["PolicyDenied", "RestoreResult", "WriteContext", "WriteGateway", "WriteResult"]

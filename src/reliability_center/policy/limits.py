@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from reliability_center.api.runbook import Limits
-from reliability_center.policy.writes import Verdict
+from reliability_center.policy.writes import ALLOWED, Verdict
 
-ALLOWED = Verdict(True)
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
