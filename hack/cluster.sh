@@ -23,7 +23,7 @@ recipe() { cat "$here/kwokctl.yaml" "$here/versions.env" | sha256sum | cut -c1-1
 stamp="$KWOK_WORKDIR/clusters/$name/.recipe"
 
 up() {
-  "$here/build-tools.sh" >/dev/null
+  [ -n "${RC_NO_BUILD:-}" ] || "$here/build-tools.sh" >/dev/null
   if [ -d "$KWOK_WORKDIR/clusters/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" != "$(recipe)" ]; then
     echo "cluster recipe changed: making the cluster anew" >&2
     kwokctl delete cluster >&2 || true

@@ -34,6 +34,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.cluster)
+    # Tests that judge the whole session (a watch that ran beside every other test) come last.
+    items.sort(key=lambda item: item.get_closest_marker("session_end") is not None)
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +51,15 @@ def cluster() -> str:
 
 
 @pytest.fixture(scope="session")
-def crds(cluster: str) -> None:
+def node_watch(cluster: str):
+    """Started with the cluster, it watches the nodes while every other test runs."""
+    from tests.support import nodes
+
+    return nodes.start()
+
+
+@pytest.fixture(scope="session")
+def crds(cluster: str, node_watch) -> None:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
     for extra in sorted((ROOT / "tests" / "e2e" / "fixtures").glob("*-crd.yaml")):
@@ -113,8 +123,7 @@ def operator(kube, seed_runbooks: None) -> Iterator[subprocess.Popen[bytes]]:
     """One operator process for the session, watching every namespace."""
     OPERATOR_LOG.unlink(missing_ok=True)
     # Tests that run operators of their own, or none, use solo-* namespaces (see solo_namespace).
-    proc = start_operator(extra_env={"RC_NAMESPACES": "!solo-*", "RC_METRICS_PORT": str(METRICS_PORT),
-                                     "RC_WINDOW_SCAN": "1"})
+    proc = start_operator(extra_env={"RC_NAMESPACES": "!solo-*", "RC_METRICS_PORT": str(METRICS_PORT)})
     wait_for(lambda: all(
         rb.get("status", {}).get("conditions") for rb in kube.list("Runbook")
     ) and kube.list("Runbook"), timeout=60, what="the operator to report on the seed runbooks")
