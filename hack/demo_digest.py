@@ -7,7 +7,7 @@ items = json.load(sys.stdin)["items"]
 now = {}
 for item in items:
     name = item["metadata"]["name"]
-    if name.startswith("rc-snap-") or name.startswith("rc-guards-"):
+    if name.startswith(("rc-snap-", "rc-guards-", "rc-isolations")):
         continue
     content = {"data": item.get("data"), "replicas": (item.get("spec") or {}).get("replicas"),
                "annotations": ((item.get("spec") or {}).get("template") or {}).get("metadata", {}).get("annotations"),

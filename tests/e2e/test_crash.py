@@ -1,13 +1,21 @@
-"""Crash safety: SIGKILL the operator at random points during mitigation, 20+ times.
+"""Crash safety: SIGKILL the operator at random points, mitigating and restoring, 20+ times.
 
-Each incident's steps must all end Succeeded, every side effect must have
-happened exactly once (one new ReplicaSet per restarted Deployment, exactly the
-bounded number of replay Jobs, one snapshot and one audit Event per write) and
-no step may be lost.
+Incidents come in pairs, one for acme and one for globex, on the same shared
+objects (one flags store, one integration ConfigMap, one shared allow
+NetworkPolicy that isolation narrows); each new pair also joins the holds of the
+pairs before it, field for field. A kill counts only when it lands after the new
+operator process wrote something and before the work it was doing was done.
+
+At the end every step ran exactly once: one audit record per (incident, step,
+target) in the timeline and among the Events, one new ReplicaSet per restart,
+exactly the bounded number of replay Jobs, a snapshot behind every hold; and once
+every incident is resolved (killed during that too), the app is back exactly as
+it was, with no hold left.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import time
@@ -16,12 +24,17 @@ from collections import Counter
 
 import pytest
 
+from reliability_center.gateway.holds import HOLD_PREFIX
 from tests.conftest import CACHE, start_operator, stop_operator
 from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, load_yaml, wait_for
-from tests.support.incidents import create, incident, status
+from tests.support.incidents import app_content, changed, create, incident, status
 
 KILLS_WANTED = 20
-DEPLOYMENTS = [f"sched-{i}" for i in range(4)]
+TENANTS = ("acme", "globex")
+#: Each tenant's own schedulers: the pair's restarts run side by side, each incident one target at a time.
+DEPLOYMENTS = {t: [f"sched-{t}-{i}" for i in range(2)] for t in TENANTS}
+STEPS = ["flags", "breaker", "isolate", "restart", "replay", "pause"]
+HOLDING_KINDS = "configmaps,deployments,cronjobs,networkpolicies"
 
 
 @pytest.fixture
@@ -29,14 +42,15 @@ def crash_namespace(solo_namespace):
     name = solo_namespace  # the session operator ignores it: only this test's operators act there
     apply_docs(name, load_yaml("examples/protected-app/app.yaml"))
     docs = []
-    for d in DEPLOYMENTS:
-        labels = {"reliability.center/role": "scheduler", "reliability.center/module": "crash"}
+    for tenant, d in ((t, d) for t, ds in DEPLOYMENTS.items() for d in ds):
+        labels = {"reliability.center/role": "scheduler", "reliability.center/module": "crash",
+                  "reliability.center/tenant": tenant}
         docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": d, "labels": labels},
                      "spec": {"replicas": 1, "revisionHistoryLimit": 100, "selector": {"matchLabels": {"app": d}},
                               "template": {"metadata": {"labels": {"app": d, **labels}},
                                            "spec": {"containers": [{"name": "c", "image": "registry.invalid/s:1"}]}}}})
     apply_docs(name, docs)
-    for d in DEPLOYMENTS:
+    for d in (d for ds in DEPLOYMENTS.values() for d in ds):
         kubectl("rollout", "status", f"deployment/{d}", "-n", name, "--timeout=60s")
     return name
 
@@ -44,10 +58,12 @@ def crash_namespace(solo_namespace):
 def runbook(category: str) -> None:
     apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
                        "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category}, "limits": {"maxRunsPerHour": 100, "maxRefires": 100},
+                       "spec": {"match": {"category": category},
+                                "limits": {"maxRunsPerHour": 100, "maxRefires": 100, "maxIsolatedTenants": 3},
                                 "steps": [
         {"name": "flags", "level": 1, "action": "feature-flags-off", "params": {"modules": ["search"]}},
         {"name": "breaker", "level": 1, "action": "circuit-breaker", "params": {"integration": "ocr-provider"}},
+        {"name": "isolate", "level": 1, "action": "isolate-tenant"},
         {"name": "restart", "level": 1, "action": "restart-one-by-one",
          "params": {"role": "scheduler", "modules": ["crash"]}},
         {"name": "replay", "level": 1, "action": "replay-jobs", "params": {"cronJob": "ocr-replay", "count": 3}},
@@ -55,64 +71,109 @@ def runbook(category: str) -> None:
     ]}}])
 
 
+WRITES = ("applied", "created", "exists", "unchanged")
+
+
 def is_write(entry: dict) -> bool:
-    return entry["event"].split(":")[-1] in ("applied", "created", "exists", "unchanged")
+    return entry.get("target") and entry["event"].split(":")[-1] in WRITES and not entry["event"].startswith("restore:")
+
+
+def versions(ns: str, names: list[str]) -> dict[str, str]:
+    return {i["metadata"]["name"]: i["metadata"]["resourceVersion"]
+            for i in get_json("incidents", "-n", ns)["items"] if i["metadata"]["name"] in names}
+
+
+def kill_until(ns: str, names: list[str], done, rng: random.Random, log, counted: list[int]) -> None:
+    """Start an operator, let it write, SIGKILL it at a random moment; again until ``done`` holds for all."""
+    while not all(done(status(ns, n)) for n in names):
+        seen = versions(ns, names)
+        proc = start_operator(log, {"RC_NAMESPACES": ns})
+        try:
+            # This process has written once an incident's status moved (or everything finished).
+            wait_for(lambda: versions(ns, names) != seen or all(done(status(ns, n)) for n in names),
+                     timeout=60, what="the new operator to write", interval=0.01)
+            time.sleep(rng.uniform(0, 0.3))  # a random point further on: between writes, or inside one
+        finally:
+            stop_operator(proc, signal.SIGKILL)
+        if versions(ns, names) != seen and not all(done(status(ns, n)) for n in names):
+            counted[0] += 1  # it wrote, and it was killed before the work was done
 
 
 def test_sigkill_at_random_points_loses_no_step_and_repeats_no_side_effect(crash_namespace, seed_runbooks):
     ns = crash_namespace
     category = f"k{uuid.uuid4().hex[:8]}"
     runbook(category)
-    rng = random.Random(20261127)
+    wait_for(lambda: get_json("runbook", f"rb-{category}").get("metadata"), what="the runbook")
+    rng = random.Random(20261128)
     log = CACHE / "operator-crash-test.log"
-    kills, incidents = 0, []
-    while kills < KILLS_WANTED:
-        name = f"inc-{len(incidents)}"
-        incidents.append(name)
-        create(ns, incident(name, category=category, tenant="acme"))
-        while (status(ns, name).get("phase")) != "Mitigated":
-            proc = start_operator(log, {"RC_NAMESPACES": ns})
-            # A random point of the mitigation: after a random amount of recorded progress
-            # (timeline entries), plus a random few milliseconds to land between writes.
-            progress = rng.randint(0, 24)
-            wait_for(lambda: len(status(ns, name).get("timeline") or []) >= progress
-                     or status(ns, name).get("phase") == "Mitigated", timeout=60, what="progress", interval=0.005)
-            time.sleep(rng.uniform(0, 0.05))
-            stop_operator(proc, signal.SIGKILL)
-            if status(ns, name).get("phase") != "Mitigated":
-                kills += 1  # killed during mitigation
-    proc = start_operator(log, {"RC_NAMESPACES": ns})
-    try:
-        for name in incidents:
-            wait_for(lambda: status(ns, name).get("phase") == "Mitigated", timeout=60, what=f"{name} mitigated")
-    finally:
-        stop_operator(proc)
-    assert kills >= KILLS_WANTED
+    original = app_content(ns)
+    kills, names = [0], []
+    mitigated = lambda st: st.get("phase") == "Mitigated"  # noqa: E731
+    while kills[0] < KILLS_WANTED:
+        pair = [f"inc-{len(names) + i}-{tenant}" for i, tenant in enumerate(TENANTS)]
+        names += pair
+        for name in pair:
+            create(ns, incident(name, category=category, tenant=name.split("-")[-1], module="search"))
+        kill_until(ns, pair, mitigated, rng, log, kills)
+    mitigation_kills = kills[0]
 
     traces = {}
-    for name in incidents:
+    for name in names:
         st = status(ns, name)
         traces[name] = st["traceId"]
-        assert {s["name"]: s["state"] for s in st["steps"]} == dict.fromkeys(
-            ["flags", "breaker", "restart", "replay", "pause"], "Succeeded"), (name, st["steps"])
-        applied = Counter((e.get("step"), e["target"]) for e in st["timeline"] if is_write(e))
-        assert all(n == 1 for n in applied.values()), (name, applied)  # one audit record per write
+        assert {s["name"]: s["state"] for s in st["steps"]} == dict.fromkeys(STEPS, "Succeeded"), (name, st["steps"])
+        # One audit record per (step, target): a step re-run after a kill adds none.
+        per_target = Counter((e["step"], e["target"]) for e in st["timeline"] if is_write(e))
+        assert per_target and all(n == 1 for n in per_target.values()), (name, per_target)
         restarted = [e["target"].split("/")[-1] for e in st["timeline"]
                      if e.get("step") == "restart" and e["event"] == "restart-one-by-one:applied"]
-        assert restarted == DEPLOYMENTS, (name, restarted)
+        assert restarted == DEPLOYMENTS[name.split("-")[-1]], (name, restarted)
+    # ... and one audit Event per write (deterministic names make retries idempotent).
+    events = [e for e in get_json("events", "-n", ns)["items"] if e["reason"] == "Audit"]
+    per_event = Counter((e["involvedObject"]["name"], e["message"].split(" target=")[1].split(" ")[0],
+                         e["message"].split(" action=")[1].split(" ")[0]) for e in events)
+    assert all(n == 1 for n in per_event.values()), [k for k, n in per_event.items() if n > 1]
+    assert len(events) == sum(1 for n in names for e in status(ns, n)["timeline"] if is_write(e))
 
     # Exactly one rollout per incident and Deployment: one ReplicaSet each, plus the original.
     replicasets = Counter(rs["metadata"]["ownerReferences"][0]["name"]
                           for rs in get_json("replicasets", "-n", ns)["items"])
-    for d in DEPLOYMENTS:
-        assert replicasets[d] == 1 + len(incidents), (d, replicasets[d], len(incidents))
+    for d in (d for ds in DEPLOYMENTS.values() for d in ds):
+        assert replicasets[d] == 1 + len(names) // 2, (d, replicasets[d], len(names))
     # Exactly the bounded number of replays per incident.
     jobs = Counter(j["metadata"]["labels"]["reliability.center/incident"] for j in get_json("jobs", "-n", ns)["items"]
                    if j["metadata"]["labels"].get("reliability.center/replay-of") == "ocr-replay")
-    assert jobs == dict.fromkeys(incidents, 3)
-    # One audit Event per write (deterministic names make retries idempotent).
-    events = [e for e in get_json("events", "-n", ns)["items"] if e["reason"] == "Audit"]
-    assert all(e["count"] == 1 for e in events)
-    per_write = Counter((e["involvedObject"]["name"], e["message"].split(" target=")[1].split(" ")[0]) for e in events)
-    writes = sum(1 for n in incidents for e in status(ns, n)["timeline"] if is_write(e))
-    assert sum(per_write.values()) == writes
+    assert jobs == dict.fromkeys(names, 3)
+
+    # A snapshot behind every hold, and the holders of each shared field are exactly its incidents' steps.
+    snapshots = {c["metadata"]["name"]: c for c in get_json("configmaps", "-n", ns, "-l", "reliability.center/snapshot")["items"]}
+    holds = [(o["kind"], o["metadata"]["name"], json.loads(v)) for o in get_json(HOLDING_KINDS, "-n", ns)["items"]
+             for k, v in (o["metadata"].get("annotations") or {}).items() if k.startswith(HOLD_PREFIX)]
+    assert holds
+    for kind, name, hold in holds:
+        assert set(hold["holders"]) <= set(snapshots), (kind, name, hold)
+        assert len(hold["holders"]) == len(set(hold["holders"])), (kind, name, hold)
+    tenant_keys = [h for k, n, h in holds if n == "flags-search" and h["path"].endswith(".tenant.acme")]
+    assert tenant_keys and all(len(h["holders"]) == len(names) // 2 for h in tenant_keys)  # every acme incident
+    isolations = json.loads(get_json("configmap", "rc-isolations", "-n", ns)["data"]["tenants"])
+    assert set(isolations) == {"acme", "globex"} and sum(map(len, isolations.values())) == len(names)
+
+    # Resolve every incident, killing the operator during the restores too.
+    for name in names:
+        kubectl("patch", "incident", name, "-n", ns, "--type=merge", "-p", '{"spec":{"resolved":true}}')
+    kill_until(ns, names, lambda st: st.get("phase") == "Verifying", rng, log, kills)
+    for name in names:
+        st = status(ns, name)
+        assert {s["name"]: s["state"] for s in st["steps"] if s["name"] not in ("restart", "replay")} == \
+            dict.fromkeys(["flags", "breaker", "isolate", "pause"], "Restored"), (name, st["steps"])
+        assert not any(c["type"] == "RestoreConflicts" for c in st["conditions"]), (name, st["conditions"])
+    # The app is back exactly as it was: restart markers and replay Jobs are not undone by design.
+    left = changed(original, app_content(ns))
+    restarted = {d for ds in DEPLOYMENTS.values() for d in ds}
+    assert {k for k in left if not (k.startswith("Job/") or k.split("/")[1] in restarted)} == set(), left
+    assert not [h for _, _, h in [(o["kind"], o["metadata"]["name"], v)
+                                  for o in get_json(HOLDING_KINDS, "-n", ns)["items"]
+                                  for k, v in (o["metadata"].get("annotations") or {}).items()
+                                  if k.startswith(HOLD_PREFIX)]]
+    assert json.loads(get_json("configmap", "rc-isolations", "-n", ns)["data"]["tenants"]) == {}
+    assert mitigation_kills >= KILLS_WANTED, mitigation_kills

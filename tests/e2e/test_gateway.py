@@ -91,3 +91,25 @@ def test_shadow_mode_is_a_server_side_dry_run(setup):
     assert result.outcome == "dry-run" and result.snapshot is None
     assert get_json("configmap", "flags", "-n", ns)["metadata"]["resourceVersion"] == rv
     assert "would change" in result.entry.message
+
+
+def test_an_object_the_step_created_is_found_held_on_a_retry_and_a_second_incident_joins_it(setup):
+    """A retried isolate step used to crash (KeyError) on the rc-isolate policy it had created."""
+    from reliability_center.actions.isolate_tenant import isolation_policy
+
+    kube, ns, body = setup
+    gw, c = WriteGateway(kube), ctx(body, step="isolate")
+    policy = lambda: {**isolation_policy("acme"), "metadata": {**isolation_policy("acme")["metadata"], "namespace": ns}}  # noqa: E731
+    first = gw.apply(c, policy(), action="isolate-tenant")
+    again = gw.apply(c, policy(), action="isolate-tenant")  # as after a crash before status was saved
+    assert first.outcome == again.outcome == "created" and first.snapshot == again.snapshot
+    other = kube.create({"apiVersion": "reliability.center/v1alpha1", "kind": "Incident",
+                         "metadata": {"name": "inc-2", "namespace": ns},
+                         "spec": {"category": "perf", "severity": "high", "tenant": "acme"}})
+    second = gw.apply(ctx(other, step="isolate"), policy(), action="isolate-tenant")
+    assert second.outcome == "applied" and "joined" in second.entry.message
+    # The first incident's restore keeps the policy (still held); the second's deletes it.
+    assert gw.restore(c, first.snapshot, action="restore").kept == ["/"]
+    assert kubectl("get", "networkpolicy", "rc-isolate-acme", "-n", ns, check=False).returncode == 0
+    assert gw.restore(ctx(other, step="isolate"), second.snapshot, action="restore").restored == ["/"]
+    assert kubectl("get", "networkpolicy", "rc-isolate-acme", "-n", ns, check=False).returncode != 0

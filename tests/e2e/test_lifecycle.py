@@ -60,10 +60,11 @@ def test_shadow_mode_changes_no_object_and_records_what_it_would_do(app):
     versions = {(o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"]
                 for o in get_json("configmaps,deployments,cronjobs,networkpolicies", "-n", app)["items"]}
     create(app, incident("xt", category="cross-tenant", module="exports", mode="shadow"))
-    st = wait_phase(app, "xt", "Mitigated")
+    st = wait_phase(app, "xt", "Shadowed")  # never "Mitigated": nothing was changed
     after = {(o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"]
              for o in get_json("configmaps,deployments,cronjobs,networkpolicies", "-n", app)["items"]}
     assert after == versions  # nothing written, nothing created (no snapshot, no guard state)
+    assert not any(e["event"] == "phase:Mitigated" for e in st["timeline"])
     assert steps(st)["block-feature"] == "Shadowed" and steps(st)["isolate-tenant"] == "Shadowed"
     dry = [e for e in st["timeline"] if e["event"].endswith(":dry-run")]
     assert {e["target"].split("/")[-1] for e in dry} >= {"flags-exports", "tenant-acme", "rc-isolate-acme"}

@@ -89,6 +89,13 @@ def test_ocr_incident_breaks_the_circuit_pauses_its_ingestion_replays_and_goes_h
     assert job["spec"]["backoffLimit"] == 2
     pause = next(s for s in st["steps"] if s["name"] == "pause-ingestion")
     assert pause["evidence"]["hpa"]["ingest-ocr-acme"] == {"hpa": "ingest-ocr-acme", "minReplicas": 2, "maxReplicas": 6}
+    # The other tenants' ingestion was selected by the step but left out: said in status and in the audit.
+    assert sorted(pause["leftOut"]) == [f"Deployment/{app}/ingest-ocr-{t}: belongs to tenant {t!r}, not 'acme'"
+                                        for t in ("globex", "initech")]
+    refused = [e for e in get_json("events", "-n", app)["items"] if e["reason"] == "AuditRefused"]
+    for tenant in ("globex", "initech"):
+        assert any(f"target=Deployment/{app}/ingest-ocr-{tenant} " in e["message"] and "TenantScope" in e["message"]
+                   for e in refused), tenant
 
 
 def test_billing_incident_stops_auto_invoicing_and_never_touches_billing_data(app):
@@ -107,7 +114,10 @@ def test_a_protected_data_class_is_refused_by_the_gateway_with_an_audit_record(a
     assert diff == set()
     step = next(s for s in st["steps"] if s["name"] == "stop-auto-invoicing")
     assert step["state"] == "Blocked" and step["reason"] == "ProtectedDataClass"
-    assert st["phase"] == "Failed"
+    # The seed sends a change to protected data to level 3: the incident escalates, it does not fail.
+    assert st["phase"] == "Escalated"
+    escalated = {c["type"]: c for c in st["conditions"]}["Escalated"]
+    assert escalated["reason"] == "ProtectedDataClass"
     refused = [e for e in get_json("events", "-n", app)["items"] if e["reason"] == "AuditRefused"]
     assert any("ProtectedDataClass" in e["message"] for e in refused)
 

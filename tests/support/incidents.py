@@ -9,7 +9,7 @@ from typing import Any
 from tests.support.cluster import apply_docs, get_json, kubectl, wait_for
 
 APP_KINDS = "configmaps,deployments,cronjobs,jobs,networkpolicies,horizontalpodautoscalers"
-OPERATOR_OWNED = ("rc-snap-", "rc-guards-")
+OPERATOR_OWNED = ("rc-snap-", "rc-guards-", "rc-isolations")
 
 
 def incident(name: str, **spec: Any) -> dict[str, Any]:

@@ -87,3 +87,20 @@ def test_durations():
     assert (seconds("30s"), seconds("5m"), seconds("2h")) == (30, 300, 7200)
     with pytest.raises(ValueError):
         seconds("5d")
+
+
+def test_the_storm_guard_counts_and_reserves_in_one_decision():
+    from reliability_center.api.runbook import Limits
+    from reliability_center.policy.limits import Isolations, release_isolation, reserve_isolation
+
+    limits, state = Limits(max_isolated_tenants=2), Isolations()
+    for i, tenant in enumerate(("acme", "globex")):
+        verdict, state = reserve_isolation(state, tenant, f"uid-{i}", f"inc-{i}", limits)
+        assert verdict.allowed
+    verdict, after = reserve_isolation(state, "initech", "uid-9", "inc-9", limits)
+    assert not verdict.allowed and verdict.reason == "StormGuard" and after == state
+    verdict, state = reserve_isolation(state, "acme", "uid-3", "inc-3", limits)  # already isolated: joins
+    assert verdict.allowed and state.tenants["acme"] == {"uid-0": "inc-0", "uid-3": "inc-3"}
+    state = release_isolation(release_isolation(state, "uid-0"), "uid-1")
+    assert state.tenants == {"acme": {"uid-3": "inc-3"}}  # globex's only holder left; acme still held
+    assert reserve_isolation(state, "initech", "uid-9", "inc-9", limits)[0].allowed

@@ -1,7 +1,8 @@
 from reliability_center.api.common import Condition
 from reliability_center.api.incident import IncidentStatus
 from reliability_center.engine.plan import Facts, plan
-from reliability_center.engine.progress import AwaitStep, Finish, RestoreStep, RunStep, next_decision
+from reliability_center.engine.progress import (AwaitStep, Finish, RestoreStep, RunStep, next_decision,
+                                                seconds_until, waiting_phase)
 from tests.unit.factories import incident, runbook
 
 NOON = "2026-11-27T12:00:00Z"
@@ -86,32 +87,48 @@ def test_refused_admission_escalates_without_running_anything():
     assert decision == Finish("Escalated", "RateLimited", "too many")
 
 
-def test_resolution_restores_snapshotted_steps_in_reverse_order():
+def test_resolution_restores_every_step_holding_snapshots_in_reverse_order_whatever_its_state():
     inc, rb, status = planned()
-    status.steps[0].state, status.steps[0].snapshots = "Succeeded", ["a"]
-    status.steps[2].state, status.steps[2].snapshots = "Succeeded", ["b"]
+    status.steps[0].state = "Failed"  # failed half-way: its first writes are restored all the same
+    status.steps[2].state = "Succeeded"
     resolved = incident(resolved=True)
-    assert next_decision(resolved, rb, status, NOON) == RestoreStep(2)
+    held = {"flags", "reindex"}  # read from the cluster's snapshots, not from status
+    assert next_decision(resolved, rb, status, NOON, held) == RestoreStep(2)
     status.steps[2].state = "Restored"
-    assert next_decision(resolved, rb, status, NOON) == RestoreStep(0)
+    assert next_decision(resolved, rb, status, NOON, held) == RestoreStep(0)
     status.steps[0].state = "Restored"
-    assert next_decision(resolved, rb, status, NOON).phase == "Verifying"
+    assert next_decision(resolved, rb, status, NOON, held).phase == "Verifying"
 
 
 def test_a_step_without_snapshot_is_not_restored():
     inc, rb, status = planned()
     status.steps[0].state = "Succeeded"  # e.g. a restart: nothing to undo
-    assert next_decision(incident(resolved=True), rb, status, NOON).phase == "Verifying"
+    assert next_decision(incident(resolved=True), rb, status, NOON, set()).phase == "Verifying"
 
 
-def test_a_step_waiting_for_its_window_is_due_once_the_window_opens():
-    from reliability_center.engine.progress import window_opened
-
+def test_a_step_waiting_for_its_window_says_when_the_window_opens():
     inc, rb, status = planned(incident(approvals=["reindex"]))
     status.steps[0].state = "Succeeded"
     decision = next_decision(inc, rb, status, NOON)
-    status.steps[decision.index].state, status.steps[decision.index].reason = decision.state, decision.reason
-    assert window_opened(rb, status.steps, NOON) is None  # 12:00 is outside 01:00-05:00
-    assert window_opened(rb, status.steps, "2026-11-28T01:00:00Z") == "reindex"
-    status.steps[decision.index].reason = "ApprovalRequired"
-    assert window_opened(rb, status.steps, "2026-11-28T01:00:00Z") is None  # approval, not time, is missing
+    assert isinstance(decision, AwaitStep) and decision.reason == "OutsideWindow"
+    assert decision.wake_in == 13 * 3600  # 12:00 → 01:00 the next day
+    assert seconds_until("01:00", "2026-11-28T00:59:30Z") == 30
+
+
+def test_a_step_refused_by_policy_escalates_the_incident_and_the_walk_goes_on():
+    inc, rb, status = planned(incident(approvals=["reindex"]))
+    status.steps[0].state, status.steps[0].reason = "Blocked", "ProtectedDataClass"
+    assert next_decision(inc, rb, status, "2026-11-27T02:00:00Z") == RunStep(2)  # level 2, then 3 still run
+    assert waiting_phase(status.steps) == Finish("Escalated", "ProtectedDataClass",
+                                                 "step 'flags' was refused by policy; a human takes over: ")
+    for s in status.steps[2:]:
+        s.state = "Succeeded"
+    decision = next_decision(inc, rb, status, NOON)
+    assert decision.phase == "Escalated" and decision.reason == "ProtectedDataClass"
+
+
+def test_a_step_the_runbook_no_longer_has_does_not_stop_the_walk():
+    inc, rb, status = planned()
+    status.steps[0].name = "removed-since"
+    assert next_decision(inc, rb, status, NOON) == AwaitStep(2, "AwaitingApproval", "ApprovalRequired",
+                                                            next_decision(inc, rb, status, NOON).message)

@@ -30,3 +30,11 @@ def test_a_terminating_namespace_is_recognised():
     body = '{"message":"configmaps \\"x\\" is forbidden: unable to create new content in namespace t because it is being terminated"}'
     assert namespace_terminating(api_error(403, body))
     assert not namespace_terminating(api_error(403, '{"message":"forbidden: RBAC"}'))
+
+
+def test_an_apiserver_error_is_described_by_its_own_message_not_its_headers():
+    from reliability_center.gateway.kube import describe
+
+    exc = api_error(403, '{"message":"configmaps \\"x\\" is forbidden: exceeded quota: q"}')
+    assert describe(exc) == 'ApiError 403: configmaps "x" is forbidden: exceeded quota: q'
+    assert describe(ValueError("bug")) == "ValueError: bug"

@@ -8,7 +8,6 @@ collect the audit entries and snapshots the step runner stores in status.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,7 +19,7 @@ from reliability_center.api.incident import Incident, StepStatus, TimelineEntry
 from reliability_center.api.runbook import Limits, Step
 from reliability_center.engine.plan import Facts
 from reliability_center.gateway import Ref, WriteContext, WriteGateway
-from reliability_center.policy.writes import MODULE_LABEL, ROLE_LABEL, TENANT_LABEL
+from reliability_center.policy.writes import MODULE_LABEL, ROLE_LABEL, TENANT_LABEL, Verdict
 
 
 class Params(BaseModel):
@@ -87,8 +86,8 @@ class ActionContext:
     entries: list[TimelineEntry] = field(default_factory=list)
     snapshots: list[str] = field(default_factory=list)
     touched: list[str] = field(default_factory=list)
-    clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
+    left_out: dict[str, str] = field(default_factory=dict)
+    """Targets the step's selection matched but may not write (another tenant's), with why."""
 
     @property
     def namespace(self) -> str:
@@ -99,21 +98,26 @@ class ActionContext:
         return self.incident.spec.tenant
 
     @property
-    def done_targets(self) -> list[str]:
-        """Targets finished by earlier calls of this step (persisted in status)."""
-        return list(self.status.targets)
+    def progress(self) -> dict[str, Any]:
+        """Where a step that returns ``Running`` is: kept in its status, so a restart resumes there."""
+        if self.status.progress is None:
+            self.status.progress = {}
+        return self.status.progress
 
     def apply(self, desired: dict[str, Any], *, seen: dict[str, Any] | None = None,
-              restore_on_resolve: bool = True) -> str:
+              items: list[tuple[str, Any]] | None = None, restore_on_resolve: bool = True) -> str:
         """Write through the gateway; returns the outcome (applied, unchanged, dry-run, created).
 
+        ``desired`` is a partial object: only the fields it sets are written and held.
+        ``items``: (pointer, item) pairs, each one item added to the list at that pointer.
         ``restore_on_resolve=False`` for changes that are not undone when the incident
         resolves (a restart marker: removing it would restart the target again).
-        ``seen``: the target as just read by ``select`` (saves a read; checked by resourceVersion).
+        ``seen``: the target as just read by ``select`` (saves a read; its fields are tested).
         """
         desired.setdefault("metadata", {}).setdefault("namespace", self.namespace)
-        result = self.gateway.apply(self.write, desired, action=self.action, seen=seen)
-        self._collect(result.target, result.entry, result.snapshot if restore_on_resolve else None)
+        result = self.gateway.apply(self.write, desired, action=self.action, seen=seen, items=items,
+                                    restore=restore_on_resolve)
+        self._collect(result.target, result.entry, result.snapshot)
         return result.outcome
 
     def create(self, obj: dict[str, Any]) -> str:
@@ -129,6 +133,10 @@ class ActionContext:
         self._collect(result.target, result.entry, None)
         return result.outcome
 
+    def reserve_isolation(self) -> tuple[Verdict, list[str]]:
+        """The storm guard: may this tenant be isolated now? Counted and reserved atomically in the cluster."""
+        return self.gateway.reserve_isolation(self.write, self.limits)
+
     def _collect(self, target: str, entry: TimelineEntry, snapshot: str | None) -> None:
         self.entries.append(entry)
         if snapshot and snapshot not in self.snapshots:
@@ -139,16 +147,19 @@ class ActionContext:
     def select(self, kind: str, role: str, modules: list[str] | None = None) -> list[dict[str, Any]]:
         """Objects of the protected app with this role, in the incident's tenant scope, sorted by name.
 
-        Another tenant's objects are never selected; shared objects (no tenant label) are.
+        Another tenant's objects are never selected (they are recorded in ``left_out``,
+        which the step's status and audit report); shared objects (no tenant label) are.
         """
         found = self.read.list(kind, self.namespace, f"{ROLE_LABEL}={role}")
         out = []
         for obj in found:
             labels = obj["metadata"].get("labels") or {}
+            if modules and labels.get(MODULE_LABEL) not in modules:
+                continue
             owner = labels.get(TENANT_LABEL)
             if owner and self.tenant != "*" and owner != self.tenant:
-                continue
-            if modules and labels.get(MODULE_LABEL) not in modules:
+                if ref(obj) not in self.left_out:
+                    self.left_out[ref(obj)] = f"belongs to tenant {owner!r}, not {self.tenant!r}"
                 continue
             out.append(obj)
         return sorted(out, key=lambda o: o["metadata"]["name"])

@@ -2,8 +2,8 @@
 
 A cache allows purging with the annotation ``reliability.center/purge-allowed: "true"``
 (the seed's "if policy allows"). A cache Deployment is purged by a rollout
-restart; a cache ConfigMap by bumping its ``purgeGeneration`` key, which the
-cache watches.
+restart (not awaited: a purge needs no settling before the next step); a cache
+ConfigMap by bumping its ``purgeGeneration`` key, which the cache watches.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from reliability_center.actions.base import ActionContext, Params, Result, Skipped, Succeeded, action, ref
-from reliability_center.actions.restart_one_by_one import restart_body, wait_settled
+from reliability_center.actions.restart_one_by_one import restart_body
 
 ALLOW_ANNOTATION = "reliability.center/purge-allowed"
 
@@ -31,7 +31,6 @@ def run(ctx: ActionContext, params: PurgeParams) -> Result:
                 continue
             if kind == "Deployment":
                 ctx.apply(restart_body(obj, f"{ctx.write.trace_id}.{ctx.step.name}"), restore_on_resolve=False)
-                wait_settled(ctx, obj, 120)
             else:
                 ctx.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": obj["metadata"]["name"]},
                            "data": {"purgeGeneration": ctx.write.trace_id}}, restore_on_resolve=False)

@@ -1,23 +1,29 @@
 """Restart (or scale down) schedulers and jobs one at a time, each after the previous one settled.
 
-One target per call: the step runner persists the finished target in status
-before the next call, so a crash never restarts a target twice nor skips one.
-The restart marker is deterministic (trace and step), so re-applying it after a
-crash is a no-op rather than a second rollout.
+The step does not wait in place: it starts one target's rollout, records which
+target it is on in the step's progress, and returns ``Running`` with a time to
+look again. Each later call checks that rollout with kubectl's rules and, once it
+has settled, moves to the next target. A crash never restarts a target twice nor
+skips one: the restart marker is deterministic (trace and step), so re-applying it
+is a no-op, and the settled targets are in the step's status.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Literal
 
 from pydantic import Field
 
 from reliability_center.actions.base import ActionContext, Failed, Params, Result, Running, Skipped, Succeeded, action, ref
 from reliability_center.actions.rollout import rollout_status
+from reliability_center.api.common import now_iso
 from reliability_center.gateway import Ref
 from reliability_center.policy.limits import seconds
 
 RESTART_ANNOTATION = "reliability.center/restarted-by"
+#: Seconds between two looks at a rollout: a quarter of the time it has taken so far, within these bounds.
+POLL = (0.1, 2.0)
 
 
 class RestartParams(Params):
@@ -34,24 +40,9 @@ def restart_body(obj: dict, marker: str) -> dict:
             "spec": {"template": {"metadata": {"annotations": {RESTART_ANNOTATION: marker}}}}}
 
 
-def wait_settled(ctx: ActionContext, obj: dict, timeout: float) -> str | None:
-    """Poll until the rollout is complete; returns an error message, or None when settled."""
-    target = Ref(obj["kind"], ctx.namespace, obj["metadata"]["name"])
-    deadline = ctx.clock() + timeout
-    delay = 0.05
-    while True:
-        current = ctx.read.get(target)
-        if current is None:
-            return f"{target} disappeared during its rollout"
-        status = rollout_status(current)
-        if status.failed:
-            return status.message
-        if status.done or ctx.write.shadow:
-            return None
-        if ctx.clock() > deadline:
-            return f"{target} did not settle within {timeout:.0f}s: {status.message}"
-        ctx.sleep(delay)
-        delay = min(delay * 2, 0.5)
+def _elapsed(since: str) -> float:
+    started = datetime.fromisoformat(since.replace("Z", "+00:00"))
+    return (datetime.now(timezone.utc) - started).total_seconds()
 
 
 @action("restart-one-by-one", params=RestartParams, reversible=True,
@@ -60,21 +51,36 @@ def run(ctx: ActionContext, params: RestartParams) -> Result:
     modules = ctx.modules(params.modules)
     targets = [o for kind in ("Deployment", "StatefulSet") for o in ctx.select(kind, params.role, modules)]
     targets = targets[: params.max_targets]
+    order = [ref(o) for o in targets]
+    progress = ctx.progress
+    settled = list(progress.get("settled") or [])
+    pending = [o for o in targets if ref(o) not in settled]
     if not targets:
         return Skipped("NoTargets", f"no {params.role} in scope for modules {modules or 'all'}")
-    done = set(ctx.done_targets)
-    pending = [o for o in targets if ref(o) not in done]
     if not pending:
-        return Succeeded(f"{len(targets)} targets settled", {"order": [ref(o) for o in targets]})
+        return Succeeded(f"{len(targets)} targets settled", {"order": order})
     obj = pending[0]
-    if params.mode == "restart":
-        ctx.apply(restart_body(obj, f"{ctx.write.trace_id}.{ctx.step.name}"), restore_on_resolve=False)
-    else:
-        ctx.apply({"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": {"name": obj["metadata"]["name"]},
-                   "spec": {"replicas": params.replicas}})
-    error = wait_settled(ctx, obj, seconds(params.settle_timeout))
-    if error:
-        return Failed("RolloutFailed", error)
-    if len(pending) == 1:
-        return Succeeded(f"{len(targets)} targets settled", {"order": [ref(o) for o in targets]})
-    return Running(f"{ref(obj)} settled; {len(pending) - 1} to go")
+    if progress.get("current") != ref(obj):
+        # Start this target's rollout; the step's status records it before anything waits.
+        if params.mode == "restart":
+            ctx.apply(restart_body(obj, f"{ctx.write.trace_id}.{ctx.step.name}"), restore_on_resolve=False)
+        else:
+            ctx.apply({"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": {"name": obj["metadata"]["name"]},
+                       "spec": {"replicas": params.replicas}})
+        progress.update(current=ref(obj), since=now_iso())
+        return Running(f"{ref(obj)}: rollout started", retry_after=POLL[0])
+    current = ctx.read.get(Ref(obj["kind"], ctx.namespace, obj["metadata"]["name"]))
+    if current is None:
+        return Failed("RolloutFailed", f"{ref(obj)} disappeared during its rollout")
+    status = rollout_status(current)
+    if status.failed:
+        return Failed("RolloutFailed", status.message)
+    if status.done or ctx.write.shadow:
+        progress.update(settled=settled + [ref(obj)], current=None)
+        if len(pending) == 1:
+            return Succeeded(f"{len(targets)} targets settled", {"order": order})
+        return Running(f"{ref(obj)} settled; {len(pending) - 1} to go")
+    elapsed = _elapsed(progress["since"])
+    if elapsed > seconds(params.settle_timeout):
+        return Failed("RolloutFailed", f"{ref(obj)} did not settle within {params.settle_timeout}: {status.message}")
+    return Running(f"{ref(obj)}: {status.message}", retry_after=min(max(elapsed / 4, POLL[0]), POLL[1]))

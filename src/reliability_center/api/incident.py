@@ -10,7 +10,7 @@ from reliability_center.api.common import Condition, Model, ObjectMeta, cel, fre
 from reliability_center.api.runbook import Severity
 
 Mode = Literal["enforce", "shadow"]
-Phase = Literal["Detected", "Mitigating", "Mitigated", "Escalated", "Verifying", "Closed", "Failed"]
+Phase = Literal["Detected", "Mitigating", "Mitigated", "Escalated", "Shadowed", "Verifying", "Closed", "Failed"]
 StepState = Literal[
     "Pending", "Running", "Succeeded", "Skipped", "Failed",
     "AwaitingApproval", "Escalated", "Blocked", "Shadowed", "Restored",
@@ -73,6 +73,9 @@ class StepStatus(Model):
     targets: list[str] = Field(default_factory=list)
     snapshots: list[str] = Field(default_factory=list, description="Snapshots this step took: what resolution restores.")
     evidence: dict[str, Any] | None = free_form("What the step observed (blast radius, dry-run result...).")
+    progress: dict[str, Any] | None = free_form("Where a step that waits is (the target it is on), to resume there.")
+    left_out: list[str] = Field(default_factory=list, max_length=200,
+                                description="Targets the step's selection matched but may not write, with why.")
 
 
 class TimelineEntry(Model):
@@ -106,7 +109,12 @@ class IncidentStatus(Model):
     phase: Phase | None = None
     level: int | None = Field(default=None, description="Highest level reached so far.")
     trace_id: str | None = None
+    mode: Mode | None = Field(default=None, description="The mode decided at detection (the incident's, or shadow "
+                                                        "when the operator or the namespace is in shadow mode).")
     runbook: str | None = None
+    runbook_generation: int | None = None
+    runbook_spec: dict[str, Any] | None = free_form(
+        "The Runbook's spec as matched: the incident follows it to the end, whatever later edits the Runbook gets.")
     conditions: list[Condition] = Field(default_factory=list)
     steps: list[StepStatus] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)

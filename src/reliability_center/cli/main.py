@@ -7,6 +7,7 @@ import json
 import sys
 
 from reliability_center.gateway import Kube, Ref, records
+from reliability_center.gateway.writes import INCIDENT_UID_LABEL
 
 
 def _incident(kube: Kube, namespace: str, name: str) -> dict:
@@ -59,9 +60,21 @@ def cmd_approve(args: argparse.Namespace) -> None:
 
 
 def cmd_resolve(args: argparse.Namespace) -> None:
+    """Works from every phase: whatever the incident's steps hold is restored (Failed included)."""
     kube = Kube()
-    records.patch_spec(kube, Ref("Incident", args.namespace, args.name), {"resolved": True})
-    print(f"incident {args.name}: resolved; level 1 changes will be restored")
+    body = _incident(kube, args.namespace, args.name)
+    phase = (body.get("status") or {}).get("phase") or "Detected"
+    if phase == "Closed":
+        raise SystemExit(f"error: incident {args.name} is Closed: there is nothing left to resolve")
+    held = kube.list("ConfigMap", args.namespace, f"{INCIDENT_UID_LABEL}={body['metadata']['uid']}")
+    if not (body.get("spec") or {}).get("resolved"):
+        records.patch_spec(kube, Ref("Incident", args.namespace, args.name), {"resolved": True},
+                           body["metadata"]["resourceVersion"])
+    if held:
+        print(f"incident {args.name} ({phase}): resolved; the {len(held)} changes it holds will be restored "
+              "(fields other open incidents still hold stay until they resolve)")
+    else:
+        print(f"incident {args.name} ({phase}): resolved; it changed nothing, so nothing is restored")
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:

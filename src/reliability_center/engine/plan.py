@@ -14,6 +14,8 @@ class Facts:
 
     now: str
     safe_mode: bool = False
+    shadow: bool = False
+    """The operator (``RC_MODE``) or the namespace (settings ``mode``) is in shadow mode: nothing is written."""
     settings: dict[str, str] = field(default_factory=dict)
     """The namespace's ``reliability-center-settings`` ConfigMap (GitOps repo, SAFE_MODE...)."""
 

@@ -96,25 +96,43 @@ def transient(exc: BaseException) -> bool:
     return isinstance(exc, (ConnectionError, TimeoutError, urllib3.exceptions.HTTPError))
 
 
+def describe(exc: BaseException, limit: int = 300) -> str:
+    """One line for a status condition or a log: the apiserver's own message, not its headers."""
+    if isinstance(exc, ApiException):
+        try:
+            message = json.loads(exc.body or "").get("message") or exc.reason
+        except (ValueError, AttributeError):
+            message = exc.reason
+        return f"ApiError {exc.status}: {message}"[:limit]
+    return f"{type(exc).__name__}: {exc}"[:limit]
+
+
 def namespace_terminating(exc: BaseException) -> bool:
     """The namespace is being deleted: nothing more can be created there, nor needs to be."""
     return isinstance(exc, ApiException) and exc.status == 403 and "being terminated" in str(exc.body or "")
 
 
+#: What the apiserver answers (422, no causes) when a JSON patch does not apply: a ``test``
+#: failed, or a path it names is gone. Validation errors name the object and their causes.
+PATCH_NOT_APPLIED = "the server rejected our request due to an error in our request"
+
+
 def _raise(exc: ApiException) -> None:
     body = exc.body or ""
     try:
-        message = json.loads(body).get("message", body)
+        parsed = json.loads(body)
+        message, causes = parsed.get("message", body), (parsed.get("details") or {}).get("causes")
     except (ValueError, AttributeError):
-        message = str(body)
+        message, causes = str(body), None
     if exc.status == 404:
         raise NotFound(message) from None
     if exc.status == 409:
         raise Conflict(message) from None
-    if exc.status == 422 and "test operation" not in message and "testing value" not in message:
-        raise Invalid(message) from None
+    if exc.status == 422 and (message == PATCH_NOT_APPLIED and not causes
+                              or "test operation" in message or "testing value" in message):
+        raise Conflict("a JSON patch test failed: the object changed since it was read") from None
     if exc.status == 422:
-        raise Conflict(message) from None
+        raise Invalid(message) from None
     raise exc
 
 
@@ -222,8 +240,12 @@ class Kube:
         return self._request("PUT", self.path(obj["kind"], meta.get("namespace"), meta["name"]),
                              query={"fieldManager": manager}, body=obj)
 
-    def delete(self, ref: Ref) -> None:
+    def delete(self, ref: Ref, *, resource_version: str | None = None, dry_run: bool = False) -> None:
+        """Delete; with ``resource_version``, only the object as it was read (a Conflict otherwise)."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions",
+                **({"preconditions": {"resourceVersion": resource_version}} if resource_version else {})}
         try:
-            self._request("DELETE", self.path(ref.kind, ref.namespace, ref.name))
+            self._request("DELETE", self.path(ref.kind, ref.namespace, ref.name),
+                          query={"dryRun": "All" if dry_run else None}, body=body)
         except NotFound:
             pass

@@ -1,4 +1,4 @@
-"""Writes to the operator's own objects: CR status, guard state. Not the protected app.
+"""Writes to the operator's own objects: CR status, guard state, the isolation ledger. Not the protected app.
 
 Status is written whole, in one merge patch per change, with the
 resourceVersion we read as a precondition: if another writer (a second
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reliability_center.gateway.kube import Conflict, Kube, Ref
-from reliability_center.policy.limits import Admission, GuardState
+from reliability_center.policy.limits import Admission, GuardState, Isolations
 
 
 def patch_status(kube: Kube, ref: Ref, status: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:
@@ -23,36 +23,30 @@ def patch_status(kube: Kube, ref: Ref, status: dict[str, Any], resource_version:
     return kube.merge_patch(ref, body, sub="status")
 
 
-def _guard_ref(namespace: str, runbook: str) -> Ref:
-    return Ref("ConfigMap", namespace, f"rc-guards-{runbook}"[:253])
+def update_configmap(kube: Kube, ref: Ref, change: Callable[[dict[str, str]], dict[str, str]],
+                     seen: dict[Any, dict[str, Any]] | None = None, attempts: int = 20,
+                     create: bool = True) -> dict[str, str]:
+    """Compare-and-swap the data of one of our ConfigMaps (the resourceVersion guards against lost updates).
 
-
-def _parse_guards(obj: dict[str, Any] | None) -> GuardState:
-    raw = json.loads(((obj or {}).get("data") or {}).get("admissions", "[]"))
-    return GuardState([Admission(**a) for a in raw])
-
-
-def update_guards(kube: Kube, namespace: str, runbook: str, change: Callable[[GuardState], GuardState],
-                  seen: dict[tuple[str, str], dict[str, Any]] | None = None, attempts: int = 10) -> GuardState:
-    """Compare-and-swap the guard state (the resourceVersion guards against lost updates).
-
-    ``seen`` remembers the guard ConfigMap as last written, to skip the read: if
-    anyone changed it since (another replica, a restart), the write's
-    resourceVersion check fails and the state is read afresh. The cluster stays
-    the only truth.
+    ``change`` gets the data as read and returns the new data (it may run several
+    times, each on a fresher read). ``seen`` remembers the ConfigMap as last
+    written, to skip the read: if anyone changed it since (another replica, a
+    restart), the write's resourceVersion check fails and it is read afresh.
+    The cluster stays the only truth.
     """
-    ref = _guard_ref(namespace, runbook)
-    key = (namespace, runbook)
     for _ in range(attempts):
-        obj = seen.pop(key, None) if seen is not None else None
+        obj = seen.pop(ref, None) if seen is not None else None
         if obj is None:
             obj = kube.get(ref)
-        new = change(_parse_guards(obj))
-        data = {"admissions": json.dumps([a.__dict__ for a in new.admissions])}
+        if obj is None and not create:
+            return {}
+        data = change(dict((obj or {}).get("data") or {}))
+        if obj is not None and data == (obj.get("data") or {}):
+            return data  # nothing to change: no write
         try:
             if obj is None:
                 written = kube.create({"apiVersion": "v1", "kind": "ConfigMap",
-                                       "metadata": {"name": ref.name, "namespace": namespace,
+                                       "metadata": {"name": ref.name, "namespace": ref.namespace,
                                                     "labels": {"reliability.center/guards": "true"}},
                                        "data": data})
             else:
@@ -60,9 +54,46 @@ def update_guards(kube: Kube, namespace: str, runbook: str, change: Callable[[Gu
         except Conflict:
             continue
         if seen is not None:
-            seen[key] = written
-        return new
-    raise Conflict(f"guard state {runbook} in {namespace} kept changing")
+            seen[ref] = written
+        return data
+    raise Conflict(f"{ref} kept changing")
+
+
+def update_guards(kube: Kube, namespace: str, runbook: str, change: Callable[[GuardState], GuardState],
+                  seen: dict[Any, dict[str, Any]] | None = None) -> GuardState:
+    """Compare-and-swap the admission history of one runbook in one namespace."""
+    result = GuardState()
+
+    def on_data(data: dict[str, str]) -> dict[str, str]:
+        nonlocal result
+        raw = json.loads(data.get("admissions", "[]"))
+        result = change(GuardState([Admission(**a) for a in raw]))
+        return {"admissions": json.dumps([a.__dict__ for a in result.admissions])}
+
+    update_configmap(kube, Ref("ConfigMap", namespace, f"rc-guards-{runbook}"[:253]), on_data, seen)
+    return result
+
+
+ISOLATIONS = "rc-isolations"
+"""The namespace's isolated tenants and the incidents that hold each isolation: the storm guard's count."""
+
+
+def read_isolations(kube: Kube, namespace: str) -> Isolations:
+    obj = kube.get(Ref("ConfigMap", namespace, ISOLATIONS))
+    return Isolations(json.loads(((obj or {}).get("data") or {}).get("tenants", "{}")))
+
+
+def update_isolations(kube: Kube, namespace: str, change: Callable[[Isolations], Isolations],
+                      create: bool = True) -> Isolations:
+    result = Isolations()
+
+    def on_data(data: dict[str, str]) -> dict[str, str]:
+        nonlocal result
+        result = change(Isolations(json.loads(data.get("tenants", "{}"))))
+        return {"tenants": json.dumps(result.tenants, sort_keys=True)}
+
+    update_configmap(kube, Ref("ConfigMap", namespace, ISOLATIONS), on_data, create=create)
+    return result
 
 
 def patch_spec(kube: Kube, ref: Ref, spec: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:

@@ -1,26 +1,42 @@
-"""WriteGateway: policy → snapshot → server-side apply (or dry-run) → audit → inverse.
+"""WriteGateway: policy → snapshot → JSON patch with holds (or dry-run) → audit → inverse.
 
-Crash safety comes from determinism: a snapshot's name derives from the
-incident, step and target and is created only once, so a retried step reuses
-the state seen *before* its first write; an apply of the same desired state is
-a no-op; the audit Event has a deterministic name.
+A write names only the fields a step changes: a JSON patch under the field
+manager ``reliability-center`` whose ``test`` operations make it a
+compare-and-swap on exactly those fields and their hold annotations
+(``gateway/holds.py``). So a write never removes what another incident, step
+or manager set, and a restore puts back only what this step holds, once no
+other incident holds it.
+
+Crash safety comes from determinism: the snapshot's name derives from the
+incident, step and target and is the holder's name on the object, so a step
+retried after a crash finds itself holding the fields already and writes
+nothing more; the audit Event has a deterministic name.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from reliability_center.api.incident import TimelineEntry
-from reliability_center.gateway import audit
+from reliability_center.api.runbook import Limits
+from reliability_center.gateway import audit, records
+from reliability_center.gateway.holds import (WHOLE, Edit, HeldElsewhere, holds, plan_once, plan_release, plan_write,
+                                              same, whole_hold)
 from reliability_center.gateway.kube import Conflict, Kube, NotFound, Ref
 from reliability_center.gateway.leaves import ABSENT, digest, leaves, read
-from reliability_center.policy.writes import Verdict, check_write
+from reliability_center.policy.limits import Isolations, release_isolation, reserve_isolation
+from reliability_center.policy.writes import ALLOWED, Verdict, check_write
 
 SNAPSHOT_LABEL = "reliability.center/snapshot"
+INCIDENT_UID_LABEL = "reliability.center/incident-uid"
+STEP_ANNOTATION = "reliability.center/step"
 ACTOR = "system:reliability-center"
+#: Attempts of one write when its tests fail because the object moved since it was read.
+ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -49,7 +65,7 @@ class PolicyDenied(Exception):
 @dataclass
 class WriteResult:
     target: str
-    outcome: str  # applied, unchanged, dry-run, created, exists
+    outcome: str  # applied, unchanged, dry-run, created, exists, proposed
     snapshot: str | None
     entry: TimelineEntry
     after: dict[str, Any] | None = None
@@ -59,6 +75,8 @@ class WriteResult:
 class RestoreResult:
     target: str
     restored: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    """Fields other incidents still hold: they stay until the last of them resolves."""
     conflicts: list[str] = field(default_factory=list)
     entry: TimelineEntry | None = None
 
@@ -68,71 +86,118 @@ def snapshot_name(ctx: WriteContext, target: Ref) -> str:
     return f"rc-snap-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
 
 
-def _strip(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = {k: v for k, v in obj.get("metadata", {}).items() if k != "managedFields"}
-    return {**obj, "metadata": meta}
-
-
 class WriteGateway:
     def __init__(self, kube: Kube):
         self.kube = kube
 
     # -- the forward path ----------------------------------------------------------
-    def apply(self, ctx: WriteContext, desired: dict[str, Any], *, action: str,
-              seen: dict[str, Any] | None = None) -> WriteResult:
-        """Server-side apply ``desired`` (a partial object) to an existing object, or create it if absent.
+    def apply(self, ctx: WriteContext, desired: dict[str, Any], *, action: str, seen: dict[str, Any] | None = None,
+              items: list[tuple[str, Any]] | None = None, restore: bool = True) -> WriteResult:
+        """Hold the fields ``desired`` (a partial object) sets, and the list ``items`` (pointer, item);
+        create the object when it does not exist.
 
-        ``seen`` is the object as the caller just listed it: it saves a read, and its
-        resourceVersion goes into the apply as a precondition, so a change made since
-        makes the apply fail (Conflict) instead of snapshotting a stale "before".
+        ``seen`` is the object as the caller just listed it: it saves a read. If the
+        object moved since, the patch's tests fail and the write is planned again
+        from a fresh read. ``restore=False`` is for a change never undone (a restart
+        marker: removing it would restart the target again): no hold, no snapshot.
         """
         target = Ref.of(desired)
-        try:
-            return self._apply(ctx, desired, action, target, seen)
-        except Conflict:
-            if seen is None:
-                raise
-            return self._apply(ctx, desired, action, target, None)  # changed since the list: read it afresh
-
-    def _apply(self, ctx: WriteContext, desired: dict[str, Any], action: str, target: Ref,
-               seen: dict[str, Any] | None) -> WriteResult:
+        edits = [Edit(WHOLE, None)] + [Edit(p, v) for p, v in leaves(desired).items()] + \
+                [Edit(p, v, item=True) for p, v in items or []]
         current = seen if seen is not None else self.kube.get(target)
-        labels = ((current or desired).get("metadata") or {}).get("labels") or {}
-        self._check(ctx, action, str(target), labels)
-        wanted = leaves(desired)
-        before = {p: read(current, p) for p in wanted} if current else {"/": ABSENT}
-        after = wanted
-        record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, str(target), ctx.step,
-                                   digest(before), digest(after), "")
+        for attempt in range(ATTEMPTS):
+            try:
+                if current is None and not restore:
+                    raise NotFound(f"{target} not found")
+                if current is None:
+                    return self._create_held(ctx, desired, action, target)
+                if not restore:
+                    return self._patch_once(ctx, current, edits[1:], action, target)
+                return self._patch(ctx, current, edits, action, target)
+            except Conflict:
+                if attempt == ATTEMPTS - 1:
+                    raise
+                current = self.kube.get(target)  # moved since it was read: plan again
+        raise AssertionError("unreachable")
 
-        if ctx.shadow:
-            result = self.kube.apply(desired, dry_run=True)
-            changed = current is None or any(read(result, p) != read(current, p) for p in wanted)
-            entry = self._audit(ctx, record, "dry-run", "shadow mode: would change" if changed else "shadow: no change")
-            return WriteResult(str(target), "dry-run", None, entry, after)
-
-        snap, before, taken_now = self._snapshot(ctx, target, current, before, after)
-        record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, str(target), ctx.step,
-                                   digest(before), digest(after), "")
-        if current is not None and all(before[p] == after[p] for p in wanted) and snap is None:
-            entry = self._audit(ctx, record, "unchanged", "already in the desired state")
-            return WriteResult(str(target), "unchanged", None, entry, after)
-        if current is not None:
-            desired = {**desired, "metadata": {**desired["metadata"],
-                                               "resourceVersion": current["metadata"]["resourceVersion"]}}
+    def _patch(self, ctx: WriteContext, current: dict[str, Any], edits: list[Edit], action: str,
+               target: Ref) -> WriteResult:
+        self._check(ctx, action, str(target), (current.get("metadata") or {}).get("labels") or {})
+        holder = snapshot_name(ctx, target)
         try:
-            self.kube.apply(desired)
-        except Conflict:
-            if taken_now and snap:  # its "before" is stale: the retry takes a new one
-                self.kube.delete(Ref("ConfigMap", ctx.namespace, snap))
-            raise
-        entry = self._audit(ctx, record, "applied" if current is not None else "created", "")
-        return WriteResult(str(target), "applied" if current is not None else "created", snap, entry, after)
+            plan = plan_write(current, edits, holder, alive=self._alive(ctx.namespace))
+        except HeldElsewhere as clash:
+            verdict = Verdict(False, "HeldByAnotherIncident",
+                              f"{target}{clash.path} is held at {json.dumps(clash.value)} by another incident "
+                              f"({', '.join(clash.holders)}): overriding it would undo that incident's change")
+            raise PolicyDenied(verdict, self._refusal(ctx, action, str(target), verdict)) from None
+        before = {k: v for k, v in plan.before.items() if k != WHOLE}
+        after = {k: v for k, v in plan.after.items() if k != WHOLE}
+        record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, str(target), ctx.step,
+                                   digest(before), digest(after), "")
+        if ctx.shadow:
+            if plan.ops:
+                self.kube.json_patch(target, plan.ops, dry_run=True)
+            message = "shadow mode: would change" if plan.ops else "shadow: no change"
+            return WriteResult(str(target), "dry-run", None, self._audit(ctx, record, "dry-run", message), after)
+        if not plan.held:
+            return WriteResult(str(target), "unchanged", None,
+                               self._audit(ctx, record, "unchanged", "already in the desired state"), after)
+        taken_now = self._snapshot(ctx, target, current, holder, plan.before, plan.after)
+        if plan.ops:
+            try:
+                self.kube.json_patch(target, plan.ops)
+            except Conflict:
+                if taken_now:  # its "before" may be stale: the next attempt takes it again
+                    self.kube.delete(Ref("ConfigMap", ctx.namespace, holder))
+                raise
+        # A retry after a crash finds its own holds: the same outcome, so the same audit Event.
+        whole = holds(current).get(Edit(WHOLE, None).key)
+        outcome = "created" if not plan.ops and whole and whole.holders[:1] == (holder,) else "applied"
+        joined = ["the object" if k == WHOLE else k for k in plan.joined]
+        message = f"joined the hold of other incidents on {', '.join(joined)}" if joined else ""
+        return WriteResult(str(target), outcome, holder, self._audit(ctx, record, outcome, message), after)
+
+    def _patch_once(self, ctx: WriteContext, current: dict[str, Any], edits: list[Edit], action: str,
+                    target: Ref) -> WriteResult:
+        self._check(ctx, action, str(target), (current.get("metadata") or {}).get("labels") or {})
+        ops = plan_once(current, edits)
+        after = {e.label: e.value for e in edits}
+        record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, str(target), ctx.step,
+                                   digest({e.label: read(current, e.path) for e in edits}) if ops else None,
+                                   digest(after), "")
+        if ctx.shadow:
+            if ops:
+                self.kube.json_patch(target, ops, dry_run=True)
+            return WriteResult(str(target), "dry-run", None, self._audit(ctx, record, "dry-run", "shadow mode"), after)
+        if ops:
+            self.kube.json_patch(target, ops)
+        # Values are deterministic (trace and step): found already set, it was this step's earlier attempt.
+        return WriteResult(str(target), "applied", None, self._audit(ctx, record, "applied", "not restored on resolve"),
+                           after)
+
+    def _create_held(self, ctx: WriteContext, desired: dict[str, Any], action: str, target: Ref) -> WriteResult:
+        """Create the object, held whole by this step: the last holder's restore deletes it."""
+        self._check(ctx, action, str(target), (desired.get("metadata") or {}).get("labels") or {})
+        holder = snapshot_name(ctx, target)
+        obj = copy.deepcopy(desired)
+        key, value = whole_hold(holder)
+        obj["metadata"].setdefault("annotations", {})[key] = value
+        after = leaves(desired)
+        record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, str(target), ctx.step,
+                                   digest({WHOLE: ABSENT}), digest(after), "")
+        if ctx.shadow:
+            self.kube.create(obj, dry_run=True)
+            return WriteResult(str(target), "dry-run", None, self._audit(ctx, record, "dry-run", "shadow mode: would create"),
+                               after)
+        self._snapshot(ctx, target, None, holder, {WHOLE: ABSENT}, after)
+        self.kube.create(obj)  # Conflict when it exists: the caller reads it and joins its hold
+        return WriteResult(str(target), "created", holder, self._audit(ctx, record, "created", ""), after)
 
     def create(self, ctx: WriteContext, obj: dict[str, Any], *, action: str) -> WriteResult:
-        """Create a new object (a replay Job, say); adopt it if a retried step already made it."""
+        """Create a new object that is never restored (a replay Job); adopt it if a retried step made it."""
         self._check(ctx, action, str(Ref.of(obj)), (obj.get("metadata") or {}).get("labels") or {})
-        return self._create(ctx, obj, action, before=digest({"/": ABSENT}), outcome="created")
+        return self._create(ctx, obj, action, before=digest({WHOLE: ABSENT}), outcome="created")
 
     def propose(self, ctx: WriteContext, plan: dict[str, Any], *, action: str) -> WriteResult:
         """Create a PatchPlan owned by the Incident: a proposal in Git, the only thing level 3 may do."""
@@ -157,37 +222,52 @@ class WriteGateway:
             outcome = "exists"  # made by an earlier attempt of this step
         return WriteResult(str(target), outcome, None, self._audit(ctx, record, outcome, ""))
 
+    def refuse(self, ctx: WriteContext, action: str, target: str, verdict: Verdict) -> TimelineEntry:
+        """Audit a write the step decided not to make (a target out of the incident's tenant scope)."""
+        return self._refusal(ctx, action, target, verdict)
+
     def _check(self, ctx: WriteContext, action: str, target: str, labels: dict[str, str]) -> None:
         verdict = check_write(level=ctx.level, incident_tenant=ctx.tenant, target=target, target_labels=labels)
         if not verdict.allowed:
-            record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, target, ctx.step, None, None, "denied",
-                                       f"{verdict.reason}: {verdict.message}")
-            raise PolicyDenied(verdict, audit.emit(self.kube, ctx.incident, record))
+            raise PolicyDenied(verdict, self._refusal(ctx, action, target, verdict))
+
+    def _refusal(self, ctx: WriteContext, action: str, target: str, verdict: Verdict) -> TimelineEntry:
+        record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, target, ctx.step, None, None, "denied",
+                                   f"{verdict.reason}: {verdict.message}")
+        return audit.emit(self.kube, ctx.incident, record)
 
     def _audit(self, ctx: WriteContext, record: audit.AuditRecord, outcome: str, message: str) -> TimelineEntry:
         final = audit.AuditRecord(**{**record.__dict__, "outcome": outcome, "message": message})
         return audit.emit(self.kube, ctx.incident, final)
 
-    def _snapshot(self, ctx: WriteContext, target: Ref, current: dict[str, Any] | None,
-                  before: dict[str, Any], after: dict[str, Any]) -> tuple[str | None, dict[str, Any], bool]:
-        """Create the durable snapshot once: its name, the state before this step's first write,
-        and whether it was taken just now (rather than by an earlier attempt)."""
-        name = snapshot_name(ctx, target)
-        if current is not None and all(before[p] == after[p] for p in after):
-            # Nothing to change — unless an earlier attempt of this step changed it already.
-            existing = self.kube.get(Ref("ConfigMap", ctx.namespace, name))
-            if existing is None:
-                return None, before, False
-            return name, json.loads(existing["data"]["before"]), False
+    def _alive(self, namespace: str):
+        """Whether another holder still exists: its snapshot goes with its Incident (owner reference)."""
+        seen: dict[str, bool] = {}
+
+        def alive(holder: str) -> bool:
+            if holder not in seen:
+                seen[holder] = self.kube.get(Ref("ConfigMap", namespace, holder)) is not None
+            return seen[holder]
+
+        return alive
+
+    def _snapshot(self, ctx: WriteContext, target: Ref, current: dict[str, Any] | None, holder: str,
+                  before: dict[str, Any], after: dict[str, Any]) -> bool:
+        """Create the durable snapshot before the first write; returns whether it was taken just now.
+
+        Its name is the holder's name on the object. An earlier attempt's snapshot is
+        kept: it saw the state before this step's first write.
+        """
         meta = ctx.incident["metadata"]
         snapshot = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {
-                "name": name,
+                "name": holder,
                 "namespace": ctx.namespace,
-                "labels": {SNAPSHOT_LABEL: "true", "reliability.center/incident": meta["name"][:63]},
-                "annotations": {"reliability.center/trace-id": ctx.trace_id, "reliability.center/step": ctx.step},
+                "labels": {SNAPSHOT_LABEL: "true", "reliability.center/incident": meta["name"][:63],
+                           INCIDENT_UID_LABEL: meta["uid"]},
+                "annotations": {"reliability.center/trace-id": ctx.trace_id, STEP_ANNOTATION: ctx.step},
                 "ownerReferences": [{"apiVersion": ctx.incident["apiVersion"], "kind": "Incident",
                                      "name": meta["name"], "uid": meta["uid"]}],
             },
@@ -196,7 +276,6 @@ class WriteGateway:
                                       "apiVersion": (current or {}).get("apiVersion", "")}),
                 "before": json.dumps(before, sort_keys=True),
                 "after": json.dumps(after, sort_keys=True),
-                "object": json.dumps(_strip(current) if current else None, sort_keys=True),
                 "tenant": ctx.tenant,
                 "traceId": ctx.trace_id,
             },
@@ -204,16 +283,50 @@ class WriteGateway:
         try:
             self.kube.create(snapshot)
         except Conflict:  # an earlier attempt of this step took it, before its first write
-            existing = self.kube.get(Ref("ConfigMap", ctx.namespace, name)) or {}
-            return name, json.loads(existing["data"]["before"]), False
-        return name, before, True
+            return False
+        return True
+
+    # -- the storm guard ---------------------------------------------------------------
+    def reserve_isolation(self, ctx: WriteContext, limits: Limits) -> tuple[Verdict, list[str]]:
+        """Count the namespace's isolated tenants and add this one in one compare-and-swap.
+
+        Counting from a listing and then acting let concurrent incidents all pass a
+        limit of 3; here the count and the decision are one write of the ledger, and a
+        second writer's swap fails and decides again on the new count.
+        """
+        meta = ctx.incident["metadata"]
+        verdict = ALLOWED
+
+        def change(state: Isolations) -> Isolations:
+            nonlocal verdict
+            verdict, new = reserve_isolation(state, ctx.tenant, meta["uid"], meta["name"], limits)
+            if not verdict.allowed:  # isolations held by incidents deleted unresolved do not count
+                state = Isolations({t: live for t, h in state.tenants.items()
+                                    if (live := {u: n for u, n in h.items() if self._incident_alive(ctx, u, n)})})
+                verdict, new = reserve_isolation(state, ctx.tenant, meta["uid"], meta["name"], limits)
+            return new
+
+        if ctx.shadow:  # decide, write nothing
+            return verdict, sorted(change(records.read_isolations(self.kube, ctx.namespace)).tenants)
+        state = records.update_isolations(self.kube, ctx.namespace, change)
+        return verdict, sorted(state.tenants)
+
+    def release_isolation(self, ctx: WriteContext) -> None:
+        uid = ctx.incident["metadata"]["uid"]
+        records.update_isolations(self.kube, ctx.namespace, lambda state: release_isolation(state, uid), create=False)
+
+    def _incident_alive(self, ctx: WriteContext, uid: str, name: str) -> bool:
+        found = self.kube.get(Ref("Incident", ctx.namespace, name))
+        return found is not None and found["metadata"]["uid"] == uid
 
     # -- the inverse -----------------------------------------------------------------
     def restore(self, ctx: WriteContext, snapshot: str, *, action: str, dry_run: bool = False) -> RestoreResult:
-        """Put back what the snapshot holds — but only fields still at the value we wrote.
+        """Let go of what this step holds on the snapshot's target.
 
-        A field someone else changed since is left alone and reported as a conflict.
-        The JSON patch carries a ``test`` per field, so the check and the write are atomic.
+        A field goes back to its value before the first incident changed it, once no
+        other incident holds it, and only if it still holds the value we set; a field
+        someone else changed since is left alone and reported as a conflict. The
+        JSON patch carries a ``test`` per field, so the check and the write are atomic.
         """
         data = (self.kube.get(Ref("ConfigMap", ctx.namespace, snapshot)) or {}).get("data")
         if not data:
@@ -221,43 +334,59 @@ class WriteGateway:
         spec = json.loads(data["target"])
         target = Ref(spec["kind"], spec["namespace"], spec["name"])
         before, after = json.loads(data["before"]), json.loads(data["after"])
-        current = self.kube.get(target)
         result = RestoreResult(str(target))
-        if before == {"/": ABSENT}:  # we created it: remove it if it is still ours as we left it
-            if current is not None and all(read(current, p) == v for p, v in after.items()):
-                if not dry_run:
-                    self.kube.delete(target)
-                result.restored.append("/")
-            elif current is not None:
-                result.conflicts.append("/")
+        for attempt in range(ATTEMPTS):
+            result = RestoreResult(str(target))
+            current = self.kube.get(target)
+            if current is None:
+                (result.restored if WHOLE in before else result.conflicts).append(WHOLE)
+                break
+            plan = plan_release(current, snapshot, self._alive(ctx.namespace))
+            result.restored, result.kept, result.conflicts = plan.restored, plan.kept, plan.conflicts
+            try:
+                intact = all(same(read(current, p), v) for p, v in after.items() if p != WHOLE)
+                if plan.delete and intact:
+                    self.kube.delete(target, resource_version=current["metadata"]["resourceVersion"],
+                                     dry_run=dry_run)
+                    break
+                if plan.delete:  # ours, but changed by someone since: left in place, our hold let go
+                    result.restored.remove(WHOLE)
+                    result.conflicts.append(WHOLE)
+                if plan.ops:
+                    self.kube.json_patch(target, plan.ops, dry_run=dry_run)
+                break
+            except Conflict:
+                if attempt == ATTEMPTS - 1:
+                    raise
+        if result.conflicts:
+            outcome = "conflict"
+        elif dry_run:
+            outcome = "restore-tested"
         else:
-            ops = self._restore_ops(current, before, after, result)
-            if ops and current is not None:
-                self.kube.json_patch(target, ops, dry_run=dry_run)
-        outcome = "conflict" if result.conflicts else ("restore-tested" if dry_run else "restored")
-        message = f"left alone (changed by someone else since): {', '.join(result.conflicts)}" if result.conflicts else ""
+            outcome = "restored" if result.restored or not result.kept else "kept"
+        parts = []
+        if result.kept:
+            parts.append(f"still held by other incidents: {', '.join(result.kept)}")
+        if result.conflicts:
+            parts.append(f"left alone (changed by someone else since): {', '.join(result.conflicts)}")
         record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, str(target), ctx.step,
-                                   digest(after), digest(before), outcome, message)
+                                   digest(after), digest(before), outcome, "; ".join(parts))
         result.entry = record.timeline() if dry_run else audit.emit(self.kube, ctx.incident, record)
         return result
 
-    @staticmethod
-    def _restore_ops(current: dict[str, Any] | None, before: dict[str, Any], after: dict[str, Any],
-                     result: RestoreResult) -> list[dict[str, Any]]:
-        ops: list[dict[str, Any]] = []
-        for pointer, wrote in after.items():
-            now = read(current, pointer)
-            old = before.get(pointer, ABSENT)
-            if now == old:
-                continue  # already back
-            if now != wrote:
-                result.conflicts.append(pointer)
-                continue
-            ops.append({"op": "test", "path": pointer, "value": wrote})
-            ops.append({"op": "remove", "path": pointer} if old == ABSENT else
-                       {"op": "replace", "path": pointer, "value": old})
-            result.restored.append(pointer)
-        return ops
+    def snapshots(self, ctx: WriteContext) -> dict[str, list[str]]:
+        """Every snapshot this incident took, by step (oldest first): what its resolution restores.
+
+        Read from the cluster, not from status: a write whose status update was lost
+        (a crash, a conflict) is restored all the same.
+        """
+        uid = ctx.incident["metadata"]["uid"]
+        found = self.kube.list("ConfigMap", ctx.namespace, f"{INCIDENT_UID_LABEL}={uid}")
+        out: dict[str, list[str]] = {}
+        for cm in sorted(found, key=lambda c: (c["metadata"].get("creationTimestamp", ""), c["metadata"]["name"])):
+            step = (cm["metadata"].get("annotations") or {}).get(STEP_ANNOTATION, "")
+            out.setdefault(step, []).append(cm["metadata"]["name"])
+        return out
 
 
 __all__ = ["PolicyDenied", "RestoreResult", "WriteContext", "WriteGateway", "WriteResult"]

@@ -1,17 +1,64 @@
-"""Kopf handlers for Incidents: every event reconciles the Incident (level-triggered, idempotent)."""
+"""Kopf glue for Incidents: every event queues the Incident; the queue's passes reconcile it.
+
+Reconciling is level-triggered and idempotent (``operator/runner.py``); a pass
+returns when it wants another look, and the queue (``operator/workqueue.py``)
+comes back then: for a rollout to settle, a window to open, a retry's backoff.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
 
-from reliability_center.operator.context import runner
+from reliability_center.gateway import Ref
+from reliability_center.operator import context
+from reliability_center.operator.workqueue import Key, WorkQueue
+
+RUNBOOKS: dict[str, kopf.Index] = {}
+"""The runbook index, as Kopf passes it to handlers (a live view kept by the watch)."""
+
+
+@kopf.index("reliability.center", "v1alpha1", "incidents")
+def unmatched_incidents(namespace: str, name: str, status: kopf.Status, **_: Any) -> dict[None, Key]:
+    """Incidents that found no runbook: matched again when a runbook becomes Ready."""
+    return {} if status.get("runbook") else {None: (namespace, name)}  # {}, not None: None keeps the old entry
 
 
 @kopf.on.event("reliability.center", "v1alpha1", "incidents")
-def on_incident(body: kopf.Body, type: str | None, runbook_index: kopf.Index, **_: Any) -> None:
+async def on_incident(body: kopf.Body, type: str | None, namespace: str, name: str, runbook_index: kopf.Index,
+                      **_: Any) -> None:
+    RUNBOOKS["index"] = runbook_index
     if type == "DELETED":
+        context.queue().forget((namespace, name))
         return
-    runbooks = [rb for values in runbook_index.values() for rb in values]
-    runner().reconcile(dict(body), runbooks)
+    if context.runner().ours(body.metadata.uid, body.metadata.get("resourceVersion")):
+        return  # the echo of our own status patch: nothing new to act on
+    context.queue().add((namespace, name), dict(body))
+
+
+async def reconcile(key: Key, body: dict[str, Any] | None) -> float | None:
+    """One pass: the runbooks are read here, on the event loop that updates them; the reconcile runs on a thread."""
+    runbooks = [dict(rb) for values in RUNBOOKS["index"].values() for rb in values]
+    return await asyncio.get_running_loop().run_in_executor(context.executor(), _reconcile, key, body, runbooks)
+
+
+def _reconcile(key: Key, body: dict[str, Any] | None, runbooks: list[dict[str, Any]]) -> float | None:
+    if body is None:  # a timer's pass: the newest state is read
+        body = context.kube().get(Ref("Incident", *key))
+        if body is None:
+            return None
+    return context.runner().reconcile(body, runbooks)
+
+
+@kopf.on.startup()
+async def start_queue(**_: Any) -> None:
+    context.QUEUE = WorkQueue(reconcile, context.settings().watch.workers)
+    context.QUEUE.start()
+
+
+@kopf.on.cleanup()
+async def stop_queue(**_: Any) -> None:
+    if context.QUEUE is not None:
+        await context.QUEUE.stop()

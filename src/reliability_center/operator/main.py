@@ -14,7 +14,6 @@ import kopf
 from reliability_center.operator import context
 from reliability_center.operator import incident as _incident  # noqa: F401  (registers handlers)
 from reliability_center.operator import runbook as _runbook  # noqa: F401  (registers handlers)
-from reliability_center.operator import windows as _windows  # noqa: F401  (registers the window scanner)
 
 log = logging.getLogger("reliability_center.operator")
 

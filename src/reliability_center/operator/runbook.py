@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kopf
@@ -11,7 +12,7 @@ from reliability_center.actions.validate import check_runbook
 from reliability_center.api.common import Condition, set_condition
 from reliability_center.api.runbook import RunbookSpec
 from reliability_center.gateway import Ref, records
-from reliability_center.operator.context import kube
+from reliability_center.operator.context import kube, queue
 
 
 def runbook_status(spec_body: dict[str, Any], status_body: dict[str, Any], generation: int | None) -> dict[str, Any]:
@@ -37,38 +38,21 @@ def runbook_status(spec_body: dict[str, Any], status_body: dict[str, Any], gener
 
 
 @kopf.on.event("reliability.center", "v1alpha1", "runbooks")
-def on_runbook(body: kopf.Body, **_: Any) -> None:
+async def on_runbook(body: kopf.Body, unmatched_incidents: kopf.Index, **_: Any) -> None:
     meta = body["metadata"]
     status = runbook_status(dict(body.get("spec") or {}), dict(body.get("status") or {}), meta.get("generation"))
     current = dict(body.get("status") or {})
     if {k: current.get(k) for k in status} == status:
         return  # level-triggered: our own status patch comes back as an event
-    records.patch_status(kube(), Ref("Runbook", None, meta["name"]), status)
+    await asyncio.to_thread(records.patch_status, kube(), Ref("Runbook", None, meta["name"]), status)
     if _ready(status) and not _ready(current):
-        wake_unmatched(meta["name"])
+        # Incidents that found no runbook get another try (the index holds only watched namespaces).
+        for key in list(unmatched_incidents.get(None, [])):
+            queue().add(key)
 
 
 def _ready(status: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
-
-
-def wake_unmatched(runbook: str) -> None:
-    """Incidents that found no runbook get another try when one becomes Ready.
-
-    Their Matched condition goes to Unknown (a status write, the only kind the
-    operator makes on Incidents); the change wakes their handler, which matches again.
-    """
-    for item in kube().list("Incident"):
-        status = item.get("status") or {}
-        matched = next((c for c in status.get("conditions") or [] if c.get("type") == "Matched"), None)
-        if status.get("runbook") or not matched or matched.get("status") != "False":
-            continue
-        conditions = [c if c is not matched else {**c, "status": "Unknown", "reason": "RunbookChanged",
-                                                  "message": f"Runbook {runbook!r} became Ready: matching again"}
-                      for c in status["conditions"]]
-        meta = item["metadata"]
-        records.patch_status(kube(), Ref("Incident", meta["namespace"], meta["name"]), {"conditions": conditions},
-                             meta["resourceVersion"])
 
 
 @kopf.index("reliability.center", "v1alpha1", "runbooks")

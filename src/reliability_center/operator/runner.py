@@ -1,91 +1,143 @@
-"""The step runner: walks one Incident through its Runbook, one decision at a time.
+"""The step runner: walks one Incident through its pinned Runbook, one decision at a time.
 
 Each turn asks ``engine.progress.next_decision`` (pure) what to do, runs the
 step's action (which writes only through the gateway), and patches the whole
-status once, with the resourceVersion read as a precondition. A crash between
-an action's write and the status patch is safe: the step runs again and its
-writes are idempotent (deterministic snapshots, names and markers).
+status once per step, with the resourceVersion read as a precondition. A step
+that waits (a rollout to settle, a window to open) returns; ``reconcile``
+answers how long until it wants another look, and the work queue calls it
+again then: no thread is held while something is awaited.
+
+A crash between an action's write and the status patch is safe: the step runs
+again and its writes are idempotent (holds named after deterministic
+snapshots; deterministic names and markers). Errors never leave an incident
+silently stuck: they are retried with backoff, and those that are not passing
+conflicts or apiserver hiccups are written to its ``Reconciling`` condition
+with the time of the next attempt.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pydantic import ValidationError
 
 from reliability_center.actions import REGISTRY
 from reliability_center.actions.base import ActionContext, Escalate, Failed, Running, Skipped, Succeeded
-from reliability_center.api.common import now_iso, set_condition
-from reliability_center.api.incident import TIMELINE_LIMIT, Incident, IncidentStatus, StepStatus, TimelineEntry
 from reliability_center.actions.validate import check_runbook
-from reliability_center.api.common import Condition
+from reliability_center.api.common import Condition, now_iso, set_condition
+from reliability_center.api.incident import TIMELINE_LIMIT, Incident, IncidentStatus, StepStatus, TimelineEntry
 from reliability_center.api.runbook import Runbook, RunbookStatus
 from reliability_center.engine.matching import match_runbook
 from reliability_center.engine.plan import Facts, plan
-from reliability_center.engine.progress import AwaitStep, Finish, RestoreStep, RunStep, highest_level, next_decision
-from reliability_center.gateway import Kube, PolicyDenied, Ref, WriteContext, WriteGateway
-from reliability_center.gateway import records
-from reliability_center.gateway.kube import Conflict, Invalid, NotFound, namespace_terminating, transient
+from reliability_center.engine.progress import (AwaitStep, Finish, RestoreStep, RunStep, highest_level, next_decision,
+                                                waiting_phase)
+from reliability_center.gateway import Kube, PolicyDenied, Ref, WriteContext, WriteGateway, records
+from reliability_center.gateway.kube import Conflict, Invalid, NotFound, describe, namespace_terminating, transient
 from reliability_center.operator import metrics
 from reliability_center.operator.settings import SETTINGS_CONFIGMAP, Settings
 from reliability_center.policy import limits as guard
+from reliability_center.policy.writes import Verdict
 
 log = logging.getLogger("reliability_center.runner")
 
-TERMINAL = {"Closed", "Failed"}
+#: Seconds before the first retry of a failed turn, doubling up to the second.
+BACKOFF = (0.2, 60.0)
+#: Failed turns in a row before a passing error (a conflict, an apiserver hiccup) is written to status.
+QUIET_FAILURES = 3
+RETRY_REASON = "ProgressingWithRetry"
 
 
 class Stale(Exception):
-    """The Incident changed under us: stop; the next event brings the fresh state."""
+    """The Incident changed under us: read it again and take another turn."""
+
+
+def retryable(exc: BaseException) -> bool:
+    """A passing error: someone wrote first, or the apiserver was briefly away."""
+    return isinstance(exc, (Conflict, Stale)) or transient(exc)
 
 
 class StepRunner:
-    def __init__(self, kube: Kube, settings: Settings, sleep=time.sleep, clock=time.monotonic):
+    def __init__(self, kube: Kube, settings: Settings):
         self.kube = kube
         self.gateway = WriteGateway(kube)
         self.settings = settings
-        self.sleep = sleep
-        self.clock = clock
-        self._runbooks: dict[tuple[str, str | None], Runbook | None] = {}
+        self._runbooks: dict[tuple[str, Any], Runbook | None] = {}
         #: Guard ConfigMaps as last written (saves a read per admission; checked by resourceVersion).
-        self.guards_seen: dict[tuple[str, str], dict[str, Any]] = {}
+        self.guards_seen: dict[Any, dict[str, Any]] = {}
+        #: Failed turns in a row per incident uid: the retry backoff. Memory only, and that is enough:
+        #: a restarted operator lists every Incident and reconciles each at once.
+        self.failures: dict[str, int] = {}
+        #: The resourceVersions our own status patches produced, per incident uid (the last few):
+        #: their watch events bring nothing new, so they need no pass.
+        self.written: dict[str, tuple[str, ...]] = {}
+
+    def wrote(self, uid: str, resource_version: str) -> None:
+        self.written[uid] = (self.written.get(uid, ()) + (resource_version,))[-8:]
+        if len(self.written) > 10000:
+            self.written.pop(next(iter(self.written)))
+
+    def ours(self, uid: str, resource_version: str | None) -> bool:
+        """Was this version of the Incident made by our own status patch?"""
+        return resource_version in self.written.get(uid, ())
 
     # -- entry point ---------------------------------------------------------------
-    def reconcile(self, body: dict[str, Any], runbooks: list[dict[str, Any]], attempts: int = 5) -> None:
-        """Reconcile until a turn ends without meeting a newer version of the Incident.
-
-        A status patch that meets a newer resourceVersion means our copy was stale;
-        rather than count on another watch event, read the Incident again and retry.
-        A transient apiserver error (overload, connection reset) is retried with
-        backoff the same way: Kopf does not retry event handlers.
-        """
+    def reconcile(self, body: dict[str, Any], runbooks: list[dict[str, Any]]) -> float | None:
+        """One reconcile; returns the seconds until another is wanted (None: at the next change)."""
         ref = Ref("Incident", body["metadata"]["namespace"], body["metadata"]["name"])
-        delay = 0.2
-        for attempt in range(attempts):
+        uid = body["metadata"]["uid"]
+        try:
+            wake = self._turns(ref, body, runbooks)
+        except Exception as exc:
+            if namespace_terminating(exc):
+                log.info("namespace %s is being deleted; incident %s left as it is", ref.namespace, ref.name)
+                return None
+            failures = self.failures[uid] = self.failures.get(uid, 0) + 1
+            delay = min(BACKOFF[0] * 2 ** (failures - 1), BACKOFF[1])
+            if retryable(exc):
+                log.warning("incident %s/%s: %s (attempt %d); retrying in %.1fs", ref.namespace, ref.name,
+                            describe(exc), failures, delay)
+            else:
+                log.exception("incident %s/%s: reconcile failed (attempt %d); retrying in %.1fs",
+                              ref.namespace, ref.name, failures, delay)
+            if not retryable(exc) or failures >= QUIET_FAILURES:
+                self._report(ref, exc, failures, delay)
+            return delay
+        self.failures.pop(uid, None)
+        return wake
+
+    def _turns(self, ref: Ref, body: dict[str, Any], runbooks: list[dict[str, Any]]) -> float | None:
+        for _ in range(5):
             try:
-                Turn(self, body, runbooks).run()
-                return
+                return Turn(self, body, runbooks).run()
             except Stale as exc:
                 log.info("incident %s changed during reconcile (%s); reading it again", ref.name, exc)
-            except Exception as exc:
-                if namespace_terminating(exc):
-                    log.info("namespace %s is being deleted; incident %s left as it is", ref.namespace, ref.name)
-                    return
-                if not transient(exc) or attempt == attempts - 1:
-                    raise
-                log.warning("incident %s: transient apiserver error (%s); retrying in %.1fs", ref.name, exc, delay)
-                self.sleep(delay)
-                delay = min(delay * 2, 5.0)
             fresh = self.kube.get(ref)
             if fresh is None:
-                return
+                return None
             body = fresh
+        raise Stale("the incident kept changing during five turns")
 
+    def _report(self, ref: Ref, exc: BaseException, failures: int, delay: float) -> None:
+        """Write the error and the next attempt's time to the Incident, so it is never stuck without a word."""
+        at = (datetime.now(timezone.utc) + timedelta(seconds=delay)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        message = f"{describe(exc)}; attempt {failures} failed, next attempt at {at}"
+        try:
+            current = self.kube.get(ref)
+            if current is None:
+                return
+            conditions = [Condition.model_validate(c) for c in (current.get("status") or {}).get("conditions") or []]
+            conditions = set_condition(conditions, "Reconciling", "True", RETRY_REASON, message,
+                                       current["metadata"].get("generation"))
+            records.patch_status(self.kube, ref, {"conditions": [c.wire() for c in conditions]},
+                                 current["metadata"]["resourceVersion"])
+        except Exception as report_error:  # the apiserver may be what failed: the retry is scheduled anyway
+            log.warning("could not record the error on incident %s: %s", ref.name, report_error)
+
+    # -- runbooks --------------------------------------------------------------------
     def parse_runbook(self, raw: dict[str, Any]) -> Runbook | None:
-        """Parsed and validated once per resourceVersion: every turn reads every runbook.
+        """Parsed and validated once per resourceVersion: every match reads every runbook.
 
         Readiness is decided here, by the same checks the runbook handler runs, not
         read from the Ready condition: a runbook fresh from the watch may not carry
@@ -100,21 +152,39 @@ class StepRunner:
             if runbook is not None:
                 ready = "False" if check_runbook(runbook.spec) else "True"
                 runbook.status = RunbookStatus(conditions=[Condition(type="Ready", status=ready, reason="Checked")])
-            self._runbooks[key] = runbook
-            if len(self._runbooks) > 1000:
-                self._runbooks.pop(next(iter(self._runbooks)))
+            self._cache(key, runbook)
         return self._runbooks[key]
 
-    def facts(self, namespace: str, runbook: Runbook) -> Facts:
-        """SAFE_MODE and the GitOps settings — read only when a step of the runbook needs them."""
-        needed = any(REGISTRY[s.action].needs_settings or (s.when is not None and s.when.safe_mode is not None)
-                     for s in runbook.spec.steps if s.action in REGISTRY)
+    def pinned(self, status: IncidentStatus) -> Runbook:
+        """The runbook as it was when the incident matched it (one spec per name and generation)."""
+        key = ("pinned", status.runbook, status.runbook_generation)
+        if key not in self._runbooks:
+            self._cache(key, Runbook.model_validate({"metadata": {"name": status.runbook,
+                                                                  "generation": status.runbook_generation},
+                                                     "spec": status.runbook_spec}))
+        return self._runbooks[key]  # type: ignore[return-value]
+
+    def _cache(self, key: tuple[str, Any], runbook: Runbook | None) -> None:
+        self._runbooks[key] = runbook
+        if len(self._runbooks) > 1000:
+            self._runbooks.pop(next(iter(self._runbooks)))
+
+    def facts(self, namespace: str, runbook: Runbook, first: bool) -> Facts:
+        """SAFE_MODE, shadow mode and the GitOps settings of the namespace.
+
+        Read on an incident's first turn (its mode is decided then, once) and when a
+        step of the runbook needs them; not on every turn.
+        """
+        needed = first or any(REGISTRY[s.action].needs_settings or (s.when is not None and s.when.safe_mode is not None)
+                              for s in runbook.spec.steps if s.action in REGISTRY)
+        safety = self.settings.safety
         if not needed:
-            return Facts(now=now_iso(), safe_mode=self.settings.safety.safe_mode)
+            return Facts(now=now_iso(), safe_mode=safety.safe_mode, shadow=safety.shadow)
         cm = self.kube.get(Ref("ConfigMap", namespace, SETTINGS_CONFIGMAP))
         settings = (cm or {}).get("data") or {}
         safe = settings.get("SAFE_MODE")
-        return Facts(now=now_iso(), safe_mode=(safe.lower() == "true") if safe else self.settings.safety.safe_mode,
+        return Facts(now=now_iso(), safe_mode=(safe.lower() == "true") if safe else safety.safe_mode,
+                     shadow=safety.shadow or settings.get("mode", "").strip().lower() == "shadow",
                      settings=settings)
 
 
@@ -130,6 +200,12 @@ class Turn:
         self.ref = Ref("Incident", body["metadata"]["namespace"], body["metadata"]["name"])
         self.rv = body["metadata"].get("resourceVersion")
         self.generation = body["metadata"].get("generation")
+        self.held: dict[str, list[str]] = {}
+        """Once resolved: the snapshots this incident took, by step."""
+
+    @property
+    def shadow(self) -> bool:
+        return self.status.mode == "shadow"
 
     # -- status helpers ----------------------------------------------------------------
     def condition(self, type_: str, status: str, reason: str, message: str = "") -> None:
@@ -140,6 +216,8 @@ class Turn:
         self.status.timeline.append(TimelineEntry(time=now_iso(), event=event, message=message[:1024], step=step))
 
     def phase(self, phase: str) -> None:
+        if self.shadow and phase in ("Mitigated", "Escalated"):
+            phase = "Shadowed"  # nothing was changed: it would have been mitigated or escalated
         if self.status.phase != phase:
             self.status.phase = phase  # type: ignore[assignment]
             metrics.INCIDENT_PHASES.labels(self.incident.spec.category, phase).inc()
@@ -149,43 +227,59 @@ class Turn:
         self.status.timeline = self.status.timeline[-TIMELINE_LIMIT:]
         self.status.level = highest_level(self.status.steps)
         self.status.observed_generation = self.generation
+        if any(c.type == "Reconciling" and c.status == "True" for c in self.status.conditions):
+            self.condition("Reconciling", "False", "Succeeded", "the last turn completed")
         wire = self.status.model_dump(by_alias=True, exclude_none=True, mode="json")
         try:
             updated = records.patch_status(self.runner.kube, self.ref, wire, self.rv)
         except (Conflict, NotFound) as exc:
             raise Stale(str(exc)) from None
         self.rv = updated["metadata"]["resourceVersion"]
+        self.runner.wrote(updated["metadata"]["uid"], self.rv)
         self.body = {**self.body, "metadata": updated["metadata"]}
 
+    def write_context(self, step: str, level: int) -> WriteContext:
+        return WriteContext(incident=self.body, trace_id=self.status.trace_id or "", tenant=self.incident.spec.tenant,
+                            step=step, level=level, shadow=self.shadow)
+
     # -- the walk --------------------------------------------------------------------
-    def run(self) -> None:
-        if self.status.phase in TERMINAL:
-            return
+    def run(self) -> float | None:
+        """Take decisions until one waits; returns the seconds until another look is due."""
+        resolved = self.incident.spec.resolved
+        if self.status.phase in ("Closed", "Verifying") or (self.status.phase == "Failed" and not resolved):
+            return None
         runbook = self.start()
         if runbook is None:
-            return
-        facts = self.runner.facts(self.ref.namespace, runbook)  # type: ignore[arg-type]
+            return None
+        first = self.status.mode is None
+        facts = self.runner.facts(self.ref.namespace, runbook, first)
+        if first:
+            self.status.mode = "shadow" if self.incident.spec.mode == "shadow" or facts.shadow else "enforce"
         if not self.status.steps:
             self.status.steps = plan(self.incident, runbook, facts)
             self.admit(runbook, facts)
             self.phase("Mitigating")
             # Not saved yet: the plan is deterministic, and the first step's status
             # patch carries it; one round trip less before the first Level 1 write.
+        # Resolved: what to restore is read from the cluster (snapshots by incident), not from status.
+        self.held = self.runner.gateway.snapshots(self.write_context("", 1)) if resolved else {}
         while True:
-            decision = next_decision(self.incident, runbook, self.status, now_iso())
+            decision = next_decision(self.incident, runbook, self.status, now_iso(), set(self.held))
             if isinstance(decision, RunStep):
-                self.run_step(runbook, decision.index, facts)
+                wait = self.run_step(runbook, decision.index, facts)
+                if wait:
+                    return wait
             elif isinstance(decision, RestoreStep):
                 self.restore_step(decision.index)
             elif isinstance(decision, AwaitStep):
                 self.await_step(decision)
-                return
+                return decision.wake_in
             else:
                 self.finish(decision, runbook)
-                return
+                return None
 
     def start(self) -> Runbook | None:
-        """Trace id and runbook: the first status the Incident gets."""
+        """Trace id and the pinned runbook: the first status the Incident gets."""
         changed = False
         if not self.status.trace_id:
             # Derived from the uid, not random: a turn that crashes before saving it
@@ -194,26 +288,40 @@ class Turn:
             self.status.times.detected = now_iso()
             self.phase("Detected")
             changed = True
-        parsed = [rb for rb in map(self.runner.parse_runbook, self.runbooks) if rb is not None]
-        if not self.status.runbook:
-            match = match_runbook(self.incident, parsed)
-            if match.runbook is None:
-                self.condition("Matched", "False", match.reason, match.message)
-                self.condition("Ready", "False", match.reason, match.message)
-                self.save()
+        if self.status.runbook_spec is None:
+            found = self.match()
+            if found is None:
                 return None
-            self.status.runbook = match.runbook.metadata.name
-            self.condition("Matched", "True", match.reason, match.message)
-            self.note("matched", match.message)
+            # Pinned: the incident follows this spec to its end, whatever edits the Runbook gets later.
+            self.status.runbook = found.metadata.name
+            self.status.runbook_generation = found.metadata.generation
+            self.status.runbook_spec = found.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
             changed = True
-        runbook = next((rb for rb in parsed if rb.metadata.name == self.status.runbook), None)
-        if runbook is None:
-            self.condition("Ready", "False", "RunbookNotFound", f"Runbook {self.status.runbook!r} was deleted")
-            self.save()
-            return None
+        runbook = self.runner.pinned(self.status)
         if changed and self.status.steps:
             self.save()
         return runbook
+
+    def match(self) -> Runbook | None:
+        parsed = [rb for rb in map(self.runner.parse_runbook, self.runbooks) if rb is not None]
+        if self.status.runbook:  # matched before runbooks were pinned: pin the one it named
+            found = next((rb for rb in parsed if rb.metadata.name == self.status.runbook), None)
+            if found is None:
+                self.condition("Ready", "False", "RunbookNotFound", f"Runbook {self.status.runbook!r} was deleted")
+                self.save()
+            return found
+        match = match_runbook(self.incident, parsed)
+        if match.runbook is None:
+            self.condition("Matched", "False", match.reason, match.message)
+            self.condition("Ready", "False", match.reason, match.message)
+            if self.incident.spec.resolved:
+                self.status.times.resolved = self.status.times.resolved or now_iso()
+                self.phase("Verifying")  # nothing was done: nothing to restore
+            self.save()
+            return None
+        self.condition("Matched", "True", match.reason, match.message)
+        self.note("matched", match.message)
+        return match.runbook
 
     def admit(self, runbook: Runbook, facts: Facts) -> None:
         """Rate limit, cooldown and ineffective-remediation guards, with their state in the cluster."""
@@ -229,10 +337,10 @@ class Turn:
                 return state
             return guard.record(state, guard.Admission(uid, facts.now, print_))
 
-        if spec.mode == "shadow":
+        if self.shadow:
             self.condition("Admitted", "True", "Shadow", "shadow mode: guards not counted")
             return
-        records.update_guards(self.runner.kube, self.ref.namespace, runbook.metadata.name, change,  # type: ignore[arg-type]
+        records.update_guards(self.runner.kube, self.ref.namespace, runbook.metadata.name, change,
                               self.runner.guards_seen)
         if verdict.allowed:
             self.condition("Admitted", "True", "Allowed", "within rate limits and cooldowns")
@@ -243,7 +351,8 @@ class Turn:
                 step.state, step.reason, step.message = "Skipped", verdict.reason, "not run: " + verdict.message
 
     # -- one step ---------------------------------------------------------------------
-    def run_step(self, runbook: Runbook, index: int, facts: Facts) -> None:
+    def run_step(self, runbook: Runbook, index: int, facts: Facts) -> float:
+        """Run (or continue) one step; returns the seconds to wait before calling it again (0: go on)."""
         status = self.status.steps[index]
         step = next(s for s in runbook.spec.steps if s.name == status.name)
         spec = REGISTRY[step.action]
@@ -252,59 +361,73 @@ class Turn:
             status.state, status.started_at, status.reason = "Running", status.started_at or now, ""
             self.note("step:started", f"{step.action} (level {step.level})", step.name)
         status.attempts += 1
-        write = WriteContext(incident=self.body, trace_id=self.status.trace_id or "", tenant=self.incident.spec.tenant,
-                             step=step.name, level=step.level, shadow=self.incident.spec.mode == "shadow")
+        write = self.write_context(step.name, step.level)
         ctx = ActionContext(gateway=self.runner.gateway, read=self.runner.kube, incident=self.incident, write=write,
-                            step=step, status=status, limits=runbook.spec.limits, facts=facts, action=step.action,
-                            clock=self.runner.clock, sleep=self.runner.sleep)
-        started = self.runner.clock()
-        retry_after = 0.0
+                            step=step, status=status, limits=runbook.spec.limits, facts=facts, action=step.action)
+        before = status.model_dump()
+        timeline = len(self.status.timeline)
+        clock = datetime.now(timezone.utc)
+        wait = 0.0
         try:
             params = spec.params.model_validate(step.params or {})
             result = spec.run(ctx, params)
         except PolicyDenied as denied:
+            # Refused by policy (protected data, another incident's hold): a human takes over.
             ctx.entries.append(denied.entry)
-            result = Failed(denied.verdict.reason, denied.verdict.message)
+            result = Escalate(denied.verdict.reason, denied.verdict.message)
             status.state = "Blocked"
         except (Invalid, NotFound, ValidationError) as exc:
             result = Failed("InvalidChange", str(exc)[:1024])
-        metrics.STEP_SECONDS.labels(step.action).observe(self.runner.clock() - started)
+        metrics.STEP_SECONDS.labels(step.action).observe((datetime.now(timezone.utc) - clock).total_seconds())
+        self.report_left_out(ctx, status)
         self.status.timeline.extend(ctx.entries)
         for entry in ctx.entries:
             metrics.WRITES.labels(step.action, (entry.event or ":").split(":", 1)[1]).inc()
         status.snapshots += [s for s in ctx.snapshots if s not in status.snapshots]
         self.status.snapshots += [s for s in ctx.snapshots if s not in self.status.snapshots]
         status.targets += [t for t in ctx.touched if t not in status.targets]
-        shadow = self.incident.spec.mode == "shadow"
         if isinstance(result, Succeeded):
-            status.state = "Shadowed" if shadow else "Succeeded"
+            status.state = "Shadowed" if self.shadow else "Succeeded"
             status.message, status.evidence, status.finished_at = result.message, result.evidence, now_iso()
         elif isinstance(result, Running):
             status.message, status.evidence = result.message, result.evidence or status.evidence
-            retry_after = result.retry_after
+            wait = result.retry_after
             if self.timed_out(step.timeout, status):
                 status.state, status.reason = "Failed", "Timeout"
                 status.message = f"did not finish within {step.timeout}: {result.message}"
+                wait = 0.0
         elif isinstance(result, Skipped):
             status.state, status.reason, status.message = "Skipped", result.reason, result.message
             status.finished_at = now_iso()
         elif isinstance(result, Escalate):
-            status.state, status.reason, status.message = "Escalated", result.reason, result.message
-            status.finished_at = now_iso()
+            if status.state != "Blocked":
+                status.state = "Escalated"
+            status.reason, status.message, status.finished_at = result.reason, result.message, now_iso()
             self.status.times.escalated = self.status.times.escalated or now_iso()
             if step.action == "patch-plan":
                 self.status.patch_plans += [t.split("/")[-1] for t in ctx.touched
                                             if t.startswith("PatchPlan/") and t.split("/")[-1] not in self.status.patch_plans]
         else:
-            if status.state != "Blocked":
-                status.state = "Failed"
+            status.state = "Failed"
             status.reason, status.message, status.finished_at = result.reason, result.message, now_iso()
         if status.state != "Running":
             metrics.STEP_RESULTS.labels(step.action, status.state).inc()
             self.note(f"step:{status.state}", status.message, step.name)
-        self.save()
-        if retry_after:
-            self.runner.sleep(retry_after)
+        # A step that is only being polled (nothing new) is not saved again: fewer writes while it waits.
+        changed = status.model_dump(exclude={"attempts"}) != {k: v for k, v in before.items() if k != "attempts"}
+        if changed or len(self.status.timeline) != timeline or status.state != "Running":
+            self.save()
+        return wait
+
+    def report_left_out(self, ctx: ActionContext, status: StepStatus) -> None:
+        """Targets the step's selection matched but may not write: in its status, and audited once each."""
+        for target, why in ctx.left_out.items():
+            line = f"{target}: {why}"
+            if line in status.left_out or len(status.left_out) >= 200:
+                continue
+            status.left_out.append(line)
+            ctx.entries.append(self.runner.gateway.refuse(
+                ctx.write, ctx.action, target, Verdict(False, "TenantScope", f"left out: {why}")))
 
     def timed_out(self, timeout: str, status: StepStatus) -> bool:
         if not status.started_at:
@@ -314,13 +437,12 @@ class Turn:
 
     def restore_step(self, index: int) -> None:
         status = self.status.steps[index]
-        write = WriteContext(incident=self.body, trace_id=self.status.trace_id or "", tenant=self.incident.spec.tenant,
-                             step=status.name, level=status.level)
+        write = self.write_context(status.name, status.level)
         if self.status.phase != "Verifying":
             self.status.times.resolved = self.status.times.resolved or now_iso()
-            self.phase("Verifying")
-        conflicts = []
-        for snapshot in reversed(status.snapshots):
+        conflicts, kept = [], []
+        snapshots = self.held.get(status.name, [])
+        for snapshot in reversed(snapshots):
             try:
                 result = self.runner.gateway.restore(write, snapshot, action=f"restore:{status.action}")
             except NotFound as exc:
@@ -329,10 +451,15 @@ class Turn:
             if result.entry:
                 self.status.timeline.append(result.entry)
             conflicts += [f"{result.target}{p}" for p in result.conflicts]
+            kept += [f"{result.target}{p}" for p in result.kept]
         status.state = "Restored"
         status.reason = "RestoreConflict" if conflicts else "Restored"
-        status.message = ("not restored, changed by someone else since: " + ", ".join(conflicts)) if conflicts \
-            else f"{len(status.snapshots)} snapshots restored"
+        parts = [f"{len(snapshots)} snapshots restored"]
+        if kept:
+            parts.append("kept for other open incidents: " + ", ".join(kept))
+        if conflicts:
+            parts.append("not restored, changed by someone else since: " + ", ".join(conflicts))
+        status.message = "; ".join(parts)[:1024]
         self.note("step:Restored", status.message, status.name)
         if conflicts:
             self.condition("RestoreConflicts", "True", "ChangedSinceMitigation", status.message)
@@ -345,31 +472,34 @@ class Turn:
         status.state, status.reason, status.message = decision.state, decision.reason, decision.message  # type: ignore[assignment]
         self.note(f"step:{decision.state}", decision.message, status.name)
         self.condition("AwaitingApproval", "True", decision.reason, decision.message)
-        self.mark_mitigated_if_level1_done()
+        outcome = waiting_phase(self.status.steps)
+        if outcome and self.status.phase == "Mitigating":
+            self.reached(outcome)
         self.save()
 
-    def mark_mitigated_if_level1_done(self) -> None:
-        level1 = [s for s in self.status.steps if s.level == 1]
-        if all(s.state not in ("Pending", "Running") for s in level1) and self.status.phase == "Mitigating":
+    def reached(self, outcome: Finish) -> None:
+        """The incident reached a phase: its times, its Escalated and Ready conditions say so."""
+        ready = outcome.phase in ("Mitigated", "Escalated", "Verifying")
+        self.condition("Ready", "True" if ready else "False", outcome.reason, outcome.message)
+        if outcome.phase == "Mitigated":
             self.status.times.mitigated = self.status.times.mitigated or now_iso()
-            self.phase("Mitigated")
+        if outcome.phase == "Escalated":
+            self.status.times.escalated = self.status.times.escalated or now_iso()
+            self.condition("Escalated", "True", outcome.reason, outcome.message)
+        self.phase(outcome.phase)
 
     def finish(self, decision: Finish, runbook: Runbook) -> None:
         before = self.status.model_dump()
-        if decision.phase == "Mitigated":
-            self.status.times.mitigated = self.status.times.mitigated or now_iso()
-        if decision.phase == "Escalated":
-            self.status.times.escalated = self.status.times.escalated or now_iso()
-            self.condition("Escalated", "True", decision.reason, decision.message)
-        if decision.phase in ("Mitigated", "Escalated") and self.status.phase != decision.phase \
-                and self.incident.spec.mode != "shadow" \
+        if decision.phase == "Verifying":
+            self.status.times.resolved = self.status.times.resolved or now_iso()
+            if any(s.action == "isolate-tenant" for s in runbook.spec.steps):
+                self.runner.gateway.release_isolation(self.write_context("", 1))
+        if decision.phase in ("Mitigated", "Escalated") and self.status.phase != decision.phase and not self.shadow \
                 and not any(c.type == "Admitted" and c.status == "False" for c in self.status.conditions):
             uid = self.body["metadata"]["uid"]
-            records.update_guards(self.runner.kube, self.ref.namespace, runbook.metadata.name,  # type: ignore[arg-type]
+            records.update_guards(self.runner.kube, self.ref.namespace, runbook.metadata.name,
                                   lambda state: guard.mark_mitigated(state, uid), self.runner.guards_seen)
         self.condition("AwaitingApproval", "False", "NothingAwaiting", "")
-        ready = decision.phase in ("Mitigated", "Escalated", "Verifying")
-        self.condition("Ready", "True" if ready else "False", decision.reason, decision.message)
-        self.phase(decision.phase)
+        self.reached(decision)
         if self.status.model_dump() != before:
             self.save()

@@ -22,8 +22,9 @@ class WatchSettings:
     (0.1 s) would be most of the time to a first Level 1 write; our handlers are
     level-triggered and idempotent, so handling an intermediate state costs nothing."""
 
-    workers: int = int(_env("RC_WORKERS", "32"))
-    """Threads for the sync handlers: steps that wait for rollouts hold one each."""
+    workers: int = int(_env("RC_WORKERS", "16"))
+    """Threads that run incident reconciles (and the Kopf executor's size). A step that waits
+    returns and is looked at again later, so waiting incidents hold no thread."""
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,10 @@ class SafetySettings:
     safe_mode: bool = _env("RC_SAFE_MODE", "false").lower() == "true"
     """Default SAFE_MODE when the namespace's settings ConfigMap does not say."""
 
-    step_retry_limit: int = int(_env("RC_STEP_RETRIES", "3"))
-    """Transient apiserver errors tolerated per step before it is marked Failed."""
+    shadow: bool = _env("RC_MODE", "enforce").strip().lower() == "shadow"
+    """``RC_MODE=shadow``: every incident runs in shadow mode (server-side dry-runs, nothing written),
+    whatever its ``spec.mode``; for trying the operator on a live cluster. A namespace can do the
+    same alone with ``mode: shadow`` in its reliability-center-settings ConfigMap."""
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,13 @@ def admit(state: GuardState, limits: Limits, *, incident_uid: str, tenant: str, 
     return ALLOWED
 
 
+@dataclass
+class Isolations:
+    """The tenants isolated in one namespace, each with the incidents holding its isolation (uid → name)."""
+
+    tenants: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
 def storm_guard(isolated_tenants: set[str], tenant: str, limits: Limits) -> Verdict:
     """Never isolate more than N tenants at once: past that, escalate to a human."""
     if tenant in isolated_tenants or len(isolated_tenants) < limits.max_isolated_tenants:
@@ -84,6 +91,20 @@ def storm_guard(isolated_tenants: set[str], tenant: str, limits: Limits) -> Verd
     return Verdict(False, "StormGuard",
                    f"{len(isolated_tenants)} tenants already isolated ({', '.join(sorted(isolated_tenants))}); "
                    f"limit {limits.max_isolated_tenants}: escalating instead of isolating {tenant!r}")
+
+
+def reserve_isolation(state: Isolations, tenant: str, uid: str, name: str, limits: Limits) -> tuple[Verdict, Isolations]:
+    """Count and decide in one step: the caller swaps the new state in only if nobody changed it since."""
+    verdict = storm_guard(set(state.tenants), tenant, limits)
+    if not verdict.allowed:
+        return verdict, state
+    holders = {**state.tenants.get(tenant, {}), uid: name}
+    return verdict, Isolations({**state.tenants, tenant: holders})
+
+
+def release_isolation(state: Isolations, uid: str) -> Isolations:
+    tenants = {t: {u: n for u, n in holders.items() if u != uid} for t, holders in state.tenants.items()}
+    return Isolations({t: holders for t, holders in tenants.items() if holders})
 
 
 def record(state: GuardState, admission: Admission, keep: int = 200) -> GuardState:

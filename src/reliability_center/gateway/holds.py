@@ -1,0 +1,342 @@
+"""Holds: which incident step holds which field of a shared object, written on the object itself.
+
+Outages bring many incidents onto one object (one flags store, one NetworkPolicy).
+A change must stay until the last incident that needs it resolves, and then go
+back to what the field was before the first one. So each field we change carries
+one annotation, ``reliability.center/hold-<hash of the field>``, holding the value
+we set, the value before, and the holders (snapshot names: one per incident step
+and target).
+
+Every write and every release is one JSON patch whose ``test`` operations cover
+exactly the fields it changes and their hold annotations. Writers of different
+fields never contend (the apiserver applies each patch to the newest object);
+two writers of the same field race on its annotation, and the loser gets a
+Conflict and plans again from a fresh read. Nothing another manager or incident
+set is removed: a patch names only our fields.
+
+Pure: given the object as read, these functions return the patch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from reliability_center.gateway.leaves import ABSENT, read
+
+HOLD_PREFIX = "reliability.center/hold-"
+WHOLE = "/"
+"""The path of a hold on a whole object we created: the last holder deletes it."""
+
+
+def same(a: Any, b: Any) -> bool:
+    """JSON equality: by type and value (Python's ``1 == True`` is not JSON's)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def escape(key: str) -> str:
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One change a step wants: a value at a path, or one item in the list at a path."""
+
+    path: str
+    value: Any
+    item: bool = False
+
+    @property
+    def key(self) -> str:
+        """The hold annotation's key: one per field (per list item for item edits)."""
+        ident = self.path + ("\0" + json.dumps(self.value, sort_keys=True) if self.item else "")
+        return HOLD_PREFIX + hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+    @property
+    def label(self) -> str:
+        """How the edit reads in snapshots and audit records (``/-`` appends, as in JSON patch)."""
+        return self.path + "/-" if self.item else self.path
+
+
+@dataclass(frozen=True)
+class Hold:
+    path: str
+    value: Any
+    before: Any
+    holders: tuple[str, ...]
+    item: bool = False
+
+    def wire(self) -> str:
+        body = {"path": self.path, "value": self.value, "before": self.before, "holders": list(self.holders)}
+        if self.item:
+            body["item"] = True
+        return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def edit(self) -> Edit:
+        return Edit(self.path, self.value, self.item)
+
+
+def annotation_pointer(key: str) -> str:
+    return "/metadata/annotations/" + escape(key)
+
+
+def holds(obj: dict[str, Any] | None) -> dict[str, Hold]:
+    """Every hold recorded on the object, by annotation key."""
+    out: dict[str, Hold] = {}
+    for key, raw in ((obj or {}).get("metadata", {}).get("annotations") or {}).items():
+        if not key.startswith(HOLD_PREFIX):
+            continue
+        try:
+            body = json.loads(raw)
+            before = ABSENT if body["before"] == ABSENT else body["before"]
+            out[key] = Hold(body["path"], body["value"], before, tuple(body["holders"]), bool(body.get("item")))
+        except (ValueError, KeyError, TypeError):
+            continue  # not ours to interpret: left alone
+    return out
+
+
+def whole_hold(holder: str) -> tuple[str, str]:
+    """The annotation a created object carries: it is held whole by its creator."""
+    hold = Hold(WHOLE, None, ABSENT, (holder,))
+    return Edit(WHOLE, None).key, hold.wire()
+
+
+class HeldElsewhere(Exception):
+    """Another incident holds this field at a different value: two intents collide."""
+
+    def __init__(self, path: str, value: Any, holders: tuple[str, ...]):
+        super().__init__(f"{path} is held at {json.dumps(value)} by {', '.join(holders)}")
+        self.path, self.value, self.holders = path, value, holders
+
+
+class _Patch:
+    """Builds a JSON patch against the object as read, creating missing parents on the way."""
+
+    def __init__(self, current: dict[str, Any]):
+        self.current = current
+        self.ops: list[dict[str, Any]] = []
+        self.made: set[str] = set()
+
+    def exists(self, pointer: str) -> bool:
+        return pointer in self.made or read(self.current, pointer) is not ABSENT
+
+    def parents(self, pointer: str) -> None:
+        parts = pointer.split("/")[1:-1]
+        for depth in range(1, len(parts) + 1):
+            parent = "/" + "/".join(parts[:depth])
+            if self.exists(parent):
+                continue
+            # Absent when read: assert it is still absent (a test for null passes on a missing key).
+            self.ops.append({"op": "test", "path": parent, "value": None})
+            self.ops.append({"op": "add", "path": parent, "value": {}})
+            self.made.add(parent)
+
+    def set(self, pointer: str, old: Any, new: Any) -> None:
+        """Compare-and-set one field: it must still hold ``old`` (ABSENT: missing)."""
+        self.parents(pointer)
+        if pointer not in self.made:
+            self.ops.append({"op": "test", "path": pointer, "value": None if old is ABSENT else old})
+        self.ops.append({"op": "add", "path": pointer, "value": new})
+
+    def unset(self, pointer: str, old: Any, before: Any) -> None:
+        """Put ``before`` back (remove when ABSENT), if the field still holds ``old``."""
+        self.ops.append({"op": "test", "path": pointer, "value": old})
+        self.ops.append({"op": "remove", "path": pointer} if before is ABSENT
+                        else {"op": "replace", "path": pointer, "value": before})
+
+    def hold(self, key: str, old: Hold | None, new: Hold | None) -> None:
+        pointer = annotation_pointer(key)
+        old_wire = ABSENT if old is None else old.wire()
+        if new is None:
+            self.unset(pointer, old_wire, ABSENT)
+        else:
+            self.set(pointer, old_wire, new.wire())
+
+
+@dataclass
+class WritePlan:
+    ops: list[dict[str, Any]] = field(default_factory=list)
+    before: dict[str, Any] = field(default_factory=dict)
+    """Edit label → the value before any incident changed it (from the hold when others hold it)."""
+    after: dict[str, Any] = field(default_factory=dict)
+    held: list[str] = field(default_factory=list)
+    """Edit labels this holder holds after the write (changed, joined, or held already)."""
+    joined: list[str] = field(default_factory=list)
+    """Edit labels already held by other incidents at this value: this holder joins them."""
+    unchanged: list[str] = field(default_factory=list)
+    """Edit labels already at the wanted value though nobody holds them: not ours to restore."""
+
+    @property
+    def holds_all(self) -> bool:
+        return not self.ops and bool(self.held)
+
+
+def plan_write(current: dict[str, Any], edits: list[Edit], holder: str,
+               alive: Callable[[str], bool] = lambda _: True) -> WritePlan:
+    """The patch that makes ``holder`` hold every edit on ``current``.
+
+    Raises HeldElsewhere when another live incident holds one of the fields at a
+    different value: overriding it would undo that incident's change. A hold whose
+    holders are all gone (incidents deleted unresolved) is taken over, keeping the
+    value from before them.
+    """
+    plan, patch, found = WritePlan(), _Patch(current), holds(current)
+    for edit in edits:
+        hold = found.get(edit.key)
+        if edit.path == WHOLE:
+            _whole(plan, patch, edit, hold, holder)
+            continue
+        plan.after[edit.label] = edit.value
+        if hold is not None and holder in hold.holders:
+            plan.before[edit.label] = hold.before  # an earlier attempt of this step holds it already
+            plan.held.append(edit.label)
+            continue
+        if hold is not None and not same(hold.value, edit.value) and any(alive(h) for h in hold.holders):
+            raise HeldElsewhere(edit.path, hold.value, hold.holders)
+        if edit.item:
+            _item(plan, patch, current, edit, hold, holder)
+        else:
+            _value(plan, patch, current, edit, hold, holder)
+    plan.ops = patch.ops
+    return plan
+
+
+def _value(plan: WritePlan, patch: _Patch, current: dict[str, Any], edit: Edit, hold: Hold | None,
+           holder: str) -> None:
+    now = read(current, edit.path)
+    if hold is None:
+        plan.before[edit.label] = now
+        if same(now, edit.value):
+            plan.unchanged.append(edit.label)  # someone else's setting: not ours to restore
+            return
+        patch.set(edit.path, now, edit.value)
+        patch.hold(edit.key, None, Hold(edit.path, edit.value, now, (holder,)))
+    else:
+        plan.before[edit.label] = hold.before
+        plan.joined.append(edit.label)
+        if not same(now, edit.value):  # changed since (by a person, or a gone holder's value): ours again
+            patch.set(edit.path, now, edit.value)
+        holders = hold.holders if same(hold.value, edit.value) else ()  # a gone holders' value is taken over
+        patch.hold(edit.key, hold, replace(hold, value=edit.value, holders=holders + (holder,)))
+    plan.held.append(edit.label)
+
+
+def _whole(plan: WritePlan, patch: _Patch, edit: Edit, hold: Hold | None, holder: str) -> None:
+    """An object another incident created for the same purpose (rc-isolate-<tenant>): hold it too."""
+    if hold is None:
+        return  # made by someone else (or long there): never ours to delete
+    plan.before[edit.label], plan.after[edit.label] = ABSENT, None
+    plan.held.append(edit.label)
+    if holder in hold.holders:
+        return  # created or joined by an earlier attempt of this step
+    plan.joined.append(edit.label)
+    patch.hold(edit.key, hold, replace(hold, holders=hold.holders + (holder,)))
+
+
+def _item(plan: WritePlan, patch: _Patch, current: dict[str, Any], edit: Edit, hold: Hold | None,
+          holder: str) -> None:
+    items = read(current, edit.path)
+    present = isinstance(items, list) and any(same(i, edit.value) for i in items)
+    if hold is None:
+        plan.before[edit.label] = ABSENT if items is ABSENT else "absent from the list"
+        if present:
+            plan.unchanged.append(edit.label)
+            return
+        if items is ABSENT:
+            patch.set(edit.path, ABSENT, [edit.value])
+        else:
+            patch.ops.append({"op": "add", "path": edit.path + "/-", "value": edit.value})
+        patch.hold(edit.key, None, Hold(edit.path, edit.value, ABSENT if items is ABSENT else [], (holder,), True))
+    else:
+        plan.before[edit.label] = hold.before
+        plan.joined.append(edit.label)
+        if not present:
+            if items is ABSENT:
+                patch.set(edit.path, ABSENT, [edit.value])
+            else:
+                patch.ops.append({"op": "add", "path": edit.path + "/-", "value": edit.value})
+        patch.hold(edit.key, hold, replace(hold, holders=hold.holders + (holder,)))
+    plan.held.append(edit.label)
+
+
+def plan_once(current: dict[str, Any], edits: list[Edit]) -> list[dict[str, Any]]:
+    """The patch for a change that is never undone (a restart marker): no hold, a test per field."""
+    patch = _Patch(current)
+    for edit in edits:
+        now = read(current, edit.path)
+        if not same(now, edit.value):
+            patch.set(edit.path, now, edit.value)
+    return patch.ops
+
+
+@dataclass
+class ReleasePlan:
+    ops: list[dict[str, Any]] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    """Edit labels put back to their value before (or already back)."""
+    kept: list[str] = field(default_factory=list)
+    """Edit labels other incidents still hold: left as they are."""
+    conflicts: list[str] = field(default_factory=list)
+    """Edit labels someone changed since we wrote them: left alone."""
+    delete: bool = False
+    """The object was created by this holder and nobody else holds it: delete it (or, if it was
+    changed since, apply ``ops``, which let go of the hold and leave the object)."""
+
+    @property
+    def held(self) -> bool:
+        return bool(self.ops or self.delete)
+
+
+def plan_release(current: dict[str, Any], holder: str, alive: Callable[[str], bool]) -> ReleasePlan:
+    """The patch that lets go of every hold of ``holder`` on ``current``.
+
+    A field is put back only when no other live holder remains and it still
+    holds the value we set; ``alive`` says whether another holder still exists
+    (its incident may have been deleted without resolving).
+    """
+    plan, patch = ReleasePlan(), _Patch(current)
+    for key, hold in sorted(holds(current).items(), key=lambda kv: kv[1].path):
+        if holder not in hold.holders:
+            continue
+        label = hold.edit.label
+        others = tuple(h for h in hold.holders if h != holder and alive(h))
+        if others:
+            patch.hold(key, hold, replace(hold, holders=others))
+            plan.kept.append(label)
+            continue
+        patch.hold(key, hold, None)
+        if hold.path == WHOLE:
+            # Deleted whole when still as created; else only this hold is let go (``ops``).
+            plan.delete = True
+            plan.restored.append(label)
+            continue
+        if hold.item:
+            _release_item(plan, patch, current, hold, label)
+            continue
+        now = read(current, hold.path)
+        if same(now, hold.value):
+            patch.unset(hold.path, hold.value, hold.before)
+            plan.restored.append(label)
+        elif same(now, hold.before):
+            plan.restored.append(label)  # already back
+        else:
+            plan.conflicts.append(label)
+    plan.ops = patch.ops
+    return plan
+
+
+def _release_item(plan: ReleasePlan, patch: _Patch, current: dict[str, Any], hold: Hold, label: str) -> None:
+    items = read(current, hold.path)
+    index = next((i for i, v in enumerate(items) if same(v, hold.value)), None) if isinstance(items, list) else None
+    if index is None:
+        plan.restored.append(label)  # already gone
+        return
+    if len(items) == 1 and hold.before is ABSENT:
+        patch.unset(hold.path, items, ABSENT)  # the list was ours alone: remove it whole
+    else:
+        patch.unset(f"{hold.path}/{index}", hold.value, ABSENT)
+    plan.restored.append(label)

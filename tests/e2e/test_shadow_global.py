@@ -1,0 +1,42 @@
+"""The operator in shadow mode for everything (RC_MODE=shadow): all four seed playbooks change no object.
+
+A team trying the operator on a live cluster turns shadow on for the whole
+operator; incidents written with ``mode: enforce`` still only dry-run. The
+oracle is the cluster: every object's resourceVersion, and no object created.
+"""
+
+from __future__ import annotations
+
+from tests.conftest import CACHE, start_operator, stop_operator
+from tests.support.cluster import apply_docs, get_json, load_yaml
+from tests.support.incidents import create, incident, steps, wait_phase
+
+KINDS = "configmaps,deployments,cronjobs,jobs,networkpolicies,horizontalpodautoscalers,patchplans"
+
+
+def test_global_shadow_mode_runs_all_four_playbooks_and_changes_no_object(solo_namespace, seed_runbooks):
+    ns = solo_namespace
+    apply_docs(ns, load_yaml("examples/protected-app/app.yaml"))
+    before = {(o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"]
+              for o in get_json(KINDS, "-n", ns)["items"]}
+    proc = start_operator(CACHE / "operator-shadow-test.log", {"RC_NAMESPACES": ns, "RC_MODE": "shadow"})
+    try:
+        cases = {"perf": "search", "cross-tenant": "exports", "ocr": "ocr", "billing": "billing"}
+        for category, module in cases.items():
+            # Approved level 2 steps too: shadow mode dry-runs them as well.
+            create(ns, incident(category, category=category, module=module, severity="critical",
+                                approvals=["adjust-flags", "revoke-access", "disable-dunning",
+                                           "repair-reprocess-ocr-batch"]))
+        for category in cases:
+            st = wait_phase(ns, category, "Shadowed", timeout=90)
+            assert st["mode"] == "shadow"
+            assert not any(e["event"] in ("phase:Mitigated", "phase:Escalated") for e in st["timeline"])
+            ran = [s for s in st["steps"] if s["state"] not in ("Skipped", "AwaitingApproval", "Pending")]
+            assert ran and all(s["state"] in ("Shadowed", "Escalated") for s in ran), st["steps"]
+            assert any(e["event"].endswith(":dry-run") for e in st["timeline"]), category
+    finally:
+        stop_operator(proc)
+    after = {(o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"]
+             for o in get_json(KINDS, "-n", ns)["items"]}
+    assert after == before  # not one write, not one object made (no snapshot, guard, Job or PatchPlan)
+    assert steps(wait_phase(ns, "perf", "Shadowed"))["restart-schedulers"] == "Shadowed"

@@ -1,0 +1,165 @@
+"""Holds on shared objects: each incident keeps its change until its own release.
+
+Patches are applied with the ``jsonpatch`` library (RFC 6902), with one rule of
+the apiserver's JSON patch (evanphx/json-patch v4) added: a ``test`` for null
+passes on a missing key. The e2e tests check the same plans on the real apiserver.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import jsonpatch
+import pytest
+
+from reliability_center.gateway.holds import (Edit, HeldElsewhere, holds, plan_release, plan_write, same,
+                                               whole_hold)
+from reliability_center.gateway.leaves import ABSENT, read
+
+
+class PatchTestFailed(Exception):
+    pass
+
+
+def apply(doc: dict, ops: list[dict]) -> dict:
+    out = copy.deepcopy(doc)
+    for op in ops:
+        if op["op"] == "test" and op["value"] is None:
+            if read(out, op["path"]) not in (ABSENT, None):
+                raise PatchTestFailed(op["path"])
+            continue
+        try:
+            out = jsonpatch.apply_patch(out, [op])
+        except (jsonpatch.JsonPatchPatchTestFailed, jsonpatch.JsonPatchConflict) as exc:
+            raise PatchTestFailed(str(exc)) from None
+    return out
+
+
+def flags(**data: str) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "flags", "annotations": {"x": "1"}},
+            "data": dict(data)}
+
+
+def write(doc: dict, holder: str, *edits: Edit) -> dict:
+    return apply(doc, plan_write(doc, list(edits), holder).ops)
+
+
+def release(doc: dict, holder: str, alive=lambda _: True) -> dict:
+    return apply(doc, plan_release(doc, holder, alive).ops)
+
+
+def test_two_tenants_on_one_store_each_keep_their_key_until_their_own_release():
+    doc = flags(search="true")
+    doc = write(doc, "acme", Edit("/data/search.tenant.acme", "false"))
+    doc = write(doc, "globex", Edit("/data/search.tenant.globex", "false"))
+    assert doc["data"] == {"search": "true", "search.tenant.acme": "false", "search.tenant.globex": "false"}
+    doc = release(doc, "acme")
+    assert doc["data"] == {"search": "true", "search.tenant.globex": "false"}
+    doc = release(doc, "globex")
+    assert doc == flags(search="true")
+
+
+def test_two_incidents_on_one_field_keep_it_until_the_last_releases_and_then_restore_the_original():
+    doc = flags(breaker="closed")
+    doc = write(doc, "first", Edit("/data/breaker", "open"))
+    second = plan_write(doc, [Edit("/data/breaker", "open")], "second")
+    assert second.joined == ["/data/breaker"] and second.before == {"/data/breaker": "closed"}
+    doc = apply(doc, second.ops)
+    first_out = plan_release(doc, "first", lambda _: True)
+    assert first_out.kept == ["/data/breaker"] and first_out.restored == []
+    doc = apply(doc, first_out.ops)
+    assert doc["data"]["breaker"] == "open"
+    doc = release(doc, "second")
+    assert doc == flags(breaker="closed")
+
+
+def test_a_holder_whose_incident_is_gone_does_not_keep_the_field_forever():
+    doc = write(flags(breaker="closed"), "gone", Edit("/data/breaker", "open"))
+    doc = write(doc, "live", Edit("/data/breaker", "open"))
+    doc = release(doc, "live", alive=lambda h: h != "gone")
+    assert doc == flags(breaker="closed")
+
+
+def test_a_retry_of_the_same_step_writes_nothing_more():
+    doc = write(flags(a="true"), "s", Edit("/data/a", "false"))
+    again = plan_write(doc, [Edit("/data/a", "false")], "s")
+    assert again.ops == [] and again.holds_all and again.before == {"/data/a": "true"}
+
+
+def test_a_value_already_set_by_someone_else_is_not_held_nor_restored():
+    doc = flags(a="false")
+    plan = plan_write(doc, [Edit("/data/a", "false")], "s")
+    assert plan.ops == [] and plan.unchanged == ["/data/a"] and not plan.holds_all
+    assert plan_release(doc, "s", lambda _: True).ops == []
+
+
+def test_another_incident_holding_a_different_value_is_a_collision_not_an_override():
+    doc = write(flags(replicas="2"), "pause", Edit("/spec/replicas", 0))
+    with pytest.raises(HeldElsewhere) as err:
+        plan_write(doc, [Edit("/spec/replicas", 1)], "scale")
+    assert err.value.holders == ("pause",)
+    # ... unless that incident is gone: the field is taken over, its original value kept.
+    plan = plan_write(doc, [Edit("/spec/replicas", 1)], "scale", alive=lambda h: h != "pause")
+    doc = apply(doc, plan.ops)
+    assert doc["spec"]["replicas"] == 1
+    doc = release(doc, "scale", alive=lambda h: h != "pause")
+    assert "replicas" not in doc.get("spec", {}) and not holds(doc)
+
+
+def test_restore_never_clobbers_a_value_changed_since():
+    doc = write(flags(a="true"), "s", Edit("/data/a", "false"))
+    doc["data"]["a"] = "changed-by-oncall"
+    plan = plan_release(doc, "s", lambda _: True)
+    assert plan.conflicts == ["/data/a"]
+    doc = apply(doc, plan.ops)
+    assert doc["data"]["a"] == "changed-by-oncall" and not holds(doc)
+
+
+def test_missing_parents_are_created_and_removed_again_by_the_release():
+    bare = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bare"}}
+    doc = write(bare, "s", Edit("/data/k", "v"))
+    assert doc["data"] == {"k": "v"} and len(holds(doc)) == 1
+    doc = release(doc, "s")
+    assert doc["data"] == {} and doc["metadata"]["annotations"] == {}
+
+
+def test_list_items_of_two_tenants_are_added_and_removed_one_by_one():
+    policy = {"metadata": {"name": "allow"}, "spec": {"podSelector": {"matchLabels": {"app": "api"}}}}
+    acme = {"key": "tenant", "operator": "NotIn", "values": ["acme"]}
+    globex = {"key": "tenant", "operator": "NotIn", "values": ["globex"]}
+    path = "/spec/podSelector/matchExpressions"
+    doc = write(policy, "a", Edit(path, acme, item=True))
+    doc = write(doc, "g", Edit(path, globex, item=True))
+    assert doc["spec"]["podSelector"]["matchExpressions"] == [acme, globex]
+    doc = release(doc, "a")
+    assert doc["spec"]["podSelector"] == {"matchLabels": {"app": "api"}, "matchExpressions": [globex]}
+    doc = release(doc, "g")
+    assert doc["spec"]["podSelector"] == {"matchLabels": {"app": "api"}, "matchExpressions": []}
+    # One tenant alone: the list it made is removed whole.
+    doc = release(write(policy, "a", Edit(path, acme, item=True)), "a")
+    assert doc["spec"]["podSelector"] == {"matchLabels": {"app": "api"}}
+
+
+def test_two_writers_racing_on_one_new_key_cannot_both_hold_it_alone():
+    doc = flags()
+    first = plan_write(doc, [Edit("/data/k", "v")], "first")
+    second = plan_write(doc, [Edit("/data/k", "v")], "second")  # planned from the same read
+    doc = apply(doc, first.ops)
+    with pytest.raises(PatchTestFailed):
+        apply(doc, second.ops)  # its test on the hold annotation fails: it plans again and joins
+    doc = apply(doc, plan_write(doc, [Edit("/data/k", "v")], "second").ops)
+    assert next(iter(holds(doc).values())).holders == ("first", "second")
+
+
+def test_a_created_object_is_deleted_only_by_its_last_holder():
+    key, value = whole_hold("a")
+    created = {"metadata": {"name": "rc-isolate-acme", "annotations": {key: value}}, "spec": {"x": 1}}
+    doc = apply(created, plan_write(created, [Edit("/", None)], "b").ops)
+    first = plan_release(doc, "a", lambda _: True)
+    assert not first.delete and first.kept == ["/"]
+    doc = apply(doc, first.ops)
+    assert plan_release(doc, "b", lambda _: True).delete
+
+
+def test_json_equality_is_by_type():
+    assert not same(1, True) and not same(0, False) and not same("1", 1) and same({"a": [1]}, {"a": [1]})
