@@ -108,6 +108,30 @@ def start_operator(log_path=OPERATOR_LOG, extra_env: dict[str, str] | None = Non
                             stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
 
 
+class WarmOperators:
+    """Operator processes started one after another, the next one imported ahead of time."""
+
+    def __init__(self, log_path, extra_env: dict[str, str]):
+        self.env = {**os.environ, "RC_METRICS_PORT": "0", **extra_env}
+        self.log_path = log_path
+        self.next = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "warm_operator.py")],
+                                env=self.env, stdin=subprocess.PIPE, stdout=open(self.log_path, "ab"),
+                                stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+
+    def start(self) -> subprocess.Popen[bytes]:
+        proc, self.next = self.next, self._spawn()
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        return proc
+
+    def close(self) -> None:
+        stop_operator(self.next, signal.SIGKILL)
+
+
 def stop_operator(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, sig)

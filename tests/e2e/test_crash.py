@@ -25,7 +25,7 @@ from collections import Counter
 import pytest
 
 from reliability_center.gateway.holds import HOLD_PREFIX
-from tests.conftest import CACHE, start_operator, stop_operator
+from tests.conftest import CACHE, WarmOperators, stop_operator
 from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, load_yaml, wait_for
 from tests.support.incidents import app_content, changed, create, incident, status
 
@@ -78,34 +78,37 @@ def is_write(entry: dict) -> bool:
     return entry.get("target") and entry["event"].split(":")[-1] in WRITES and not entry["event"].startswith("restore:")
 
 
-def versions(ns: str, names: list[str]) -> dict[str, str]:
-    return {i["metadata"]["name"]: i["metadata"]["resourceVersion"]
-            for i in get_json("incidents", "-n", ns)["items"] if i["metadata"]["name"] in names}
+def incidents(kube, ns: str, names: list[str]) -> dict[str, dict]:
+    """name -> (resourceVersion, status), read with the API client: polled every few milliseconds."""
+    return {i["metadata"]["name"]: i for i in kube.list("Incident", ns) if i["metadata"]["name"] in names}
 
 
-def kill_until(ns: str, names: list[str], done, rng: random.Random, log, counted: list[int]) -> None:
+def kill_until(kube, ns: str, names: list[str], done, rng: random.Random, operators: WarmOperators,
+               counted: list[int]) -> None:
     """Start an operator, let it write, SIGKILL it at a random moment; again until ``done`` holds for all."""
-    while not all(done(status(ns, n)) for n in names):
-        seen = versions(ns, names)
-        proc = start_operator(log, {"RC_NAMESPACES": ns})
+    versions = lambda: {n: i["metadata"]["resourceVersion"] for n, i in incidents(kube, ns, names).items()}  # noqa: E731
+    finished = lambda: all(done(i.get("status") or {}) for i in incidents(kube, ns, names).values())  # noqa: E731
+    while not finished():
+        seen = versions()
+        proc = operators.start()
         try:
             # This process has written once an incident's status moved (or everything finished).
-            wait_for(lambda: versions(ns, names) != seen or all(done(status(ns, n)) for n in names),
-                     timeout=60, what="the new operator to write", interval=0.01)
+            wait_for(lambda: versions() != seen or finished(), timeout=60, what="the new operator to write",
+                     interval=0.005)
             time.sleep(rng.uniform(0, 0.3))  # a random point further on: between writes, or inside one
         finally:
             stop_operator(proc, signal.SIGKILL)
-        if versions(ns, names) != seen and not all(done(status(ns, n)) for n in names):
+        if versions() != seen and not finished():
             counted[0] += 1  # it wrote, and it was killed before the work was done
 
 
-def test_sigkill_at_random_points_loses_no_step_and_repeats_no_side_effect(crash_namespace, seed_runbooks):
+def test_sigkill_at_random_points_loses_no_step_and_repeats_no_side_effect(crash_namespace, seed_runbooks, kube):
     ns = crash_namespace
     category = f"k{uuid.uuid4().hex[:8]}"
     runbook(category)
     wait_for(lambda: get_json("runbook", f"rb-{category}").get("metadata"), what="the runbook")
     rng = random.Random(20261128)
-    log = CACHE / "operator-crash-test.log"
+    operators = WarmOperators(CACHE / "operator-crash-test.log", {"RC_NAMESPACES": ns})
     original = app_content(ns)
     kills, names = [0], []
     mitigated = lambda st: st.get("phase") == "Mitigated"  # noqa: E731
@@ -114,7 +117,7 @@ def test_sigkill_at_random_points_loses_no_step_and_repeats_no_side_effect(crash
         names += pair
         for name in pair:
             create(ns, incident(name, category=category, tenant=name.split("-")[-1], module="search"))
-        kill_until(ns, pair, mitigated, rng, log, kills)
+        kill_until(kube, ns, pair, mitigated, rng, operators, kills)
     mitigation_kills = kills[0]
 
     traces = {}
@@ -161,7 +164,8 @@ def test_sigkill_at_random_points_loses_no_step_and_repeats_no_side_effect(crash
     # Resolve every incident, killing the operator during the restores too.
     for name in names:
         kubectl("patch", "incident", name, "-n", ns, "--type=merge", "-p", '{"spec":{"resolved":true}}')
-    kill_until(ns, names, lambda st: st.get("phase") == "Verifying", rng, log, kills)
+    kill_until(kube, ns, names, lambda st: st.get("phase") == "Verifying", rng, operators, kills)
+    operators.close()
     for name in names:
         st = status(ns, name)
         assert {s["name"]: s["state"] for s in st["steps"] if s["name"] not in ("restart", "replay")} == \
