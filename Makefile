@@ -30,9 +30,10 @@ crds: setup
 demo: setup tools
 	bash hack/demo.sh
 
-# Unit tests (seconds, no cluster) then the cluster, Gitea and e2e tests.
+# Unit, contract, cluster, Gitea and e2e tests, on two pytest-xdist workers (a file's tests stay
+# together); each worker runs its own operator on its own namespaces (t-<worker>-*) and its own Gitea.
 test: setup tools
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit

@@ -23,6 +23,10 @@ recipe() { cat "$here/kwokctl.yaml" "$here/versions.env" | sha256sum | cut -c1-1
 stamp="$KWOK_WORKDIR/clusters/$name/.recipe"
 
 up() {
+  # One at a time: parallel test workers all ask for the cluster when they start.
+  mkdir -p "$cache"
+  exec 9>"$cache/cluster.lock"
+  flock 9
   [ -n "${RC_NO_BUILD:-}" ] || "$here/build-tools.sh" >/dev/null
   if [ -d "$KWOK_WORKDIR/clusters/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" != "$(recipe)" ]; then
     echo "cluster recipe changed: making the cluster anew" >&2

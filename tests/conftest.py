@@ -15,7 +15,11 @@ import pytest
 
 from tests.support.cluster import CACHE, SESSION, ROOT, apply_docs, kubectl, load_yaml, wait_for
 
-OPERATOR_LOG = CACHE / "operator-test.log"
+#: Under pytest-xdist each worker is a session of its own: its own operator, watching its own
+#: namespaces (t-<worker>-*), so two workers' operators never act on the same incident.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+NAMESPACE_PREFIX = f"t-{WORKER}-"
+OPERATOR_LOG = CACHE / f"operator-test-{WORKER}.log"
 
 
 def _free_port() -> int:
@@ -76,7 +80,7 @@ def kube(cluster: str, crds: None):
 
 @pytest.fixture
 def namespace(cluster: str) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:10]}"
+    name = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:10]}"
     kubectl("create", "namespace", name)
     yield name
     kubectl("delete", "namespace", name, "--wait=false", check=False)
@@ -147,7 +151,8 @@ def operator(kube, seed_runbooks: None) -> Iterator[subprocess.Popen[bytes]]:
     """One operator process for the session, watching every namespace."""
     OPERATOR_LOG.unlink(missing_ok=True)
     # Tests that run operators of their own, or none, use solo-* namespaces (see solo_namespace).
-    proc = start_operator(extra_env={"RC_NAMESPACES": "!solo-*", "RC_METRICS_PORT": str(METRICS_PORT)})
+    proc = start_operator(extra_env={"RC_NAMESPACES": f"{NAMESPACE_PREFIX}*", "RC_METRICS_PORT": str(METRICS_PORT),
+                                     "RC_PATCHPLAN_POLL": "1"})
     wait_for(lambda: all(
         rb.get("status", {}).get("conditions") for rb in kube.list("Runbook")
     ) and kube.list("Runbook"), timeout=60, what="the operator to report on the seed runbooks")

@@ -36,7 +36,7 @@ def test_openfeature_flags_are_turned_off_by_flipping_the_default_variant(app):
                                                  "defaultVariant": "on"},
                           "no-off-variant": {"state": "ENABLED", "variants": {"a": "x", "b": "y"},
                                              "defaultVariant": "a"}}}}}])
-    category = runbook([{"name": "flags", "level": 1, "action": "feature-flags-off",
+    category = runbook([{"name": "flags", "level": 1, "action": "feature-flags-off", "takeOwnership": True,
                          "params": {"backend": "openfeature", "modules": ["search"]}}])
     create(app, incident("of", category=category, tenant="*"))
     st = wait_phase(app, "of", "Mitigated")
@@ -72,7 +72,8 @@ def test_pausing_ingestion_for_every_tenant_suspends_cronjobs_and_scales_all_to_
                           "restartPolicy": "Never", "containers": [{"name": "c", "image": "registry.invalid/i:1"}]}}}}}}])
     settle_app(app)
     before = app_content(app)
-    category = runbook([{"name": "pause", "level": 1, "action": "pause-ingestion", "params": {"modules": ["ocr"]}}])
+    category = runbook([{"name": "pause", "level": 1, "action": "pause-ingestion", "params": {"modules": ["ocr"]},
+                          "takeOwnership": True}])
     create(app, incident("pause-all", category=category, tenant="*"))
     wait_phase(app, "pause-all", "Mitigated")
     assert get_json("cronjob", "ingest-batch", "-n", app)["spec"]["suspend"] is True
@@ -105,20 +106,63 @@ def test_every_field_the_operator_wrote_is_owned_by_its_field_manager(app):
 
 def test_the_operator_logs_structured_json(app):
     create(app, incident("bill", category="billing", module="billing"))
-    wait_phase(app, "bill", "Mitigated")
-    lines = [line for line in OPERATOR_LOG.read_text().splitlines() if line.strip()]
-    parsed = [json.loads(line) for line in lines[-200:]]
-    audit = [p for p in parsed if p.get("message", "").startswith("audit ") and p.get("audit", {}).get("tenant")]
-    assert audit, "audit lines carry their record as JSON fields"
-    assert {"traceId", "tenant", "actor", "action", "target", "before", "after"} <= set(audit[-1]["audit"])
+    st = wait_phase(app, "bill", "Mitigated")
+    lines = [json.loads(line) for line in OPERATOR_LOG.read_text().splitlines() if line.strip().startswith("{")]
+    # This incident's own audit lines (found by its trace id), not whatever the last line of a shared log is.
+    ours = [p for p in lines if (p.get("audit") or {}).get("traceId") == st["traceId"]]
+    assert ours, "the incident's audit lines carry their record as JSON fields"
+    assert {(p["audit"]["action"], p["audit"]["target"]) for p in ours} == {
+        ("feature-flags-off", f"ConfigMap/{app}/flags-billing")}
+    for line in ours:
+        assert {"traceId", "tenant", "actor", "action", "target", "before", "after", "outcome"} <= set(line["audit"])
+        assert line["audit"]["tenant"] == "acme" and line["timestamp"]
 
 
-def test_the_operator_serves_prometheus_metrics(app):
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample of the Prometheus text format (0 when the series does not exist yet)."""
+    wanted = "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+    for line in text.splitlines():
+        if line.startswith(name + wanted + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_the_operator_serves_prometheus_metrics_that_count_this_incident(app):
     import httpx
 
+    def scrape() -> str:
+        return httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).text
+
+    series = [("reliability_center_step_results_total", {"action": "feature-flags-off", "state": "Succeeded"}),
+              ("reliability_center_incident_phase_transitions_total", {"category": "billing", "phase": "Mitigated"}),
+              ("reliability_center_gateway_writes_total", {"action": "feature-flags-off", "outcome": "applied"})]
+    before = scrape()
     create(app, incident("bill", category="billing", module="billing"))
     wait_phase(app, "bill", "Mitigated")
-    text = httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).text
-    assert 'reliability_center_step_results_total{action="feature-flags-off",state="Succeeded"}' in text
-    assert 'reliability_center_incident_phase_transitions_total{category="billing",phase="Mitigated"}' in text
-    assert 'reliability_center_gateway_writes_total{action="feature-flags-off",outcome="applied"}' in text
+    # Counters are shared by the whole session: what this incident did is the difference.
+    after = wait_for(lambda: (t := scrape()) and all(metric(t, n, **l) > metric(before, n, **l) for n, l in series)
+                     and t, timeout=10, what="the counters to move")
+    assert [metric(after, n, **l) - metric(before, n, **l) for n, l in series] == [1, 1, 1]
+
+
+def test_a_field_another_manager_owns_is_left_to_it_unless_the_step_declares_takeownership(app):
+    """Replicas belong to the app's field manager (test-setup, by server-side apply) and the HPA."""
+    settle_app(app)
+    before = app_content(app)
+    refused = runbook([{"name": "pause", "level": 1, "action": "pause-ingestion", "params": {"modules": ["ocr"]}}])
+    create(app, incident("refused", category=refused, module="ocr"))
+    st = wait_phase(app, "refused", "Escalated")
+    step = st["steps"][0]
+    assert step["state"] == "Blocked" and step["reason"] == "FieldManagedElsewhere", step
+    assert "/spec/replicas from test-setup (Apply)" in step["message"]
+    assert changed(before, app_content(app)) == set()
+    events = [e for e in get_json("events", "-n", app)["items"] if e["reason"] == "AuditRefused"]
+    assert any("FieldManagedElsewhere" in e["message"] and "ingest-ocr-acme" in e["message"] for e in events)
+    # Declared: the field is taken, and the audit says from whom.
+    taken = runbook([{"name": "pause", "level": 1, "action": "pause-ingestion", "params": {"modules": ["ocr"]},
+                      "takeOwnership": True}])
+    create(app, incident("taken", category=taken, module="ocr"))
+    st = wait_phase(app, "taken", "Mitigated")
+    write = next(e for e in st["timeline"] if e["event"] == "pause-ingestion:applied")
+    assert "took over /spec/replicas from test-setup (Apply)" in write["message"]
+    assert get_json("deployment", "ingest-ocr-acme", "-n", app)["spec"]["replicas"] == 0

@@ -30,10 +30,13 @@ def resolve(namespace: str, name: str) -> dict:
 
 def one_step_runbook(action: str, params: dict | None = None) -> str:
     category = f"c{uuid.uuid4().hex[:8]}"
+    # Isolation and pausing change fields of the app's own field manager: declared, as the seed runbooks do.
+    take = action in ("isolate-tenant", "pause-ingestion")
     apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
                        "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
                        "spec": {"match": {"category": category}, "limits": {"maxRunsPerHour": 100, "maxRefires": 100},
-                                "steps": [{"name": "act", "level": 1, "action": action, "params": params or {}}]}}])
+                                "steps": [{"name": "act", "level": 1, "action": action, "params": params or {},
+                                           "takeOwnership": take}]}}])
     wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook status")
     return category
 

@@ -63,11 +63,12 @@ def runbook(category: str) -> None:
                                 "steps": [
         {"name": "flags", "level": 1, "action": "feature-flags-off", "params": {"modules": ["search"]}},
         {"name": "breaker", "level": 1, "action": "circuit-breaker", "params": {"integration": "ocr-provider"}},
-        {"name": "isolate", "level": 1, "action": "isolate-tenant"},
+        {"name": "isolate", "level": 1, "action": "isolate-tenant", "takeOwnership": True},
         {"name": "restart", "level": 1, "action": "restart-one-by-one",
          "params": {"role": "scheduler", "modules": ["crash"]}},
         {"name": "replay", "level": 1, "action": "replay-jobs", "params": {"cronJob": "ocr-replay", "count": 3}},
-        {"name": "pause", "level": 1, "action": "pause-ingestion", "params": {"modules": ["ocr"]}},
+        {"name": "pause", "level": 1, "action": "pause-ingestion", "params": {"modules": ["ocr"]},
+         "takeOwnership": True},
     ]}}])
 
 

@@ -64,13 +64,21 @@ CASES = [
      "setValue needs yamlPath"),
     ("patchplan without changes", obj("PatchPlan", {**GOOD_PLAN, "changes": []}),
      "spec.changes: Invalid value: 0: spec.changes in body should have at least 1 items"),
+    ("patchplan on an Argo CD override file", obj("PatchPlan", {**GOOD_PLAN, "changes": [
+        {"path": ".argocd-source-web.yaml", "operation": "createFile", "content": "x"}]}),
+     "path must not name a hidden file or directory"),
+    ("patchplan on a nested hidden file", obj("PatchPlan", {**GOOD_PLAN, "changes": [
+        {"path": "apps/web/.argocd-source-web.yaml", "operation": "createFile", "content": "x"}]}),
+     "Argo CD's .argocd-source-<app>.yaml overrides"),
 ]
 
 
 @pytest.mark.parametrize("doc, expected", [(d, e) for _, d, e in CASES], ids=[c[0] for c in CASES])
 def test_the_apiserver_rejects_the_object_with_a_clear_message(namespace, crds, doc, expected):
     scope = [] if doc["kind"] == "Runbook" else ["-n", namespace]
-    result = kubectl("apply", *scope, "-f", "-", input=yaml.safe_dump(doc), check=False)
+    # A server-side dry run: the apiserver validates in full, and an object it wrongly accepts is
+    # not stored (a stray Runbook would compete with the seed ones in later tests).
+    result = kubectl("apply", "--dry-run=server", *scope, "-f", "-", input=yaml.safe_dump(doc), check=False)
     assert result.returncode != 0, f"accepted: {doc}"
     assert expected in result.stderr, result.stderr
 

@@ -29,7 +29,9 @@ def setup(kube, solo_namespace):
 
 
 def ctx(body, step="s", level=1, shadow=False):
-    return WriteContext(incident=body, trace_id=uuid.uuid4().hex, tenant="acme", step=step, level=level, shadow=shadow)
+    # The flags ConfigMap's keys are the setup's (server-side applied): these writes declare they take them.
+    return WriteContext(incident=body, trace_id=uuid.uuid4().hex, tenant="acme", step=step, level=level, shadow=shadow,
+                        take_ownership=True)
 
 
 def desired(namespace, **data):

@@ -58,7 +58,8 @@ def test_the_same_incident_firing_again_after_mitigation_escalates_instead_of_lo
 
 def test_storm_guard_never_isolates_more_than_the_limit(app):
     cat = category()
-    custom_runbook(cat, [{"name": "isolate", "level": 1, "action": "isolate-tenant"}], maxIsolatedTenants=2)
+    custom_runbook(cat, [{"name": "isolate", "level": 1, "action": "isolate-tenant", "takeOwnership": True}],
+                   maxIsolatedTenants=2)
     for tenant in ("acme", "globex"):
         create(app, incident(f"iso-{tenant}", category=cat, tenant=tenant))
         wait_phase(app, f"iso-{tenant}", "Mitigated")
@@ -74,7 +75,7 @@ def test_storm_guard_never_isolates_more_than_the_limit(app):
 
 def test_a_tenant_that_does_not_exist_fails_the_step_with_a_reason(app):
     cat = category()
-    custom_runbook(cat, [{"name": "isolate", "level": 1, "action": "isolate-tenant"}])
+    custom_runbook(cat, [{"name": "isolate", "level": 1, "action": "isolate-tenant", "takeOwnership": True}])
     create(app, incident("ghost", category=cat, tenant="ghost-tenant"))
     st = wait_phase(app, "ghost", "Failed")
     assert st["steps"][0]["reason"] == "TenantNotFound" and "ghost-tenant" in st["steps"][0]["message"]

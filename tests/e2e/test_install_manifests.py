@@ -153,7 +153,8 @@ def test_every_generated_crd_is_in_both_installs_unchanged(kustomize_render: lis
 def test_the_operator_role_grants_no_wildcards_and_no_secret_writes(kustomize_render: list[Doc],
                                                                     helm_render: list[Doc]) -> None:
     for rendered in (kustomize_render, helm_render):
-        roles = [one(rendered, "ClusterRole", "reliability-center-operator"), one(rendered, "Role", "reliability-center-locks")]
+        roles = [one(rendered, "ClusterRole", "reliability-center-operator"),
+                 one(rendered, "Role", "reliability-center-namespace")]
         for role in roles:
             for rule in role["rules"]:
                 for field in ("apiGroups", "resources", "verbs"):
@@ -164,8 +165,10 @@ def test_the_operator_role_grants_no_wildcards_and_no_secret_writes(kustomize_re
                     assert set(rule["verbs"]) <= {"get"}, f"the operator may only read Secrets by name: {rule}"
                 assert not {"pods", "pods/exec", "nodes", "serviceaccounts/token"} & set(rule["resources"]), rule
                 assert not {"rbac.authorization.k8s.io", "admissionregistration.k8s.io"} & set(rule["apiGroups"]), rule
-        (locks,) = roles[1]["rules"]
-        assert locks["resources"] == ["leases"], "the namespaced Role is for the PatchPlan Lease locks only"
+        assert not any("secrets" in rule["resources"] for rule in roles[0]["rules"]), \
+            "no Secret may be read cluster-wide: credentials live in the operator's namespace"
+        assert sorted(r for rule in roles[1]["rules"] for r in rule["resources"]) == ["leases", "secrets"], \
+            "the namespaced Role is for the PatchPlan Lease locks and the credentials Secrets only"
 
 
 def test_the_deployment_is_locked_down_and_wired_to_the_settings(kustomize_render: list[Doc]) -> None:
@@ -184,6 +187,8 @@ def test_the_deployment_is_locked_down_and_wired_to_the_settings(kustomize_rende
     assert settings["RC_METRICS_PORT"] == "9090"
     assert settings["RC_NAMESPACES"] == "" and settings["RC_SAFE_MODE"] == "false"
     assert settings["RC_LOCK_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert settings["RC_CREDENTIALS_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert settings["RC_MODE"] == "enforce"
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"metrics": 9090, "health": 8080}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -303,7 +308,7 @@ NEEDED = [
     ("patch", "reliability.center/runbooks", "status", None),
     ("patch", "reliability.center/patchplans", "status", APP),
     ("create", "reliability.center/patchplans", "", APP),
-    ("patch", "reliability.center/patchplans", "", APP),  # Kopf's finalizer for the PatchPlan timer
+    ("patch", "reliability.center/patchplans", "", APP),  # drops the finalizer older versions put there
     ("watch", "apiextensions.k8s.io/customresourcedefinitions", "", None),
     ("watch", "/namespaces", "", None),
     ("create", "/events", "", APP),
@@ -311,7 +316,7 @@ NEEDED = [
     ("update", "/configmaps", "", APP),
     ("patch", "/configmaps", "", APP),
     ("delete", "/configmaps", "", APP),
-    ("get", "/secrets", "", APP),
+    ("get", "/secrets", "", INSTALL_NS),  # credentials: the operator's own namespace only
     ("patch", "apps/deployments", "", APP),
     ("patch", "apps/statefulsets", "", APP),
     ("patch", "batch/cronjobs", "", APP),
@@ -331,7 +336,10 @@ REFUSED = [
     ("delete", "reliability.center/incidents", "", APP),
     ("update", "reliability.center/runbooks", "", None),
     ("delete", "reliability.center/patchplans", "", APP),
+    ("get", "/secrets", "", APP),
+    ("get", "/secrets", "", "kube-system"),
     ("list", "/secrets", "", APP),
+    ("list", "/secrets", "", INSTALL_NS),
     ("watch", "/secrets", "", None),
     ("create", "/secrets", "", APP),
     ("update", "/secrets", "", APP),
@@ -396,17 +404,21 @@ def healthy(url: str) -> bool:
 
 
 @pytest.fixture
-def operator_as_its_service_account(operator_kubeconfig: pathlib.Path, namespace: str, seed_runbooks: None,
+def operator_as_its_service_account(operator_kubeconfig: pathlib.Path, solo_namespace: str, seed_runbooks: None,
                                     tmp_path: pathlib.Path) -> Iterator[pathlib.Path]:
     """The operator, as deployed but outside a Pod, under the ServiceAccount's token.
 
-    It watches only this test's namespace — given as a pattern, so that Kopf also needs
-    its namespace watch — and yields the path of its log.
+    It watches only this test's namespace (a solo-* one: the session operator leaves it
+    alone) — given as a pattern, so that Kopf also needs its namespace watch — and yields
+    the path of its log.
     """
+    namespace = solo_namespace
+    apply_docs(namespace, load_yaml("examples/protected-app/app.yaml"))
     log = tmp_path / "operator.log"
     health = f"http://127.0.0.1:{free_port()}/healthz"
     proc = start_operator(log, {"KUBECONFIG": str(operator_kubeconfig), "RC_NAMESPACES": f"{namespace}*",
-                                "RC_HEALTH_URL": health, "RC_LOCK_NAMESPACE": INSTALL_NS})
+                                "RC_HEALTH_URL": health, "RC_LOCK_NAMESPACE": INSTALL_NS,
+                                "RC_CREDENTIALS_NAMESPACE": INSTALL_NS})
     try:
         wait_for(lambda: healthy(health) or proc.poll() is not None, timeout=60, what="the operator's liveness endpoint")
         assert proc.poll() is None, f"the operator exited:\n{log.read_text()[-4000:]}"
@@ -429,8 +441,8 @@ def logged(log: pathlib.Path, message: str, kind: str, name: str, namespace: str
 
 
 def test_the_operator_does_its_work_under_its_service_account(operator_as_its_service_account: pathlib.Path,
-                                                             app: str) -> None:
-    log, ns = operator_as_its_service_account, app
+                                                             solo_namespace: str) -> None:
+    log, ns = operator_as_its_service_account, solo_namespace
     apply_docs(ns, load_yaml("examples/incidents/perf.yaml"))
     apply_docs(ns, load_yaml(SAMPLES / "reliability.center_v1alpha1_patchplan.yaml"))
     try:
@@ -440,25 +452,23 @@ def test_the_operator_does_its_work_under_its_service_account(operator_as_its_se
             get_json("incident", "search-latency", "-n", ns)), timeout=90, what="a level 1 step to succeed")
         wait_for(lambda: logged(log, "Handler 'on_incident' succeeded.", "Incident", "search-latency", ns),
                  timeout=30, what="the operator to handle the Incident")
-        # The PatchPlan: Kopf's finalizer, the credentials Secret read (absent here), the status written.
+        # The PatchPlan: the credentials Secret read in the operator's namespace (absent here), the status written.
         plan = wait_for(lambda: (lambda p: p if any(c.get("reason") == "CredentialsMissing" for c in
                                                     p.get("status", {}).get("conditions", [])) else None)(
             get_json("patchplan", "patchplan-sample", "-n", ns)), timeout=60, what="the PatchPlan's status")
-        assert "reliability.center/kopf-finalizer" in plan["metadata"].get("finalizers", []), \
-            f"Kopf could not add its finalizer:\n{log.read_text()[-4000:]}"
-        wait_for(lambda: logged(log, "Timer 'gitops' succeeded.", "PatchPlan", "patchplan-sample", ns),
-                 timeout=30, what="the operator's PatchPlan timer")
+        assert f"Secret {INSTALL_NS}/gitops-credentials not found" in json.dumps(plan["status"]["conditions"])
+        # No finalizer: a namespace can be deleted while the operator is down.
+        assert not plan["metadata"].get("finalizers"), plan["metadata"]
+        wait_for(lambda: logged(log, "Handler 'on_patchplan' succeeded.", "PatchPlan", "patchplan-sample", ns),
+                 timeout=30, what="the operator's PatchPlan handler")
         events = get_json("events", "-n", ns, "--field-selector", "reason=Audit")["items"]
         assert events, "no audit Event was posted"
         text = log.read_text()
         for where, content in (("log", text), ("Incident status", json.dumps(incident.get("status"))),
                                ("PatchPlan status", json.dumps(plan.get("status")))):
             assert "forbidden" not in content.lower(), f"a permission was missing ({where}):\n{content[-4000:]}"
-        # Deleting the PatchPlan: the operator lets go of its finalizer.
         kubectl("delete", "patchplan", "patchplan-sample", "-n", ns, "--wait=false")
         wait_for(lambda: kubectl("get", "patchplan", "patchplan-sample", "-n", ns, check=False).returncode != 0,
                  timeout=30, what="the PatchPlan to be deleted")
     finally:
-        # Never leave a finalizer behind once the operator is gone: the namespace could not go.
-        kubectl("patch", "patchplan", "patchplan-sample", "-n", ns, "--type=merge",
-                "-p", '{"metadata":{"finalizers":null}}', check=False)
+        kubectl("delete", "patchplan", "patchplan-sample", "-n", ns, "--wait=false", check=False)

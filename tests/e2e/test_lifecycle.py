@@ -114,35 +114,16 @@ def test_level_3_proposes_a_patchplan_owned_by_the_incident(app):
     assert plan["spec"]["changes"][0]["path"] == f"incidents/{app}/bill.md"
 
 
-def test_an_approved_level_2_step_runs_when_its_window_opens(app):
+@pytest.mark.session_end
+def test_an_approved_level_2_step_runs_when_its_window_opens(window_incident):
+    """Set up when the e2e session began (tests/e2e/conftest.py), judged last: the wait ran beside the rest."""
     import datetime
-    import uuid
 
-    from tests.support.cluster import TEST_LABELS, apply_docs
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    # The window opens at a minute boundary 15 to 75 s from now: late enough that the
-    # step is first seen outside it, soon enough for a test.
-    opens = (now + datetime.timedelta(minutes=1)).replace(second=0, microsecond=0)
-    if opens - now < datetime.timedelta(seconds=15):
-        opens += datetime.timedelta(minutes=1)
-    closes = opens + datetime.timedelta(minutes=10)
-    category = f"w{uuid.uuid4().hex[:8]}"
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category}, "steps": [
-                           {"name": "later", "level": 2, "action": "feature-flags-off",
-                            "params": {"modules": ["billing"], "flags": ["auto-dunning"]},
-                            "approval": {"required": True, "window": {"start": opens.strftime("%H:%M"),
-                                                                      "end": closes.strftime("%H:%M")}}}]}}])
-    wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook")
-    create(app, incident("win", category=category, approvals=["later"]))
-    st = wait_for(lambda: (s := status(app, "win")) and s.get("steps") and s, what="planned")
-    step = wait_for(lambda: next((s for s in status(app, "win").get("steps", []) if s["reason"]), None),
-                    what="the step to wait")
-    assert step["state"] == "AwaitingApproval" and step["reason"] == "OutsideWindow", st
-    # Nothing happens until the window opens; then the operator's scan wakes the incident.
-    wait_for(lambda: steps(status(app, "win"))["later"] == "Succeeded", timeout=120, interval=0.5,
-             what="the step to run once its window opened")
-    assert datetime.datetime.now(datetime.timezone.utc) >= opens
+    app, opens, waiting = window_incident
+    assert waiting["state"] == "AwaitingApproval" and waiting["reason"] == "OutsideWindow", waiting
+    # Nothing happens until the window opens; then the incident's own wake-up (a requeue, no scan) runs it.
+    st = wait_for(lambda: (s := status(app, "win")) and steps(s)["later"] == "Succeeded" and s, timeout=120,
+                  interval=0.5, what="the step to run once its window opened")
+    ran = next(e for e in st["timeline"] if e["event"] == "feature-flags-off:applied")
+    assert datetime.datetime.fromisoformat(ran["time"].replace("Z", "+00:00")) >= opens
     assert cm(app, "flags-billing")["auto-dunning.tenant.acme"] == "false"

@@ -16,7 +16,7 @@ import yaml
 from reliability_center.cli.rollback import rollback
 from reliability_center.gateway import Ref
 from tests.gitea.conftest import DEPLOYMENT, create_repo, gitea  # noqa: F401  (gitea is a fixture)
-from tests.support.cluster import apply_docs, kubectl, wait_for
+from tests.support.cluster import apply_docs, kubectl, repository_secret, wait_for
 
 pytestmark = pytest.mark.gitea
 
@@ -62,8 +62,7 @@ def test_patchplan_pr_merge_sync_verify_then_rollback(kube, namespace, operator,
     repo = create_repo(gitea, {"apps/shop/deployment.yaml": DEPLOYMENT.replace("namespace: shop",
                                                                               f"namespace: {namespace}")})
     apply_docs(namespace, [
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gitops-credentials"}, "type": "Opaque",
-         "stringData": {"username": gitea.user, "token": gitea.token}},
+        repository_secret("gitops-credentials", repo.url, username=gitea.user, token=gitea.token),
         {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "shop"},
          "spec": {"project": "default", "source": {"repoURL": repo.url, "path": "apps/shop",
                                                    "targetRevision": "main"},
@@ -130,8 +129,7 @@ def test_patchplan_pr_merge_sync_verify_then_rollback(kube, namespace, operator,
 
 def test_second_plan_on_the_same_file_waits_for_the_first(kube, namespace, operator, gitea):  # noqa: F811
     repo = create_repo(gitea, {"apps/shop/deployment.yaml": DEPLOYMENT})
-    apply_docs(namespace, [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "type": "Opaque",
-                            "stringData": {"token": gitea.token}}])
+    apply_docs(namespace, [repository_secret("creds", repo.url, token=gitea.token)])
 
     def plan(name: str, value: int) -> dict[str, Any]:
         return {"apiVersion": "reliability.center/v1alpha1", "kind": "PatchPlan", "metadata": {"name": name},
@@ -160,8 +158,7 @@ def test_without_argo_cd_synced_means_the_objects_are_live_at_the_merged_content
     repo = create_repo(gitea, {"apps/shop/deployment.yaml": manifest})
     apply_docs(namespace, [d for d in yaml.safe_load_all(manifest) if d])
     apply_docs(namespace, [
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "type": "Opaque",
-         "stringData": {"token": gitea.token}},
+        repository_secret("creds", repo.url, token=gitea.token),
         {"apiVersion": "reliability.center/v1alpha1", "kind": "PatchPlan", "metadata": {"name": "scale"},
          "spec": {"repository": {"url": repo.url, "provider": "gitea", "credentialsSecret": "creds"},
                   "title": "Scale web to 4", "changes": [{"path": "apps/shop/deployment.yaml",
@@ -194,7 +191,6 @@ def test_missing_credentials_are_reported_then_picked_up(kube, namespace, operat
                        ready(s)["reason"] == "CredentialsMissing" and s, TICKS, "CredentialsMissing")
     assert f"Secret {namespace}/later not found" in ready(waiting)["message"]
     assert repo.branches() == {"main"}
-    apply_docs(namespace, [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "later"}, "type": "Opaque",
-                            "stringData": {"username": gitea.user, "password": gitea.token}}])
+    apply_docs(namespace, [repository_secret("later", repo.url, username=gitea.user, password=gitea.token)])
     proposed = wait_phase(kube, namespace, "early", "Proposed")
     assert repo.pull(proposed["pullRequest"]["number"])["state"] == "open"

@@ -153,6 +153,7 @@ def run(app: str, params: dict, statefulsets: bool = False) -> tuple[dict, Recor
                        "metadata": {"name": f"rb-{cat}", "labels": TEST_LABELS},
                        "spec": {"match": {"category": cat}, "steps": [
                            {"name": "one-by-one", "level": 1, "action": "restart-one-by-one",
+                            "takeOwnership": params.get("mode") == "scale",  # replicas are the app's
                             "params": {"role": "scheduler", "modules": ["batch"], **params}}]}}])
     wait_for(lambda: get_json("runbook", f"rb-{cat}").get("status", {}).get("conditions"), what="runbook ready")
     recorder = Recorder(app)

@@ -76,6 +76,16 @@ class Gitea:
     def auth_url(self, repo: str) -> str:
         return self.url.replace("://", f"://{self.user}:{self.token}@") + f"/{self.user}/{repo}.git"
 
+    def scoped_token(self, *scopes: str) -> str:
+        """A new access token of the same user, limited to ``scopes`` (e.g. read:repository), from Gitea's CLI."""
+        binary = Path(os.environ.get("RC_CACHE", Path.home() / ".cache" / "reliability-center")) / "bin" / "gitea"
+        out = subprocess.run([str(binary), "--config", str(self.dir / "custom" / "conf" / "app.ini"),
+                              "--work-path", str(self.dir), "admin", "user", "generate-access-token",
+                              "--username", self.user, "--token-name", f"scoped-{uuid.uuid4().hex[:8]}",
+                              "--scopes", ",".join(scopes), "--raw"],
+                             capture_output=True, text=True, timeout=60, check=True)
+        return out.stdout.strip().splitlines()[-1]
+
 
 @dataclass
 class Repo:

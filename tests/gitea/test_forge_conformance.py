@@ -1,7 +1,8 @@
-"""One pull request conformance test, run for every forge that can talk to a real Gitea.
+"""Pull request conformance tests, run for every forge that can talk to a real Gitea.
 
 The Gitea API forge and the plain-git forge (branches and record refs pushed
-to the same Gitea over HTTP) must behave the same through the ``Forge`` protocol.
+to the same Gitea over HTTP) must behave the same through the ``Forge`` protocol:
+create, read, list, merge, close and comment.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from reliability_center.gitops.forges import (
     MergePullRequestOptions,
     new_forge,
 )
+from reliability_center.gitops.forges.git import GitForge
 from reliability_center.gitops.workspace import Credentials
 
 pytestmark = pytest.mark.gitea
@@ -53,5 +55,41 @@ def test_pull_request_conformance(forge, repo):
     assert [p.number for p in forge.list_pull_requests(ListPullRequestsOptions(state="all", head_branch=branch))] \
         == [pr.number]
 
+    unchanged = forge.close_pull_request(pr.number)  # closing a merged pull request undoes nothing
+    assert unchanged.merged and not unchanged.open and unchanged.merge_commit == merged.merge_commit
+
     assert merged.merge_commit in forge.commit_url(merged.merge_commit)
     assert forge.get_pull_request(987654) is None
+
+
+def comments_on(forge, repo, number: int) -> list[str]:
+    """What each forge keeps as comments: Gitea's issue comments, or the git forge's comment chain."""
+    if isinstance(forge, GitForge):
+        return forge.comments(number)
+    response = repo.gitea.api("GET", f"{repo.path}/issues/{number}/comments")
+    response.raise_for_status()
+    return [comment["body"] for comment in response.json()]
+
+
+def test_close_and_comment_conformance(forge, repo):
+    branch = "feature/conformance-close"
+    head = repo.push({"apps/shop/dropped.yaml": "b: 1\n"}, branch=branch, start="main")
+    pr = forge.create_pull_request(CreatePullRequestOptions(head=branch, base="main", title="To be closed"))
+
+    forge.comment_pull_request(pr.number, "Superseded by a newer plan")
+    forge.comment_pull_request(pr.number, "Closing:\n\n- gates failed")
+    assert comments_on(forge, repo, pr.number) == ["Superseded by a newer plan", "Closing:\n\n- gates failed"]
+    assert forge.get_pull_request(pr.number).open  # a comment changes nothing else
+
+    closed = forge.close_pull_request(pr.number)
+    assert closed.closed_unmerged and (closed.number, closed.head_sha, closed.head_branch) == (pr.number, head, branch)
+    got = forge.get_pull_request(pr.number)
+    assert got is not None and got.closed_unmerged and got.head_sha == head
+    again = forge.close_pull_request(pr.number)  # idempotent
+    assert (again.number, again.open, again.merged, again.head_sha) == (pr.number, False, False, head)
+    assert forge.list_pull_requests(ListPullRequestsOptions(state="open", head_branch=branch)) == []
+    assert [p.number for p in forge.list_pull_requests(ListPullRequestsOptions(state="closed", head_branch=branch))] \
+        == [pr.number]
+    assert repo.head(branch) == head  # closing keeps the branch
+    on_main = repo.gitea.api("GET", f"{repo.path}/raw/apps/shop/dropped.yaml", params={"ref": "main"})
+    assert on_main.status_code == 404  # and merges nothing

@@ -27,18 +27,33 @@ def make_plan(repo: Repo, changes=SCALE, name: str = "scale-web", **spec) -> Pat
     })
 
 
+class RecordingLocks:
+    """The file locks, as the operator's Leases would be held: who holds them now."""
+
+    def __init__(self) -> None:
+        self.held: list[str] = []
+
+    def acquire(self, files: list[str]) -> str | None:
+        self.held = list(files)
+        return None
+
+    def release(self) -> None:
+        self.held = []
+
+
 class Runtime:
     """A reconcile runtime the way the operator builds one per tick (forge closed after use)."""
 
     def __init__(self, repo: Repo, cache, policy: PathPolicy | None = None, token: str | None = None):
         self.repo, self.cache, self.policy = repo, cache, policy or PathPolicy()
         self.creds = Credentials(username=repo.gitea.user, token=token or repo.gitea.token)
+        self.locks = RecordingLocks()
 
     def step(self, plan: PatchPlan):
         forge = new_forge(plan.spec.repository.url, "gitea", self.creds, ForgeOptions(cache_dir=str(self.cache)))
         try:
             ws = Workspace(plan.spec.repository.url, self.cache, self.creds, token_user="oauth2")
-            new = rc.step(plan, rc.Runtime(forge=forge, workspace=ws, policy=self.policy))
+            new = rc.step(plan, rc.Runtime(forge=forge, workspace=ws, policy=self.policy, locks=self.locks))
         finally:
             forge.close()
         if new is not None:
@@ -136,11 +151,86 @@ def test_base_moved_under_the_file_rebuilds_and_the_merge_carries_both(repo, cac
     assert "nginx:1.27" in content and "replicas: 5  # peak: 12" in content
 
 
-def test_a_wrong_token_fails_without_leaking_it(repo, cache):
+def test_a_wrong_token_fails_for_good_with_the_reason_releases_its_lock_and_leaks_nothing(repo, cache):
     bad = "0123456789abcdef0123456789abcdef01234567"
     plan = make_plan(repo)
-    new = Runtime(repo, cache, token=bad).step(plan)
-    messages = " ".join(c.message for c in new.conditions)
-    assert new.phase in ("Pending", "Failed") and messages
-    assert bad not in messages and bad not in new.model_dump_json()
+    rt = Runtime(repo, cache, token=bad)
+    new = rt.step(plan)
+    stalled = next(c for c in new.conditions if c.type == "Stalled")
+    assert new.phase == "Failed" and stalled.reason == "GitAuthFailed", new.conditions
+    assert "refused the credentials (HTTP 401)" in stalled.message
+    assert "terminal prompts disabled" not in stalled.message.split("(git said")[0]
+    assert bad not in new.model_dump_json()
+    assert rt.locks.held == [], "a failed plan holds no lock: later plans on its files go on"
     assert repo.branches() == {"main"}
+
+
+def test_a_read_only_token_fails_for_good_as_forbidden(repo, cache):
+    plan = make_plan(repo)
+    rt = Runtime(repo, cache, token=repo.gitea.scoped_token("read:repository"))
+    new = rt.step(plan)
+    stalled = next(c for c in new.conditions if c.type == "Stalled")
+    assert new.phase == "Failed" and stalled.reason == "GitForbidden", new.conditions
+    assert rt.locks.held == [] and repo.branches() == {"main"}
+
+
+def test_a_missing_repository_fails_for_good(repo, cache):
+    gone = Repo(repo.gitea, f"gone-{uuid.uuid4().hex[:6]}")
+    plan = make_plan(gone)
+    rt = Runtime(repo, cache)
+    new = rt.step(plan)
+    stalled = next(c for c in new.conditions if c.type == "Stalled")
+    assert new.phase == "Failed" and stalled.reason == "RepositoryNotFound", new.conditions
+    assert rt.locks.held == []
+
+
+def test_our_branch_is_deleted_once_its_pull_request_is_merged_or_closed(repo, cache):
+    rt = Runtime(repo, cache)
+    merged, closed = make_plan(repo, name="merged"), make_plan(repo, name="closed", changes=[
+        {"path": "apps/shop/other.yaml", "operation": "createFile", "content": "a: 1\n"}])
+    for plan in (merged, closed):
+        rt.step(plan)
+    assert repo.branches() == {"main", rc.branch_name(merged), rc.branch_name(closed)}
+    repo.merge(merged.status.pull_request.number)
+    repo.close(closed.status.pull_request.number)
+    assert rt.step(merged).phase == "Merged" and rt.step(closed).phase == "Rejected"
+    assert repo.branches() == {"main"}
+
+
+def test_a_plan_that_fails_with_its_pull_request_open_closes_it_with_the_reason(repo, cache):
+    rt = Runtime(repo, cache)
+    plan = make_plan(repo)
+    number = rt.step(plan).pull_request.number
+    # The author changes the plan into one that cannot be built: the plan fails.
+    plan.spec.changes[0].yaml_path = "spec.replicas.nope"
+    plan.metadata.generation = 2
+    failed = rt.step(plan)
+    assert failed.phase == "Failed", failed.conditions
+    pr = repo.pull(number)
+    assert pr["state"] == "closed" and not pr["merged"]
+    comments = repo.gitea.api("GET", f"{repo.path}/issues/{number}/comments").json()
+    assert any("PatchPlan failed" in c["body"] for c in comments), comments
+    assert repo.branches() == {"main"}
+
+
+def test_a_human_edit_of_the_very_lines_the_plan_edits_is_reported_not_overwritten(repo, cache):
+    rt = Runtime(repo, cache)
+    plan = make_plan(repo)  # replicas: 3 → 5
+    first = rt.step(plan)
+    repo.push({"apps/shop/deployment.yaml": DEPLOYMENT.replace("replicas: 3  # peak: 12", "replicas: 8  # peak: 12")})
+    conflict = rt.step(plan)
+    ready = next(c for c in conflict.conditions if c.type == "Ready")
+    assert conflict.phase == "Proposed" and ready.reason == "BaseConflict", conflict.conditions
+    assert "apps/shop/deployment.yaml line" in ready.message and "plan author's decision" in ready.message
+    pr = repo.pull(first.pull_request.number)
+    assert pr["head"]["sha"] == first.pull_request.head  # not rebuilt over the human's 8
+    comments = repo.gitea.api("GET", f"{repo.path}/issues/{first.pull_request.number}/comments").json()
+    assert len([c for c in comments if "changed the lines this plan edits" in c["body"]]) == 1
+    assert rt.step(plan) is None  # said once; the next poll changes nothing and comments nothing more
+    assert len(repo.gitea.api("GET", f"{repo.path}/issues/{first.pull_request.number}/comments").json()) == 1
+    # The author decides: a spec change rebuilds the pull request on the new base.
+    plan.spec.changes[0].value = 9
+    plan.metadata.generation = 2
+    rebuilt = rt.step(plan)
+    assert rebuilt.conditions[0].reason == "BranchRefreshed", rebuilt.conditions
+    assert "replicas: 9" in repo.file("apps/shop/deployment.yaml", rc.branch_name(plan))

@@ -60,3 +60,11 @@ def wait_for(probe: Callable[[], T | None], timeout: float = 30, what: str = "co
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last value: {last!r}")
+
+
+def repository_secret(name: str, url: str, namespaces: str | None = None, **credentials: str) -> dict[str, Any]:
+    """A credentials Secret that opts in to be sent to ``url`` (gitops/trust.py), for PatchPlans."""
+    data = {"url": url, **({"namespaces": namespaces} if namespaces else {}), **credentials}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "labels": {"reliability.center/secret-type": "repository"}},
+            "stringData": data}

@@ -163,3 +163,29 @@ def test_a_created_object_is_deleted_only_by_its_last_holder():
 
 def test_json_equality_is_by_type():
     assert not same(1, True) and not same(0, False) and not same("1", 1) and same({"a": [1]}, {"a": [1]})
+
+
+def test_fields_another_manager_owns_are_named_with_their_managers():
+    from reliability_center.gateway.holds import foreign_owners
+
+    doc = flags(a="true")
+    doc["metadata"]["managedFields"] = [
+        {"manager": "argocd-controller", "operation": "Apply", "fieldsV1": {"f:data": {"f:a": {}}}},
+        {"manager": "reliability-center", "operation": "Update", "fieldsV1": {"f:data": {"f:mine": {}}}},
+        {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status",
+         "fieldsV1": {"f:data": {"f:a": {}}}},
+    ]
+    taking = plan_write(doc, [Edit("/data/a", "false")], "s").ops
+    assert foreign_owners(doc, taking, "reliability-center") == {"/data/a": ["argocd-controller (Apply)"]}
+    adding = plan_write(doc, [Edit("/data/a.tenant.acme", "false")], "s").ops  # a new key: nobody's
+    assert foreign_owners(doc, adding, "reliability-center") == {}
+
+
+def test_an_atomic_selector_owned_whole_counts_for_an_item_added_inside_it():
+    from reliability_center.gateway.holds import foreign_owners
+
+    policy = {"metadata": {"name": "allow", "managedFields": [
+        {"manager": "helm", "operation": "Apply", "fieldsV1": {"f:spec": {"f:podSelector": {}}}}]},
+        "spec": {"podSelector": {"matchLabels": {"app": "api"}}}}
+    ops = plan_write(policy, [Edit("/spec/podSelector/matchExpressions", {"key": "t"}, item=True)], "s").ops
+    assert foreign_owners(policy, ops, "reliability-center") == {"/spec/podSelector/matchExpressions": ["helm (Apply)"]}

@@ -13,8 +13,9 @@ Operation = Literal["mergePatch", "setValue", "jsonPatch", "createFile"]
 Phase = Literal["Pending", "Proposed", "Merged", "Synced", "Verified", "Rejected",
                 "RollingBack", "RolledBack", "Failed"]
 
-#: Relative, no ``..`` segment, no leading slash or backslash: checked again before any write.
-REPO_PATH = r"^[A-Za-z0-9_][A-Za-z0-9_.\-/]{0,511}$"
+#: Relative, no leading slash or backslash (hidden and ``..`` segments get CEL rules with their own
+#: messages): checked again, with every rule in words, by gitops/paths.py before any write.
+REPO_PATH = r"^[A-Za-z0-9_.][A-Za-z0-9_.\-/]{0,511}$"
 
 
 class Repository(Model):
@@ -39,6 +40,10 @@ class Change(Model):
         "json_schema_extra": {
             "x-kubernetes-validations": [
                 cel("!self.path.matches('(^|/)[.][.](/|$)')", "path must not contain a '..' segment",
+                    ".path"),
+                cel("!self.path.matches('(^|/)[.]')",
+                    "path must not name a hidden file or directory (a segment starting with a dot): tools keep "
+                    "their settings there, such as Argo CD's .argocd-source-<app>.yaml overrides and CI definitions",
                     ".path"),
                 cel("self.operation != 'setValue' || has(self.yamlPath)", "setValue needs yamlPath"),
                 cel("self.operation != 'createFile' || has(self.content)", "createFile needs content"),

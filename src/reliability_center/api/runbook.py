@@ -71,6 +71,10 @@ class Step(Model):
     timeout: str = Field(default="5m", pattern=DURATION)
     approval: Approval | None = None
     dry_run_first: bool = Field(default=True, description="Level 2: a server-side dry-run precedes the write.")
+    take_ownership: bool = Field(
+        default=False,
+        description="May change fields another field manager set (Argo CD, Helm, kubectl apply): the change is "
+                    "made and audited as taken over. Without it such a step is refused and escalated.")
 
     model_config = Model.model_config | {
         "json_schema_extra": {

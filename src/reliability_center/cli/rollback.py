@@ -1,7 +1,7 @@
 """``relctl rollback NAMESPACE/NAME``: ask the operator to revert a merged PatchPlan.
 
-It only sets ``spec.rollback: true`` (through the gateway's API client, the
-one module that speaks to the apiserver); the operator opens the revert pull
+It only sets ``spec.rollback: true`` (through the gateway's records, with the
+resourceVersion it read as a precondition); the operator opens the revert pull
 request of the merge commit, and merging that pull request is the rollback.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reliability_center.gateway import Kube, Ref
+from reliability_center.gateway import Kube, Ref, records
 
 
 class RollbackError(RuntimeError):
@@ -36,5 +36,4 @@ def rollback(namespace: str, name: str, kube: Kube | None = None) -> dict[str, A
     if phase == "Rejected" or (phase == "Failed" and not merged):
         raise RollbackError(f"PatchPlan {namespace}/{name} is {phase} and nothing was merged: nothing to revert")
     # The resourceVersion makes it a compare-and-swap against a concurrent phase change.
-    return kube.merge_patch(ref, {"metadata": {"resourceVersion": plan["metadata"]["resourceVersion"]},
-                                  "spec": {"rollback": True}})
+    return records.patch_spec(kube, ref, {"rollback": True}, plan["metadata"]["resourceVersion"])

@@ -340,3 +340,47 @@ def _release_item(plan: ReleasePlan, patch: _Patch, current: dict[str, Any], hol
     else:
         patch.unset(f"{hold.path}/{index}", hold.value, ABSENT)
     plan.restored.append(label)
+
+
+def _unescape(segment: str) -> str:
+    return segment.replace("~1", "/").replace("~0", "~")
+
+
+def _owns(fields: Any, segments: list[str]) -> bool:
+    """Does a managedFields ``fieldsV1`` set own this path (or an atomic node above it)?"""
+    node = fields
+    for segment in segments:
+        if not isinstance(node, dict):
+            return True
+        if not node:
+            return True  # an empty set: the node is owned whole (an atomic map or list)
+        node = node.get("f:" + segment)
+        if node is None:
+            return False
+    return True
+
+
+def foreign_owners(current: dict[str, Any], ops: list[dict[str, Any]], ours: str) -> dict[str, list[str]]:
+    """Fields the patch changes that another field manager owns: path → managers.
+
+    Our hold annotations and the empty maps a patch creates on the way are not
+    fields anybody owns; status is not ours to write, so status managers are skipped.
+    """
+    changed = []
+    for op in ops:
+        if op["op"] == "test" or op["path"].startswith("/metadata/annotations/" + escape(HOLD_PREFIX)):
+            continue
+        if op["op"] == "add" and op.get("value") == {}:
+            continue  # a missing parent, made empty
+        path = op["path"][:-2] if op["path"].endswith("/-") else op["path"]
+        changed.append(path)
+    owners: dict[str, list[str]] = {}
+    for entry in (current.get("metadata") or {}).get("managedFields") or []:
+        manager = entry.get("manager") or "unknown"
+        if manager == ours or entry.get("subresource") == "status":
+            continue
+        for path in changed:
+            if _owns(entry.get("fieldsV1") or {}, [_unescape(p) for p in path.lstrip("/").split("/")]):
+                label = f"{manager} ({entry.get('operation', '?')}{', ' + entry['subresource'] if entry.get('subresource') else ''})"
+                owners.setdefault(path, []).append(label)
+    return owners

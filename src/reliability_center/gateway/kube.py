@@ -87,6 +87,10 @@ class Invalid(Exception):
     """The apiserver refused the object (422), with its message."""
 
 
+class Forbidden(Exception):
+    """RBAC does not let the operator do this (403)."""
+
+
 def transient(exc: BaseException) -> bool:
     """Worth retrying: the apiserver is overloaded or briefly unreachable."""
     import urllib3.exceptions
@@ -200,6 +204,27 @@ class Kube:
             item.setdefault("kind", k.kind)
             item.setdefault("apiVersion", k.api_version)
         return items
+
+    def get_manifest(self, doc: dict[str, Any]) -> dict[str, Any] | None:
+        """The live object a manifest describes, of any kind the apiserver serves (None: absent or unknown).
+
+        Raises Forbidden when RBAC does not let the operator read that kind.
+        """
+        from kubernetes.dynamic import DynamicClient
+        from kubernetes.dynamic.exceptions import ForbiddenError, NotFoundError, ResourceNotFoundError
+
+        with self._lock:
+            if not hasattr(self, "_dynamic"):
+                self._dynamic = DynamicClient(self.api)
+        meta = doc.get("metadata") or {}
+        try:
+            resource = self._dynamic.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
+            obj = resource.get(name=meta["name"], namespace=meta.get("namespace") if resource.namespaced else None)
+        except (NotFoundError, ResourceNotFoundError):
+            return None
+        except ForbiddenError as exc:
+            raise Forbidden(f"not allowed to read {doc['kind']} {meta.get('namespace')}/{meta.get('name')}") from exc
+        return obj.to_dict()
 
     # -- writes (only the gateway calls these) -----------------------------------
     def apply(self, obj: dict[str, Any], *, dry_run: bool = False, force: bool = True,

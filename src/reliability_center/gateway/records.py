@@ -1,4 +1,5 @@
-"""Writes to the operator's own objects: CR status, guard state, the isolation ledger. Not the protected app.
+"""Writes to the operator's own objects: CR status, guard state, the isolation ledger, Lease locks;
+and people's spec changes through relctl. Not the protected app (that is ``writes``).
 
 Status is written whole, in one merge patch per change, with the
 resourceVersion we read as a precondition: if another writer (a second
@@ -16,11 +17,9 @@ from reliability_center.gateway.kube import Conflict, Kube, Ref
 from reliability_center.policy.limits import Admission, GuardState, Isolations
 
 
-def patch_status(kube: Kube, ref: Ref, status: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"status": status}
-    if resource_version:
-        body["metadata"] = {"resourceVersion": resource_version}
-    return kube.merge_patch(ref, body, sub="status")
+def patch_status(kube: Kube, ref: Ref, status: dict[str, Any], resource_version: str) -> dict[str, Any]:
+    """Our status, only on the object as it was read: a stale writer gets a Conflict, not the last word."""
+    return kube.merge_patch(ref, {"metadata": {"resourceVersion": resource_version}, "status": status}, sub="status")
 
 
 def update_configmap(kube: Kube, ref: Ref, change: Callable[[dict[str, str]], dict[str, str]],
@@ -96,9 +95,30 @@ def update_isolations(kube: Kube, namespace: str, change: Callable[[Isolations],
     return result
 
 
-def patch_spec(kube: Kube, ref: Ref, spec: dict[str, Any], resource_version: str | None = None) -> dict[str, Any]:
-    """A human's change through relctl (approve, resolve, rollback), as a merge patch."""
-    body: dict[str, Any] = {"spec": spec}
-    if resource_version:
-        body["metadata"] = {"resourceVersion": resource_version}
-    return kube.merge_patch(ref, body, manager="relctl")
+def create(kube: Kube, obj: dict[str, Any]) -> dict[str, Any]:
+    """Create one of the operator's own objects (a Lease lock); Conflict when it exists."""
+    return kube.create(obj)
+
+
+def replace(kube: Kube, obj: dict[str, Any]) -> dict[str, Any]:
+    """Replace one of the operator's own objects, only as it was read (its resourceVersion)."""
+    if not (obj.get("metadata") or {}).get("resourceVersion"):
+        raise ValueError("a replace needs the resourceVersion it was read at")
+    return kube.replace(obj)
+
+
+def delete(kube: Kube, ref: Ref, resource_version: str) -> None:
+    """Delete one of the operator's own objects, only as it was read."""
+    kube.delete(ref, resource_version=resource_version)
+
+
+def drop_finalizer(kube: Kube, ref: Ref, finalizer: str, body: dict[str, Any]) -> None:
+    """Remove one finalizer (one the operator no longer uses), only from the object as it was read."""
+    finalizers = [f for f in body["metadata"].get("finalizers") or [] if f != finalizer]
+    kube.merge_patch(ref, {"metadata": {"finalizers": finalizers or None,
+                                        "resourceVersion": body["metadata"]["resourceVersion"]}})
+
+
+def patch_spec(kube: Kube, ref: Ref, spec: dict[str, Any], resource_version: str) -> dict[str, Any]:
+    """A human's change through relctl (approve, resolve, rollback), as a merge patch on the object as read."""
+    return kube.merge_patch(ref, {"metadata": {"resourceVersion": resource_version}, "spec": spec}, manager="relctl")

@@ -24,9 +24,9 @@ from typing import Any
 from reliability_center.api.incident import TimelineEntry
 from reliability_center.api.runbook import Limits
 from reliability_center.gateway import audit, records
-from reliability_center.gateway.holds import (WHOLE, Edit, HeldElsewhere, holds, plan_once, plan_release, plan_write,
-                                              same, whole_hold)
-from reliability_center.gateway.kube import Conflict, Kube, NotFound, Ref
+from reliability_center.gateway.holds import (WHOLE, Edit, HeldElsewhere, foreign_owners, holds, plan_once,
+                                              plan_release, plan_write, same, whole_hold)
+from reliability_center.gateway.kube import FIELD_MANAGER, Conflict, Kube, NotFound, Ref
 from reliability_center.gateway.leaves import ABSENT, digest, leaves, read
 from reliability_center.policy.limits import Isolations, release_isolation, reserve_isolation
 from reliability_center.policy.writes import ALLOWED, Verdict, check_write
@@ -49,6 +49,8 @@ class WriteContext:
     step: str
     level: int
     shadow: bool = False
+    take_ownership: bool = False
+    """The runbook step declares it may take fields another field manager owns."""
 
     @property
     def namespace(self) -> str:
@@ -131,6 +133,7 @@ class WriteGateway:
                               f"{target}{clash.path} is held at {json.dumps(clash.value)} by another incident "
                               f"({', '.join(clash.holders)}): overriding it would undo that incident's change")
             raise PolicyDenied(verdict, self._refusal(ctx, action, str(target), verdict)) from None
+        taken = self._owned_elsewhere(ctx, action, target, current, plan.ops)
         before = {k: v for k, v in plan.before.items() if k != WHOLE}
         after = {k: v for k, v in plan.after.items() if k != WHOLE}
         record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, str(target), ctx.step,
@@ -155,13 +158,16 @@ class WriteGateway:
         whole = holds(current).get(Edit(WHOLE, None).key)
         outcome = "created" if not plan.ops and whole and whole.holders[:1] == (holder,) else "applied"
         joined = ["the object" if k == WHOLE else k for k in plan.joined]
-        message = f"joined the hold of other incidents on {', '.join(joined)}" if joined else ""
+        notes = ([f"joined the hold of other incidents on {', '.join(joined)}"] if joined else []) + \
+                ([f"took over {taken}"] if taken else [])
+        message = "; ".join(notes)
         return WriteResult(str(target), outcome, holder, self._audit(ctx, record, outcome, message), after)
 
     def _patch_once(self, ctx: WriteContext, current: dict[str, Any], edits: list[Edit], action: str,
                     target: Ref) -> WriteResult:
         self._check(ctx, action, str(target), (current.get("metadata") or {}).get("labels") or {})
         ops = plan_once(current, edits)
+        self._owned_elsewhere(ctx, action, target, current, ops)
         after = {e.label: e.value for e in edits}
         record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, str(target), ctx.step,
                                    digest({e.label: read(current, e.path) for e in edits}) if ops else None,
@@ -221,6 +227,25 @@ class WriteGateway:
         except Conflict:
             outcome = "exists"  # made by an earlier attempt of this step
         return WriteResult(str(target), outcome, None, self._audit(ctx, record, outcome, ""))
+
+    def _owned_elsewhere(self, ctx: WriteContext, action: str, target: Ref, current: dict[str, Any],
+                         ops: list[dict[str, Any]]) -> str:
+        """Fields of another field manager this write would change: refused, unless the step takes them.
+
+        A JSON patch never conflicts the way a server-side apply does; it would silently take a
+        field from Argo CD or Helm. So the owners are read from managedFields, and taking their
+        fields is a decision the runbook step declares (``takeOwnership``), audited when made.
+        """
+        owners = foreign_owners(current, ops, FIELD_MANAGER)
+        if not owners:
+            return ""
+        fields = "; ".join(f"{path} from {', '.join(managers)}" for path, managers in sorted(owners.items()))
+        if ctx.take_ownership:
+            return fields
+        verdict = Verdict(False, "FieldManagedElsewhere",
+                          f"{target}: {fields}: the step does not declare takeOwnership, so the fields of "
+                          "another field manager are left to it")
+        raise PolicyDenied(verdict, self._refusal(ctx, action, str(target), verdict))
 
     def refuse(self, ctx: WriteContext, action: str, target: str, verdict: Verdict) -> TimelineEntry:
         """Audit a write the step decided not to make (a target out of the incident's tenant scope)."""

@@ -14,14 +14,17 @@ import difflib
 import io
 import json
 import re
-from collections.abc import MutableMapping, MutableSequence
+from collections.abc import Iterator, Mapping, MutableMapping, MutableSequence, Sequence
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import CommentMark, YAMLError
+from ruamel.yaml.scalarbool import ScalarBoolean
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
+
+from reliability_center.gitops.paths import DiffSize
 
 #: A file larger than this is not parsed (and a createFile larger than this is refused).
 MAX_FILE_BYTES = 1024 * 1024
@@ -83,10 +86,43 @@ def unified_diff(path: str, before: str | None, after: str) -> str:
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
 
 
-def changed_lines(diff: str) -> int:
-    """Added plus removed lines of a unified diff."""
-    return sum(1 for line in diff.splitlines()
-               if line[:1] in "+-" and not line.startswith(("+++", "---")))
+def changed_lines(diff: str) -> DiffSize:
+    """Added plus removed lines of a unified diff, carrying their bytes for ``check_diff``'s byte limit."""
+    lines = list(_changed_content(diff))
+    return DiffSize(len(lines), sum(len(line.encode()) for line in lines))
+
+
+def changed_bytes(diff: str) -> int:
+    """UTF-8 bytes of the added and removed lines (without their ``+``/``-`` marker)."""
+    return changed_lines(diff).changed_bytes
+
+
+_HUNK = re.compile(r"^@@ -\d+(?:,(?P<old>\d+))? \+\d+(?:,(?P<new>\d+))? @@")
+
+
+def _changed_content(diff: str) -> Iterator[str]:
+    """The text of every added or removed line, found by the hunk headers' line counts.
+
+    Counting inside hunks, rather than skipping lines that start with ``+++`` or
+    ``---``, keeps a changed line whose own text starts with ``++`` or ``--``
+    (a YAML ``---`` separator being removed, say) from passing for a file header.
+    """
+    old = new = 0
+    for line in diff.splitlines():
+        if old == new == 0:
+            hunk = _HUNK.match(line)
+            if hunk:
+                old, new = int(hunk.group("old") or 1), int(hunk.group("new") or 1)
+            continue
+        marker, text = line[:1], line[1:]
+        if marker == "-":
+            old -= 1
+            yield text
+        elif marker == "+":
+            new -= 1
+            yield text
+        elif marker == " ":
+            old, new = old - 1, new - 1
 
 
 # --------------------------------------------------------------------------- yaml paths
@@ -284,7 +320,47 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, str):
         return str(value)
+    if isinstance(value, ScalarBoolean):
+        return bool(value)  # an anchored YAML boolean: an int subclass in ruamel
     return value
+
+
+def json_equal(first: Any, second: Any) -> bool:
+    """Equality of two JSON values as RFC 6902 §4.6 defines it for the ``test`` operation.
+
+    Python's ``==`` says ``True == 1`` and ``1.0 == 1``; JSON says a boolean is
+    never a number, while numbers are equal when numerically equal. Objects
+    compare member by member whatever their order, arrays element by element.
+    Values of the same kind that JSON lacks (a YAML date) compare with ``==``.
+    """
+    kind = _json_kind(first)
+    if kind != _json_kind(second):
+        return False
+    if kind == "object":
+        return first.keys() == second.keys() and all(json_equal(first[k], second[k]) for k in first)
+    if kind == "array":
+        return len(first) == len(second) and all(json_equal(a, b) for a, b in zip(first, second))
+    return bool(first == second)
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON type of a value, so that ``json_equal`` never compares across types.
+
+    ruamel loads an anchored boolean as ``ScalarBoolean``, an int subclass: it is a boolean here.
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, (bool, ScalarBoolean)):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, Sequence):
+        return "array"
+    return type(value).__name__
 
 
 def _rt(value: Any) -> Any:
@@ -373,8 +449,8 @@ def _assign(container: Any, key: Any, value: Any) -> None:
     exists = key in container if isinstance(container, MutableMapping) else True
     if exists:
         old = container[key]
-        if _plain(old) == _plain(value):
-            return
+        if json_equal(_plain(old), _plain(value)):
+            return  # but ``true`` does replace ``1``: Python's == would call them equal
         tail = _take_tail(container, key) if isinstance(old, (CommentedMap, CommentedSeq)) else ""
         container[key] = _same_style(old, _rt(value))
         _put_tail(container, key, tail)
@@ -502,7 +578,10 @@ def _strip_nulls(value: Any) -> Any:
     return value
 
 
-def _pointer(path: str, pointer: str) -> list[str]:
+def _pointer(path: str, pointer: Any) -> list[str]:
+    """RFC 6901: ``/a~1b/0`` → ``["a/b", "0"]``; ``""`` is the whole document."""
+    if not isinstance(pointer, str):
+        raise EditError(path, f"JSON pointer {pointer!r} must be a string")
     if pointer == "":
         return []
     if not pointer.startswith("/"):
@@ -537,39 +616,78 @@ def _index(path: str, part: str, pointer: str, size: int) -> int:
 
 
 def _json_patch(path: str, doc: Any, ops: list[Any]) -> Any:
-    """RFC 6902, applied in order; a failing ``test`` aborts the whole patch."""
+    """RFC 6902, applied in order; a failing operation (a ``test`` among them) aborts the whole patch."""
     for number, op in enumerate(ops):
         if not isinstance(op, dict) or "op" not in op or "path" not in op:
             raise EditError(path, f"jsonPatch operation #{number} needs 'op' and 'path'")
-        kind, pointer = op["op"], op["path"]
-        parts = _pointer(path, pointer)
-        if kind == "test":
-            if _plain(_resolve(path, doc, parts, pointer)) != op.get("value"):
-                raise EditError(path, f"jsonPatch test failed at {pointer!r}")
-            continue
-        if kind in ("move", "copy"):
-            if "from" not in op:
-                raise EditError(path, f"jsonPatch {kind} #{number} needs 'from'")
-            source_parts = _pointer(path, op["from"])
-            if kind == "move" and parts[: len(source_parts)] == source_parts and parts != source_parts:
-                raise EditError(path, f"jsonPatch move #{number}: cannot move {op['from']!r} into itself")
-            node = _resolve(path, doc, source_parts, op["from"])
-            value = node if kind == "move" else copy.deepcopy(node)
-            if kind == "move":
-                doc = _remove(path, doc, source_parts, op["from"])
-            doc = _add(path, doc, parts, pointer, value)
-            continue
-        if kind == "remove":
-            doc = _remove(path, doc, parts, pointer)
-        elif kind in ("add", "replace"):
-            if "value" not in op:
-                raise EditError(path, f"jsonPatch {kind} #{number} needs 'value'")
-            if kind == "replace":
-                _resolve(path, doc, parts, pointer)  # must exist
-            doc = _add(path, doc, parts, pointer, op["value"], replace=kind == "replace")
-        else:
-            raise EditError(path, f"jsonPatch operation #{number}: unknown op {kind!r}")
+        doc = _operation(path, doc, op, number)
     return doc
+
+
+def _operation(path: str, doc: Any, op: dict[str, Any], number: int) -> Any:
+    """One RFC 6902 operation; returns the document (a new one when the root is replaced)."""
+    kind, pointer = op["op"], op["path"]
+    parts = _pointer(path, pointer)
+    if kind == "test":
+        _test(path, doc, parts, op, number)
+        return doc
+    if kind in ("move", "copy"):
+        return _move_or_copy(path, doc, parts, op, number)
+    if kind == "remove":
+        return _remove(path, doc, parts, pointer)
+    if kind in ("add", "replace"):
+        if "value" not in op:
+            raise EditError(path, f"jsonPatch {kind} #{number} needs 'value'")
+        if kind == "replace":
+            _resolve(path, doc, parts, pointer)  # must exist
+        return _add(path, doc, parts, pointer, op["value"], replace=kind == "replace")
+    raise EditError(path, f"jsonPatch operation #{number}: unknown op {kind!r}")
+
+
+def _move_or_copy(path: str, doc: Any, parts: list[str], op: dict[str, Any], number: int) -> Any:
+    """RFC 6902 §4.4/§4.5: a move is a remove then an add; a copy adds a deep copy."""
+    kind, pointer = op["op"], op["path"]
+    if "from" not in op:
+        raise EditError(path, f"jsonPatch {kind} #{number} needs 'from'")
+    source_parts = _pointer(path, op["from"])
+    if kind == "move" and parts[: len(source_parts)] == source_parts and parts != source_parts:
+        raise EditError(path, f"jsonPatch move #{number}: cannot move {op['from']!r} into itself")
+    node = _resolve(path, doc, source_parts, op["from"])
+    if kind == "copy":
+        return _add(path, doc, parts, pointer, copy.deepcopy(node))
+    if parts == source_parts:
+        return doc  # a move onto itself changes nothing (even of the whole document)
+    doc = _remove(path, doc, source_parts, op["from"])
+    return _add(path, doc, parts, pointer, node)
+
+
+def _test(path: str, doc: Any, parts: list[str], op: dict[str, Any], number: int) -> None:
+    """RFC 6902 §4.6: the value at ``path`` must equal ``value`` as JSON, so ``true`` never passes for ``1``."""
+    pointer = op["path"]
+    if "value" not in op:
+        raise EditError(path, f"jsonPatch test #{number} needs 'value'")
+    actual, expected = _plain(_resolve(path, doc, parts, pointer)), op["value"]
+    if not json_equal(actual, expected):
+        raise EditError(path, f"jsonPatch test failed at {pointer!r}: {_mismatch(actual, expected)}")
+
+
+_KIND_NAMES = {"null": "null", "boolean": "a boolean", "number": "a number", "string": "a string",
+               "object": "an object", "array": "an array"}
+
+
+def _mismatch(actual: Any, expected: Any) -> str:
+    """What the test expected and what kind of value the document holds instead.
+
+    The document's value itself is not quoted: the failure lands in the
+    PatchPlan's status, which people may read who cannot read the repository.
+    """
+    expected_kind, actual_kind = _json_kind(expected), _json_kind(actual)
+    text = json.dumps(expected, ensure_ascii=False, default=str)
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    name = _KIND_NAMES.get(expected_kind, f"a {expected_kind} value")
+    holds = (f"a different {expected_kind}" if actual_kind == expected_kind and actual_kind != "null"
+             else _KIND_NAMES.get(actual_kind, f"a {actual_kind} value"))
+    return f"the test expects {shown} ({name}); the document holds {holds}"
 
 
 def _add(path: str, doc: Any, parts: list[str], pointer: str, value: Any, replace: bool = False) -> Any:

@@ -79,6 +79,22 @@ def next_action(status: PatchPlanStatus | None, rollback: bool) -> Action:
     }[phase]
 
 
+def next_poll(status: PatchPlanStatus | None, now: str, first: float, longest: float) -> float:
+    """Seconds until the next look at an active plan: soon after a change, then less and less often.
+
+    A pull request that waits for a review for hours costs a handful of forge requests an
+    hour, not a thousand: the delay grows with the time since the plan's last transition
+    (a tenth of it), from ``first`` up to ``longest``. A change to the plan itself (a
+    rollback request) is an event, looked at at once whatever the delay.
+    """
+    ready = next((c for c in (status.conditions if status else []) if c.type == "Ready"), None)
+    if ready is None or not ready.last_transition_time:
+        return first
+    since = datetime.fromisoformat(ready.last_transition_time.replace("Z", "+00:00"))
+    age = (datetime.fromisoformat(now.replace("Z", "+00:00")) - since).total_seconds()
+    return min(max(first, age / 10), longest)
+
+
 def active(status: PatchPlanStatus | None, rollback: bool) -> bool:
     """Whether the poller has anything left to do for this plan."""
     return next_action(status, rollback) is not Action.NONE

@@ -11,21 +11,58 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-#: Never edited by a PatchPlan: git internals, CI definitions (code execution
-#: on the forge), and git attributes/modules (filters and fetches of other repos).
-DEFAULT_DENY: tuple[str, ...] = (
-    ".git/**",
-    "**/.git/**",
-    ".github/workflows/**",
-    ".gitlab-ci.yml",
-    ".gitea/workflows/**",
-    ".gitmodules",
-    "**/.gitattributes",
-)
+_GIT = "git internals"
+_SUBMODULES = "git submodules: they make every clone fetch other repositories"
+_ATTRIBUTES = "git attributes: filters and merge drivers change what a checkout contains"
+_CI = "CI definitions: the forge or a CI server runs their code"
+_OWNERS = "code ownership: it decides who must approve a pull request"
+_BOTS = "dependency-update automation: it opens pull requests of its own"
+
+#: Never edited by a PatchPlan, each with the words a refusal gives: git internals,
+#: CI definitions (code execution on the forge), code ownership (who must review),
+#: and git attributes/modules (filters and fetches of other repos). The forges
+#: supported are Gitea (Forgejo reads the same files), GitHub, GitLab and plain git.
+DENY_REASONS: dict[str, str] = {
+    ".git/**": _GIT,
+    "**/.git/**": _GIT,
+    # GitHub
+    ".github/workflows/**": _CI,
+    ".github/actions/**": _CI,
+    ".github/CODEOWNERS": _OWNERS,
+    ".github/dependabot.yml": _BOTS,
+    ".github/dependabot.yaml": _BOTS,
+    # GitLab
+    ".gitlab-ci.yml": _CI,
+    ".gitlab/ci/**": _CI,
+    ".gitlab/CODEOWNERS": _OWNERS,
+    # Gitea and Forgejo
+    ".gitea/workflows/**": _CI,
+    ".gitea/CODEOWNERS": _OWNERS,
+    ".forgejo/workflows/**": _CI,
+    # CODEOWNERS locations GitHub, GitLab and Gitea all read
+    "CODEOWNERS": _OWNERS,
+    "docs/CODEOWNERS": _OWNERS,
+    # CI servers next to any forge
+    ".circleci/**": _CI,
+    "Jenkinsfile": _CI,
+    ".woodpecker.yml": _CI,
+    ".woodpecker.yaml": _CI,
+    ".woodpecker/**": _CI,
+    ".drone.yml": _CI,
+    # git itself
+    ".gitmodules": _SUBMODULES,
+    "**/.gitattributes": _ATTRIBUTES,
+}
+
+DEFAULT_DENY: tuple[str, ...] = tuple(DENY_REASONS)
+
+#: Why a hidden path is refused even when no deny-list entry names it.
+HIDDEN_REASON = ("hidden path: {segment!r} starts with a dot (tools keep their settings in hidden files: "
+                 "Argo CD parameter overrides such as .argocd-source-<app>.yaml, CI configuration, git settings)")
 
 
 @dataclass(frozen=True)
@@ -36,16 +73,19 @@ class PathPolicy:
     deny: tuple[str, ...] = DEFAULT_DENY
     max_diff_lines: int = 2000
     max_files: int = 100
+    #: Bytes of the changed lines per plan: the line limit alone lets one huge line through.
+    max_diff_bytes: int = 64 * 1024
 
     @classmethod
     def from_strings(cls, allow: str | None = None, deny: str | None = None,
-                     max_diff_lines: int | None = None) -> PathPolicy:
+                     max_diff_lines: int | None = None, max_diff_bytes: int | None = None) -> PathPolicy:
         """Comma-separated patterns (environment variables, ConfigMap values); deny adds to the defaults."""
         base = cls()
         return cls(
             allow=tuple(p.strip() for p in allow.split(",") if p.strip()) if allow else base.allow,
             deny=base.deny + tuple(p.strip() for p in (deny or "").split(",") if p.strip()),
             max_diff_lines=max_diff_lines or base.max_diff_lines,
+            max_diff_bytes=max_diff_bytes or base.max_diff_bytes,
         )
 
 
@@ -73,33 +113,55 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def check_path(path: str, policy: PathPolicy, lookup: Lookup | None = None) -> str:
-    """Return ``path`` when the policy allows editing it; raise ``PathRefused`` otherwise."""
-    if not path:
-        raise PathRefused(path, "empty path")
-    if "\\" in path:
-        raise PathRefused(path, "backslash in path (only '/' separates directories)")
-    if _CONTROL.search(path):
-        raise PathRefused(path, "control character in path")
-    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
-        raise PathRefused(path, "absolute path; paths are relative to the repository root")
+    """Return ``path`` when the policy allows editing it; raise ``PathRefused`` otherwise.
+
+    Every reason names the rule that refused, in words, so that the
+    PatchPlan's condition explains itself without the reader knowing a pattern.
+    """
+    _check_spelling(path)
     segments = path.split("/")
-    if ".." in segments:
-        raise PathRefused(path, "'..' segment escapes the repository")
-    if "" in segments or "." in segments:
-        raise PathRefused(path, "empty or '.' segment; write the normalized path")
     if any(seg.lower() == ".git" for seg in segments):
-        raise PathRefused(path, "inside the .git directory")
+        raise PathRefused(path, "inside the .git directory (git internals are never edited)")
     denied = next((p for p in policy.deny if glob_match(p, path)), None)
     if denied:
-        raise PathRefused(path, f"matches the deny-list pattern {denied!r}")
+        raise PathRefused(path, f"matches the deny-list pattern {denied!r} ({deny_reason(denied)})")
+    hidden = next((seg for seg in segments if seg.startswith(".")), None)
+    if hidden:
+        raise PathRefused(path, HIDDEN_REASON.format(segment=hidden))
     if not any(glob_match(p, path) for p in policy.allow):
-        raise PathRefused(path, f"not in the allow-list ({', '.join(policy.allow)})")
+        raise PathRefused(path, f"not in the allow-list: it matches none of its patterns ({', '.join(policy.allow)})")
     if lookup is not None:
         _check_symlinks(path, segments, lookup)
     return path
 
 
+def _check_spelling(path: str) -> None:
+    """The path must be written the one way git stores it: relative, normalized, printable."""
+    if not path:
+        raise PathRefused(path, "empty path: a change must name a file")
+    if "\\" in path:
+        raise PathRefused(path, "backslash in path (only '/' separates directories)")
+    control = _CONTROL.search(path)
+    if control:
+        raise PathRefused(path, f"control character U+{ord(control.group()):04X} in path "
+                                "(invisible in reviews and terminals)")
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        raise PathRefused(path, "absolute path (starts with '/' or a drive letter); "
+                                "paths are relative to the repository root")
+    segments = path.split("/")
+    if ".." in segments:
+        raise PathRefused(path, "'..' segment escapes the repository")
+    if "" in segments or "." in segments:
+        raise PathRefused(path, "empty or '.' segment ('//', './' or a trailing '/'); write the normalized path")
+
+
+def deny_reason(pattern: str) -> str:
+    """Why a deny-list pattern is there: the default entries say it, the others came from configuration."""
+    return DENY_REASONS.get(pattern, "an entry added to the deny-list by the operator's configuration")
+
+
 def _check_symlinks(path: str, segments: list[str], lookup: Lookup) -> None:
+    """Walk the path through the tree: no symlink anywhere, directories above, a file (or nothing) at the end."""
     for depth in range(1, len(segments) + 1):
         prefix = "/".join(segments[:depth])
         entry = lookup(prefix)
@@ -115,23 +177,56 @@ def _check_symlinks(path: str, segments: list[str], lookup: Lookup) -> None:
         if depth < len(segments) and entry.kind != "dir":
             raise PathRefused(path, f"{prefix} is a file, not a directory")
         if depth == len(segments) and entry.kind == "dir":
-            raise PathRefused(path, "is a directory, not a file")
+            raise PathRefused(path, f"{prefix} is a directory, not a file; changes edit files")
 
 
 def check_paths(paths: Iterable[str], policy: PathPolicy, lookup: Lookup | None = None) -> list[str]:
+    """Every path passes ``check_path``, and the plan stays under the file-count limit."""
     out = [check_path(p, policy, lookup) for p in paths]
     if len(set(out)) > policy.max_files:
-        raise PathRefused(out[-1], f"the plan touches {len(set(out))} files; the limit is {policy.max_files}")
+        raise PathRefused(out[-1], f"file-count limit: the plan touches {len(set(out))} files; "
+                                   f"the limit is {policy.max_files}")
     return out
 
 
-def check_diff(per_file: dict[str, int], policy: PathPolicy) -> None:
-    """``per_file`` maps a path to its changed-line count; the plan's total must stay under the limit."""
+class DiffSize(int):
+    """A file's changed-line count (the int value) that also carries its changed bytes.
+
+    It stays an int so that callers written when only lines were limited keep
+    working: ``reconcile.build`` hands ``changed_lines(diff)`` straight to
+    ``check_diff``, which limits the bytes too whenever they come along.
+    """
+
+    changed_bytes: int
+
+    def __new__(cls, lines: int, changed_bytes: int) -> DiffSize:
+        size = super().__new__(cls, lines)
+        size.changed_bytes = changed_bytes
+        return size
+
+    def __repr__(self) -> str:
+        return f"DiffSize(lines={int(self)}, changed_bytes={self.changed_bytes})"
+
+
+def check_diff(per_file: Mapping[str, int], policy: PathPolicy) -> None:
+    """``per_file`` maps a path to its changed-line count; the plan's total must stay under the limits.
+
+    A ``DiffSize`` count also brings the file's changed bytes, and their total
+    must stay under ``max_diff_bytes``: a reviewer cannot read a 200 KB line
+    any better than 2000 short ones. Plain int counts are checked for lines only.
+    """
+    _check_total(per_file, policy.max_diff_lines, "lines", "diff line limit")
+    sizes = {path: n.changed_bytes for path, n in per_file.items() if isinstance(n, DiffSize)}
+    _check_total(sizes, policy.max_diff_bytes, "bytes", "diff byte limit")
+
+
+def _check_total(per_file: Mapping[str, int], limit: int, unit: str, rule: str) -> None:
+    """Refuse when the sum is over ``limit``, naming the file that contributes most."""
     total = sum(per_file.values())
-    if total > policy.max_diff_lines:
+    if total > limit:
         biggest = max(per_file, key=lambda p: per_file[p])
-        raise PathRefused(biggest, f"the diff changes {total} lines ({per_file[biggest]} in this file); "
-                                   f"the limit is {policy.max_diff_lines}")
+        raise PathRefused(biggest, f"{rule}: the diff changes {total} {unit} ({per_file[biggest]} in this file); "
+                                   f"the limit is {limit} {unit}")
 
 
 def fs_lookup(root: str) -> Lookup:

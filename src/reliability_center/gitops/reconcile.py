@@ -15,6 +15,7 @@ a commit this plan did not write.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -28,6 +29,7 @@ from reliability_center.api.common import now_iso
 from reliability_center.api.patchplan import ObservedSync, PatchPlan, PatchPlanStatus
 from reliability_center.gitops import lifecycle as lc
 from reliability_center.gitops import prbody
+from reliability_center.gitops.conflicts import conflicting_lines
 from reliability_center.gitops.edits import EditError, apply_change, changed_lines, unified_diff
 from reliability_center.gitops.forges import (
     CreatePullRequestOptions,
@@ -41,6 +43,7 @@ from reliability_center.gitops.revert import build_revert, check_revert, revert_
 from reliability_center.gitops.workspace import GitError, Workspace, sanitize
 
 TRAILER = "Reliability-Center-PatchPlan"
+log = logging.getLogger("reliability_center.gitops")
 
 
 class Locks(Protocol):
@@ -73,6 +76,8 @@ class Runtime:
     #: Reads the Incident named in spec.incidentRef, for the pull request body.
     read_incident: Callable[[], dict[str, Any] | None] | None = None
     now: Callable[[], str] = now_iso
+    #: Set by ``step``: the seconds a rate-limited forge asked us to wait (Retry-After) before trying again.
+    retry_after: float | None = None
 
 
 def branch_name(plan: PatchPlan) -> str:
@@ -119,12 +124,9 @@ def build(plan: PatchPlan, rt: Runtime) -> Built:
         raise GitError(f"base branch {spec.repository.base_branch!r} does not exist on {ws.display_url}",
                        retryable=False)
     check_paths(files, rt.policy, ws.tree_lookup(base))  # now with the tree: symlinks, directories
-    before = {path: _text(ws, base, path) for path in files}
-    after: dict[str, str | None] = dict(before)
-    for change in spec.changes:
-        after[change.path] = apply_change(change.path, after[change.path], change.operation,
-                                          yaml_path=change.yaml_path, value=change.value, patch=change.patch,
-                                          content=change.content)
+    texts = edited(plan, ws, base, files)
+    before = {path: old for path, (old, _) in texts.items()}
+    after = {path: new for path, (_, new) in texts.items()}
     diffs = {p: unified_diff(p, before[p], after[p] or "") for p in files if after[p] != before[p]}
     check_diff({p: changed_lines(d) for p, d in diffs.items()}, rt.policy)
     diff = "".join(diffs[p] for p in sorted(diffs))
@@ -178,13 +180,40 @@ def step(plan: PatchPlan, rt: Runtime) -> PatchPlanStatus | None:
         kind = "Forge" if isinstance(exc, ForgeError) else "Git"
         message = sanitize(str(exc), secrets)
         t = lc.Transition(lc.phase_of(status), f"{kind}Retrying", message) if exc.retryable \
-            else lc.failed(f"{kind}Error", message)
+            else lc.failed(getattr(exc, "reason", None) or f"{kind}Error", message)
+        rt.retry_after = getattr(exc, "retry_after", None)
     if t is None:
         return None
     new = lc.apply(status, t, plan.metadata.generation, rt.now())
     if new.phase not in lc.LOCKING:
         rt.locks.release()
+    if new.phase != lc.phase_of(status):
+        tidy(plan, new, rt)
     return None if new == status else new
+
+
+def tidy(plan: PatchPlan, new: PatchPlanStatus, rt: Runtime) -> None:
+    """After a phase change: close our pull request if the plan failed with it open, and delete the
+    branches nobody needs any more (ours once merged or closed). Best effort: a leftover branch is
+    not worth failing a transition for, and its deletion is leased (a branch someone moved stays)."""
+    ref, revert = new.pull_request, new.revert
+    try:
+        if new.phase == "Failed" and ref and ref.number and not ref.merge_commit:
+            pr = rt.forge.get_pull_request(ref.number)
+            if pr is not None and pr.open:
+                reason = next((c.message for c in new.conditions if c.type == "Ready"), "")
+                rt.forge.comment_pull_request(ref.number, f"reliability-center closes this pull request: the "
+                                                          f"PatchPlan failed. {reason}"[:4000])
+                rt.forge.close_pull_request(ref.number)
+        done = new.phase in ("Merged", "Rejected", "Failed", "Synced", "Verified", "RolledBack")
+        if done and ref and ref.branch and ref.head and ref.number:
+            rt.workspace.delete_branch(ref.branch, expect=ref.head)
+        if new.phase in ("RolledBack", "Failed") and revert and revert.branch and revert.head:
+            rt.workspace.delete_branch(revert.branch, expect=revert.head)
+        rt.workspace.maintain()
+    except (ForgeError, GitError) as exc:
+        log.warning("PatchPlan %s/%s: could not tidy up after %s: %s", plan.metadata.namespace,
+                    plan.metadata.name, new.phase, sanitize(str(exc), rt.workspace.credentials.secrets()))
 
 
 def _propose(plan: PatchPlan, status: PatchPlanStatus, rt: Runtime) -> lc.Transition | None:
@@ -252,9 +281,13 @@ def _keep_fresh(plan: PatchPlan, status: PatchPlanStatus, rt: Runtime, pr: PullR
                              f"{pr.head_branch} moved to {pr.head_sha[:12]} by someone else; the operator leaves it")
     if not spec_changed and ref.base and base_now:
         rt.workspace.fetch(base_branch)
-        if not rt.workspace.changed_files(ref.base, base_now, status.files or [c.path for c in plan.spec.changes]):
+        touched = rt.workspace.changed_files(ref.base, base_now, status.files or [c.path for c in plan.spec.changes])
+        if not touched:
             return lc.refreshed(status, ref.head or "", base_now, status.diff_digest or "",
                                 f"{base_branch} moved to {base_now[:12]} without touching this plan's files")
+        clash = clashes(plan, rt.workspace, ref.base, base_now, touched)
+        if clash:
+            return _base_conflict(plan, status, rt, pr, base_now, clash)
     built = build(plan, rt)
     if built.commit is None:
         return lc.Transition("Proposed", "AlreadyOnBase",
@@ -263,6 +296,43 @@ def _keep_fresh(plan: PatchPlan, status: PatchPlanStatus, rt: Runtime, pr: PullR
     why = "the spec changed" if spec_changed else f"{base_branch} moved under this plan's files"
     return lc.refreshed(status, built.commit, built.base, built.digest,
                         f"rebuilt #{pr.number} on {built.base[:12]}: {why}")
+
+
+def edited(plan: PatchPlan, ws: Workspace, base: str, files: list[str]) -> dict[str, tuple[str | None, str | None]]:
+    """path → (its text at ``base``, its text once the plan's changes are applied there)."""
+    before = {path: _text(ws, base, path) for path in files}
+    after: dict[str, str | None] = dict(before)
+    for change in plan.spec.changes:
+        if change.path in after:
+            after[change.path] = apply_change(change.path, after[change.path], change.operation,
+                                              yaml_path=change.yaml_path, value=change.value, patch=change.patch,
+                                              content=change.content)
+    return {path: (before[path], after[path]) for path in files}
+
+
+def clashes(plan: PatchPlan, ws: Workspace, old_base: str, new_base: str, files: list[str]) -> dict[str, list[int]]:
+    """The lines of ``old_base`` that the plan edits and that someone changed on the way to ``new_base``."""
+    out = {}
+    for path, (before, ours) in edited(plan, ws, old_base, files).items():
+        lines = conflicting_lines(before, ours, _text(ws, new_base, path))
+        if lines:
+            out[path] = lines
+    return out
+
+
+def _base_conflict(plan: PatchPlan, status: PatchPlanStatus, rt: Runtime, pr: PullRequest, base_now: str,
+                   clash: dict[str, list[int]]) -> lc.Transition:
+    """Someone changed the lines this plan edits: say so (status, and once on the PR); rebuild nothing."""
+    where = "; ".join(f"{path} line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines[:10]))}"
+                      for path, lines in sorted(clash.items()))
+    base_branch = plan.spec.repository.base_branch
+    message = (f"{base_branch} moved to {base_now[:12]} and changed the lines this plan edits ({where}): "
+               f"#{pr.number} stays as it was built; edit the PatchPlan to rebuild it over that change "
+               f"(overriding it is the plan author's decision), or close the pull request")
+    if (status.evidence or {}).get("baseConflict", {}).get("base") != base_now:
+        rt.forge.comment_pull_request(pr.number, f"reliability-center: {message}")
+    return lc.Transition("Proposed", "BaseConflict", message,
+                         evidence={"baseConflict": {"base": base_now, "lines": clash}})
 
 
 def _includes(ws: Workspace, commit: str) -> Callable[[str], bool]:

@@ -78,15 +78,45 @@ def strip_userinfo(url: str) -> str:
 
 
 class GitError(RuntimeError):
-    """A git command failed. The message is sanitized; ``rejected`` marks a refused push."""
+    """A git command failed. The message is sanitized; ``rejected`` marks a refused push.
+
+    ``reason`` names a failure no retry can fix (GitAuthFailed, GitForbidden,
+    RepositoryNotFound): the plan ends Failed with it, instead of retrying forever.
+    """
 
     def __init__(self, message: str, *, returncode: int | None = None, rejected: bool = False,
-                 conflict: bool = False, retryable: bool = True) -> None:
+                 conflict: bool = False, retryable: bool = True, reason: str | None = None) -> None:
         super().__init__(message)
         self.returncode = returncode
         self.rejected = rejected
         self.conflict = conflict
         self.retryable = retryable
+        self.reason = reason
+
+
+#: What git prints when the server refuses, and what it means. With GIT_TERMINAL_PROMPT=0 a
+#: 401 shows as "terminal prompts disabled": git wanted to ask for another password.
+_REFUSALS = (
+    (re.compile(r"terminal prompts disabled|could not read (Username|Password)|Authentication failed|"
+                r"returned error: 401|HTTP 401|invalid credentials", re.I),
+     "GitAuthFailed", "the repository refused the credentials (HTTP 401): the Secret's token or password "
+                      "is missing, wrong or expired"),
+    (re.compile(r"returned error: 403|HTTP 403|permission denied|not allowed to push|"
+                r"user permission denied|write access to repository not granted", re.I),
+     "GitForbidden", "the credentials may not do this on the repository (HTTP 403): a read-only token, or "
+                     "a user without write access"),
+    (re.compile(r"returned error: 404|HTTP 404|repository '.*' not found|repository not found|"
+                r"does not appear to be a git repository", re.I),
+     "RepositoryNotFound", "the repository does not exist, or the credentials cannot see it (HTTP 404)"),
+)
+
+
+def refusal(stderr: str) -> tuple[str, str] | None:
+    """(reason, explanation) when git's error is the server refusing for good, else None."""
+    for pattern, reason, explanation in _REFUSALS:
+        if pattern.search(stderr):
+            return reason, explanation
+    return None
 
 
 @dataclass(frozen=True)
@@ -163,6 +193,12 @@ class Workspace:
         stderr = stderr.replace(self.url, self.display_url)
         kw.setdefault("rejected", "rejected" in stderr or "stale info" in stderr)
         kw.setdefault("conflict", "conflict" in stderr.lower())
+        refused = refusal(stderr)
+        if refused:
+            reason, explanation = refused
+            return GitError(f"git {what} on {self.display_url}: {explanation} (git said: {stderr[-500:]})",
+                            returncode=proc.returncode, retryable=False, reason=reason,
+                            **{k: v for k, v in kw.items() if k != "retryable"})
         return GitError(f"git {what} failed ({proc.returncode}): {stderr[-2000:]}", returncode=proc.returncode, **kw)
 
     @contextlib.contextmanager
@@ -221,14 +257,39 @@ class Workspace:
         return heads
 
     def fetch_sha(self, sha: str) -> None:
-        """Make sure a commit is present locally: by id first, else every branch."""
+        """Make sure a commit is present locally: by id first, else every branch (pruning the gone ones)."""
         self.ensure()
         if self.has(sha):
             return
         with self._locked():
             if self.run("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", self.url, sha).returncode != 0:
-                self.git("fetch", "--quiet", "--no-tags", "--no-write-fetch-head", self.url,
+                self.git("fetch", "--quiet", "--no-tags", "--prune", "--no-write-fetch-head", self.url,
                          "+refs/heads/*:refs/remotes/origin/*")
+
+    def delete_branch(self, branch: str, *, expect: str | None) -> bool:
+        """Delete our branch on the remote, only if it is still at ``expect``; and our copy of it.
+
+        Returns False when someone moved it since (it is theirs then, and stays).
+        """
+        ref = f"refs/heads/{branch}"
+        if expect is not None:
+            proc = self.run("push", "--quiet", "--porcelain", f"--force-with-lease={ref}:{expect}", self.url, f":{ref}")
+            if proc.returncode != 0:
+                error = self._error("push --delete", proc)
+                if error.rejected:
+                    return False
+                raise error
+        with self._locked():
+            self.run("update-ref", "-d", f"refs/remotes/origin/{branch}")
+        return True
+
+    def maintain(self) -> None:
+        """Keep the cache bounded: drop unreachable objects once git's own thresholds say so."""
+        self.ensure()
+        with self._locked():
+            self.run("worktree", "prune")
+            self.run("-c", "gc.auto=6700", "-c", "gc.autoDetach=false", "-c", "gc.pruneExpire=now", "gc", "--auto",
+                     "--quiet")
 
     def has(self, sha: str) -> bool:
         return self.run("cat-file", "-e", f"{sha}^{{commit}}").returncode == 0

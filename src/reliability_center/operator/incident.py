@@ -33,7 +33,7 @@ async def on_incident(body: kopf.Body, type: str | None, namespace: str, name: s
     if type == "DELETED":
         context.queue().forget((namespace, name))
         return
-    if context.runner().ours(body.metadata.uid, body.metadata.get("resourceVersion")):
+    if context.runner().echoes.ours(body.metadata.uid, body.metadata.get("resourceVersion")):
         return  # the echo of our own status patch: nothing new to act on
     context.queue().add((namespace, name), dict(body))
 

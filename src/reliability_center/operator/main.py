@@ -31,7 +31,6 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.batching.batch_window = ours.watch.batch_window
     settings.posting.enabled = False  # audit Events are ours, posted by the gateway
     settings.peering.standalone = True
-    settings.persistence.finalizer = "reliability.center/kopf-finalizer"
     # Watches can go silent on some networks; bounded timeouts make Kopf re-list (Kopf docs, "Watching").
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

@@ -1,23 +1,27 @@
-"""Kopf handlers for PatchPlans: a poller that advances each plan one step per tick.
+"""Kopf glue for PatchPlans: every event queues the plan; a pass advances it one step.
 
 All decisions live in ``gitops.lifecycle`` and all git/forge work in
 ``gitops.reconcile``; this module only wires Kubernetes in: the credentials
 Secret, the Argo CD Application, the Incident for the PR body, live objects,
-the file locks (Leases), and one status patch per run.
+the file locks (Leases), and one status patch per pass, with the
+resourceVersion it read as a precondition (through the gateway's records).
 
-The handler is a plain ``def``: Kopf runs it in its thread pool, so git and
-HTTP calls never block the event loop. The ``when`` filter stops the timer
-once a plan has nothing left to do; a later change (``spec.rollback``)
-restarts it.
+PatchPlans use the same work queue as Incidents (``operator/workqueue.py``),
+not a Kopf timer: a timer puts a finalizer on every plan, and a namespace
+could not be deleted while the operator is down. An active plan is looked at
+again every ``RC_PATCHPLAN_POLL`` seconds; git and HTTP run on worker threads,
+never on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hashlib
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -25,67 +29,135 @@ from pydantic import ValidationError
 
 from reliability_center.api.common import GROUP, VERSION, now_iso
 from reliability_center.api.patchplan import PatchPlan, PatchPlanStatus
-from reliability_center.gateway import Kube, Ref
-from reliability_center.gateway.kube import Conflict, NotFound
+from reliability_center.gateway import Kube, Ref, records
+from reliability_center.gateway.kube import Conflict, Forbidden, NotFound, describe, namespace_terminating, transient
 from reliability_center.gitops import lifecycle as lc
-from reliability_center.gitops import reconcile
+from reliability_center.gitops import reconcile, trust
 from reliability_center.gitops.forges import ForgeError, ForgeOptions, lookup
 from reliability_center.gitops.forges.git import default_cache
 from reliability_center.gitops.paths import PathPolicy
 from reliability_center.gitops.workspace import Credentials, GitError, Workspace, sanitize
 from reliability_center.operator import context
+from reliability_center.operator.workqueue import Echoes, Key, WorkQueue
 
 log = logging.getLogger("reliability_center.patchplan")
 
-#: Seconds between two polls of an active plan (pull request state, Argo CD sync).
+#: Seconds between two polls of an active plan that just changed (pull request state, Argo CD sync);
+#: the delay then grows with the time since its last transition, up to RC_PATCHPLAN_POLL_MAX.
 POLL_INTERVAL = float(os.environ.get("RC_PATCHPLAN_POLL", "3"))
+POLL_MAX = float(os.environ.get("RC_PATCHPLAN_POLL_MAX", "300"))
+#: Threads for git and forge work (slow, so apart from the incidents' threads).
+WORKERS = int(os.environ.get("RC_PATCHPLAN_WORKERS", "4"))
 #: Where the file locks live; empty: the plan's own namespace (then the Lease is owned by the plan).
 LOCK_NAMESPACE = os.environ.get("RC_LOCK_NAMESPACE", "")
 #: Where Argo CD Applications live when spec.argoApplication has no namespace.
 ARGO_NAMESPACE = os.environ.get("RC_ARGOCD_NAMESPACE", "argocd")
+#: Where credentials Secrets live: the operator's own namespace in an install (it may read Secrets
+#: there only); empty, the plan's own namespace (running out of cluster).
+CREDENTIALS_NAMESPACE = os.environ.get("RC_CREDENTIALS_NAMESPACE", "")
+#: The cluster admin's bound on repository hosts (``host`` or ``host:port``, globs); empty: any host.
+ALLOWED_HOSTS = [h.strip() for h in os.environ.get("RC_GITOPS_ALLOWED_HOSTS", "").split(",") if h.strip()]
+#: The finalizer Kopf's timer used to put on plans; removed wherever it is still found.
+OLD_FINALIZER = "reliability.center/kopf-finalizer"
 
 _STATUS_FIELDS = set(PatchPlanStatus.model_fields) | {f.alias for f in PatchPlanStatus.model_fields.values() if f.alias}
+_ECHOES = Echoes()
+QUEUE: WorkQueue | None = None
 
 
 @functools.cache
 def policy() -> PathPolicy:
-    max_lines = os.environ.get("RC_GITOPS_MAX_DIFF_LINES")
+    max_lines, max_bytes = os.environ.get("RC_GITOPS_MAX_DIFF_LINES"), os.environ.get("RC_GITOPS_MAX_DIFF_BYTES")
     return PathPolicy.from_strings(os.environ.get("RC_GITOPS_ALLOW"), os.environ.get("RC_GITOPS_DENY"),
-                                   int(max_lines) if max_lines else None)
+                                   int(max_lines) if max_lines else None, int(max_bytes) if max_bytes else None)
+
+
+@functools.cache
+def executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(WORKERS, thread_name_prefix="rc-patchplan")
 
 
 def parse(body: dict[str, Any]) -> PatchPlan:
-    """The plan as our model sees it; status keys written by others (Kopf) are left out."""
+    """The plan as our model sees it; status keys written by others are left out."""
     status = {k: v for k, v in (body.get("status") or {}).items() if k in _STATUS_FIELDS}
     return PatchPlan.model_validate({**dict(body), "status": status or None})
 
 
-def _active(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
-    try:
-        current = PatchPlanStatus.model_validate({k: v for k, v in dict(status).items() if k in _STATUS_FIELDS})
-    except ValidationError:
-        return True  # let the handler report it
-    return lc.active(current, bool(spec.get("rollback")))
+@kopf.on.event(GROUP, VERSION, "patchplans")
+async def on_patchplan(body: kopf.Body, type: str | None, namespace: str, name: str, **_: Any) -> None:
+    if QUEUE is None:
+        return
+    if type == "DELETED":
+        QUEUE.forget((namespace, name))
+        return
+    if _ECHOES.ours(body.metadata.uid, body.metadata.get("resourceVersion")):
+        return  # the echo of our own status patch
+    QUEUE.add((namespace, name), dict(body))
 
 
-@kopf.timer(GROUP, VERSION, "patchplans", id="gitops", interval=POLL_INTERVAL, when=_active)
-def reconcile_patchplan(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, **_: Any) -> None:
+async def _pass(key: Key, body: dict[str, Any] | None) -> float | None:
+    return await asyncio.get_running_loop().run_in_executor(executor(), reconcile_patchplan, key, body)
+
+
+@kopf.on.startup()
+async def start_queue(**_: Any) -> None:
+    global QUEUE
+    QUEUE = WorkQueue(_pass, WORKERS)
+    QUEUE.start()
+
+
+@kopf.on.cleanup()
+async def stop_queue(**_: Any) -> None:
+    if QUEUE is not None:
+        await QUEUE.stop()
+
+
+def reconcile_patchplan(key: Key, body: dict[str, Any] | None, kube: Kube | None = None) -> float | None:
+    """One pass: advance the plan one step and write its status; the seconds until the next pass."""
+    kube = kube or context.kube()
+    ref = Ref("PatchPlan", *key)
     try:
-        plan = parse(dict(body))
-    except ValidationError as exc:
-        # Admission should have refused it; say why instead of crashing on every tick.
-        patch.status.update({"phase": "Failed", "conditions": [
-            {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": str(exc)[:1000],
-             "lastTransitionTime": now_iso()}]})
-        return
-    new = step(context.kube(), plan)
-    if new is None:
-        return
-    patch.status.update(new.wire())
-    old_phase = lc.phase_of(plan.status)
-    if new.phase != old_phase:
-        ready = next((c for c in new.conditions if c.type == "Ready"), None)
-        logger.info("PatchPlan %s → %s: %s", old_phase, new.phase, ready.message if ready else "")
+        body = body if body is not None else kube.get(ref)
+        if body is None:
+            return None
+        if OLD_FINALIZER in (body["metadata"].get("finalizers") or []):
+            records.drop_finalizer(kube, ref, OLD_FINALIZER, body)
+            return 0.0  # read it again, without the finalizer
+        if body["metadata"].get("deletionTimestamp"):
+            return None
+        try:
+            plan = parse(body)
+        except ValidationError as exc:
+            # Admission should have refused it; say why once instead of failing on every pass.
+            _write(kube, ref, body, {"phase": "Failed", "conditions": [
+                {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": str(exc)[:1000],
+                 "lastTransitionTime": now_iso()}]})
+            return None
+        new, wait = step(kube, plan)
+        if new is not None:
+            _write(kube, ref, body, new.wire())
+            old_phase = lc.phase_of(plan.status)
+            if new.phase != old_phase:
+                ready = next((c for c in new.conditions if c.type == "Ready"), None)
+                log.info("PatchPlan %s/%s %s → %s: %s", *key, old_phase, new.phase, ready.message if ready else "")
+        if not lc.active(new or plan.status, plan.spec.rollback):
+            return None
+        return max(lc.next_poll(new or plan.status, now_iso(), POLL_INTERVAL, POLL_MAX), wait or 0.0)
+    except Conflict:
+        return 0.0  # the plan moved since it was read: read it again
+    except Exception as exc:
+        if namespace_terminating(exc):
+            return None  # its namespace is going away: nothing more to do, and no Lease to take there
+        level = logging.WARNING if transient(exc) else logging.ERROR
+        log.log(level, "PatchPlan %s/%s: %s; retrying in %ss", *key, describe(exc), POLL_INTERVAL,
+                exc_info=not transient(exc))
+        return POLL_INTERVAL
+
+
+def _write(kube: Kube, ref: Ref, body: dict[str, Any], status: dict[str, Any]) -> None:
+    """The new status, only on the plan as it was read (a second writer's patch fails instead)."""
+    written = records.patch_status(kube, ref, status, body["metadata"]["resourceVersion"])
+    _ECHOES.wrote(written["metadata"]["uid"], written["metadata"]["resourceVersion"])
 
 
 def _note(plan: PatchPlan, t: lc.Transition) -> PatchPlanStatus | None:
@@ -94,20 +166,23 @@ def _note(plan: PatchPlan, t: lc.Transition) -> PatchPlanStatus | None:
     return None if new == status else new
 
 
-def step(kube: Kube, plan: PatchPlan) -> PatchPlanStatus | None:
-    """One reconcile step with everything Kubernetes-side wired in; None when the status is unchanged."""
+def step(kube: Kube, plan: PatchPlan) -> tuple[PatchPlanStatus | None, float | None]:
+    """One reconcile step with everything Kubernetes-side wired in: the new status (None when
+    unchanged), and the seconds a rate-limited forge asked to wait (None when it did not)."""
     phase = lc.phase_of(plan.status)
     repo = plan.spec.repository
     try:
         credentials = read_credentials(kube, plan)
-    except CredentialsError as exc:  # retried on the next tick: the Secret may come later
-        return _note(plan, lc.Transition(phase, "CredentialsMissing", str(exc)))
+    except CredentialsRefused as exc:  # decided before any network call; looked at again each pass
+        return _note(plan, lc.Transition(phase, exc.reason, str(exc))), None
+    except CredentialsError as exc:  # retried on the next pass: the Secret may come later
+        return _note(plan, lc.Transition(phase, "CredentialsMissing", str(exc))), None
     try:
         registration = lookup(repo.url, repo.provider)
         workspace = Workspace(repo.url, default_cache(), credentials, token_user=registration.token_user)
         forge = registration.constructor(repo.url, credentials, ForgeOptions(cache_dir=default_cache()))
     except (ForgeError, GitError) as exc:
-        return _note(plan, lc.failed("InvalidRepository", sanitize(str(exc))))
+        return _note(plan, lc.failed("InvalidRepository", sanitize(str(exc)))), None
     try:
         rt = reconcile.Runtime(
             forge=forge,
@@ -118,7 +193,7 @@ def step(kube: Kube, plan: PatchPlan) -> PatchPlanStatus | None:
             read_objects=lambda docs: read_objects(kube, docs),
             read_incident=(lambda: read_incident(kube, plan)) if plan.spec.incident_ref else None,
         )
-        return reconcile.step(plan, rt)
+        return reconcile.step(plan, rt), rt.retry_after
     finally:
         forge.close()
 
@@ -130,18 +205,36 @@ class CredentialsError(Exception):
     """The credentials Secret is missing or unusable (retried: someone may create it)."""
 
 
+class CredentialsRefused(Exception):
+    """The repository may not be reached, or the Secret may not be sent there (``gitops/trust.py``)."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
 def read_credentials(kube: Kube, plan: PatchPlan) -> Credentials | None:
+    """The plan's credentials, once the repository host and the Secret's own opt-in allow it."""
+    url = plan.spec.repository.url
+    refusal = trust.host_refusal(url, ALLOWED_HOSTS)
+    if refusal:
+        raise CredentialsRefused("RepositoryNotAllowed", refusal)
     name = plan.spec.repository.credentials_secret
     if not name:
         return None
-    secret = kube.get(Ref("Secret", plan.metadata.namespace, name))
+    namespace = CREDENTIALS_NAMESPACE or plan.metadata.namespace or ""
+    secret = kube.get(Ref("Secret", namespace, name))
     if secret is None:
-        raise CredentialsError(f"Secret {plan.metadata.namespace}/{name} not found")
+        raise CredentialsError(f"Secret {namespace}/{name} not found")
     data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
     data.update(secret.get("stringData") or {})
+    refusal = trust.credentials_refusal(url, plan.metadata.namespace or "", namespace, name,
+                                        secret["metadata"].get("labels") or {}, data)
+    if refusal:
+        raise CredentialsRefused("CredentialsRefused", refusal)
     creds = Credentials(username=data.get("username"), password=data.get("password"), token=data.get("token"))
     if not creds.secrets():
-        raise CredentialsError(f"Secret {plan.metadata.namespace}/{name} has neither 'token' nor 'password'")
+        raise CredentialsError(f"Secret {namespace}/{name} has neither 'token' nor 'password'")
     return creds
 
 
@@ -155,32 +248,17 @@ def read_incident(kube: Kube, plan: PatchPlan) -> dict[str, Any] | None:
     return kube.get(Ref("Incident", plan.metadata.namespace, plan.spec.incident_ref or ""))
 
 
-@functools.cache
-def _dynamic(kube: Kube) -> Any:
-    from kubernetes.dynamic import DynamicClient
-
-    return DynamicClient(kube.api)
-
-
 def read_objects(kube: Kube, docs: list[dict[str, Any]]) -> dict[str, dict[str, Any] | None]:
     """Live objects for manifests (any kind the apiserver serves); None when absent or unknown."""
-    from kubernetes.dynamic.exceptions import ForbiddenError, NotFoundError, ResourceNotFoundError
-
     out: dict[str, dict[str, Any] | None] = {}
     for doc in docs:
-        key = lc.manifest_key(doc)
-        meta = doc.get("metadata") or {}
         try:
-            resource = _dynamic(kube).resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
-            obj = resource.get(name=meta["name"], namespace=meta.get("namespace") if resource.namespaced else None)
-            out[key] = obj.to_dict()
-        except (NotFoundError, ResourceNotFoundError):
-            out[key] = None
-        except ForbiddenError:
+            out[lc.manifest_key(doc)] = kube.get_manifest(doc)
+        except Forbidden as exc:
             # Least-privilege RBAC may not let the operator read this kind: it cannot
             # observe the sync itself then (name an Argo CD Application instead).
-            logging.getLogger(__name__).warning("not allowed to read %s %s: sync cannot be observed", doc["kind"], key)
-            out[key] = None
+            log.warning("%s: sync cannot be observed", exc)
+            out[lc.manifest_key(doc)] = None
     return out
 
 
@@ -222,7 +300,7 @@ class LeaseLocks:
         lease = self.kube.get(ref)
         if lease is None:
             try:
-                self.kube.create(self._lease(ref.name, path))
+                records.create(self.kube, self._lease(ref.name, path))
                 return None
             except Conflict:
                 lease = self.kube.get(ref)
@@ -233,10 +311,10 @@ class LeaseLocks:
             return None
         if current and not self._stale(current):
             return current
-        try:
+        try:  # taken over only as read: two plans cannot both take a stale Lease
             fresh = self._lease(ref.name, path)
             fresh["metadata"]["resourceVersion"] = lease["metadata"]["resourceVersion"]
-            self.kube.replace(fresh)
+            records.replace(self.kube, fresh)
         except (Conflict, NotFound):
             return current or "another plan"
         return None
@@ -265,4 +343,8 @@ class LeaseLocks:
     def release(self) -> None:
         for lease in self.kube.list("Lease", self.namespace, f"reliability.center/patchplan-uid={self.uid}"):
             if (lease.get("spec") or {}).get("holderIdentity") == self.holder:
-                self.kube.delete(Ref("Lease", self.namespace, lease["metadata"]["name"]))
+                try:  # only as read: a Lease another plan took over meanwhile is not ours to delete
+                    records.delete(self.kube, Ref("Lease", self.namespace, lease["metadata"]["name"]),
+                                   lease["metadata"]["resourceVersion"])
+                except Conflict:
+                    pass

@@ -12,6 +12,7 @@ from reliability_center.actions.validate import check_runbook
 from reliability_center.api.common import Condition, set_condition
 from reliability_center.api.runbook import RunbookSpec
 from reliability_center.gateway import Ref, records
+from reliability_center.gateway.kube import Conflict
 from reliability_center.operator.context import kube, queue
 
 
@@ -44,7 +45,11 @@ async def on_runbook(body: kopf.Body, unmatched_incidents: kopf.Index, **_: Any)
     current = dict(body.get("status") or {})
     if {k: current.get(k) for k in status} == status:
         return  # level-triggered: our own status patch comes back as an event
-    await asyncio.to_thread(records.patch_status, kube(), Ref("Runbook", None, meta["name"]), status)
+    try:  # on the Runbook as this event saw it; a newer one brings its own event
+        await asyncio.to_thread(records.patch_status, kube(), Ref("Runbook", None, meta["name"]), status,
+                                meta["resourceVersion"])
+    except Conflict:
+        return
     if _ready(status) and not _ready(current):
         # Incidents that found no runbook get another try (the index holds only watched namespaces).
         for key in list(unmatched_incidents.get(None, [])):

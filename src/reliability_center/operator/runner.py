@@ -37,6 +37,7 @@ from reliability_center.gateway import Kube, PolicyDenied, Ref, WriteContext, Wr
 from reliability_center.gateway.kube import Conflict, Invalid, NotFound, describe, namespace_terminating, transient
 from reliability_center.operator import metrics
 from reliability_center.operator.settings import SETTINGS_CONFIGMAP, Settings
+from reliability_center.operator.workqueue import Echoes
 from reliability_center.policy import limits as guard
 from reliability_center.policy.writes import Verdict
 
@@ -69,18 +70,7 @@ class StepRunner:
         #: Failed turns in a row per incident uid: the retry backoff. Memory only, and that is enough:
         #: a restarted operator lists every Incident and reconciles each at once.
         self.failures: dict[str, int] = {}
-        #: The resourceVersions our own status patches produced, per incident uid (the last few):
-        #: their watch events bring nothing new, so they need no pass.
-        self.written: dict[str, tuple[str, ...]] = {}
-
-    def wrote(self, uid: str, resource_version: str) -> None:
-        self.written[uid] = (self.written.get(uid, ()) + (resource_version,))[-8:]
-        if len(self.written) > 10000:
-            self.written.pop(next(iter(self.written)))
-
-    def ours(self, uid: str, resource_version: str | None) -> bool:
-        """Was this version of the Incident made by our own status patch?"""
-        return resource_version in self.written.get(uid, ())
+        self.echoes = Echoes()
 
     # -- entry point ---------------------------------------------------------------
     def reconcile(self, body: dict[str, Any], runbooks: list[dict[str, Any]]) -> float | None:
@@ -235,12 +225,12 @@ class Turn:
         except (Conflict, NotFound) as exc:
             raise Stale(str(exc)) from None
         self.rv = updated["metadata"]["resourceVersion"]
-        self.runner.wrote(updated["metadata"]["uid"], self.rv)
+        self.runner.echoes.wrote(updated["metadata"]["uid"], self.rv)
         self.body = {**self.body, "metadata": updated["metadata"]}
 
-    def write_context(self, step: str, level: int) -> WriteContext:
+    def write_context(self, step: str, level: int, take_ownership: bool = False) -> WriteContext:
         return WriteContext(incident=self.body, trace_id=self.status.trace_id or "", tenant=self.incident.spec.tenant,
-                            step=step, level=level, shadow=self.shadow)
+                            step=step, level=level, shadow=self.shadow, take_ownership=take_ownership)
 
     # -- the walk --------------------------------------------------------------------
     def run(self) -> float | None:
@@ -361,7 +351,7 @@ class Turn:
             status.state, status.started_at, status.reason = "Running", status.started_at or now, ""
             self.note("step:started", f"{step.action} (level {step.level})", step.name)
         status.attempts += 1
-        write = self.write_context(step.name, step.level)
+        write = self.write_context(step.name, step.level, step.take_ownership)
         ctx = ActionContext(gateway=self.runner.gateway, read=self.runner.kube, incident=self.incident, write=write,
                             step=step, status=status, limits=runbook.spec.limits, facts=facts, action=step.action)
         before = status.model_dump()

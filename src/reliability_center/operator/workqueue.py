@@ -27,6 +27,26 @@ from typing import Any
 log = logging.getLogger("reliability_center.workqueue")
 
 Key = tuple[str, str]  # (namespace, name)
+
+
+class Echoes:
+    """The resourceVersions our own status patches produced (the last few per object uid).
+
+    Their watch events bring nothing new, so they need no pass: without this, every
+    status write would queue one more pass over the object it just wrote.
+    """
+
+    def __init__(self, keep: int = 8, objects: int = 10000):
+        self._written: dict[str, tuple[str, ...]] = {}
+        self._keep, self._objects = keep, objects
+
+    def wrote(self, uid: str, resource_version: str) -> None:
+        self._written[uid] = (self._written.get(uid, ()) + (resource_version,))[-self._keep:]
+        if len(self._written) > self._objects:
+            self._written.pop(next(iter(self._written)))
+
+    def ours(self, uid: str, resource_version: str | None) -> bool:
+        return resource_version in self._written.get(uid, ())
 Handle = Callable[[Key, "dict[str, Any] | None"], Awaitable["float | None"]]
 
 

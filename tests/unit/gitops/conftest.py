@@ -70,7 +70,11 @@ class Origin:
         return git(self.clone, "rev-parse", "HEAD").strip()
 
     def head(self, branch: str) -> str | None:
-        out = git(self.bare, "for-each-ref", "--format=%(objectname)", f"refs/heads/{branch}").strip()
+        return self.ref(f"refs/heads/{branch}")
+
+    def ref(self, name: str) -> str | None:
+        """Where any ref of the remote points (a branch, a pull request record, a comment chain)."""
+        out = git(self.bare, "for-each-ref", "--format=%(objectname)", name).strip()
         return out or None
 
     def delete_branch(self, branch: str) -> None:

@@ -9,8 +9,10 @@ import pytest
 from reliability_center.gitops.edits import (
     EditError,
     apply_change,
+    changed_bytes,
     changed_lines,
     guess_indent,
+    json_equal,
     parse_yaml_path,
     unified_diff,
 )
@@ -129,6 +131,96 @@ def test_json_patch_failed_test_aborts_with_the_path():
             {"op": "test", "path": "/spec/replicas", "value": 3}])
 
 
+@pytest.mark.parametrize("first, second, equal", [
+    (1, True, False),            # RFC 6902 §4.6: a boolean is never a number
+    (0, False, False),
+    (1.0, True, False),
+    (None, False, False),
+    (None, 0, False),
+    ("1", 1, False),
+    ("true", True, False),
+    (1, 1.0, True),              # numbers are equal when numerically equal
+    (-0.0, 0, True),
+    (True, True, True),
+    ({"a": 1, "b": [True, None]}, {"b": [True, None], "a": 1.0}, True),  # member order does not matter
+    ({"a": 1}, {"a": True}, False),
+    ({"a": 1}, {"a": 1, "b": 2}, False),
+    ({}, [], False),
+    ([1, True], [1, 1], False),  # arrays element by element, types included
+    ([1, 2], [2, 1], False),
+    ([[0]], [[False]], False),
+    ([], [], True),
+])
+def test_json_equal_compares_type_and_value(first, second, equal):
+    assert json_equal(first, second) is equal
+    assert json_equal(second, first) is equal
+
+
+@pytest.mark.parametrize("name, text", [("x.yaml", "a: true\n"), ("x.json", '{"a": true}\n')])
+def test_json_patch_test_of_a_number_fails_against_a_boolean(name, text):
+    for value in (1, 1.0):
+        with pytest.raises(EditError, match=r"test failed at '/a': the test expects 1(\.0)? \(a number\); "
+                                            "the document holds a boolean$"):
+            apply_change(name, text, "jsonPatch", patch=[{"op": "test", "path": "/a", "value": value}])
+
+
+@pytest.mark.parametrize("name, text", [("x.yaml", "a: 1\n"), ("x.json", '{"a": 1}\n')])
+def test_json_patch_test_of_a_boolean_fails_against_a_number(name, text):
+    with pytest.raises(EditError, match=r"the test expects true \(a boolean\); the document holds a number$"):
+        apply_change(name, text, "jsonPatch", patch=[{"op": "test", "path": "/a", "value": True}])
+
+
+def test_a_failed_test_does_not_quote_the_repository_value():
+    # The message lands in the PatchPlan's status: the plan's own value is fine, the file's is not.
+    with pytest.raises(EditError) as err:
+        apply_change("x.yaml", "token: s3cr3t\n", "jsonPatch", patch=[{"op": "test", "path": "/token", "value": "x"}])
+    assert "s3cr3t" not in str(err.value)
+    assert str(err.value) == ("x.yaml: jsonPatch test failed at '/token': the test expects \"x\" (a string); "
+                              "the document holds a different string")
+
+
+@pytest.mark.parametrize("document, value", [
+    ("a: 1\n", 1.0),
+    ("a: 1.0\n", 1),
+    ("a: {x: 1, y: [true, null]}\n", {"y": [True, None], "x": 1}),
+    ("a: &flag true\nb: *flag\n", True),  # ruamel loads an anchored boolean as an int subclass
+])
+def test_json_patch_test_passes_for_equal_json_values(document, value):
+    ops = [{"op": "test", "path": "/a", "value": value}, {"op": "add", "path": "/c", "value": 2}]
+    assert apply_change("x.yaml", document, "jsonPatch", patch=ops).endswith("c: 2\n")
+
+
+def test_json_patch_test_of_an_anchored_boolean_against_one_fails():
+    with pytest.raises(EditError, match="the test expects 1 .a number.; the document holds a boolean"):
+        apply_change("x.yaml", "a: &flag true\nb: *flag\n", "jsonPatch",
+                     patch=[{"op": "test", "path": "/a", "value": 1}])
+
+
+def test_json_patch_test_needs_a_value():
+    # Without the rule, a missing value would compare as null and pass against `a: null`.
+    with pytest.raises(EditError, match="jsonPatch test #0 needs 'value'"):
+        apply_change("x.yaml", "a: null\n", "jsonPatch", patch=[{"op": "test", "path": "/a"}])
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ("a: 1\n", True, "a: true\n"),   # Python's == would call them equal and leave the file alone
+    ("a: 0\n", False, "a: false\n"),
+    ("a: true\n", 1, "a: 1\n"),
+    ("a: 1\n", 1.0, "a: 1\n"),       # JSON calls them equal: no diff for a change of spelling
+])
+def test_set_value_tells_booleans_from_numbers(old, new, expected):
+    assert apply_change("x.yaml", old, "setValue", yaml_path="a", value=new) == expected
+    assert apply_change("x.yaml", old, "jsonPatch", patch=[{"op": "replace", "path": "/a", "value": new}]) == expected
+
+
+def test_json_patch_move_onto_itself_changes_nothing():
+    text = "a: 1  # one\n"
+    assert apply_change("x.yaml", text, "jsonPatch", patch=[{"op": "move", "from": "", "path": ""}]) == text
+    assert apply_change("x.yaml", text, "jsonPatch", patch=[{"op": "move", "from": "/a", "path": "/a"}]) == text
+    with pytest.raises(EditError, match="no member 'b'"):
+        apply_change("x.yaml", text, "jsonPatch", patch=[{"op": "move", "from": "/b", "path": "/b"}])
+
+
 def test_json_patch_pointer_escapes():
     text = "metadata:\n  annotations:\n    a/b: '1'\n    c~d: '2'\n"
     out = apply_change("x.yaml", text, "jsonPatch", patch=[
@@ -143,6 +235,8 @@ def test_json_patch_pointer_escapes():
     ([{"op": "replace", "path": "spec"}], "must start with '/'"),
     ([{"op": "frobnicate", "path": "/spec"}], "unknown op"),
     ([{"path": "/spec"}], "needs 'op' and 'path'"),
+    ([{"op": "add", "path": 5, "value": 1}], "JSON pointer 5 must be a string"),
+    ([{"op": "copy", "from": None, "path": "/x"}], "JSON pointer None must be a string"),
 ])
 def test_json_patch_errors_name_the_problem(ops, message):
     with pytest.raises(EditError, match=message):
@@ -226,7 +320,30 @@ def test_unified_diff_and_counts():
     diff = unified_diff("f.yaml", "a: 1\n", "a: 2\n")
     assert diff.startswith("--- a/f.yaml\n+++ b/f.yaml\n")
     assert changed_lines(diff) == 2
+    assert changed_bytes(diff) == 8  # "a: 1" and "a: 2", without markers or newlines
     assert unified_diff("n.yaml", None, "x\n").startswith("--- /dev/null\n+++ b/n.yaml")
+
+
+def test_changed_bytes_count_utf8_and_every_hunk():
+    before = "".join(f"k{i}: v\n" for i in range(20))
+    after = before.replace("k0: v", "k0: é").replace("k19: v", "k19: w")
+    diff = unified_diff("f.yaml", before, after)
+    assert diff.count("@@ ") == 2
+    assert changed_lines(diff) == 4
+    assert changed_bytes(diff) == len("k0: v") + len("k0: é".encode()) + 2 * len("k19: v")
+
+
+def test_changed_lines_that_look_like_file_headers_still_count():
+    # "---" removed reads "----" and "++x" added reads "+++x": content, not headers, inside a hunk.
+    diff = unified_diff("f.yaml", "---\na: 1\n", "a: 1\n++x\n")
+    assert changed_lines(diff) == 2
+    assert changed_bytes(diff) == 6
+
+
+def test_missing_final_newline_marker_is_not_a_change():
+    diff = unified_diff("f.yaml", "a: 1", "a: 2")
+    assert "\\ No newline at end of file" in diff
+    assert (changed_lines(diff), changed_bytes(diff)) == (2, 8)
 
 
 def _leaves(node, prefix=""):

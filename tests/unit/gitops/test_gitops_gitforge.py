@@ -11,7 +11,7 @@ from reliability_center.gitops.forges import (
     ListPullRequestsOptions,
     new_forge,
 )
-from reliability_center.gitops.forges.git import GitForge, branch_number
+from reliability_center.gitops.forges.git import COMMENTS_PREFIX, RECORD_PREFIX, GitForge, branch_number
 from reliability_center.gitops.revert import build_revert, mainline_args
 from reliability_center.gitops.workspace import GitError, Workspace
 
@@ -64,6 +64,82 @@ def test_deleted_unmerged_branch_reads_as_closed(origin, forge):
     origin.delete_branch("gone")
     got = forge.get_pull_request(pr.number)
     assert not got.open and not got.merged
+
+
+def test_close_records_the_close_and_keeps_the_branch(origin, forge):
+    head = origin.commit({"d.yaml": "d: 1\n"}, "d", branch="doomed", start="main")
+    pr = forge.create_pull_request(CreatePullRequestOptions(head="doomed", base="main", title="d"))
+    closed = forge.close_pull_request(pr.number)
+    assert closed.closed_unmerged
+    assert (closed.number, closed.head_sha, closed.head_branch) == (pr.number, head, "doomed")
+    assert forge.get_pull_request(pr.number) == closed
+    assert origin.head("doomed") == head  # closing is not deleting: the work stays reviewable
+    assert forge.list_pull_requests(ListPullRequestsOptions(state="open")) == []
+    assert forge.list_pull_requests(ListPullRequestsOptions(state="closed", head_branch="doomed")) == [closed]
+
+
+def test_close_is_idempotent(origin, forge):
+    origin.commit({"e.yaml": "e: 1\n"}, "e", branch="twice", start="main")
+    pr = forge.create_pull_request(CreatePullRequestOptions(head="twice", base="main", title="e"))
+    closed = forge.close_pull_request(pr.number)
+    record = origin.ref(f"{RECORD_PREFIX}{pr.number}")
+    assert forge.close_pull_request(pr.number) == closed
+    assert origin.ref(f"{RECORD_PREFIX}{pr.number}") == record  # nothing written the second time
+
+
+def test_closing_a_merged_pull_request_returns_it_unchanged(origin, forge):
+    origin.commit({"f.yaml": "f: 1\n"}, "f", branch="landed", start="main")
+    pr = forge.create_pull_request(CreatePullRequestOptions(head="landed", base="main", title="f"))
+    merge = origin.merge("landed")
+    record = origin.ref(f"{RECORD_PREFIX}{pr.number}")
+    got = forge.close_pull_request(pr.number)
+    assert got.merged and got.merge_commit == merge and not got.open
+    assert origin.ref(f"{RECORD_PREFIX}{pr.number}") == record
+
+
+def test_a_closed_pull_request_stays_closed_when_its_branch_moves_or_goes(origin, forge):
+    origin.commit({"g.yaml": "g: 1\n"}, "g", branch="moving", start="main")
+    pr = forge.create_pull_request(CreatePullRequestOptions(head="moving", base="main", title="g"))
+    forge.close_pull_request(pr.number)
+    moved = origin.commit({"g.yaml": "g: 2\n"}, "g again", branch="moving")
+    assert forge.get_pull_request(pr.number).closed_unmerged
+    origin.delete_branch("moving")
+    gone = forge.get_pull_request(pr.number)
+    assert gone.closed_unmerged and gone.head_sha != moved  # the head recorded at the close
+
+
+def test_creating_again_reopens_a_closed_pull_request(origin, forge):
+    origin.commit({"h.yaml": "h: 1\n"}, "h", branch="again", start="main")
+    pr = forge.create_pull_request(CreatePullRequestOptions(head="again", base="main", title="h"))
+    forge.close_pull_request(pr.number)
+    reopened = forge.create_pull_request(CreatePullRequestOptions(head="again", base="main", title="h"))
+    assert reopened.open and reopened.number == pr.number  # the number is the branch's
+
+
+def test_close_of_a_missing_pull_request_is_terminal(forge):
+    with pytest.raises(ForgeError, match="not found") as err:
+        forge.close_pull_request(12345)
+    assert err.value.status == 404 and not err.value.retryable
+
+
+def test_comments_are_kept_on_the_remote_in_order(origin, forge, tmp_path):
+    origin.commit({"i.yaml": "i: 1\n"}, "i", branch="talk", start="main")
+    pr = forge.create_pull_request(CreatePullRequestOptions(head="talk", base="main", title="i"))
+    assert forge.comments(pr.number) == []
+    forge.comment_pull_request(pr.number, "Superseded by plan shop-scale-web-2")
+    forge.comment_pull_request(pr.number, "Closing:\n\n- gates failed\n- rollback done")
+    assert origin.ref(f"{COMMENTS_PREFIX}{pr.number}") is not None
+    elsewhere = GitForge(origin.url, None, ForgeOptions(cache_dir=str(tmp_path / "another-cache")))
+    assert elsewhere.comments(pr.number) == ["Superseded by plan shop-scale-web-2",
+                                             "Closing:\n\n- gates failed\n- rollback done"]
+    assert forge.get_pull_request(pr.number).open  # a comment changes nothing else
+
+
+def test_comment_on_a_missing_pull_request_is_terminal(origin, forge):
+    with pytest.raises(ForgeError, match="not found") as err:
+        forge.comment_pull_request(12345, "hello")
+    assert err.value.status == 404 and not err.value.retryable
+    assert origin.ref(f"{COMMENTS_PREFIX}12345") is None
 
 
 def test_missing_branch_is_a_terminal_error(forge):

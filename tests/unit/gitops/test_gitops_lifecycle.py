@@ -223,3 +223,25 @@ def test_active_filter():
     assert not lc.active(status("Verified"), False)
     assert lc.active(status("Verified"), True)
     assert not lc.active(status("Rejected"), True)
+
+
+def test_an_open_plan_is_polled_less_and_less_often_as_it_waits():
+    from reliability_center.api.common import Condition
+    from reliability_center.gitops.lifecycle import next_poll
+
+    def waiting_since(ts: str) -> PatchPlanStatus:
+        return PatchPlanStatus(phase="Proposed", conditions=[
+            Condition(type="Ready", status="False", reason="PullRequestOpened", last_transition_time=ts)])
+
+    now = "2030-01-01T12:00:00Z"
+    assert next_poll(None, now, 3, 300) == 3
+    assert next_poll(waiting_since("2030-01-01T11:59:50Z"), now, 3, 300) == 3  # just changed
+    assert next_poll(waiting_since("2030-01-01T11:50:00Z"), now, 3, 300) == 60  # 10 min: every minute
+    assert next_poll(waiting_since("2030-01-01T09:00:00Z"), now, 3, 300) == 300  # hours: every 5 min
+    # The first hour of waiting for a review costs about 60 polls in all, each hour after it 12.
+    polls, t = 0, 0.0
+    while t < 3600:
+        t += next_poll(waiting_since("2030-01-01T00:00:00Z"), f"2030-01-01T{int(t) // 3600:02d}:"
+                       f"{int(t) % 3600 // 60:02d}:{int(t) % 60:02d}Z", 3, 300)
+        polls += 1
+    assert polls < 70

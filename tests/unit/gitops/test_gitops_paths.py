@@ -6,7 +6,10 @@ import os
 
 import pytest
 
+from reliability_center.gitops.edits import changed_lines, unified_diff
 from reliability_center.gitops.paths import (
+    DEFAULT_DENY,
+    DiffSize,
     PathPolicy,
     PathRefused,
     check_diff,
@@ -20,21 +23,26 @@ POLICY = PathPolicy(allow=("apps/**", "tenants/*/values.yaml"), deny=PathPolicy(
 
 
 @pytest.mark.parametrize("path, reason", [
-    ("../etc/passwd", "'..' segment"),
+    ("../etc/passwd", "'..' segment escapes the repository"),
     ("apps/../../etc/passwd", "'..' segment"),
     ("apps/web/..", "'..' segment"),
-    ("/etc/passwd", "absolute path"),
+    ("/etc/passwd", "absolute path (starts with '/' or a drive letter)"),
     ("C:/Windows/system.ini", "absolute path"),
-    ("apps\\web\\deployment.yaml", "backslash"),
-    ("apps/web/\x00.yaml", "control character"),
+    ("apps\\web\\deployment.yaml", "backslash in path"),
+    ("apps/web/\x00.yaml", "control character U+0000 in path"),
     ("apps//web.yaml", "empty or '.' segment"),
     ("./apps/web.yaml", "empty or '.' segment"),
-    ("apps/.git/config", "inside the .git directory"),
+    ("apps/web/", "empty or '.' segment"),
+    ("apps/.git/config", "inside the .git directory (git internals"),
     (".GIT/hooks/pre-commit", "inside the .git directory"),
-    ("apps/billing/ledger.yaml", "deny-list pattern 'apps/billing/**'"),
-    (".github/workflows/ci.yml", "deny-list pattern"),
-    ("apps/web/.gitattributes", "deny-list pattern '**/.gitattributes'"),
-    ("infra/cluster.yaml", "not in the allow-list"),
+    ("apps/billing/ledger.yaml",
+     "deny-list pattern 'apps/billing/**' (an entry added to the deny-list by the operator's configuration)"),
+    (".github/workflows/ci.yml", "deny-list pattern '.github/workflows/**' (CI definitions:"),
+    ("apps/web/.gitattributes", "deny-list pattern '**/.gitattributes' (git attributes:"),
+    (".argocd-source-web.yaml", "hidden path: '.argocd-source-web.yaml' starts with a dot"),
+    ("apps/web/.argocd-source-web.yaml", "hidden path: '.argocd-source-web.yaml' starts with a dot"),
+    ("apps/.config/web.yaml", "hidden path: '.config' starts with a dot"),
+    ("infra/cluster.yaml", "not in the allow-list: it matches none of its patterns (apps/**, tenants/*/values.yaml)"),
     ("tenants/a/b/values.yaml", "not in the allow-list"),
     ("", "empty path"),
 ])
@@ -76,11 +84,68 @@ def test_directories_and_files_in_the_way(tmp_path):
     repo = tmp_path / "repo"
     (repo / "apps" / "web").mkdir(parents=True)
     (repo / "apps" / "file.yaml").write_text("a: 1\n")
-    with pytest.raises(PathRefused, match="is a directory"):
+    with pytest.raises(PathRefused, match="apps/web is a directory, not a file"):
         check_path("apps/web", POLICY, fs_lookup(str(repo)))
     with pytest.raises(PathRefused, match="apps/file.yaml is a file, not a directory"):
         check_path("apps/file.yaml/x.yaml", POLICY, fs_lookup(str(repo)))
     assert check_path("apps/new/dir/file.yaml", POLICY, fs_lookup(str(repo)))  # new paths are fine
+
+
+def test_a_hidden_path_says_why_in_words_not_with_a_pattern():
+    # The Argo CD override file sits next to the app's manifests; the reason must be readable as is.
+    with pytest.raises(PathRefused) as err:
+        check_path("apps/web/.argocd-source-web.yaml", PathPolicy())
+    assert str(err.value) == (
+        "refused 'apps/web/.argocd-source-web.yaml': hidden path: '.argocd-source-web.yaml' starts with a dot "
+        "(tools keep their settings in hidden files: Argo CD parameter overrides such as "
+        ".argocd-source-<app>.yaml, CI configuration, git settings)")
+
+
+@pytest.mark.parametrize("path", [
+    ".forgejo/workflows/ci.yml",
+    ".gitea/workflows/ci.yaml",
+    ".github/workflows/ci.yml",
+    ".github/actions/setup/action.yml",
+    ".gitlab-ci.yml",
+    ".gitlab/ci/deploy.yml",
+    ".circleci/config.yml",
+    "Jenkinsfile",
+    ".woodpecker.yml",
+    ".woodpecker/deploy.yaml",
+    ".drone.yml",
+])
+def test_ci_definitions_of_every_supported_forge_are_denied(path):
+    with pytest.raises(PathRefused, match=r"deny-list pattern '[^']+' \(CI definitions: the forge or a CI server"):
+        check_path(path, PathPolicy())
+
+
+@pytest.mark.parametrize("path", [
+    "CODEOWNERS", "docs/CODEOWNERS", ".github/CODEOWNERS", ".gitlab/CODEOWNERS", ".gitea/CODEOWNERS",
+])
+def test_code_owner_files_are_denied(path):
+    with pytest.raises(PathRefused, match=r"\(code ownership: it decides who must approve a pull request\)"):
+        check_path(path, PathPolicy())
+
+
+@pytest.mark.parametrize("path, words", [
+    (".github/dependabot.yml", "dependency-update automation"),
+    (".gitmodules", "git submodules"),
+])
+def test_other_denied_files_say_what_they_are(path, words):
+    with pytest.raises(PathRefused, match=words):
+        check_path(path, PathPolicy())
+
+
+@pytest.mark.parametrize("path", ["docs/README.md", "apps/codeowners.yaml", "apps/Jenkinsfile.md", "ci/values.yaml"])
+def test_deny_entries_do_not_catch_look_alikes(path):
+    assert check_path(path, PathPolicy()) == path
+
+
+def test_every_default_deny_entry_has_words():
+    for pattern in DEFAULT_DENY:
+        with pytest.raises(PathRefused) as err:
+            check_path(pattern.replace("**/", "x/").replace("**", "x").replace("*", "x"), PathPolicy())
+        assert f"deny-list pattern {pattern!r} (" in err.value.reason or "inside the .git directory" in err.value.reason
 
 
 def test_oversized_diff_is_refused_naming_the_biggest_file():
@@ -90,10 +155,38 @@ def test_oversized_diff_is_refused_naming_the_biggest_file():
         check_diff({"a.yaml": 4, "b.yaml": 7}, policy)
     assert err.value.path == "b.yaml"
     assert "11 lines" in err.value.reason and "limit is 10" in err.value.reason
+    assert err.value.reason.startswith("diff line limit: ")
+
+
+def test_one_huge_line_is_refused_by_the_byte_limit():
+    # 200 KB on one line passes a 2000-line limit; the bytes do not pass 64 KiB.
+    before, after = "a: 1\n", "a: " + "x" * 200_000 + "\n"
+    size = changed_lines(unified_diff("apps/big.yaml", before, after))
+    assert size == 2 and size.changed_bytes == 4 + 200_003
+    with pytest.raises(PathRefused) as err:
+        check_diff({"apps/small.yaml": changed_lines(unified_diff("apps/small.yaml", "b: 1\n", "b: 2\n")),
+                    "apps/big.yaml": size}, PathPolicy())
+    assert err.value.path == "apps/big.yaml"
+    assert err.value.reason == ("diff byte limit: the diff changes 200015 bytes (200007 in this file); "
+                                "the limit is 65536 bytes")
+
+
+def test_byte_limit_counts_the_whole_plan_and_is_configurable():
+    policy = PathPolicy(max_diff_bytes=100)
+    check_diff({"a.yaml": DiffSize(1, 60), "b.yaml": DiffSize(1, 40)}, policy)  # at the limit: fine
+    with pytest.raises(PathRefused, match="changes 101 bytes .60 in this file.; the limit is 100 bytes"):
+        check_diff({"a.yaml": DiffSize(1, 60), "b.yaml": DiffSize(1, 41)}, policy)
+    check_diff({"a.yaml": 5}, PathPolicy(max_diff_bytes=1))  # a plain count carries no bytes: lines only
+
+
+def test_byte_limit_defaults_to_64_kib():
+    assert PathPolicy().max_diff_bytes == 64 * 1024
+    assert PathPolicy.from_strings().max_diff_bytes == 64 * 1024
+    assert PathPolicy.from_strings(max_diff_bytes=1000).max_diff_bytes == 1000
 
 
 def test_too_many_files():
-    with pytest.raises(PathRefused, match="touches 3 files; the limit is 2"):
+    with pytest.raises(PathRefused, match="file-count limit: the plan touches 3 files; the limit is 2"):
         check_paths(["apps/a.yaml", "apps/b.yaml", "apps/c.yaml"], PathPolicy(max_files=2))
 
 
@@ -114,7 +207,7 @@ def test_glob_match(pattern, path, matches):
 
 
 def test_policy_from_strings_keeps_the_default_deny_list():
-    policy = PathPolicy.from_strings("apps/**, tenants/**", "secrets/**", 50)
+    policy = PathPolicy.from_strings("apps/**, tenants/**", "secrets/**", 50, 4096)
     assert policy.allow == ("apps/**", "tenants/**")
-    assert ".git/**" in policy.deny and "secrets/**" in policy.deny
-    assert policy.max_diff_lines == 50
+    assert ".git/**" in policy.deny and "secrets/**" in policy.deny and "CODEOWNERS" in policy.deny
+    assert policy.max_diff_lines == 50 and policy.max_diff_bytes == 4096

@@ -1,12 +1,28 @@
-"""The forge registry, URL parsing, neutral conversions, secrets hygiene."""
+"""The forge registry, URL parsing, neutral conversions, rate limit headers, secrets hygiene."""
 
 from __future__ import annotations
 
+import email.utils
+import time
+
+import httpx
 import pytest
 
 from reliability_center.gitops import forges
-from reliability_center.gitops.forges import ForgeError, ForgeOptions, lookup, new_forge, parse_repo_url, register
+from reliability_center.gitops.forges import (
+    CreatePullRequestOptions,
+    ETagCache,
+    ForgeError,
+    ForgeOptions,
+    credentials_digest,
+    lookup,
+    new_forge,
+    parse_repo_url,
+    rate_limit_wait,
+    register,
+)
 from reliability_center.gitops.forges.fake import FakeForge
+from reliability_center.gitops.forges.git import GitForge
 from reliability_center.gitops.forges.gitea import GiteaForge
 from reliability_center.gitops.forges.github import GitHubForge, api_base
 from reliability_center.gitops.forges.gitlab import GitLabForge
@@ -27,6 +43,73 @@ def test_builtin_forges_register_themselves():
 ])
 def test_lookup_by_url_predicate(url, name):
     assert lookup(url).name == name
+
+
+@pytest.mark.parametrize("forge_class", [GitForge, GiteaForge, GitHubForge, GitLabForge, FakeForge])
+def test_every_forge_implements_the_whole_protocol(forge_class):
+    operations = {name for name in vars(forges.Forge) if not name.startswith("_")}
+    assert {"close_pull_request", "comment_pull_request", "close"} <= operations
+    assert {name for name in operations if not callable(getattr(forge_class, name, None))} == set()
+
+
+def test_the_fake_forge_closes_once_and_keeps_comments():
+    fake = FakeForge()
+    fake.push("topic", "a" * 40)
+    pr = fake.create_pull_request(CreatePullRequestOptions(head="topic", base="main", title="t"))
+    fake.comment_pull_request(pr.number, "why")
+    closed = fake.close_pull_request(pr.number)
+    assert closed.closed_unmerged and fake.close_pull_request(pr.number) == closed
+    assert fake.comments == [(pr.number, "why")]
+    merged = fake.merge(fake.create_pull_request(CreatePullRequestOptions(head="topic", base="main", title="u"))
+                        .number, merge_commit="b" * 40)
+    assert fake.close_pull_request(merged.number) == merged
+    with pytest.raises(ForgeError) as err:
+        fake.comment_pull_request(99, "nobody")
+    assert err.value.status == 404 and not err.value.retryable
+
+
+NOW = 1895598000
+DATE = email.utils.formatdate(NOW, usegmt=True)
+
+
+@pytest.mark.parametrize("status, headers, body, wait", [
+    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(NOW + 90)}, "", 90),
+    (429, {"retry-after": "12"}, "", 12),
+    (429, {"retry-after": email.utils.formatdate(NOW + 40, usegmt=True)}, "", 40),  # RFC 9110: a date
+    (429, {"ratelimit-reset": "30"}, "", 30),                      # the IETF draft: delta seconds
+    (429, {"ratelimit-remaining": "0", "ratelimit-reset": str(NOW + 5)}, "", 5),
+    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(NOW - 30)}, "", 1),    # past: skewed clock
+    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(NOW + 86400)}, "", 3600),  # capped
+    (403, {"x-ratelimit-remaining": "12"}, "You have exceeded a secondary rate limit.", 60),
+    (403, {"x-ratelimit-remaining": "12", "x-ratelimit-reset": str(NOW + 90)}, "Must have admin rights", None),
+    (403, {}, "", None),
+    (429, {}, "", None),                       # still retryable (a 429), but no wait was named
+    (404, {"retry-after": "5"}, "", None),     # only 403 and 429 are rate limits
+])
+def test_rate_limit_wait(status, headers, body, wait):
+    response = httpx.Response(status, headers={"date": DATE, **headers}, text=body)
+    assert rate_limit_wait(response) == wait
+
+
+def test_without_a_date_header_the_local_clock_measures_the_reset():
+    response = httpx.Response(403, headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(time.time() + 600)})
+    assert 590 <= rate_limit_wait(response) <= 600
+
+
+def test_etag_cache_is_bounded_and_forgets_the_least_recently_used():
+    cache = ETagCache(max_entries=2)
+    cache.put(("api", "/a", "k"), '"1"', b"{}")
+    cache.put(("api", "/b", "k"), '"2"', b"{}")
+    assert cache.get(("api", "/a", "k")) is not None  # /a is now the most recently used
+    cache.put(("api", "/c", "k"), '"3"', b"{}")
+    assert [key[1] for key in cache.keys()] == ["/a", "/c"]
+
+
+def test_credentials_digest_tells_credentials_apart_without_holding_them():
+    token = credentials_digest({"Authorization": "Bearer s3cr3t-token"}, None)
+    assert token != credentials_digest({"Authorization": "Bearer another"}, None)
+    assert token != credentials_digest({}, ("bob", "s3cr3t-token"))
+    assert "s3cr3t" not in token and len(token) == 64
 
 
 def test_explicit_name_wins_over_the_url():

@@ -1,14 +1,25 @@
 """Forges: where pull requests live. One small Protocol, neutral types, a registry.
 
-Shaped after Kargo's ``pkg/gitprovider``: five operations, options objects in,
+Shaped after Kargo's ``pkg/gitprovider``: a few operations, options objects in,
 a neutral ``PullRequest`` out, so callers never see a forge's JSON. Each forge
 module registers itself (name, URL predicate, constructor); ``new_forge``
 tries the explicit name first, then the predicates.
+
+The HTTP helpers at the bottom are what the REST forges share: statuses become
+``ForgeError`` (rate limits retryable, with the wait the forge asked for), list
+endpoints follow the next-page link, and a GET of one pull request is revalidated
+with ``If-None-Match`` against a small in-memory HTTP cache.
 """
 
 from __future__ import annotations
 
+import email.utils
+import hashlib
+import json
 import re
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -72,18 +83,58 @@ class Forge(Protocol):
 
     def merge_pull_request(self, number: int, opts: MergePullRequestOptions | None = None) -> PullRequest: ...
 
+    def close_pull_request(self, number: int) -> PullRequest:
+        """Close an open pull request without merging it; one already closed or merged comes back unchanged."""
+        ...
+
+    def comment_pull_request(self, number: int, body: str) -> None:
+        """Add a comment. Not idempotent: a caller that retries should record that it already commented."""
+        ...
+
     def commit_url(self, sha: str) -> str: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release the forge object's own resources (its HTTP client); says nothing about pull requests."""
+        ...
 
 
 class ForgeError(RuntimeError):
-    """A forge call failed; ``retryable`` is False for errors a retry cannot fix (auth, validation)."""
+    """A forge call failed; ``retryable`` is False for errors a retry cannot fix (auth, validation).
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = True) -> None:
+    ``retry_after`` is how many seconds the forge asked us to wait before the next
+    request (a rate limit's ``Retry-After`` or its reset time); None when it said nothing.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = True,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.retry_after = retry_after
+
+
+def close_once(number: int, read: Callable[[int], PullRequest | None],
+               send_close: Callable[[PullRequest], PullRequest]) -> PullRequest:
+    """Close a pull request only while it is open: closing is idempotent, and a merge is never undone.
+
+    Reads first, so a retry or a pull request a human already closed costs no write (GitHub
+    throttles writes harder than reads). A refused close is read again: a reviewer may have
+    merged or closed it between our read and our write, and that is not a failure.
+    """
+    pr = read(number)
+    if pr is None:
+        raise ForgeError(f"pull request #{number} not found", status=404, retryable=False)
+    if not pr.open:
+        return pr
+    try:
+        return send_close(pr)
+    except ForgeError as exc:
+        if exc.retryable:
+            raise
+        again = read(number)
+        if again is not None and not again.open:
+            return again
+        raise
 
 
 @dataclass(frozen=True)
@@ -219,40 +270,215 @@ def host_contains(word: str) -> Predicate:
 
 # ---------------------------------------------------------------------------- HTTP helpers
 
+#: How many pages a list endpoint may span (100 items a page on GitHub and GitLab, 50 on Gitea).
+MAX_PAGES = 20
+#: A rate limit's wait is kept within these bounds (seconds): a reset already past (clock skew)
+#: still waits a little, and a bogus far-away reset never parks a plan for more than an hour.
+MIN_RATE_LIMIT_WAIT = 1.0
+MAX_RATE_LIMIT_WAIT = 3600.0
+#: GitHub's advice for a secondary rate limit that names no wait: "wait for at least one minute".
+SECONDARY_RATE_LIMIT_WAIT = 60.0
 
-def http_client(base_url: str, headers: dict[str, str], options: ForgeOptions) -> httpx.Client:
+
+def http_client(base_url: str, headers: dict[str, str], options: ForgeOptions,
+                auth: tuple[str, str] | None = None) -> httpx.Client:
     return httpx.Client(base_url=base_url, headers={"User-Agent": "reliability-center", **headers},
-                        timeout=options.timeout, transport=options.transport, follow_redirects=False)
+                        timeout=options.timeout, transport=options.transport, follow_redirects=False, auth=auth)
+
+
+def _server_now(response: httpx.Response) -> float:
+    """The forge's own clock (its ``Date`` header), so a skewed local clock does not stretch a reset time."""
+    date = response.headers.get("date")
+    if date:
+        try:
+            return email.utils.parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError):
+            pass
+    return time.time()
+
+
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _retry_after_seconds(value: str | None, now: float) -> float | None:
+    """``Retry-After`` is delta seconds (GitHub, GitLab) or, per RFC 9110, an HTTP date."""
+    seconds = _number(value)
+    if seconds is not None or not value:
+        return seconds
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp() - now
+    except (TypeError, ValueError):
+        return None
+
+
+def _reset_seconds(value: str | None, now: float) -> float | None:
+    """A reset header as seconds from now: epoch seconds on GitHub and GitLab.
+
+    The IETF RateLimit draft puts delta seconds in the same header name, so a value
+    smaller than a day reads as a delay rather than as a date in 1970.
+    """
+    reset = _number(value)
+    if reset is None:
+        return None
+    return reset if reset < 86400 else reset - now
+
+
+def rate_limit_wait(response: httpx.Response) -> float | None:
+    """Seconds a rate-limited answer asks us to wait, or None when the answer is not a rate limit.
+
+    GitHub answers 403 or 429: ``retry-after`` for a secondary limit, ``x-ratelimit-remaining: 0``
+    with the ``x-ratelimit-reset`` epoch for the primary one, and sometimes only a message naming a
+    secondary rate limit. GitLab answers 429 with ``Retry-After`` or ``RateLimit-Reset``. A 403
+    with none of these is a permission problem, not a rate limit.
+    """
+    status = response.status_code
+    if status not in (403, 429):
+        return None
+    headers = response.headers
+    now = _server_now(response)
+    wait = _retry_after_seconds(headers.get("retry-after"), now)
+    # GitHub's x-ratelimit-* always describe the primary limit: its reset matters only once it is spent.
+    if wait is None and headers.get("x-ratelimit-remaining") == "0":
+        wait = _reset_seconds(headers.get("x-ratelimit-reset"), now)
+    # GitLab's RateLimit-* describe the limit that answered, so a 429 may leave "remaining" above 0.
+    if wait is None and (status == 429 or headers.get("ratelimit-remaining") == "0"):
+        wait = _reset_seconds(headers.get("ratelimit-reset"), now)
+    if wait is None and "rate limit" in response.text[:1000].lower():
+        wait = SECONDARY_RATE_LIMIT_WAIT
+    if wait is None:
+        return None
+    return min(max(wait, MIN_RATE_LIMIT_WAIT), MAX_RATE_LIMIT_WAIT)
 
 
 def check(response: httpx.Response, what: str, secrets: list[str]) -> httpx.Response:
-    """Raise a ForgeError with a short, sanitized message for any non-2xx answer."""
+    """Raise a ForgeError with a short, sanitized message for any non-2xx answer.
+
+    A rate-limited answer is retryable and carries the forge's wait in ``retry_after``.
+    """
     if response.is_success:
         return response
     detail = response.text[:300].replace("\n", " ")
     status = response.status_code
-    retryable = status >= 500 or status in (408, 409, 425, 429)
+    wait = rate_limit_wait(response)
+    retryable = status >= 500 or status in (408, 409, 425, 429) or wait is not None
     hint = {401: "bad or missing credentials", 403: "the credentials lack permission", 404: "not found"}.get(status, "")
+    if wait is not None:
+        hint = f"rate limited; retry in {wait:.0f}s"
     message = f"{what}: HTTP {status}{' (' + hint + ')' if hint else ''}: {detail}"
-    raise ForgeError(sanitize(message, secrets), status=status, retryable=retryable)
+    raise ForgeError(sanitize(message, secrets), status=status, retryable=retryable, retry_after=wait)
 
 
-def request(client: httpx.Client, method: str, path: str, what: str, secrets: list[str],
-            **kwargs: Any) -> httpx.Response:
+def send(client: httpx.Client, method: str, url: str | httpx.URL, what: str, secrets: list[str],
+         **kwargs: Any) -> httpx.Response:
+    """One request; a transport failure (timeout, refused connection) becomes a retryable ForgeError."""
     try:
-        response = client.request(method, path, **kwargs)
+        return client.request(method, url, **kwargs)
     except httpx.HTTPError as exc:
         raise ForgeError(sanitize(f"{what}: {type(exc).__name__}: {exc}", secrets)) from None
-    return check(response, what, secrets)
+
+
+def request(client: httpx.Client, method: str, url: str | httpx.URL, what: str, secrets: list[str],
+            **kwargs: Any) -> httpx.Response:
+    return check(send(client, method, url, what, secrets, **kwargs), what, secrets)
+
+
+def next_page(response: httpx.Response, api: httpx.URL, params: dict[str, Any] | None
+              ) -> tuple[httpx.URL, dict[str, Any] | None] | None:
+    """Where the next page is: the ``Link: <...>; rel="next"`` target, else GitLab's ``X-Next-Page``.
+
+    Only the link's path and query are taken; the request still goes to our own API origin, so
+    the credentials never travel to a host an answer names (and a forge whose configured root
+    URL differs from the address we reach it by still pages).
+    """
+    link = response.links.get("next", {}).get("url")
+    if link:
+        target = httpx.URL(link)
+        raw_path = target.raw_path.decode()
+        if not raw_path.startswith(api.raw_path.decode().rstrip("/") + "/"):
+            raise ForgeError(f"the next page link leaves the API ({target.path})", retryable=False)
+        return httpx.URL(f"{api.scheme}://{api.netloc.decode()}{raw_path}"), None
+    page = response.headers.get("x-next-page", "").strip()
+    if page.isdigit():
+        return response.request.url.copy_with(query=None), {**(params or {}), "page": page}
+    return None
+
+
+# ---------------------------------------------------------------------------- conditional GETs
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    etag: str
+    body: bytes
+
+
+CacheKey = tuple[str, str, str]
+
+
+class ETagCache:
+    """An HTTP cache for conditional GETs of one pull request: an ETag and the body it named.
+
+    Only an HTTP cache, never a source of truth: every use sends ``If-None-Match`` and the
+    forge decides; a 304 (which GitHub does not count against the rate limit) reuses the
+    body, anything else replaces it. It lives at module level because forge objects are
+    built anew on every poll; losing it (a restart, another replica) costs one full answer.
+    Keys hold the API base URL, the path and a sha256 of the credentials, never the
+    credentials: two tokens that may see different things never share an entry.
+    Bounded (least recently used goes first) and safe to share between threads.
+    """
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[CacheKey, CachedAnswer] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: CacheKey) -> CachedAnswer | None:
+        with self._lock:
+            answer = self._entries.get(key)
+            if answer is not None:
+                self._entries.move_to_end(key)
+            return answer
+
+    def put(self, key: CacheKey, etag: str, body: bytes) -> None:
+        with self._lock:
+            self._entries[key] = CachedAnswer(etag, body)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def keys(self) -> list[CacheKey]:
+        with self._lock:
+            return list(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+#: The process's one ETag cache, shared by every REST forge object.
+ETAGS = ETagCache()
+
+
+def credentials_digest(headers: dict[str, str], auth: tuple[str, str] | None) -> str:
+    """A sha256 over whatever carries the credentials (a header or HTTP Basic): a cache key part, not a secret."""
+    parts = [headers.get("Authorization", ""), headers.get("PRIVATE-TOKEN", ""), ":".join(auth or ())]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 class RestForge:
-    """What the REST forges share: one httpx client on the API base, sanitized errors, close()."""
+    """What the REST forges share: one httpx client on the API base, sanitized errors, paging,
+    conditional GETs, close()."""
 
-    def __init__(self, api: str, headers: dict[str, str], base: str, secrets: list[str], options: ForgeOptions):
-        self._http = http_client(api, headers, options)
+    def __init__(self, api: str, headers: dict[str, str], base: str, secrets: list[str], options: ForgeOptions,
+                 auth: tuple[str, str] | None = None):
+        self._http = http_client(api, headers, options, auth)
         self._base = base
         self._secrets = secrets
+        self._credentials_digest = credentials_digest(headers, auth)
 
     def close(self) -> None:
         self._http.close()
@@ -260,6 +486,34 @@ class RestForge:
     def _call(self, method: str, path: str, what: str, **kw: Any) -> Any:
         response = request(self._http, method, self._base + path, what, self._secrets, **kw)
         return response.json() if response.content else None
+
+    def _get_one(self, path: str, what: str) -> Any:
+        """GET one object, revalidating the cached copy with ``If-None-Match`` (a 304 reuses it)."""
+        key = (str(self._http.base_url), self._base + path, self._credentials_digest)
+        cached = ETAGS.get(key)
+        headers = {"If-None-Match": cached.etag} if cached else None
+        response = send(self._http, "GET", self._base + path, what, self._secrets, headers=headers)
+        if response.status_code == 304 and cached is not None:
+            return json.loads(cached.body)
+        check(response, what, self._secrets)
+        etag = response.headers.get("etag")
+        if etag and response.content:
+            ETAGS.put(key, etag, response.content)
+        return response.json() if response.content else None
+
+    def _list(self, path: str, what: str, params: dict[str, Any]) -> list[Any]:
+        """Every item of a list endpoint, page after page, up to MAX_PAGES pages."""
+        items: list[Any] = []
+        url: str | httpx.URL = self._base + path
+        query: dict[str, Any] | None = params
+        for _ in range(MAX_PAGES):
+            response = request(self._http, "GET", url, what, self._secrets, params=query)
+            items += (response.json() if response.content else None) or []
+            following = next_page(response, self._http.base_url, query)
+            if following is None:
+                break
+            url, query = following
+        return items
 
 
 def from_github_shape(data: dict[str, Any]) -> PullRequest:

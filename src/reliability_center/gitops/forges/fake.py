@@ -1,7 +1,8 @@
 """An in-memory forge for unit tests of the lifecycle (never registered for real URLs).
 
 Tests drive the "human" side with ``merge`` and ``close_unmerged``, and read
-``calls`` to assert what the code under test asked for.
+``calls`` to assert what the code under test asked for and ``comments`` to read
+what it said on a pull request.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class FakeForge:
         self.heads: dict[str, str] = {}  # branch → head sha, set by the test or by push()
         self.head_of = head_of
         self.calls: list[tuple[str, object]] = []
+        self.comments: list[tuple[int, str]] = []  # (pull request number, body), oldest first
         self.closed = False
         self._next = 1
 
@@ -85,6 +87,21 @@ class FakeForge:
     def merge_pull_request(self, number: int, opts: f.MergePullRequestOptions | None = None) -> f.PullRequest:
         self.calls.append(("merge", number))
         return self.merge(number, merge_commit=f"{number:040x}")
+
+    def close_pull_request(self, number: int) -> f.PullRequest:
+        self.calls.append(("close_pull_request", number))
+        pr = self._existing(number)
+        return pr if not pr.open else self.close_unmerged(number)
+
+    def comment_pull_request(self, number: int, body: str) -> None:
+        self.calls.append(("comment", (number, body)))
+        self._existing(number)
+        self.comments.append((number, body))
+
+    def _existing(self, number: int) -> f.PullRequest:
+        if number not in self.pulls:
+            raise f.ForgeError(f"pull request #{number} not found", status=404, retryable=False)
+        return self.pulls[number]
 
     def commit_url(self, sha: str) -> str:
         return f"{self.url.removesuffix('.git')}/commit/{sha}"

@@ -7,12 +7,20 @@ the base branch. ``create_pull_request`` pushes a small record commit to
 parent is the head) so that a merged-then-deleted branch is still found, and a
 branch deleted without a merge reads as "closed". The number is a CRC of the
 branch name: the same branch always maps to the same number.
+
+``close_pull_request`` pushes a new record whose message adds ``"closed": true``
+(its parent is still the head), so a closed pull request keeps its branch and
+still reads as closed; creating a pull request for that branch again reopens
+the same number. Comments are a chain of empty commits under
+``refs/rc/comments/<number>``, oldest first, one message per comment; ``comments``
+reads them back.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 import zlib
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -21,6 +29,7 @@ from reliability_center.gitops import forges as f
 from reliability_center.gitops.workspace import Credentials, GitError, Workspace
 
 RECORD_PREFIX = "refs/rc/pulls/"
+COMMENTS_PREFIX = "refs/rc/comments/"
 T = TypeVar("T")
 
 
@@ -64,14 +73,20 @@ class GitForge:
             raise f.ForgeError(f"pull request record {number} vanished after its push")
         return pr
 
-    def get_pull_request(self, number: int) -> f.PullRequest | None:
+    def _record(self, number: int) -> tuple[str, dict[str, Any]] | None:
+        """The record commit of pull request ``number`` and its metadata, or None when there is none."""
         ref = f"{RECORD_PREFIX}{number}"
         refs = self._git("read records", self.ws.remote_refs, ref)
         if ref not in refs:
             return None
         self._git("fetch record", lambda: self.ws.fetch(refs=(ref,)))
-        record = refs[ref]
-        meta = json.loads(self.ws.message(record))
+        return refs[ref], json.loads(self.ws.message(refs[ref]))
+
+    def get_pull_request(self, number: int) -> f.PullRequest | None:
+        found = self._record(number)
+        if found is None:
+            return None
+        record, meta = found
         recorded_head = self.ws.parents(record)[0]
         heads = self._git("read branches", self.ws.fetch, meta["head"], meta["base"])
         head = heads[meta["head"]] or recorded_head
@@ -81,7 +96,7 @@ class GitForge:
         return f.PullRequest(
             number=number,
             url=f"{self.ws.display_url}#{meta['head']}",
-            open=not merged and heads[meta["head"]] is not None,
+            open=not merged and heads[meta["head"]] is not None and not meta.get("closed"),
             merged=merged,
             merge_commit=merge_commit,
             head_sha=head,
@@ -139,8 +154,58 @@ class GitForge:
             raise f.ForgeError(f"pull request record {number} vanished during its merge")
         return merged
 
+    def close_pull_request(self, number: int) -> f.PullRequest:
+        return f.close_once(number, self.get_pull_request, self._close)
+
+    def _close(self, pr: f.PullRequest) -> f.PullRequest:
+        """Push a record that says closed; its parent is the head, so a deleted branch is still found."""
+        found = self._record(pr.number)
+        head = pr.head_sha
+        if found is None or head is None:
+            raise f.ForgeError(f"pull request record {pr.number} vanished during its close")
+        meta = json.dumps({**found[1], "closed": True}, sort_keys=True)
+        record = self._git("write record", lambda: self.ws.commit_empty(head, meta, date=_now()))
+        self._git("push record", self.ws.push_ref, record, f"{RECORD_PREFIX}{pr.number}")
+        closed = self.get_pull_request(pr.number)
+        if closed is None:
+            raise f.ForgeError(f"pull request record {pr.number} vanished during its close")
+        return closed
+
+    def comment_pull_request(self, number: int, body: str) -> None:
+        """Append a commit whose message is ``body`` to the pull request's comment chain.
+
+        A plain push (no force) only fast-forwards: when someone else commented at the same
+        moment, git refuses it and the retryable error asks for another try; no comment is lost.
+        """
+        if self.get_pull_request(number) is None:
+            raise f.ForgeError(f"pull request {number} not found", status=404, retryable=False)
+        ref = f"{COMMENTS_PREFIX}{number}"
+        last = self._comments_tip(ref)
+        comment = self._git("write comment", lambda: self.ws.commit_empty(last, body, date=_now()))
+        self._git("push comment", lambda: self.ws.git("push", "--quiet", self.ws.url, f"{comment}:{ref}"))
+
+    def comments(self, number: int) -> list[str]:
+        """The comments on pull request ``number``, oldest first (not part of the Forge protocol)."""
+        tip = self._comments_tip(f"{COMMENTS_PREFIX}{number}")
+        if tip is None:
+            return []
+        shas = self.ws.git("rev-list", "--reverse", "--first-parent", tip).split()
+        return [self.ws.message(sha).removesuffix("\n") for sha in shas]
+
+    def _comments_tip(self, ref: str) -> str | None:
+        refs = self._git("read comments", self.ws.remote_refs, ref)
+        if ref not in refs:
+            return None
+        self._git("fetch comments", lambda: self.ws.fetch(refs=(ref,)))
+        return refs[ref]
+
     def commit_url(self, sha: str) -> str:
         return f"{self.ws.display_url}@{sha}"
+
+
+def _now() -> str:
+    """A git date for records and comments: when they happened (no retry replays them byte for byte)."""
+    return f"@{int(time.time())} +0000"
 
 
 def _claims(url: str) -> bool:

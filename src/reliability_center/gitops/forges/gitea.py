@@ -1,4 +1,9 @@
-"""Gitea (and Forgejo) through its REST API v1."""
+"""Gitea (and Forgejo) through its REST API v1.
+
+Its pull request JSON has GitHub's shape; comments go to the issue the pull
+request is. Rate limits, paging and conditional GETs are handled by the shared
+helpers in ``forges/__init__.py``.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +25,9 @@ class GiteaForge(f.RestForge):
         headers = {"Accept": "application/json"}
         if creds.token:
             headers["Authorization"] = f"token {creds.token}"
+        basic = (creds.username, creds.password) if creds.password and not creds.token and creds.username else None
         super().__init__(api, headers, f"/repos/{quote(repo.owner, safe='')}/{quote(repo.name, safe='')}",
-                         creds.secrets(), options)
-        if creds.password and not creds.token and creds.username:
-            self._http.auth = (creds.username, creds.password)
+                         creds.secrets(), options, auth=basic)
 
     def create_pull_request(self, opts: f.CreatePullRequestOptions) -> f.PullRequest:
         what = f"create pull request {opts.head} → {opts.base}"
@@ -53,7 +57,7 @@ class GiteaForge(f.RestForge):
 
     def get_pull_request(self, number: int) -> f.PullRequest | None:
         try:
-            return f.from_github_shape(self._call("GET", f"/pulls/{number}", f"get pull request #{number}"))
+            return f.from_github_shape(self._get_one(f"/pulls/{number}", f"get pull request #{number}"))
         except f.ForgeError as exc:
             if exc.status == 404:
                 return None
@@ -71,13 +75,8 @@ class GiteaForge(f.RestForge):
                 raise
             found = [f.from_github_shape(data)]
         else:
-            found = []
-            for page in range(1, 21):  # bounded: 1000 pull requests
-                batch = self._call("GET", "/pulls", "list pull requests",
-                                   params={"state": opts.state, "page": page, "limit": 50})
-                found += [f.from_github_shape(item) for item in batch or []]
-                if not batch or len(batch) < 50:
-                    break
+            batch = self._list("/pulls", "list pull requests", {"state": opts.state, "limit": 50})
+            found = [f.from_github_shape(item) for item in batch]
         return [pr for pr in found if _wanted(pr, opts)]
 
     def merge_pull_request(self, number: int, opts: f.MergePullRequestOptions | None = None) -> f.PullRequest:
@@ -98,6 +97,17 @@ class GiteaForge(f.RestForge):
         if pr is None:
             raise f.ForgeError(f"pull request #{number} vanished after its merge", retryable=False)
         return pr
+
+    def close_pull_request(self, number: int) -> f.PullRequest:
+        return f.close_once(number, self.get_pull_request, self._send_close)
+
+    def _send_close(self, pr: f.PullRequest) -> f.PullRequest:
+        data = self._call("PATCH", f"/pulls/{pr.number}", f"close pull request #{pr.number}",
+                          json={"state": "closed"})
+        return f.from_github_shape(data)
+
+    def comment_pull_request(self, number: int, body: str) -> None:
+        self._call("POST", f"/issues/{number}/comments", f"comment on pull request #{number}", json={"body": body})
 
     def commit_url(self, sha: str) -> str:
         return f"{self.web}/{self.repo.owner}/{self.repo.name}/commit/{sha}"

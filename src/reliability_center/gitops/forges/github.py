@@ -1,7 +1,9 @@
 """GitHub (and GitHub Enterprise Server) through its REST API.
 
 Only contract-tested (tests/contract/test_github_contract.py): the requests
-below follow https://docs.github.com/rest/pulls/pulls.
+below follow https://docs.github.com/rest/pulls/pulls (comments: /rest/issues/comments,
+since a pull request is an issue). Rate limits, paging and conditional GETs are
+handled by the shared helpers in ``forges/__init__.py``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class GitHubForge(f.RestForge):
 
     def get_pull_request(self, number: int) -> f.PullRequest | None:
         try:
-            return f.from_github_shape(self._call("GET", f"/pulls/{number}", f"get pull request #{number}"))
+            return f.from_github_shape(self._get_one(f"/pulls/{number}", f"get pull request #{number}"))
         except f.ForgeError as exc:
             if exc.status == 404:
                 return None
@@ -53,8 +55,7 @@ class GitHubForge(f.RestForge):
             params["head"] = f"{self.repo.owner}:{opts.head_branch}"  # GitHub wants user:ref
         if opts.base_branch:
             params["base"] = opts.base_branch
-        data = self._call("GET", "/pulls", "list pull requests", params=params)
-        return [f.from_github_shape(item) for item in data or []]
+        return [f.from_github_shape(item) for item in self._list("/pulls", "list pull requests", params)]
 
     def merge_pull_request(self, number: int, opts: f.MergePullRequestOptions | None = None) -> f.PullRequest:
         opts = opts or f.MergePullRequestOptions()
@@ -68,6 +69,17 @@ class GitHubForge(f.RestForge):
         if pr is None:
             raise f.ForgeError(f"pull request #{number} vanished after its merge", retryable=False)
         return pr
+
+    def close_pull_request(self, number: int) -> f.PullRequest:
+        return f.close_once(number, self.get_pull_request, self._send_close)
+
+    def _send_close(self, pr: f.PullRequest) -> f.PullRequest:
+        data = self._call("PATCH", f"/pulls/{pr.number}", f"close pull request #{pr.number}",
+                          json={"state": "closed"})
+        return f.from_github_shape(data)
+
+    def comment_pull_request(self, number: int, body: str) -> None:
+        self._call("POST", f"/issues/{number}/comments", f"comment on pull request #{number}", json={"body": body})
 
     def commit_url(self, sha: str) -> str:
         return f"https://{self.repo.netloc}/{self.repo.owner}/{self.repo.name}/commit/{sha}"

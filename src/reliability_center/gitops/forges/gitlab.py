@@ -1,8 +1,10 @@
 """GitLab merge requests through the REST API v4.
 
 Only contract-tested (tests/contract/test_gitlab_contract.py): the requests
-below follow https://docs.gitlab.com/ee/api/merge_requests.html. A merge
-request's ``iid`` (per project) is the neutral ``number``.
+below follow https://docs.gitlab.com/ee/api/merge_requests.html (comments:
+/ee/api/notes.html). A merge request's ``iid`` (per project) is the neutral
+``number``. Rate limits, paging and conditional GETs are handled by the shared
+helpers in ``forges/__init__.py``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class GitLabForge(f.RestForge):
 
     def get_pull_request(self, number: int) -> f.PullRequest | None:
         try:
-            return to_neutral(self._call("GET", f"/merge_requests/{number}", f"get merge request !{number}"))
+            return to_neutral(self._get_one(f"/merge_requests/{number}", f"get merge request !{number}"))
         except f.ForgeError as exc:
             if exc.status == 404:
                 return None
@@ -51,12 +53,10 @@ class GitLabForge(f.RestForge):
             params["source_branch"] = opts.head_branch
         if opts.base_branch:
             params["target_branch"] = opts.base_branch
-        data = self._call("GET", "/merge_requests", "list merge requests", params=params)
-        found = [to_neutral(item) for item in data or []]
+        found = [to_neutral(item) for item in self._list("/merge_requests", "list merge requests", params)]
         if opts.state == "closed":  # GitLab's "closed" excludes merged ones; the neutral "closed" includes them
-            merged = self._call("GET", "/merge_requests", "list merge requests",
-                                params={**params, "state": "merged"})
-            found += [to_neutral(item) for item in merged or []]
+            merged = self._list("/merge_requests", "list merge requests", {**params, "state": "merged"})
+            found += [to_neutral(item) for item in merged]
         return found
 
     def merge_pull_request(self, number: int, opts: f.MergePullRequestOptions | None = None) -> f.PullRequest:
@@ -68,6 +68,18 @@ class GitLabForge(f.RestForge):
             body["merge_commit_message"] = opts.message
         return to_neutral(self._call("PUT", f"/merge_requests/{number}/merge", f"merge merge request !{number}",
                                      json=body))
+
+    def close_pull_request(self, number: int) -> f.PullRequest:
+        return f.close_once(number, self.get_pull_request, self._send_close)
+
+    def _send_close(self, pr: f.PullRequest) -> f.PullRequest:
+        data = self._call("PUT", f"/merge_requests/{pr.number}", f"close merge request !{pr.number}",
+                          json={"state_event": "close"})
+        return to_neutral(data)
+
+    def comment_pull_request(self, number: int, body: str) -> None:
+        self._call("POST", f"/merge_requests/{number}/notes", f"comment on merge request !{number}",
+                   json={"body": body})
 
     def commit_url(self, sha: str) -> str:
         return f"{self.repo.web_scheme}://{self.repo.netloc}/{self.project_path}/-/commit/{sha}"

@@ -1,0 +1,44 @@
+"""Fixtures only the cluster tests use."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import NAMESPACE_PREFIX
+from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, load_yaml, wait_for
+from tests.support.incidents import create, incident, status
+
+
+@pytest.fixture(scope="session", autouse=True)
+def window_incident(operator) -> Iterator[tuple[str, datetime.datetime, dict]]:
+    """An approved level 2 step whose window opens 15 to 75 s after the e2e session starts.
+
+    Made at the first cluster test, so that the wait for the window runs beside the other
+    tests; ``test_an_approved_level_2_step_runs_when_its_window_opens`` (run last) judges it.
+    """
+    now = datetime.datetime.now(datetime.timezone.utc)
+    opens = (now + datetime.timedelta(minutes=1)).replace(second=0, microsecond=0)
+    if opens - now < datetime.timedelta(seconds=15):
+        opens += datetime.timedelta(minutes=1)  # late enough that the step is first seen outside it
+    closes = opens + datetime.timedelta(minutes=10)
+    namespace = f"{NAMESPACE_PREFIX}window-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", namespace)
+    apply_docs(namespace, load_yaml("examples/protected-app/app.yaml"))
+    category = f"w{uuid.uuid4().hex[:8]}"
+    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
+                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
+                       "spec": {"match": {"category": category}, "steps": [
+                           {"name": "later", "level": 2, "action": "feature-flags-off",
+                            "params": {"modules": ["billing"], "flags": ["auto-dunning"]},
+                            "approval": {"required": True, "window": {"start": opens.strftime("%H:%M"),
+                                                                      "end": closes.strftime("%H:%M")}}}]}}])
+    wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook")
+    create(namespace, incident("win", category=category, approvals=["later"]))
+    waiting = wait_for(lambda: next((s for s in (status(namespace, "win").get("steps") or []) if s["reason"]), None),
+                       what="the step to wait")
+    yield namespace, opens, waiting
+    kubectl("delete", "namespace", namespace, "--wait=false", check=False)
