@@ -516,6 +516,24 @@ class RestForge:
         return items
 
 
+class GitHubShapedForge(RestForge):
+    """GitHub and Gitea: the same REST shapes for closing a pull request and commenting on it.
+
+    Each subclass has its own ``get_pull_request``; closing reads through it first.
+    """
+
+    def close_pull_request(self, number: int) -> PullRequest:
+        return close_once(number, self.get_pull_request, self._send_close)
+
+    def _send_close(self, pr: PullRequest) -> PullRequest:
+        data = self._call("PATCH", f"/pulls/{pr.number}", f"close pull request #{pr.number}",
+                          json={"state": "closed"})
+        return from_github_shape(data)
+
+    def comment_pull_request(self, number: int, body: str) -> None:
+        self._call("POST", f"/issues/{number}/comments", f"comment on pull request #{number}", json={"body": body})
+
+
 def from_github_shape(data: dict[str, Any]) -> PullRequest:
     """A pull request as GitHub's REST API returns it; Gitea's API has the same shape."""
     head = data.get("head") or {}

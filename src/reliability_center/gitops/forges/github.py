@@ -23,7 +23,7 @@ def api_base(repo: f.RepoURL) -> str:
     return f"{repo.web_scheme}://{repo.netloc}/api/v3"  # GitHub Enterprise Server
 
 
-class GitHubForge(f.RestForge):
+class GitHubForge(f.GitHubShapedForge):
     def __init__(self, url: str, credentials: Credentials | None, options: f.ForgeOptions) -> None:
         repo = f.parse_repo_url(url)
         self.repo = repo
@@ -69,17 +69,6 @@ class GitHubForge(f.RestForge):
         if pr is None:
             raise f.ForgeError(f"pull request #{number} vanished after its merge", retryable=False)
         return pr
-
-    def close_pull_request(self, number: int) -> f.PullRequest:
-        return f.close_once(number, self.get_pull_request, self._send_close)
-
-    def _send_close(self, pr: f.PullRequest) -> f.PullRequest:
-        data = self._call("PATCH", f"/pulls/{pr.number}", f"close pull request #{pr.number}",
-                          json={"state": "closed"})
-        return f.from_github_shape(data)
-
-    def comment_pull_request(self, number: int, body: str) -> None:
-        self._call("POST", f"/issues/{number}/comments", f"comment on pull request #{number}", json={"body": body})
 
     def commit_url(self, sha: str) -> str:
         return f"https://{self.repo.netloc}/{self.repo.owner}/{self.repo.name}/commit/{sha}"
