@@ -11,7 +11,9 @@ bin="$cache/bin"
 name=${RC_CLUSTER:-reliability-center}
 export KWOK_WORKDIR="$cache/kwok"
 kubeconfig="$cache/kubeconfig"
-kwokctl() { "$bin/kwokctl" --name "$name" --config "$here/kwokctl.yaml" "$@"; }
+# fd 9 (the lock below) is closed for kwokctl: the servers it starts would inherit it and hold
+# the lock for as long as the cluster runs, and every later `up` would wait forever.
+kwokctl() { "$bin/kwokctl" --name "$name" --config "$here/kwokctl.yaml" "$@" 9>&-; }
 
 healthy() {
   [ -f "$kubeconfig" ] && "$bin/kubectl" --kubeconfig "$kubeconfig" --request-timeout=3s get --raw /readyz >/dev/null 2>&1
@@ -27,13 +29,13 @@ up() {
   mkdir -p "$cache"
   exec 9>"$cache/cluster.lock"
   flock 9
-  [ -n "${RC_NO_BUILD:-}" ] || "$here/build-tools.sh" >/dev/null
+  [ -n "${RC_NO_BUILD:-}" ] || "$here/build-tools.sh" >/dev/null 9>&-
   if [ -d "$KWOK_WORKDIR/clusters/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" != "$(recipe)" ]; then
     echo "cluster recipe changed: making the cluster anew" >&2
     kwokctl delete cluster >&2 || true
     rm -f "$kubeconfig"
   fi
-  if healthy; then echo "$kubeconfig"; return; fi
+  if healthy; then nodes; echo "$kubeconfig"; return; fi
   if [ -d "$KWOK_WORKDIR/clusters/$name" ]; then
     # A cluster that was built before but is not running: start it again (fast path).
     kwokctl start cluster --timeout 120s >&2 || { kwokctl delete cluster >&2 || true; }
@@ -54,12 +56,17 @@ up() {
   kwokctl get kubeconfig > "$kubeconfig.tmp" && mv "$kubeconfig.tmp" "$kubeconfig"
   for _ in $(seq 600); do healthy && break; sleep 0.1; done  # poll /readyz, at most 60 s
   healthy || { echo "the apiserver did not become ready" >&2; exit 1; }
-  # Fake nodes: kwok makes their pods Running and Ready, so Deployments become Available.
-  local want=${RC_NODES:-2}
+  nodes
+  echo "$kubeconfig"
+}
+
+# Fake nodes: kwok makes their pods Running and Ready, so Deployments become Available.
+# 110 pods each: ten leave room for the 200-incident test's 400 schedulers beside the rest.
+nodes() {
+  local want=${RC_NODES:-10}
   local have
   have=$("$bin/kubectl" --kubeconfig "$kubeconfig" get nodes --no-headers 2>/dev/null | wc -l)
   if [ "$have" -lt "$want" ]; then kwokctl scale node --replicas "$want" >&2; fi
-  echo "$kubeconfig"
 }
 
 down() {
