@@ -32,8 +32,10 @@ demo: setup tools
 
 # Unit, contract, cluster, Gitea and e2e tests, on two pytest-xdist workers (a file's tests stay
 # together); each worker runs its own operator on its own namespaces (t-<worker>-*) and its own Gitea.
+# Then, alone, the tests that take the cluster away from the others (an apiserver outage).
 test: setup tools
-	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not exclusive"
+	$(PY) -m pytest -q -p no:cacheprovider -m exclusive
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit

@@ -30,7 +30,7 @@ OPERATOR = f"system:serviceaccount:{INSTALL_NS}:reliability-center"
 OPERATOR_GROUPS = ["system:serviceaccounts", f"system:serviceaccounts:{INSTALL_NS}", "system:authenticated"]
 #: What both installs must agree on. The Namespace is kustomize's alone (Helm: --create-namespace).
 COMPARED = {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
-            "RoleBinding", "Deployment", "Service"}
+            "RoleBinding", "Deployment", "Service", "PodDisruptionBudget"}
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
 
 Doc = dict[str, Any]
@@ -175,7 +175,12 @@ def test_the_deployment_is_locked_down_and_wired_to_the_settings(kustomize_rende
     deployment = one(kustomize_render, "Deployment", "reliability-center")
     pod = deployment["spec"]["template"]["spec"]
     c = container(kustomize_render)
-    assert deployment["spec"]["replicas"] == 1
+    # Two replicas electing a leader through a Lease, spread over nodes, one kept through a drain.
+    assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert pod["affinity"]["podAntiAffinity"]
+    pdb = one(kustomize_render, "PodDisruptionBudget", "reliability-center")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     assert pod["serviceAccountName"] == "reliability-center"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
@@ -188,7 +193,9 @@ def test_the_deployment_is_locked_down_and_wired_to_the_settings(kustomize_rende
     assert settings["RC_NAMESPACES"] == "" and settings["RC_SAFE_MODE"] == "false"
     assert settings["RC_LOCK_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert settings["RC_CREDENTIALS_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
-    assert settings["RC_MODE"] == "enforce"
+    assert settings["RC_MODE"] == "enforce" and settings["RC_LEADER_ELECTION"] == "true"
+    assert settings["RC_LEADER_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert settings["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"metrics": 9090, "health": 8080}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -203,12 +210,15 @@ def test_the_chart_values_change_what_they_say(cluster: str) -> None:
                              "--set", "metrics.enabled=false", "--set", "rbac.create=false",
                              "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=existing")
     kinds = {d["kind"] for d in rendered}
-    assert kinds == {"CustomResourceDefinition", "Deployment"}
+    assert kinds == {"CustomResourceDefinition", "Deployment", "PodDisruptionBudget"}
     assert container(rendered)["image"] == "registry.example/rc:1.2.3"
     settings = env(rendered)
     assert (settings["RC_NAMESPACES"], settings["RC_SAFE_MODE"], settings["RC_METRICS_PORT"]) == ("shop,billing", "true", "0")
     pod = one(rendered, "Deployment", "reliability-center")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "existing"
+    single = helm_template("--set", "replicas=1")
+    assert {d["kind"] for d in single} >= {"Deployment"} and "PodDisruptionBudget" not in {d["kind"] for d in single}
+    assert env(single)["RC_LEADER_ELECTION"] == "false"  # one replica acts alone
     no_user_roles = helm_template("--set", "rbac.userRoles=false")
     assert {d["metadata"]["name"] for d in no_user_roles if d["kind"] == "ClusterRole"} == {"reliability-center-operator"}
 
@@ -318,6 +328,7 @@ NEEDED = [
     ("delete", "/configmaps", "", APP),
     ("get", "/secrets", "", INSTALL_NS),  # credentials: the operator's own namespace only
     ("patch", "apps/deployments", "", APP),
+    ("watch", "apps/deployments", "", APP),  # a step waiting on a rollout is woken by it
     ("patch", "apps/statefulsets", "", APP),
     ("patch", "batch/cronjobs", "", APP),
     ("create", "batch/jobs", "", APP),

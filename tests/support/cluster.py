@@ -68,3 +68,18 @@ def repository_secret(name: str, url: str, namespaces: str | None = None, **cred
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": name, "labels": {"reliability.center/secret-type": "repository"}},
             "stringData": data}
+
+
+def slow_schedulers(namespace: str, names: list[str], module: str, min_ready: int, history: int = 10) -> None:
+    """The sample app plus scheduler Deployments whose rollouts take ``min_ready`` seconds; returns when available."""
+    apply_docs(namespace, load_yaml("examples/protected-app/app.yaml"))
+    labels = {"reliability.center/role": "scheduler", "reliability.center/module": module}
+    apply_docs(namespace, [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": d, "labels": labels},
+                            "spec": {"replicas": 1, "minReadySeconds": min_ready, "revisionHistoryLimit": history,
+                                     "selector": {"matchLabels": {"app": d}},
+                                     "template": {"metadata": {"labels": {"app": d, **labels}},
+                                                  "spec": {"containers": [{"name": "c",
+                                                                           "image": "registry.invalid/s:1"}]}}}}
+                           for d in names])
+    for d in names:
+        kubectl("rollout", "status", f"deployment/{d}", "-n", namespace, "--timeout=60s")

@@ -107,3 +107,30 @@ def test_many_keys_waiting_use_no_more_workers_than_configured():
         return peak
 
     assert run(scenario()) == 3
+
+
+def test_an_urgent_key_goes_before_the_ones_already_queued():
+    async def scenario():
+        order, gate = [], asyncio.Event()
+
+        async def handle(key, body):
+            order.append(key[1])
+            if key[1] == "first":
+                await gate.wait()
+            return None
+
+        queue = WorkQueue(handle, workers=1)
+        queue.start()
+        queue.add(("ns", "first"))
+        while not order:
+            await asyncio.sleep(0)
+        for i in range(5):
+            queue.add(("ns", f"waiting-{i}"))
+        queue.add(("ns", "new"), urgent=True)
+        gate.set()
+        while len(order) < 7:
+            await asyncio.sleep(0.001)
+        await queue.stop()
+        return order
+
+    assert run(scenario())[:2] == ["first", "new"]

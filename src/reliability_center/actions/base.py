@@ -42,11 +42,13 @@ class Succeeded:
 
 @dataclass
 class Running:
-    """Progress was made (or is awaited): persist, then call again after ``retry_after`` seconds."""
+    """Progress was made (or is awaited): persist, then call again after ``retry_after`` seconds,
+    or as soon as one of the ``wake_on`` objects (``Kind/namespace/name``) changes."""
 
     message: str = ""
     retry_after: float = 0.0
     evidence: dict[str, Any] | None = None
+    wake_on: tuple[str, ...] = ()
 
 
 @dataclass
@@ -150,7 +152,8 @@ class ActionContext:
         Another tenant's objects are never selected (they are recorded in ``left_out``,
         which the step's status and audit report); shared objects (no tenant label) are.
         """
-        found = self.read.list(kind, self.namespace, f"{ROLE_LABEL}={role}")
+        selector = f"{ROLE_LABEL}={role}" + (f",{MODULE_LABEL} in ({','.join(sorted(modules))})" if modules else "")
+        found = self.read.list(kind, self.namespace, selector)  # the apiserver filters: a big app lists little
         out = []
         for obj in found:
             labels = obj["metadata"].get("labels") or {}

@@ -70,6 +70,11 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def now_micro() -> str:
+    """A Kubernetes MicroTime (Events' eventTime, Leases' renewTime)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def set_condition(
     conditions: list[Condition],
     type_: str,

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from reliability_center.api.common import now_iso
+from reliability_center.api.common import now_iso, now_micro
 from reliability_center.api.incident import TimelineEntry
 from reliability_center.gateway.kube import Conflict, Kube
 
@@ -62,7 +62,11 @@ def emit(kube: Kube, incident: dict[str, Any], record: AuditRecord) -> TimelineE
                     f"target={record.target} outcome={record.outcome} before={record.before_digest} "
                     f"after={record.after_digest} {record.message}")[:1024],
         "type": "Normal" if record.outcome not in ("denied", "conflict") else "Warning",
-        "source": {"component": "reliability-center"},
+        "source": {"component": "reliability-center", **({"host": kube.identity} if kube.identity else {})},
+        "reportingComponent": "reliability-center",
+        "reportingInstance": kube.identity or "reliability-center",
+        "eventTime": now_micro(),
+        "action": record.action[:128],
         "firstTimestamp": now_iso(),
         "lastTimestamp": now_iso(),
         "count": 1,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -91,6 +92,10 @@ class Forbidden(Exception):
     """RBAC does not let the operator do this (403)."""
 
 
+class Fenced(Exception):
+    """This replica is not the leader (or no longer is): it writes nothing."""
+
+
 def transient(exc: BaseException) -> bool:
     """Worth retrying: the apiserver is overloaded or briefly unreachable."""
     import urllib3.exceptions
@@ -154,9 +159,14 @@ def load_api_client() -> client.ApiClient:
 class Kube:
     """A thread-safe handle on the apiserver."""
 
-    def __init__(self, api_client: client.ApiClient | None = None):
+    def __init__(self, api_client: client.ApiClient | None = None, *, identity: str = "",
+                 fence: Callable[[], None] | None = None):
         self.api = api_client or load_api_client()
         self._lock = threading.Lock()
+        self.identity = identity
+        """Who writes (the operator replica): audit Events name it as their reporting instance."""
+        self.fence = fence
+        """Called before every write; raises Fenced when this process may not write (not the leader)."""
 
     # -- paths ---------------------------------------------------------------
     @staticmethod
@@ -173,7 +183,10 @@ class Kube:
         return "/".join(parts)
 
     def _request(self, method: str, path: str, *, query: dict[str, Any] | None = None,
-                 body: Any = None, content_type: str = "application/json", timeout: float = 30) -> Any:
+                 body: Any = None, content_type: str = "application/json", timeout: float = 30,
+                 parse: bool = True) -> Any:
+        if method != "GET" and self.fence is not None and not (query or {}).get("dryRun"):
+            self.fence()  # a replica that is not the leader writes nothing (operator/leadership.py)
         url = self.api.configuration.host + path
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
@@ -187,9 +200,13 @@ class Kube:
             _raise(exc)
         if not 200 <= response.status <= 299:
             _raise(ApiException(http_resp=response))
-        return json.loads(data) if data else None
+        return json.loads(data) if data and parse else data
 
     # -- reads ---------------------------------------------------------------
+    def readyz(self) -> None:
+        """Raises when the apiserver does not answer its readiness check within two seconds."""
+        self._request("GET", "/readyz", timeout=2, parse=False)
+
     def get(self, ref: Ref) -> dict[str, Any] | None:
         try:
             return self._request("GET", self.path(ref.kind, ref.namespace, ref.name))
@@ -227,16 +244,6 @@ class Kube:
         return obj.to_dict()
 
     # -- writes (only the gateway calls these) -----------------------------------
-    def apply(self, obj: dict[str, Any], *, dry_run: bool = False, force: bool = True,
-              manager: str = FIELD_MANAGER, sub: str | None = None) -> dict[str, Any]:
-        """Server-side apply under our field manager."""
-        meta = obj["metadata"]
-        return self._request(
-            "PATCH", self.path(obj["kind"], meta.get("namespace"), meta["name"], sub),
-            query={"fieldManager": manager, "force": "true" if force else None, "dryRun": "All" if dry_run else None},
-            body=obj, content_type="application/apply-patch+yaml",
-        )
-
     def json_patch(self, ref: Ref, ops: list[dict[str, Any]], *, dry_run: bool = False,
                    manager: str = FIELD_MANAGER, sub: str | None = None) -> dict[str, Any]:
         """An RFC 6902 patch; its ``test`` operations make it a compare-and-swap."""

@@ -1,4 +1,4 @@
-"""Process-wide handles the Kopf handlers share: the API client, the step runner, the work queue."""
+"""Process-wide handles the Kopf handlers share: the API client, the step runner, the queues, the elector."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import functools
 from concurrent.futures import ThreadPoolExecutor
 
 from reliability_center.gateway import Kube
+from reliability_center.operator.leadership import Elector, Timing, identity
 from reliability_center.operator.runner import StepRunner
 from reliability_center.operator.settings import Settings
 from reliability_center.operator.workqueue import WorkQueue
@@ -17,8 +18,30 @@ def settings() -> Settings:
 
 
 @functools.cache
+def me() -> str:
+    return identity()
+
+
+@functools.cache
+def elector() -> Elector | None:
+    """The leader election, when several replicas run (settings.leadership.enabled)."""
+    ours = settings().leadership
+    if not ours.enabled:
+        return None
+    return Elector(Kube(identity=me()), ours.namespace, ours.name, me(),
+                   Timing(ours.lease_duration, ours.renew_deadline, ours.retry_period))
+
+
+@functools.cache
 def kube() -> Kube:
-    return Kube()
+    """The client every write goes through: fenced by the leadership when there is one."""
+    election = elector()
+    return Kube(identity=me(), fence=election.fence if election else None)
+
+
+def leading() -> bool:
+    election = elector()
+    return election is None or election.leading.is_set()
 
 
 @functools.cache

@@ -8,13 +8,19 @@ comes back then: for a rollout to settle, a window to open, a retry's backoff.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import kopf
 
 from reliability_center.gateway import Ref
+from reliability_center.gateway.kube import describe, transient
 from reliability_center.operator import context
 from reliability_center.operator.workqueue import Key, WorkQueue
+
+log = logging.getLogger("reliability_center.incident")
+#: Seconds before a pass that could not read its Incident (the apiserver away) tries again.
+READ_RETRY = 1.0
 
 RUNBOOKS: dict[str, kopf.Index] = {}
 """The runbook index, as Kopf passes it to handlers (a live view kept by the watch)."""
@@ -35,7 +41,19 @@ async def on_incident(body: kopf.Body, type: str | None, namespace: str, name: s
         return
     if context.runner().echoes.ours(body.metadata.uid, body.metadata.get("resourceVersion")):
         return  # the echo of our own status patch: nothing new to act on
-    context.queue().add((namespace, name), dict(body))
+    # A brand-new incident (no phase yet) goes before the passes of incidents that only wait.
+    context.queue().add((namespace, name), dict(body), urgent=not (body.get("status") or {}).get("phase"))
+
+
+@kopf.on.event("apps", "v1", "deployments")
+@kopf.on.event("apps", "v1", "statefulsets")
+async def on_workload(body: kopf.Body, namespace: str, name: str, **_: Any) -> None:
+    """A change of a workload some incident's step waits on (a rollout): wake that incident."""
+    queue = context.QUEUE
+    if queue is None:
+        return
+    for key in context.runner().wakes.woken(f"{body['kind']}/{namespace}/{name}"):
+        queue.add(key)
 
 
 async def reconcile(key: Key, body: dict[str, Any] | None) -> float | None:
@@ -46,7 +64,13 @@ async def reconcile(key: Key, body: dict[str, Any] | None) -> float | None:
 
 def _reconcile(key: Key, body: dict[str, Any] | None, runbooks: list[dict[str, Any]]) -> float | None:
     if body is None:  # a timer's pass: the newest state is read
-        body = context.kube().get(Ref("Incident", *key))
+        try:
+            body = context.kube().get(Ref("Incident", *key))
+        except Exception as exc:
+            if not transient(exc):
+                raise
+            log.warning("incident %s/%s: %s; reading it again in %ss", *key, describe(exc), READ_RETRY)
+            return READ_RETRY  # the apiserver is away: the next pass reads it again
         if body is None:
             return None
     return context.runner().reconcile(body, runbooks)
@@ -54,7 +78,8 @@ def _reconcile(key: Key, body: dict[str, Any] | None, runbooks: list[dict[str, A
 
 @kopf.on.startup()
 async def start_queue(**_: Any) -> None:
-    context.QUEUE = WorkQueue(reconcile, context.settings().watch.workers)
+    election = context.elector()
+    context.QUEUE = WorkQueue(reconcile, context.settings().watch.workers, election.leading if election else None)
     context.QUEUE.start()
 
 

@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 from typing import Any
 
 import kopf
 
+from reliability_center.gateway.kube import describe
 from reliability_center.operator import context
 from reliability_center.operator import incident as _incident  # noqa: F401  (registers handlers)
 from reliability_center.operator import runbook as _runbook  # noqa: F401  (registers handlers)
@@ -40,7 +42,46 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
         start_http_server(ours.serving.metrics_port)
     context.kube()  # fail fast on a bad kubeconfig
-    log.info("operator started", extra={"namespaces": list(ours.watch.namespaces) or "cluster-wide"})
+    log.info("operator started", extra={"namespaces": list(ours.watch.namespaces) or "cluster-wide",
+                                        "replica": context.me()})
+
+
+_tasks: set[asyncio.Task[None]] = set()  # a reference, so the running task is not garbage-collected
+
+
+@kopf.on.startup()
+async def elect(**_: Any) -> None:
+    """With several replicas, campaign for the Lease; the queues' workers wait for it."""
+    election = context.elector()
+    if election is None:
+        return
+    task = asyncio.get_running_loop().create_task(election.run(), name="leader-election")
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+@kopf.on.cleanup()
+async def resign(**_: Any) -> None:
+    """A clean shutdown hands the Lease over at once (a SIGKILL leaves it to expire)."""
+    election = context.elector()
+    if election is not None:
+        await asyncio.to_thread(election.release)
+
+
+@kopf.on.probe(id="apiserver")
+async def apiserver_reachable(**_: Any) -> str:
+    """Reported at the health endpoint; an outage is reported there, not a failure of liveness
+    (restarting the operator would not bring the apiserver back)."""
+    try:
+        await asyncio.to_thread(context.kube().readyz)
+    except Exception as exc:
+        return f"unreachable: {describe(exc)}"
+    return "ok"
+
+
+@kopf.on.probe(id="leader")
+def leader(**_: Any) -> bool:
+    return context.leading()
 
 
 def run() -> None:

@@ -30,7 +30,8 @@ from pydantic import ValidationError
 from reliability_center.api.common import GROUP, VERSION, now_iso
 from reliability_center.api.patchplan import PatchPlan, PatchPlanStatus
 from reliability_center.gateway import Kube, Ref, records
-from reliability_center.gateway.kube import Conflict, Forbidden, NotFound, describe, namespace_terminating, transient
+from reliability_center.gateway.kube import (Conflict, Fenced, Forbidden, NotFound, describe, namespace_terminating,
+                                             transient)
 from reliability_center.gitops import lifecycle as lc
 from reliability_center.gitops import reconcile, trust
 from reliability_center.gitops.forges import ForgeError, ForgeOptions, lookup
@@ -102,7 +103,8 @@ async def _pass(key: Key, body: dict[str, Any] | None) -> float | None:
 @kopf.on.startup()
 async def start_queue(**_: Any) -> None:
     global QUEUE
-    QUEUE = WorkQueue(_pass, WORKERS)
+    election = context.elector()
+    QUEUE = WorkQueue(_pass, WORKERS, election.leading if election else None)
     QUEUE.start()
 
 
@@ -145,6 +147,8 @@ def reconcile_patchplan(key: Key, body: dict[str, Any] | None, kube: Kube | None
         return max(lc.next_poll(new or plan.status, now_iso(), POLL_INTERVAL, POLL_MAX), wait or 0.0)
     except Conflict:
         return 0.0  # the plan moved since it was read: read it again
+    except Fenced:
+        return POLL_INTERVAL  # leadership lapsed mid-pass: the queue waits for it
     except Exception as exc:
         if namespace_terminating(exc):
             return None  # its namespace is going away: nothing more to do, and no Lease to take there

@@ -13,7 +13,7 @@ from reliability_center.api.common import Condition, set_condition
 from reliability_center.api.runbook import RunbookSpec
 from reliability_center.gateway import Ref, records
 from reliability_center.gateway.kube import Conflict
-from reliability_center.operator.context import kube, queue
+from reliability_center.operator.context import elector, kube, leading, queue
 
 
 def runbook_status(spec_body: dict[str, Any], status_body: dict[str, Any], generation: int | None) -> dict[str, Any]:
@@ -40,11 +40,17 @@ def runbook_status(spec_body: dict[str, Any], status_body: dict[str, Any], gener
 
 @kopf.on.event("reliability.center", "v1alpha1", "runbooks")
 async def on_runbook(body: kopf.Body, unmatched_incidents: kopf.Index, **_: Any) -> None:
+    await report(dict(body), unmatched_incidents)
+
+
+async def report(body: dict[str, Any], unmatched_incidents: kopf.Index) -> None:
     meta = body["metadata"]
     status = runbook_status(dict(body.get("spec") or {}), dict(body.get("status") or {}), meta.get("generation"))
     current = dict(body.get("status") or {})
     if {k: current.get(k) for k in status} == status:
         return  # level-triggered: our own status patch comes back as an event
+    if not leading():
+        return  # a standby writes nothing; the leader reports on every Runbook when it takes over
     try:  # on the Runbook as this event saw it; a newer one brings its own event
         await asyncio.to_thread(records.patch_status, kube(), Ref("Runbook", None, meta["name"]), status,
                                 meta["resourceVersion"])
@@ -58,6 +64,21 @@ async def on_runbook(body: kopf.Body, unmatched_incidents: kopf.Index, **_: Any)
 
 def _ready(status: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+@kopf.on.startup()
+async def catch_up_when_leading(runbook_index: kopf.Index, unmatched_incidents: kopf.Index, **_: Any) -> None:
+    """A standby skipped the Runbooks' status: when it becomes the leader, it reports on them all."""
+    election = elector()
+    if election is None:
+        return
+
+    async def catch_up() -> None:
+        for values in list(runbook_index.values()):
+            for body in list(values):
+                await report(dict(body), unmatched_incidents)
+
+    election.on_lead.append(catch_up)
 
 
 @kopf.index("reliability.center", "v1alpha1", "runbooks")

@@ -34,17 +34,19 @@ from reliability_center.engine.plan import Facts, plan
 from reliability_center.engine.progress import (AwaitStep, Finish, RestoreStep, RunStep, highest_level, next_decision,
                                                 waiting_phase)
 from reliability_center.gateway import Kube, PolicyDenied, Ref, WriteContext, WriteGateway, records
-from reliability_center.gateway.kube import Conflict, Invalid, NotFound, describe, namespace_terminating, transient
+from reliability_center.gateway.kube import (Conflict, Fenced, Invalid, NotFound, describe, namespace_terminating,
+                                             transient)
 from reliability_center.operator import metrics
 from reliability_center.operator.settings import SETTINGS_CONFIGMAP, Settings
-from reliability_center.operator.workqueue import Echoes
+from reliability_center.operator.workqueue import Echoes, Wakes
 from reliability_center.policy import limits as guard
 from reliability_center.policy.writes import Verdict
 
 log = logging.getLogger("reliability_center.runner")
 
-#: Seconds before the first retry of a failed turn, doubling up to the second.
-BACKOFF = (0.2, 60.0)
+#: Seconds before the first retry of a failed turn, doubling up to the second; a passing error (the
+#: apiserver away, a conflict) doubles only up to the third, so that an outage's end is seen soon.
+BACKOFF = (0.2, 60.0, 5.0)
 #: Failed turns in a row before a passing error (a conflict, an apiserver hiccup) is written to status.
 QUIET_FAILURES = 3
 RETRY_REASON = "ProgressingWithRetry"
@@ -71,6 +73,7 @@ class StepRunner:
         #: a restarted operator lists every Incident and reconciles each at once.
         self.failures: dict[str, int] = {}
         self.echoes = Echoes()
+        self.wakes = Wakes()
 
     # -- entry point ---------------------------------------------------------------
     def reconcile(self, body: dict[str, Any], runbooks: list[dict[str, Any]]) -> float | None:
@@ -83,8 +86,10 @@ class StepRunner:
             if namespace_terminating(exc):
                 log.info("namespace %s is being deleted; incident %s left as it is", ref.namespace, ref.name)
                 return None
+            if isinstance(exc, Fenced):
+                return BACKOFF[0]  # leadership lapsed mid-pass: the queue waits for it, nothing to report
             failures = self.failures[uid] = self.failures.get(uid, 0) + 1
-            delay = min(BACKOFF[0] * 2 ** (failures - 1), BACKOFF[1])
+            delay = min(BACKOFF[0] * 2 ** min(failures - 1, 20), BACKOFF[2] if retryable(exc) else BACKOFF[1])
             if retryable(exc):
                 log.warning("incident %s/%s: %s (attempt %d); retrying in %.1fs", ref.namespace, ref.name,
                             describe(exc), failures, delay)
@@ -382,6 +387,8 @@ class Turn:
         elif isinstance(result, Running):
             status.message, status.evidence = result.message, result.evidence or status.evidence
             wait = result.retry_after
+            for target in result.wake_on:
+                self.runner.wakes.wait_on(target, (self.ref.namespace, self.ref.name))
             if self.timed_out(step.timeout, status):
                 status.state, status.reason = "Failed", "Timeout"
                 status.message = f"did not finish within {step.timeout}: {result.message}"

@@ -48,10 +48,31 @@ class ServingSettings:
 
 
 @dataclass(frozen=True)
+class LeadershipSettings:
+    enabled: bool = _env("RC_LEADER_ELECTION", "false").lower() == "true"
+    """Run as one of several replicas: only the holder of the Lease acts (operator/leadership.py).
+    Off, the process acts alone (a local run, the tests' operators). The manifests turn it on."""
+
+    namespace: str = _env("RC_LEADER_NAMESPACE", "") or _env("RC_LOCK_NAMESPACE", "") or "default"
+    """Where the Lease lives: the operator's own namespace in an install."""
+
+    name: str = _env("RC_LEADER_LEASE", "reliability-center-leader")
+
+    lease_duration: float = float(_env("RC_LEADER_LEASE_SECONDS", "15"))
+    """Seconds a standby waits, seeing the Lease unchanged, before it takes over (the failover bound)."""
+
+    renew_deadline: float = float(_env("RC_LEADER_RENEW_DEADLINE", "10"))
+    """Seconds without a renewal after which the leader stops writing; below the lease duration."""
+
+    retry_period: float = float(_env("RC_LEADER_RETRY_PERIOD", "2"))
+
+
+@dataclass(frozen=True)
 class Settings:
     watch: WatchSettings = field(default_factory=WatchSettings)
     safety: SafetySettings = field(default_factory=SafetySettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
+    leadership: LeadershipSettings = field(default_factory=LeadershipSettings)
 
 
 SETTINGS_CONFIGMAP = "reliability-center-settings"

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -50,26 +52,67 @@ class Echoes:
 Handle = Callable[[Key, "dict[str, Any] | None"], Awaitable["float | None"]]
 
 
+class Wakes:
+    """Which queued keys wait on which objects (``Kind/namespace/name``): a change of the object wakes them.
+
+    A step that waits on a rollout registers here and returns; the operator's watch on
+    Deployments and StatefulSets hands their changes to ``woken``. Memory only: a key whose
+    interest was lost (a restart) is looked at again by its own deadline timer anyway.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, set[Key]] = {}
+        self._lock = threading.Lock()
+
+    def wait_on(self, target: str, key: Key) -> None:
+        with self._lock:
+            self._waiting.setdefault(target, set()).add(key)
+
+    def woken(self, target: str) -> set[Key]:
+        """The keys that waited on ``target`` (each is woken once; it registers again if it still waits)."""
+        with self._lock:
+            return self._waiting.pop(target, set())
+
+
 class WorkQueue:
-    def __init__(self, handle: Handle, workers: int):
+    def __init__(self, handle: Handle, workers: int, gate: asyncio.Event | None = None):
         self._handle = handle
         self._workers = workers
-        self._pending: asyncio.Queue[Key] = asyncio.Queue()
+        self._gate = gate
+        """Set while this replica may act (the leader); a standby keeps its queue and takes no pass."""
+        self._urgent: deque[Key] = deque()
+        self._normal: deque[Key] = deque()
+        self._ready = asyncio.Event()
         self._dirty: dict[Key, dict[str, Any] | None] = {}
         """Keys waiting for a pass, with the newest body seen (None: read it afresh)."""
         self._active: set[Key] = set()
         self._timers: dict[Key, tuple[float, asyncio.TimerHandle]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
-    def add(self, key: Key, body: dict[str, Any] | None = None) -> None:
-        """Queue a pass over ``key`` (once, however often it is added before it runs)."""
+    def add(self, key: Key, body: dict[str, Any] | None = None, urgent: bool = False) -> None:
+        """Queue a pass over ``key`` (once, however often it is added before it runs).
+
+        ``urgent`` keys (a brand-new incident) go before the others: when hundreds of
+        waiting incidents are woken by their rollouts, a new one still gets its first
+        Level 1 write at once.
+        """
         if key in self._dirty:
             if body is not None:
                 self._dirty[key] = body
             return
         self._dirty[key] = body
         if key not in self._active:
-            self._pending.put_nowait(key)
+            self._push(key, urgent)
+
+    def _push(self, key: Key, urgent: bool = False) -> None:
+        (self._urgent if urgent else self._normal).append(key)
+        self._ready.set()
+
+    async def _next(self) -> Key:
+        while not (self._urgent or self._normal):
+            self._ready.clear()
+            await self._ready.wait()
+        return self._urgent.popleft() if self._urgent else self._normal.popleft()
 
     def add_after(self, key: Key, delay: float) -> None:
         """Queue a pass after ``delay`` seconds; an earlier timer of the key wins."""
@@ -115,7 +158,9 @@ class WorkQueue:
 
     async def _work(self) -> None:
         while True:
-            key = await self._pending.get()
+            if self._gate is not None:
+                await self._gate.wait()
+            key = await self._next()
             if key not in self._dirty:
                 continue  # forgotten while queued
             body = self._dirty.pop(key)
@@ -129,6 +174,6 @@ class WorkQueue:
             finally:
                 self._active.discard(key)
                 if key in self._dirty:
-                    self._pending.put_nowait(key)  # changed while it ran: one more pass
+                    self._push(key)  # changed while it ran: one more pass
             if delay is not None:
                 self.add_after(key, delay)

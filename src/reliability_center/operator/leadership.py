@@ -1,0 +1,162 @@
+"""Leader election over a ``coordination.k8s.io`` Lease: one replica acts, the others stand by.
+
+Why a Lease rather than Kopf's peering: peering freezes an operator when it sees a
+higher-priority peer, needs distinct priorities per pod, and a peer that freezes
+late is not fenced (Kopf's docs, "Multi-pod operators"). A Lease renewed by its
+holder, the way client-go and controller-runtime elect leaders, gives:
+
+- one holder at a time: every change of the Lease is a compare-and-swap on its
+  resourceVersion, so two candidates cannot both take it;
+- a fence: the holder writes only while its last renewal is younger than
+  ``renew_deadline``, shorter than ``lease_duration``; the gateway's client asks
+  before every write. A standby takes over only once it has seen the Lease
+  unchanged for ``lease_duration`` by its own clock (no clock is compared across
+  machines), so the old holder has stopped writing by then. A holder that was
+  paused (SIGSTOP, a long GC) wakes with a stale renewal and is fenced at its next
+  write; the writes' own preconditions (resourceVersions, the holds' tests) make
+  any write that was already on the wire fail rather than repeat.
+
+Both replicas watch and queue; only the leader's workers take passes. A standby
+that becomes leader starts from the cluster's state (status, holds, snapshots),
+like an operator that restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from reliability_center.api.common import now_micro
+from reliability_center.gateway import Kube, Ref, records
+from reliability_center.gateway.kube import Conflict, Fenced
+
+log = logging.getLogger("reliability_center.leadership")
+
+Move = Literal["create", "renew", "take", "wait"]
+
+
+@dataclass(frozen=True)
+class Timing:
+    lease_duration: float = 15.0
+    """Seconds a standby must see the Lease unchanged before it takes it (client-go's default)."""
+    renew_deadline: float = 10.0
+    """Seconds without a successful renewal after which the holder stops writing (< lease_duration)."""
+    retry_period: float = 2.0
+    """Seconds between two renewals, or two looks of a standby."""
+
+
+@dataclass
+class Observation:
+    """What a candidate last saw of the Lease, by its own monotonic clock."""
+
+    resource_version: str | None = None
+    since: float = 0.0
+
+
+def next_move(lease: dict[str, Any] | None, me: str, seen: Observation, now: float, timing: Timing) -> Move:
+    """The one thing a candidate does next (pure: ``seen`` is updated by the caller)."""
+    if lease is None:
+        return "create"
+    holder = (lease.get("spec") or {}).get("holderIdentity") or ""
+    if holder == me:
+        return "renew"
+    if not holder:
+        return "take"  # released by a holder that shut down cleanly
+    if lease["metadata"]["resourceVersion"] != seen.resource_version:
+        return "wait"  # it changed (a renewal): the holder is alive, look again later
+    return "take" if now - seen.since >= timing.lease_duration else "wait"
+
+
+def identity() -> str:
+    """This replica: the pod's name when it has one, else host and process."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Elector:
+    kube: Kube
+    """A client of its own, unfenced: the Lease's writes are how leadership is kept."""
+    namespace: str
+    name: str
+    me: str
+    timing: Timing = field(default_factory=Timing)
+    leading: asyncio.Event = field(default_factory=asyncio.Event)
+    renewed: float = 0.0
+    seen: Observation = field(default_factory=Observation)
+    transitions: int = 0
+    on_lead: list[Any] = field(default_factory=list)
+    """Coroutines to run when this replica becomes the leader (work a standby let pass)."""
+    stopped: bool = False
+
+    @property
+    def ref(self) -> Ref:
+        return Ref("Lease", self.namespace, self.name)
+
+    def fence(self) -> None:
+        """Before every write of the operator: only a leader with a fresh renewal may write."""
+        if not self.leading.is_set() or time.monotonic() - self.renewed > self.timing.renew_deadline:
+            raise Fenced(f"{self.me} is not the leader of {self.namespace}/{self.name}: it writes nothing")
+
+    def attempt(self) -> bool:
+        """One round: create, renew or take the Lease, or wait. True while this replica holds it."""
+        lease = self.kube.get(self.ref)
+        now = time.monotonic()
+        if lease is not None and lease["metadata"]["resourceVersion"] != self.seen.resource_version:
+            self.seen = Observation(lease["metadata"]["resourceVersion"], now)
+        move = next_move(lease, self.me, self.seen, now, self.timing)
+        if move == "wait":
+            return False
+        spec = {"holderIdentity": self.me, "leaseDurationSeconds": int(self.timing.lease_duration),
+                "renewTime": now_micro()}
+        try:
+            if move == "create":
+                records.create(self.kube, {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                                           "metadata": {"name": self.name, "namespace": self.namespace},
+                                           "spec": {**spec, "acquireTime": now_micro(), "leaseTransitions": 0}})
+            else:
+                assert lease is not None
+                old = lease.get("spec") or {}
+                if move == "take":
+                    spec.update(acquireTime=now_micro(), leaseTransitions=int(old.get("leaseTransitions") or 0) + 1)
+                records.replace(self.kube, {**lease, "spec": {**old, **spec}})  # a CAS on its resourceVersion
+        except Conflict:
+            return False  # someone else moved it first
+        self.renewed = now
+        return True
+
+    async def run(self) -> None:
+        while not self.stopped:
+            try:
+                held = await asyncio.to_thread(self.attempt)
+            except Exception as exc:  # the apiserver may be away: the deadline decides, not one failure
+                log.warning("leader election %s/%s: %s", self.namespace, self.name, exc)
+                held = False
+            if held and not self.leading.is_set():
+                self.transitions += 1
+                log.info("leadership acquired", extra={"leader": self.me, "lease": f"{self.namespace}/{self.name}"})
+                self.leading.set()
+                for catch_up in self.on_lead:
+                    await catch_up()
+            elif not held and self.leading.is_set() and time.monotonic() - self.renewed > self.timing.renew_deadline:
+                log.warning("leadership lost", extra={"leader": self.me, "lease": f"{self.namespace}/{self.name}"})
+                self.leading.clear()
+            await asyncio.sleep(self.timing.retry_period)
+
+    def release(self) -> None:
+        """On a clean shutdown: let a standby take over at once instead of after lease_duration."""
+        self.stopped = True  # no more campaigning: the Lease must not come back to a process that is leaving
+        if not self.leading.is_set():
+            return
+        self.leading.clear()
+        lease = self.kube.get(self.ref)
+        if lease is not None and (lease.get("spec") or {}).get("holderIdentity") == self.me:
+            try:
+                records.replace(self.kube, {**lease, "spec": {**lease["spec"], "holderIdentity": ""}})
+            except Conflict:
+                pass

@@ -1,0 +1,102 @@
+"""The kube-apiserver goes away for 10 s in the middle of a mitigation, then comes back.
+
+The operator keeps its watches (Kopf re-lists), retries with backoff, reports the
+outage at its health endpoint, and finishes the mitigation afterwards: every
+step once, no write twice. The apiserver is the local cluster's own process,
+killed and started again (tests/support/apiserver.py); this test runs alone
+(``exclusive``), after the parallel session, since it takes the cluster away
+from every other test too.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.request
+import uuid
+from collections import Counter
+
+import pytest
+
+from tests.conftest import CACHE, start_operator, stop_operator
+from tests.support import apiserver
+from tests.support.cluster import TEST_LABELS, apply_docs, get_json, slow_schedulers, wait_for
+from tests.support.incidents import create, incident, status
+
+pytestmark = pytest.mark.exclusive
+DEPLOYMENTS = ["sched-0", "sched-1"]
+OUTAGE = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def listening(url: str) -> bool:
+    port = int(url.split(":")[2].split("/")[0])
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def health(url: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.loads(response.read())
+    except OSError:
+        return None
+
+
+def test_a_ten_second_apiserver_outage_mid_mitigation_ends_in_a_complete_mitigation_with_no_write_twice(
+        solo_namespace, seed_runbooks):
+    ns = solo_namespace
+    slow_schedulers(ns, DEPLOYMENTS, "outage", min_ready=3)
+    category = f"o{uuid.uuid4().hex[:8]}"
+    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
+                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
+                       "spec": {"match": {"category": category}, "steps": [
+        {"name": "flags", "level": 1, "action": "feature-flags-off", "params": {"modules": ["search"]}},
+        {"name": "restart", "level": 1, "action": "restart-one-by-one",
+         "params": {"role": "scheduler", "modules": ["outage"]}},
+        {"name": "replay", "level": 1, "action": "replay-jobs", "params": {"cronJob": "ocr-replay", "count": 2}},
+    ]}}])
+    url = f"http://127.0.0.1:{free_port()}/healthz"
+    proc = start_operator(CACHE / f"operator-outage-{ns}.log", {"RC_NAMESPACES": ns, "RC_HEALTH_URL": url})
+    try:
+        # The endpoint listening, not asked yet: Kopf keeps a probe's answer for 10 s.
+        wait_for(lambda: listening(url), timeout=60, what="the health endpoint")
+        create(ns, incident("outage", category=category, tenant="acme"))
+        # In the middle: the first restart started, waiting on its rollout.
+        wait_for(lambda: any(s["name"] == "restart" and s["state"] == "Running" for s in status(ns, "outage")
+                             .get("steps") or []), timeout=60, interval=0.02, what="the restart to be under way")
+        stopped = time.monotonic()
+        how = apiserver.stop()
+        try:
+            reported = wait_for(lambda: (h := health(url)) and str(h.get("apiserver", "")).startswith("unreachable")
+                                and h, timeout=OUTAGE - 1, interval=0.2, what="the outage in the health report")
+            time.sleep(max(0.0, OUTAGE - (time.monotonic() - stopped)))  # the outage lasts its 10 s
+            assert proc.poll() is None, "the operator lives through the outage"
+        finally:
+            apiserver.start(*how)
+        assert "unreachable" in reported["apiserver"]
+        st = wait_for(lambda: (s := status(ns, "outage")) and s.get("phase") == "Mitigated" and s, timeout=120,
+                      interval=0.2, what="the mitigation to complete after the outage")
+        wait_for(lambda: (h := health(url)) and h.get("apiserver") == "ok", timeout=30, interval=1,
+                 what="the health report to be ok again (its answers are kept 10 s)")
+    finally:
+        stop_operator(proc)
+
+    assert {s["name"]: s["state"] for s in st["steps"]} == dict.fromkeys(["flags", "restart", "replay"], "Succeeded")
+    per_write = Counter((e["step"], e["target"]) for e in st["timeline"]
+                        if e.get("target") and e["event"].split(":")[-1] in ("applied", "created"))
+    assert per_write and all(n == 1 for n in per_write.values()), per_write
+    events = Counter(e["message"].split(" target=")[1].split(" ")[0]
+                     for e in get_json("events", "-n", ns)["items"] if e["reason"] == "Audit")
+    assert all(n == 1 for n in events.values()), events
+    replicasets = Counter(rs["metadata"]["ownerReferences"][0]["name"] for rs in get_json("replicasets", "-n", ns)["items"])
+    assert all(replicasets[d] == 2 for d in DEPLOYMENTS), replicasets  # one restart each, no more
+    jobs = [j for j in get_json("jobs", "-n", ns)["items"]
+            if j["metadata"]["labels"].get("reliability.center/replay-of") == "ocr-replay"]
+    assert len(jobs) == 2

@@ -1,0 +1,177 @@
+"""Two operator replicas: one leads, the other stands by; the leader dies ten times, and once it freezes.
+
+The replicas elect a leader through a Lease (operator/leadership.py), with a
+short lease so that a test sees ten failovers in about a minute. Each time the
+leader is SIGKILLed at a random point of a mitigation, the standby must take
+over within a bound, and a new standby is started. Once, the leader is frozen
+(SIGSTOP) past its lease: the standby takes over, and the old leader, woken,
+must write nothing.
+
+The oracles are the cluster's: a watch on the Lease gives each leader's term
+(from its acquireTime), every audit Event names the replica that wrote
+(reportingInstance, eventTime to the microsecond), the ReplicaSets count the
+restarts and the Jobs the replays. At no moment may a replica write outside its
+own term, and every step runs exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from datetime import datetime
+
+import pytest
+from kubernetes import client, config, watch
+
+from tests.conftest import CACHE, WarmOperators, stop_operator
+from tests.support.cluster import TEST_LABELS, apply_docs, get_json, slow_schedulers, wait_for
+from tests.support.incidents import create, incident
+
+KILLS = 10
+LEASE, DEADLINE, RETRY = 3.0, 2.0, 0.5
+FAILOVER_BOUND = LEASE + 4 * RETRY + 3.0  # expiry, the standby's next looks, and a loaded machine
+DEPLOYMENTS = ["sched-0", "sched-1"]
+
+
+def parse(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+class LeaseWatch:
+    """Every version of the Lease, in etcd revision order: (holder, acquireTime) per term."""
+
+    def __init__(self, namespace: str, name: str):
+        self.namespace, self.name = namespace, name
+        self.terms: list[tuple[str, datetime]] = []
+        self.ready = threading.Event()
+        threading.Thread(target=self.run, daemon=True).start()
+        assert self.ready.wait(30)
+
+    def run(self) -> None:
+        config.load_kube_config(config_file=os.environ["KUBECONFIG"])
+        api = client.CoordinationV1Api()
+        rv = api.list_namespaced_lease(self.namespace).metadata.resource_version
+        self.ready.set()
+        for event in watch.Watch().stream(api.list_namespaced_lease, self.namespace, resource_version=rv,
+                                          timeout_seconds=600):
+            lease = event["object"]
+            if lease.metadata.name != self.name or not lease.spec.holder_identity:
+                continue
+            term = (lease.spec.holder_identity, lease.spec.acquire_time)
+            if not self.terms or self.terms[-1] != term:
+                self.terms.append(term)
+
+    def holder(self) -> str | None:
+        lease = get_json("lease", self.name, "-n", self.namespace)
+        return (lease.get("spec") or {}).get("holderIdentity") or None
+
+
+def mitigated(ns: str, name: str) -> None:
+    wait_for(lambda: (get_json("incident", name, "-n", ns).get("status") or {}).get("phase") == "Mitigated",
+             timeout=120, what=f"{name} mitigated")
+
+
+def identity_of(proc, log) -> str:
+    """The replica identity a process logged when it started (hostname-pid-random)."""
+    def find():
+        for line in log.read_text().splitlines():
+            if '"operator started"' in line and f"-{proc.pid}-" in line:
+                return line.split('"replica": "')[1].split('"')[0]
+        return None
+
+    return wait_for(find, timeout=30, what=f"process {proc.pid} to start")
+
+
+@pytest.fixture
+def failover_namespace(solo_namespace):
+    slow_schedulers(solo_namespace, DEPLOYMENTS, "failover", min_ready=1, history=100)
+    return solo_namespace
+
+
+def test_the_standby_takes_over_every_time_and_no_two_replicas_ever_write_at_once(failover_namespace, seed_runbooks,
+                                                                                    kube):
+    ns = failover_namespace
+    category = f"f{uuid.uuid4().hex[:8]}"
+    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
+                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
+                       "spec": {"match": {"category": category},
+                                "limits": {"maxRunsPerHour": 100, "maxRefires": 100},
+                                "steps": [
+        {"name": "flags", "level": 1, "action": "feature-flags-off", "params": {"modules": ["search"]}},
+        {"name": "restart", "level": 1, "action": "restart-one-by-one",
+         "params": {"role": "scheduler", "modules": ["failover"]}},
+        {"name": "replay", "level": 1, "action": "replay-jobs", "params": {"cronJob": "ocr-replay", "count": 2}},
+    ]}}])
+    lease = f"rc-leader-{uuid.uuid4().hex[:6]}"
+    log = CACHE / f"operator-failover-{ns}.log"
+    operators = WarmOperators(log, {"RC_NAMESPACES": ns, "RC_LEADER_ELECTION": "true", "RC_LEADER_NAMESPACE": ns,
+                                    "RC_LEADER_LEASE": lease, "RC_LEADER_LEASE_SECONDS": str(LEASE),
+                                    "RC_LEADER_RENEW_DEADLINE": str(DEADLINE),
+                                    "RC_LEADER_RETRY_PERIOD": str(RETRY)})
+    leases = LeaseWatch(ns, lease)
+    rng = random.Random(20261128)
+    running = {}
+    for _ in range(2):
+        proc = operators.start()
+        running[identity_of(proc, log)] = proc
+    names, failovers, kills = [], [], 0
+    try:
+        while kills < KILLS:
+            name = f"inc-{len(names)}"
+            names.append(name)
+            create(ns, incident(name, category=category, tenant="acme"))
+            leader = wait_for(leases.holder, what="a leader")
+            time.sleep(rng.uniform(0.2, 2.5))  # a random point of the mitigation
+            stop_operator(running.pop(leader), signal.SIGKILL)
+            kills += 1
+            killed_at = time.monotonic()
+            successor = wait_for(lambda: (h := leases.holder()) and h != leader and h, timeout=30,
+                                 interval=0.05, what="the standby to take over")
+            failovers.append(time.monotonic() - killed_at)
+            assert successor in running, (successor, list(running))
+            proc = operators.start()  # a new standby
+            running[identity_of(proc, log)] = proc
+            # One incident at a time: the restarts of two incidents would overlap on the same Deployments.
+            mitigated(ns, name)
+        # Once, the leader freezes past its lease: the standby takes over; woken, the old leader writes nothing.
+        names.append("inc-frozen")
+        create(ns, incident("inc-frozen", category=category, tenant="acme"))
+        frozen = wait_for(leases.holder, what="a leader")
+        time.sleep(rng.uniform(0.2, 1.5))
+        os.killpg(running[frozen].pid, signal.SIGSTOP)
+        wait_for(lambda: (h := leases.holder()) and h != frozen, timeout=30, what="the standby to take over")
+        os.killpg(running[frozen].pid, signal.SIGCONT)
+        # Woken, it notices by its own clock that its renewal is too old, and stands down.
+        wait_for(lambda: any('"leadership lost"' in line and frozen in line for line in log.read_text().splitlines()),
+                 timeout=30, what="the woken replica to stand down")
+        mitigated(ns, "inc-frozen")
+    finally:
+        for proc in running.values():
+            stop_operator(proc, signal.SIGKILL)
+        operators.close()
+
+    # Every failover within the bound.
+    assert len(failovers) == KILLS and max(failovers) < FAILOVER_BOUND, failovers
+    # Each step exactly once: one new ReplicaSet per restart, the bounded replays, one audit record per write.
+    replicasets = Counter(rs["metadata"]["ownerReferences"][0]["name"] for rs in get_json("replicasets", "-n", ns)["items"])
+    assert all(replicasets[d] == 1 + len(names) for d in DEPLOYMENTS), (replicasets, len(names))
+    jobs = Counter(j["metadata"]["labels"]["reliability.center/incident"] for j in get_json("jobs", "-n", ns)["items"]
+                   if j["metadata"]["labels"].get("reliability.center/replay-of") == "ocr-replay")
+    assert jobs == dict.fromkeys(names, 2)
+    events = [e for e in get_json("events", "-n", ns)["items"] if e["reason"] == "Audit"]
+    writes = Counter((e["involvedObject"]["name"], e["action"], e["message"].split(" target=")[1].split(" ")[0])
+                     for e in events)
+    assert writes and all(n == 1 for n in writes.values()), [w for w, n in writes.items() if n > 1]
+    # No replica wrote outside its own term: terms follow one another, each write falls in its writer's.
+    terms = [(holder, parse(start)) for holder, start in
+             ((h, a if isinstance(a, str) else a.isoformat()) for h, a in leases.terms)]
+    assert len({h for h, _ in terms}) >= KILLS + 1, terms
+    for event in events:
+        writer, at = event["reportingInstance"], parse(event["eventTime"])
+        current = [h for h, start in terms if start <= at][-1:]
+        assert current == [writer], f"{writer} wrote at {at} during the term of {current}: {event['message'][:200]}"
