@@ -5,6 +5,7 @@ cannot start, those tests fail — they are never skipped."""
 from __future__ import annotations
 
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -34,12 +35,19 @@ def _free_port() -> int:
 METRICS_PORT = _free_port()
 
 
+#: Files whose tests take a minute or more (pytest --durations): scheduled first.
+LONG_FILES = {"test_gitea_leaks.py", "test_waiting.py", "test_failover.py", "test_crash.py", "test_shadow_global.py"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.cluster)
-    # Tests that judge the whole session (a watch that ran beside every other test) come last.
-    items.sort(key=lambda item: item.get_closest_marker("session_end") is not None)
+    # The files that run a minute or more go first, so the two workers finish together instead of
+    # one starting a long file when the other is done; tests that judge the whole session (a watch
+    # that ran beside every other test) come last.
+    items.sort(key=lambda item: (item.get_closest_marker("session_end") is not None,
+                                 pathlib.Path(str(item.fspath)).name not in LONG_FILES))
 
 
 @pytest.fixture(scope="session")
@@ -107,9 +115,9 @@ def seed_runbooks(crds: None) -> Iterator[None]:
 
 def start_operator(log_path=OPERATOR_LOG, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "RC_METRICS_PORT": "0", **(extra_env or {})}
-    log = open(log_path, "ab")
-    return subprocess.Popen([sys.executable, "-m", "reliability_center.operator"], env=env, stdout=log,
-                            stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "reliability_center.operator"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
 
 
 class WarmOperators:
@@ -121,9 +129,10 @@ class WarmOperators:
         self.next = self._spawn()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "warm_operator.py")],
-                                env=self.env, stdin=subprocess.PIPE, stdout=open(self.log_path, "ab"),
-                                stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "warm_operator.py")],
+                                    env=self.env, stdin=subprocess.PIPE, stdout=log,
+                                    stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
 
     def start(self) -> subprocess.Popen[bytes]:
         proc, self.next = self.next, self._spawn()
@@ -144,6 +153,8 @@ def stop_operator(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> N
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    if proc.stdin is not None:
+        proc.stdin.close()
 
 
 @pytest.fixture(scope="session")
