@@ -2,23 +2,36 @@
 
 A team trying the operator on a live cluster turns shadow on for the whole
 operator; incidents written with ``mode: enforce`` still only dry-run. The
-oracle is the cluster: every object's resourceVersion, and no object created.
+oracle is the cluster: every object's labels, annotations, data and spec (not its
+status, which the app's controllers keep changing while it rolls out), and no
+object created.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from tests.conftest import CACHE, start_operator, stop_operator
 from tests.support.cluster import apply_docs, get_json, load_yaml
-from tests.support.incidents import create, incident, steps, wait_phase
+from tests.support.incidents import create, incident, settle_app, steps, wait_phase
 
 KINDS = "configmaps,deployments,cronjobs,jobs,networkpolicies,horizontalpodautoscalers,patchplans"
+
+
+def content(namespace: str) -> dict[tuple[str, str], str]:
+    """(kind, name) -> digest of what a writer of ours could change: labels, annotations, data, spec."""
+    return {(o["kind"], o["metadata"]["name"]): hashlib.sha256(json.dumps(
+                [o["metadata"].get("labels"), o["metadata"].get("annotations"), o.get("data"), o.get("spec")],
+                sort_keys=True).encode()).hexdigest()
+            for o in get_json(KINDS, "-n", namespace)["items"]}
 
 
 def test_global_shadow_mode_runs_all_four_playbooks_and_changes_no_object(solo_namespace, seed_runbooks):
     ns = solo_namespace
     apply_docs(ns, load_yaml("examples/protected-app/app.yaml"))
-    before = {(o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"]
-              for o in get_json(KINDS, "-n", ns)["items"]}
+    settle_app(ns)  # the controllers' own first writes (revision annotations) come before the baseline
+    before = content(ns)
     proc = start_operator(CACHE / "operator-shadow-test.log", {"RC_NAMESPACES": ns, "RC_MODE": "shadow"})
     try:
         cases = {"perf": "search", "cross-tenant": "exports", "ocr": "ocr", "billing": "billing"}
@@ -36,7 +49,6 @@ def test_global_shadow_mode_runs_all_four_playbooks_and_changes_no_object(solo_n
             assert any(e["event"].endswith(":dry-run") for e in st["timeline"]), category
     finally:
         stop_operator(proc)
-    after = {(o["kind"], o["metadata"]["name"]): o["metadata"]["resourceVersion"]
-             for o in get_json(KINDS, "-n", ns)["items"]}
+    after = content(ns)
     assert after == before  # not one write, not one object made (no snapshot, guard, Job or PatchPlan)
     assert steps(wait_phase(ns, "perf", "Shadowed"))["restart-schedulers"] == "Shadowed"
