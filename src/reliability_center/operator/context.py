@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from concurrent.futures import ThreadPoolExecutor
 
@@ -42,6 +43,12 @@ def kube() -> Kube:
 def leading() -> bool:
     election = elector()
     return election is None or election.leading.is_set()
+
+
+def gate() -> asyncio.Event | None:
+    """What the work queues' workers wait for: this replica leading (None: a single replica, always)."""
+    election = elector()
+    return election.leading if election else None
 
 
 @functools.cache

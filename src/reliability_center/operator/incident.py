@@ -78,8 +78,7 @@ def _reconcile(key: Key, body: dict[str, Any] | None, runbooks: list[dict[str, A
 
 @kopf.on.startup()
 async def start_queue(**_: Any) -> None:
-    election = context.elector()
-    context.QUEUE = WorkQueue(reconcile, context.settings().watch.workers, election.leading if election else None)
+    context.QUEUE = WorkQueue(reconcile, context.settings().watch.workers, context.gate())
     context.QUEUE.start()
 
 

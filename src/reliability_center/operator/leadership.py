@@ -89,7 +89,6 @@ class Elector:
     leading: asyncio.Event = field(default_factory=asyncio.Event)
     renewed: float = 0.0
     seen: Observation = field(default_factory=Observation)
-    transitions: int = 0
     on_lead: list[Any] = field(default_factory=list)
     """Coroutines to run when this replica becomes the leader (work a standby let pass)."""
     stopped: bool = False
@@ -138,7 +137,6 @@ class Elector:
                 log.warning("leader election %s/%s: %s", self.namespace, self.name, exc)
                 held = False
             if held and not self.leading.is_set():
-                self.transitions += 1
                 log.info("leadership acquired", extra={"leader": self.me, "lease": f"{self.namespace}/{self.name}"})
                 self.leading.set()
                 for catch_up in self.on_lead:

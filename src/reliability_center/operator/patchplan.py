@@ -103,8 +103,7 @@ async def _pass(key: Key, body: dict[str, Any] | None) -> float | None:
 @kopf.on.startup()
 async def start_queue(**_: Any) -> None:
     global QUEUE
-    election = context.elector()
-    QUEUE = WorkQueue(_pass, WORKERS, election.leading if election else None)
+    QUEUE = WorkQueue(_pass, WORKERS, context.gate())
     QUEUE.start()
 
 

@@ -49,6 +49,8 @@ class Echoes:
 
     def ours(self, uid: str, resource_version: str | None) -> bool:
         return resource_version in self._written.get(uid, ())
+
+
 Handle = Callable[[Key, "dict[str, Any] | None"], Awaitable["float | None"]]
 
 
