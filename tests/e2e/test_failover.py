@@ -19,18 +19,17 @@ from __future__ import annotations
 import os
 import random
 import signal
-import threading
 import time
 import uuid
 from collections import Counter
 from datetime import datetime
 
 import pytest
-from kubernetes import client, config, watch
 
 from tests.conftest import CACHE, WarmOperators, stop_operator
 from tests.support.cluster import TEST_LABELS, apply_docs, get_json, slow_schedulers, wait_for
 from tests.support.incidents import create, incident
+from tests.support.watches import Follow
 
 KILLS = 10
 LEASE, DEADLINE, RETRY = 3.0, 2.0, 0.5
@@ -48,23 +47,15 @@ class LeaseWatch:
     def __init__(self, namespace: str, name: str):
         self.namespace, self.name = namespace, name
         self.terms: list[tuple[str, datetime]] = []
-        self.ready = threading.Event()
-        threading.Thread(target=self.run, daemon=True).start()
-        assert self.ready.wait(30)
+        Follow("CoordinationV1Api", "list_namespaced_lease", namespace, on_event=self.seen)
 
-    def run(self) -> None:
-        config.load_kube_config(config_file=os.environ["KUBECONFIG"])
-        api = client.CoordinationV1Api()
-        rv = api.list_namespaced_lease(self.namespace).metadata.resource_version
-        self.ready.set()
-        for event in watch.Watch().stream(api.list_namespaced_lease, self.namespace, resource_version=rv,
-                                          timeout_seconds=600):
-            lease = event["object"]
-            if lease.metadata.name != self.name or not lease.spec.holder_identity:
-                continue
-            term = (lease.spec.holder_identity, lease.spec.acquire_time)
-            if not self.terms or self.terms[-1] != term:
-                self.terms.append(term)
+    def seen(self, event: dict) -> None:
+        lease = event["object"]
+        if lease.metadata.name != self.name or not lease.spec.holder_identity:
+            return
+        term = (lease.spec.holder_identity, lease.spec.acquire_time)
+        if not self.terms or self.terms[-1] != term:
+            self.terms.append(term)
 
     def holder(self) -> str | None:
         lease = get_json("lease", self.name, "-n", self.namespace)

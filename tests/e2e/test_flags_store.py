@@ -11,15 +11,14 @@ the step changed, and the resolve gives the store back exactly as it was.
 from __future__ import annotations
 
 import json
-import os
 import threading
 
 import pytest
-from kubernetes import client, config, watch
 
 from tests.e2e.test_collisions import one_step_runbook, resolve
 from tests.support.cluster import get_json, kubectl, wait_for
 from tests.support.incidents import create, incident, wait_phase
+from tests.support.watches import Follow
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -31,34 +30,21 @@ class Versions:
 
     def __init__(self, namespace: str, name: str, rv: str):
         self.seen: list[tuple[int, dict[str, str]]] = []
-        self.error: BaseException | None = None
         self.cond = threading.Condition()
-        self.args = namespace, name, rv
-        threading.Thread(target=self.run, daemon=True).start()
+        self.watch = Follow("CoreV1Api", "list_namespaced_config_map", namespace, on_event=self.add,
+                            on_error=self.add, resource_version=rv, field_selector=f"metadata.name={name}")
 
-    def run(self) -> None:
-        try:
-            self.watch()
-        except BaseException as e:  # the test reports it rather than waiting out its timeout
-            with self.cond:
-                self.error = e
-                self.cond.notify_all()
-
-    def watch(self) -> None:
-        namespace, name, rv = self.args
-        config.load_kube_config(config_file=os.environ["KUBECONFIG"])
-        core = client.CoreV1Api()
-        for event in watch.Watch().stream(core.list_namespaced_config_map, namespace, resource_version=rv,
-                                          field_selector=f"metadata.name={name}", timeout_seconds=120):
-            with self.cond:
+    def add(self, event: dict | BaseException) -> None:
+        with self.cond:  # a broken watch wakes the test too: it reports the error instead of timing out
+            if isinstance(event, dict):
                 obj = event["object"]
                 self.seen.append((int(obj.metadata.resource_version), dict(obj.data or {})))
-                self.cond.notify_all()
+            self.cond.notify_all()
 
     def until(self, probe) -> dict[str, str]:
         with self.cond:
-            self.cond.wait_for(lambda: self.error or (self.seen and probe(self.seen[-1][1])), timeout=60)
-            assert self.error is None, self.error
+            self.cond.wait_for(lambda: self.watch.error or (self.seen and probe(self.seen[-1][1])), timeout=60)
+            assert self.watch.error is None, self.watch.error
             assert self.seen and probe(self.seen[-1][1]), self.seen[-1:]
             return self.seen[-1][1]
 

@@ -11,19 +11,17 @@ the ReplicaSets sees them in etcd revision order.
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
-from kubernetes import client, config, watch
 
 from tests.conftest import CACHE, start_operator, stop_operator
 from reliability_center.gateway import Ref
 from tests.support.cluster import TEST_LABELS, apply_docs, get_json, load_yaml, wait_for
 from tests.support.incidents import create, incident
+from tests.support.watches import Follow
 
 INCIDENTS = 200
 WORKERS = 8
@@ -47,25 +45,16 @@ class ReplicaSetWatch:
 
     def __init__(self, namespace: str):
         self.events: list[tuple[int, str, str, bool]] = []
-        self.ready = threading.Event()
-        self.namespace = namespace
-        threading.Thread(target=self.run, daemon=True).start()
-        assert self.ready.wait(30)
+        Follow("AppsV1Api", "list_namespaced_replica_set", namespace, on_event=self.seen)
 
-    def run(self) -> None:
-        config.load_kube_config(config_file=os.environ["KUBECONFIG"])
-        apps = client.AppsV1Api()
-        rv = apps.list_namespaced_replica_set(self.namespace).metadata.resource_version
-        self.ready.set()
-        for event in watch.Watch().stream(apps.list_namespaced_replica_set, self.namespace, resource_version=rv,
-                                          timeout_seconds=600):
-            rs = event["object"]
-            marked = "reliability.center/restarted-by" in (rs.spec.template.metadata.annotations or {})
-            if not marked:
-                continue
-            available = (rs.status.available_replicas or 0) >= (rs.spec.replicas or 0) > 0
-            self.events.append((int(rs.metadata.resource_version), rs.metadata.owner_references[0].name,
-                                rs.metadata.name, available))
+    def seen(self, event: dict) -> None:
+        rs = event["object"]
+        marked = "reliability.center/restarted-by" in (rs.spec.template.metadata.annotations or {})
+        if not marked:
+            return
+        available = (rs.status.available_replicas or 0) >= (rs.spec.replicas or 0) > 0
+        self.events.append((int(rs.metadata.resource_version), rs.metadata.owner_references[0].name,
+                            rs.metadata.name, available))
 
 
 def test_two_hundred_waiting_incidents_hold_no_thread_and_a_new_one_is_answered_at_once(solo_namespace,
