@@ -40,11 +40,7 @@ from reliability_center.gitops import reconcile as rc  # noqa: E402
 from reliability_center.gitops.forges import ForgeOptions, new_forge  # noqa: E402
 from reliability_center.gitops.workspace import Credentials, Workspace  # noqa: E402
 from tests.gitea.conftest import Gitea, _git, create_repo, start_gitea, stop_gitea  # noqa: E402
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+from measure import pct  # noqa: E402  (bench/, the script's own directory)
 
 
 def plan_for(repo_url: str, i: int) -> PatchPlan:

@@ -25,13 +25,10 @@ import threading
 import time
 import uuid
 
+from measure import peak_rss_mb, pct  # bench/, the script's own directory
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CACHE = pathlib.Path(os.environ.get("RC_CACHE", pathlib.Path.home() / ".cache" / "reliability-center"))
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def kubectl(*args: str, input: str | None = None) -> str:
@@ -162,11 +159,7 @@ def main() -> None:
             with lock:
                 if lock.wait(timeout=0.15):
                     quiet_since = time.perf_counter()
-    rss_kib = 0
-    with open(f"/proc/{operator.pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                rss_kib = int(line.split()[1])
+    rss_mb = peak_rss_mb(operator.pid)
     operator.terminate()
     operator.wait(timeout=30)
     kubectl("delete", "namespace", ns, "--wait=false")
@@ -185,7 +178,7 @@ def main() -> None:
         "ratio_first_write_p50": pct(to_write, 0.5) / raw50,
         "ratio_first_write_p99": pct(to_write, 0.99) / raw99,
         "ratio_mitigated_p50": pct(to_mitigated, 0.5) / raw50,
-        "operator_peak_rss_mb": rss_kib / 1024,
+        "operator_peak_rss_mb": rss_mb,
         "mean_first_write_ms": statistics.mean(to_write) * 1e3,
     }
     if raw_store:
