@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
-from reliability_center.gitops.forges import ETAGS
-from tests.contract.fakes import FakeForgeTransport
+from reliability_center.gitops.forges import ETAGS, Forge, ForgeOptions, new_forge
+from reliability_center.gitops.workspace import Credentials
+from tests.contract.fakes import Exchange, FakeForgeTransport
 
 Transport = TypeVar("Transport", bound=FakeForgeTransport)
 
@@ -37,3 +38,24 @@ def scripted() -> Iterator[Callable[[Transport], Transport]]:
     yield register
     for transport in transports:
         transport.done()
+
+
+def forge_builder(scripted: Callable[[Transport], Transport], fake: type[FakeForgeTransport], url: str,
+                  token: str) -> Iterator[Callable[..., tuple[Forge, FakeForgeTransport]]]:
+    """For a module's ``forge_with`` fixture: builds forges on scripted Fakes, closed at teardown.
+
+    ``build(*script, token=, accepted=, api_url=)``: the forge sends ``token``; the Fake lets in
+    ``accepted`` only (both the module's token unless a test says otherwise).
+    """
+    built: list[Forge] = []
+
+    def build(*script: Exchange, token: str = token, accepted: str = token,
+              api_url: str | None = None) -> tuple[Forge, Any]:
+        transport = scripted(fake(script=list(script), token=accepted))
+        forge = new_forge(url, None, Credentials(token=token), ForgeOptions(transport=transport, api_url=api_url))
+        built.append(forge)
+        return forge, transport
+
+    yield build
+    for forge in built:
+        forge.close()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from reliability_center.gitops.forges import ForgeOptions, ListPullRequestsOptions, new_forge
-from reliability_center.gitops.workspace import Credentials
+from reliability_center.gitops.forges import ListPullRequestsOptions
+from tests.contract.conftest import forge_builder
 from tests.contract.fakes import Exchange, FakeGiteaTransport, recording
 
 TOKEN = "3f1d0c6e9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d"
@@ -21,17 +21,7 @@ PULL = "/api/v1/repos/acme/gitops/pulls/7"
 @pytest.fixture
 def forge_with(scripted):
     """Builds a Gitea forge on a scripted Fake transport that lets in TOKEN only."""
-    built = []
-
-    def build(*script: Exchange):
-        transport = scripted(FakeGiteaTransport(script=list(script), token=TOKEN))
-        forge = new_forge(URL, None, Credentials(token=TOKEN), ForgeOptions(transport=transport))
-        built.append(forge)
-        return forge, transport
-
-    yield build
-    for forge in built:
-        forge.close()
+    yield from forge_builder(scripted, FakeGiteaTransport, URL, TOKEN)
 
 
 def test_close_reads_then_patches_the_state(forge_with):

@@ -21,6 +21,7 @@ from reliability_center.gitops.forges import (
     new_forge,
 )
 from reliability_center.gitops.workspace import Credentials
+from tests.contract.conftest import forge_builder
 from tests.contract.fakes import Exchange, FakeGitHubTransport, recording
 
 TOKEN = "ghp_0123456789abcdefABCDEF0123456789abcd"
@@ -37,17 +38,7 @@ DATE = email.utils.formatdate(NOW, usegmt=True)
 @pytest.fixture
 def forge_with(scripted):
     """Builds a GitHub forge on a scripted Fake transport; ``accepted`` is the token the Fake lets in."""
-    built = []
-
-    def build(*script: Exchange, token: str = TOKEN, accepted: str = TOKEN):
-        transport = scripted(FakeGitHubTransport(script=list(script), token=accepted))
-        forge = new_forge(URL, None, Credentials(token=token), ForgeOptions(transport=transport))
-        built.append(forge)
-        return forge, transport
-
-    yield build
-    for forge in built:
-        forge.close()
+    yield from forge_builder(scripted, FakeGitHubTransport, URL, TOKEN)
 
 
 def merged_pull(**changes):

@@ -14,12 +14,10 @@ from reliability_center.gitops.forges import (
     ETAGS,
     CreatePullRequestOptions,
     ForgeError,
-    ForgeOptions,
     ListPullRequestsOptions,
     MergePullRequestOptions,
-    new_forge,
 )
-from reliability_center.gitops.workspace import Credentials
+from tests.contract.conftest import forge_builder
 from tests.contract.fakes import Exchange, FakeGitLabTransport, recording
 
 TOKEN = "glpat-0123456789abcdefABCD"
@@ -37,17 +35,7 @@ DATE = email.utils.formatdate(NOW, usegmt=True)
 @pytest.fixture
 def forge_with(scripted):
     """Builds a GitLab forge on a scripted Fake transport that lets in TOKEN only."""
-    built = []
-
-    def build(*script: Exchange, token: str = TOKEN, api_url: str | None = None):
-        transport = scripted(FakeGitLabTransport(script=list(script), token=TOKEN))
-        forge = new_forge(URL, None, Credentials(token=token), ForgeOptions(transport=transport, api_url=api_url))
-        built.append(forge)
-        return forge, transport
-
-    yield build
-    for forge in built:
-        forge.close()
+    yield from forge_builder(scripted, FakeGitLabTransport, URL, TOKEN)
 
 
 def test_create_merge_request(forge_with):
