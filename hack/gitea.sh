@@ -122,10 +122,13 @@ EOF
   password=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
   g admin user create --username "$user" --password "$password" --email "$user@example.invalid" \
     --admin --must-change-password=false >"$dir/log/admin.log" 2>&1 || die "admin user create failed: $(tail -5 "$dir/log/admin.log")"
-  # --raw prints the token alone on the last line (Gitea may log a warning before it)
-  token=$(g admin user generate-access-token --username "$user" --token-name rc-tests --scopes all --raw \
-    2>>"$dir/log/admin.log" | tail -n 1) || die "generate-access-token failed: $(tail -5 "$dir/log/admin.log")"
-  [[ "$token" =~ ^[0-9a-f]{40}$ ]] || die "generate-access-token printed no token (see $dir/log/admin.log)"
+  # --raw prints the token alone on a line; Gitea's own log lines (the root-user warning) may land on
+  # stdout before or after it, so the token is the line that looks like one, and all is kept in the log.
+  g admin user generate-access-token --username "$user" --token-name rc-tests --scopes all --raw \
+    >"$dir/log/token.out" 2>>"$dir/log/admin.log" || die "generate-access-token failed: $(tail -5 "$dir/log/admin.log")"
+  token=$(grep -E '^[0-9a-f]{40}$' "$dir/log/token.out" | tail -n 1 || true)
+  [[ "$token" =~ ^[0-9a-f]{40}$ ]] || die "generate-access-token printed no token: $(tail -5 "$dir/log/token.out")"
+  rm -f "$dir/log/token.out"  # a credential: not left in the log directory
   nohup "$bin" --config "$ini" --work-path "$dir" web >"$dir/log/web.log" 2>&1 </dev/null &
   echo $! >"$dir/gitea.pid"
   url="http://127.0.0.1:$port"
