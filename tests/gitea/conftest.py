@@ -6,6 +6,7 @@ When Gitea cannot start, the tests fail with its log: they are never skipped.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -84,7 +85,10 @@ class Gitea:
                               "--username", self.user, "--token-name", f"scoped-{uuid.uuid4().hex[:8]}",
                               "--scopes", ",".join(scopes), "--raw"],
                              capture_output=True, text=True, timeout=60, check=True)
-        return out.stdout.strip().splitlines()[-1]
+        # The token is the line that looks like one: Gitea's root-user warning may be printed after it.
+        tokens = [line for line in out.stdout.splitlines() if re.fullmatch(r"[0-9a-f]{40}", line)]
+        assert tokens, f"generate-access-token printed no token: {out.stdout[-500:]}"
+        return tokens[-1]
 
 
 @dataclass
