@@ -47,17 +47,18 @@ async def report(body: dict[str, Any], unmatched_incidents: kopf.Index) -> None:
     meta = body["metadata"]
     status = runbook_status(dict(body.get("spec") or {}), dict(body.get("status") or {}), meta.get("generation"))
     current = dict(body.get("status") or {})
-    if {k: current.get(k) for k in status} == status:
-        return  # level-triggered: our own status patch comes back as an event
-    if not leading():
-        return  # a standby writes nothing; the leader reports on every Runbook when it takes over
-    try:  # on the Runbook as this event saw it; a newer one brings its own event
-        await asyncio.to_thread(records.patch_status, kube(), Ref("Runbook", None, meta["name"]), status,
-                                meta["resourceVersion"])
-    except Conflict:
-        return
-    if _ready(status) and not _ready(current):
-        # Incidents that found no runbook get another try (the index holds only watched namespaces).
+    # Level-triggered: our own status patch comes back as an event and writes nothing more.
+    # A standby writes nothing; the leader reports on every Runbook when it takes over.
+    if {k: current.get(k) for k in status} != status and leading():
+        try:  # on the Runbook as this event saw it; a newer one brings its own event
+            await asyncio.to_thread(records.patch_status, kube(), Ref("Runbook", None, meta["name"]), status,
+                                    meta["resourceVersion"])
+        except Conflict:
+            return
+    if _ready(status):
+        # Incidents that found no runbook get another try, whoever wrote the Runbook's status: Runbooks
+        # are cluster-wide, and an operator sharded on other namespaces may have reported it Ready first
+        # (the index holds only this operator's namespaces). A pass that still finds none writes nothing.
         for key in list(unmatched_incidents.get(None, [])):
             queue().add(key)
 
