@@ -31,6 +31,10 @@ class Signal(Model):
     threshold: float | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    fingerprint: str | None = Field(default=None, pattern=r"^[0-9a-f]{1,64}$",
+                                    description="Alertmanager's fingerprint: a later post updates this signal.")
+    resolved: bool = Field(default=False, description="The alert behind this signal has resolved.")
+    resolved_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
 
 
 class IncidentSpec(Model):
@@ -89,15 +93,33 @@ class TimelineEntry(Model):
     after_digest: str | None = None
 
 
+GateName = Literal["audit-complete", "gateway-only", "rollback-tested", "slo-normal", "postmortem-shared"]
+
+
 class Gate(Model):
-    name: str
+    """One post-repair check (the seed's checklist), re-evaluated until it passes."""
+
+    name: GateName
     passed: bool
-    evidence: str = ""
+    reason: str = Field(default="", description="CamelCase: why it passed or what is missing.")
+    evidence: str = Field(default="", max_length=4096, description="What was checked, with what result.")
+    missing: list[str] = Field(default_factory=list, max_length=50, description="The evidence that is missing.")
     checked_at: str | None = None
+    passed_at: str | None = None
+
+
+class PlanState(Model):
+    """A PatchPlan of this incident as last seen: its phase drives the incident's."""
+
+    name: str
+    phase: str
+    pull_request: str | None = None
+    purpose: Literal["fix", "postmortem"] = "fix"
 
 
 class Times(Model):
     detected: str | None = None
+    first_action: str | None = None
     mitigated: str | None = None
     escalated: str | None = None
     resolved: str | None = None
@@ -120,6 +142,10 @@ class IncidentStatus(Model):
     timeline: list[TimelineEntry] = Field(default_factory=list)
     snapshots: list[str] = Field(default_factory=list, description="Names of the snapshot ConfigMaps.")
     patch_plans: list[str] = Field(default_factory=list)
+    plans: list[PlanState] = Field(default_factory=list, max_length=50,
+                                   description="The PatchPlans' phases as last seen (fix and postmortem).")
+    audit_log: str | None = Field(default=None, description="The ConfigMap holding this incident's durable audit "
+                                                            "records (append-only; outlives Events and the timeline).")
     gates: list[Gate] = Field(default_factory=list)
     times: Times = Field(default_factory=Times)
 

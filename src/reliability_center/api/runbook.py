@@ -109,6 +109,17 @@ class Limits(Model):
                              description="Ineffective remediation: re-fires of the same incident after mitigation before escalating.")
 
 
+class SLOCheck(Model):
+    """Post-repair gate 4: a PromQL query that must hold on the right side of a threshold for a while."""
+
+    query: str = Field(min_length=1, max_length=4096, description="PromQL; may use {tenant}, {module}, {namespace}.")
+    threshold: float
+    comparison: Literal["below", "above"] = Field(default="below",
+                                                  description="below: every sample under the threshold.")
+    for_: str = Field(default="5m", alias="for", pattern=DURATION,
+                      description="How long it must have held (a subquery over this range).")
+
+
 class RunbookSpec(Model):
     match: Match
     steps: list[Step] = Field(min_length=1, max_length=50)
@@ -116,6 +127,10 @@ class RunbookSpec(Model):
     guards: list[Guard] = Field(default_factory=list, max_length=50)
     postmortem: list[str] = Field(default_factory=list, max_length=50,
                                   description="Postmortem checklist items for this category.")
+    slo: SLOCheck | None = Field(default=None, description="The SLO the post-repair gate checks through Prometheus.")
+    resolve_when_signals_resolve: bool = Field(
+        default=False, description="Once every signal of an incident has resolved (Alertmanager says so), the "
+                                   "incident is resolved and its level 1 changes restored; otherwise a person resolves.")
 
     model_config = Model.model_config | {
         "json_schema_extra": {
