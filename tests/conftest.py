@@ -33,6 +33,14 @@ def _free_port() -> int:
 
 #: The session operator serves Prometheus metrics here.
 METRICS_PORT = _free_port()
+#: The session operator's Alertmanager receiver: its port, the bearer token file, the mapping.
+INTAKE_PORT = _free_port()
+INTAKE_URL = f"http://127.0.0.1:{INTAKE_PORT}/alerts"
+INTAKE_TOKEN = uuid.uuid4().hex
+INTAKE_TOKEN_FILE = CACHE / f"intake-token-{WORKER}"
+INTAKE_CONFIG_FILE = CACHE / f"intake-{WORKER}.yaml"
+#: Test runbooks whose incidents come from alerts use categories with this prefix (the allow-list).
+ALERT_CATEGORY_PREFIX = "alert-"
 
 
 #: Files whose tests take a minute or more (pytest --durations): scheduled first.
@@ -162,8 +170,14 @@ def operator(kube, seed_runbooks: None) -> Iterator[subprocess.Popen[bytes]]:
     """One operator process for the session, watching every namespace."""
     OPERATOR_LOG.unlink(missing_ok=True)
     # Tests that run operators of their own, or none, use solo-* namespaces (see solo_namespace).
+    INTAKE_TOKEN_FILE.write_text(INTAKE_TOKEN + "\n")
+    INTAKE_CONFIG_FILE.write_text(
+        f"namespaces: ['{NAMESPACE_PREFIX}*']\n"
+        f"categories: [perf, cross-tenant, ocr, billing, '{ALERT_CATEGORY_PREFIX}*']\n")
     proc = start_operator(extra_env={"RC_NAMESPACES": f"{NAMESPACE_PREFIX}*", "RC_METRICS_PORT": str(METRICS_PORT),
-                                     "RC_PATCHPLAN_POLL": "1"})
+                                     "RC_PATCHPLAN_POLL": "1", "RC_INTAKE_PORT": str(INTAKE_PORT),
+                                     "RC_INTAKE_TOKEN_FILE": str(INTAKE_TOKEN_FILE),
+                                     "RC_INTAKE_CONFIG": str(INTAKE_CONFIG_FILE)})
     wait_for(lambda: all(
         rb.get("status", {}).get("conditions") for rb in kube.list("Runbook")
     ) and kube.list("Runbook"), timeout=60, what="the operator to report on the seed runbooks")

@@ -48,6 +48,29 @@ class ServingSettings:
 
 
 @dataclass(frozen=True)
+class IntakeSettings:
+    port: int = int(_env("RC_INTAKE_PORT", "0"))
+    """Port of the Alertmanager webhook receiver (POST /alerts); 0 disables it."""
+
+    token_file: str = _env("RC_INTAKE_TOKEN_FILE", "")
+    """File holding the bearer token Alertmanager sends (a mounted Secret; read again when it changes).
+    Without a token the receiver refuses every request."""
+
+    config_file: str = _env("RC_INTAKE_CONFIG", "")
+    """YAML mapping alerts to Incidents (intake/config.py): namespaces, label names, defaults, the
+    allow-list of categories and the request limits."""
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    prometheus_url: str = _env("RC_PROMETHEUS_URL", "").rstrip("/")
+    """Prometheus HTTP API the SLO gate queries; empty: the SLO gate fails, saying so."""
+
+    interval: float = float(_env("RC_GATE_INTERVAL", "10"))
+    """Seconds between two evaluations of a resolved incident's failing post-repair gates."""
+
+
+@dataclass(frozen=True)
 class LeadershipSettings:
     enabled: bool = _env("RC_LEADER_ELECTION", "false").lower() == "true"
     """Run as one of several replicas: only the holder of the Lease acts (operator/leadership.py).
@@ -73,6 +96,8 @@ class Settings:
     safety: SafetySettings = field(default_factory=SafetySettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
     leadership: LeadershipSettings = field(default_factory=LeadershipSettings)
+    intake: IntakeSettings = field(default_factory=IntakeSettings)
+    gates: GateSettings = field(default_factory=GateSettings)
 
 
 SETTINGS_CONFIGMAP = "reliability-center-settings"
