@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import get_args
 
+from reliability_center.api.incident import GateName
 from reliability_center.gateway import Kube, Ref, records
 from reliability_center.gateway.writes import INCIDENT_UID_LABEL
 
@@ -95,6 +97,56 @@ def cmd_get(args: argparse.Namespace) -> None:
                           "runbook": status.get("runbook"), "level": status.get("level")}))
 
 
+def _audit(kube: Kube, namespace: str, status: dict) -> list[dict]:
+    """The durable audit log's records, by time then key (the keys are opaque hashes)."""
+    log = kube.get(Ref("ConfigMap", namespace, status["auditLog"])) if status.get("auditLog") else None
+    try:
+        found = {key: json.loads(value) for key, value in ((log or {}).get("data") or {}).items()}
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"error: audit log {namespace}/{status['auditLog']} holds a record that is not JSON: {exc}")
+    return [found[key] for key in sorted(found, key=lambda key: (found[key].get("time") or "", key))]
+
+
+def cmd_postmortem(args: argparse.Namespace) -> None:
+    from reliability_center.engine.postmortem import render
+
+    kube = Kube()
+    body = _incident(kube, args.namespace, args.name)
+    plans = kube.list("PatchPlan", args.namespace, f"reliability.center/incident={args.name[:63]}")
+    sys.stdout.write(render(body, plans, _audit(kube, args.namespace, body.get("status") or {})))
+
+
+def format_gates(status: dict) -> str:
+    """``relctl gates``: every gate (those not evaluated yet too), what a failing one misses, the verdict."""
+    gates = {g["name"]: g for g in status.get("gates") or []}
+    closed = (status.get("times") or {}).get("closed")
+    if not gates and not closed:
+        return f"gates not evaluated yet (phase {status.get('phase') or 'not set'})"
+    names = [*get_args(GateName), *(n for n in gates if n not in get_args(GateName))]
+
+    def line(value: object) -> str:
+        return " ".join(str(value or "").split())
+
+    rows = [("GATE", "PASSED", "REASON", "EVIDENCE", [])]
+    for name in names:
+        gate = gates.get(name)
+        rows.append((name, "-", "(not evaluated)", "", []) if gate is None else
+                    (name, "yes" if gate.get("passed") else "no", line(gate.get("reason")), line(gate.get("evidence")),
+                     [] if gate.get("passed") else gate.get("missing") or []))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    out = []
+    for *cells, evidence, missing in rows:
+        out.append("  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  " + evidence)
+        out += [f"    missing: {line(m)}" for m in missing]
+    failing = sum(1 for n in names if not gates.get(n, {}).get("passed"))
+    out.append(f"closed at {closed}" if closed else f"not closed: {failing} of {len(names)} gates failing")
+    return "\n".join(o.rstrip() for o in out)
+
+
+def cmd_gates(args: argparse.Namespace) -> None:
+    print(format_gates(_incident(Kube(), args.namespace, args.name).get("status") or {}))
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="relctl", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -114,6 +166,8 @@ def parser() -> argparse.ArgumentParser:
     with_incident("resolve", cmd_resolve, "mark an incident resolved (restores level 1 changes)")
     with_incident("approve", cmd_approve, "approve a level 2 step").add_argument("step")
     with_incident("rollback", cmd_rollback, "request the revert of a merged PatchPlan (its name)")
+    with_incident("gates", cmd_gates, "print an incident's post-repair gates and what each one misses")
+    with_incident("postmortem", cmd_postmortem, "print the postmortem draft of an incident (Markdown)")
     get = sub.add_parser("get", help="list incidents as JSON lines")
     get.add_argument("-n", "--namespace", default=None)
     get.set_defaults(func=cmd_get)
