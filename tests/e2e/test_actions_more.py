@@ -133,16 +133,21 @@ def test_the_operator_serves_prometheus_metrics_that_count_this_incident(app):
     def scrape() -> str:
         return httpx.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).text
 
-    series = [("reliability_center_step_results_total", {"action": "feature-flags-off", "state": "Succeeded"}),
+    series = [("reliability_center_step_results_total",
+               {"action": "feature-flags-off", "level": "1", "state": "Succeeded"}),
               ("reliability_center_incident_phase_transitions_total", {"category": "billing", "phase": "Mitigated"}),
-              ("reliability_center_gateway_writes_total", {"action": "feature-flags-off", "outcome": "applied"})]
+              ("reliability_center_gateway_writes_total", {"action": "feature-flags-off", "outcome": "applied"}),
+              ("reliability_center_time_to_mitigate_seconds_count", {"category": "billing"}),
+              ("reliability_center_time_to_first_action_seconds_count", {"category": "billing"})]
     before = scrape()
     create(app, incident("bill", category="billing", module="billing"))
     wait_phase(app, "bill", "Mitigated")
     # Counters are shared by the whole session: what this incident did is the difference.
     after = wait_for(lambda: (t := scrape()) and all(metric(t, n, **l) > metric(before, n, **l) for n, l in series)
                      and t, timeout=10, what="the counters to move")
-    assert [metric(after, n, **l) - metric(before, n, **l) for n, l in series] == [1, 1, 1]
+    assert [metric(after, n, **l) - metric(before, n, **l) for n, l in series] == [1, 1, 1, 1, 1]
+    # The gauge counts the incidents in each phase now (from the operator's index), this one included.
+    assert metric(after, "reliability_center_incidents", category="billing", phase="Mitigated") >= 1
 
 
 def test_a_field_another_manager_owns_is_left_to_it_unless_the_step_declares_takeownership(app):

@@ -115,3 +115,30 @@ def test_an_object_the_step_created_is_found_held_on_a_retry_and_a_second_incide
     assert kubectl("get", "networkpolicy", "rc-isolate-acme", "-n", ns, check=False).returncode == 0
     assert gw.restore(ctx(other, step="isolate"), second.snapshot, action="restore").restored == ["/"]
     assert kubectl("get", "networkpolicy", "rc-isolate-acme", "-n", ns, check=False).returncode != 0
+
+
+def test_a_dry_run_of_the_inverse_of_a_creation_leaves_the_object_and_the_durable_audit_keeps_every_write(setup):
+    """The rollback rehearsal (gate 3) dry-runs the delete of what a step created: the object must stay.
+    (A DELETE takes its options from its body: a dryRun only in the query deleted it for real.)"""
+    from reliability_center.actions.isolate_tenant import isolation_policy
+    from reliability_center.gateway import audit
+
+    kube, ns, body = setup
+    gw, c = WriteGateway(kube), ctx(body, step="isolate")
+    policy = {**isolation_policy("acme"), "metadata": {**isolation_policy("acme")["metadata"], "namespace": ns}}
+    created = gw.apply(c, policy, action="isolate-tenant")
+    uid = get_json("networkpolicy", "rc-isolate-acme", "-n", ns)["metadata"]["uid"]
+    tested = gw.restore(c, created.snapshot, action="rollback-test", dry_run=True)
+    assert tested.restored == ["/"] and tested.conflicts == []
+    assert get_json("networkpolicy", "rc-isolate-acme", "-n", ns)["metadata"]["uid"] == uid
+    gw.restore(c, created.snapshot, action="restore:isolate-tenant")
+    assert kubectl("get", "networkpolicy", "rc-isolate-acme", "-n", ns, check=False).returncode != 0
+    # The durable log (a ConfigMap owned by the Incident), read with kubectl: the creation and the restore,
+    # each with its trace id, tenant, actor and digests; the dry-run is not a write and is not there.
+    log = get_json("configmap", audit.log_name(body["metadata"]["uid"]), "-n", ns)
+    assert log["metadata"]["ownerReferences"][0]["uid"] == body["metadata"]["uid"]
+    kept = sorted((json.loads(v) for v in log["data"].values()), key=lambda r: r["time"])
+    assert [(r["action"], r["outcome"]) for r in kept] == [("isolate-tenant", "created"),
+                                                            ("restore:isolate-tenant", "restored")]
+    assert all(r["traceId"] == c.trace_id and r["tenant"] == "acme" and r["actor"] and r["before"] and r["after"]
+               for r in kept)

@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 #: Labels of cluster-scoped objects (Runbooks) a test session makes; that session deletes them
 #: at its end — only its own, as other sessions may share the cluster.
-SESSION = uuid.uuid4().hex[:10]
+SESSION = "s" + uuid.uuid4().hex[:9]  # a letter first: kubectl reads "93220127e2" as a number
 TEST_LABELS = {"reliability.center/test": SESSION}
 
 

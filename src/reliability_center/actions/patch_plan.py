@@ -34,6 +34,18 @@ def _render(value: Any, context: dict[str, str]) -> Any:
     return value
 
 
+def repository_from(settings: dict[str, str]) -> dict[str, Any] | None:
+    """The GitOps repository of a namespace's reliability-center-settings ConfigMap (None: not configured)."""
+    if not settings.get("gitopsRepoURL"):
+        return None
+    return {
+        "url": settings["gitopsRepoURL"],
+        "provider": settings.get("gitopsProvider", "git"),
+        "baseBranch": settings.get("gitopsBaseBranch", "main"),
+        **({"credentialsSecret": settings["gitopsCredentialsSecret"]} if settings.get("gitopsCredentialsSecret") else {}),
+    }
+
+
 def incident_record(ctx: ActionContext) -> str:
     spec = ctx.incident.spec
     lines = [f"# Incident {ctx.incident.metadata.name} (traceId {ctx.write.trace_id})",
@@ -46,12 +58,7 @@ def incident_record(ctx: ActionContext) -> str:
         summary="Propose the change as a PatchPlan (pull request); merge is the human validation")
 def run(ctx: ActionContext, params: PatchPlanParams) -> Result:
     settings = ctx.facts.settings
-    repo = params.repository or ({
-        "url": settings["gitopsRepoURL"],
-        "provider": settings.get("gitopsProvider", "git"),
-        "baseBranch": settings.get("gitopsBaseBranch", "main"),
-        **({"credentialsSecret": settings["gitopsCredentialsSecret"]} if settings.get("gitopsCredentialsSecret") else {}),
-    } if settings.get("gitopsRepoURL") else None)
+    repo = params.repository or repository_from(settings)
     if repo is None:
         return Escalate("NoGitOpsRepository", "no GitOps repository configured (step params or "
                                               "reliability-center-settings gitopsRepoURL): a human must take over")

@@ -1,15 +1,25 @@
-"""Audit records: one per write, in three places — the Incident timeline, a Kubernetes Event, a JSON log line."""
+"""Audit records: one per write, in four places — the Incident timeline, a Kubernetes Event, a JSON log
+line, and the incident's durable audit log.
+
+Events expire (an hour by default) and the timeline keeps its newest 100 entries, so neither can
+prove afterwards that every write was audited. The durable log is a ConfigMap per incident
+(``rc-audit-<hash of the uid>``, owned by the Incident, named in ``status.auditLog``) with one
+key per record, the same deterministic key as the Event's name: appending is a compare-and-swap
+that only adds keys, so a step retried after a crash finds its record there already.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 from reliability_center.api.common import now_iso, now_micro
 from reliability_center.api.incident import TimelineEntry
-from reliability_center.gateway.kube import Conflict, Kube
+from reliability_center.gateway import records
+from reliability_center.gateway.kube import Conflict, Kube, Ref
 
 log = logging.getLogger("reliability_center.audit")
 
@@ -33,6 +43,10 @@ class AuditRecord:
             actor=self.actor, target=self.target, before_digest=self.before_digest, after_digest=self.after_digest,
         )
 
+    def durable(self) -> dict[str, Any]:
+        """The record as the durable log keeps it."""
+        return {"time": now_iso(), **self.fields(), "message": self.message}
+
     def fields(self) -> dict[str, Any]:
         return {
             "traceId": self.trace_id, "tenant": self.tenant, "actor": self.actor, "action": self.action,
@@ -41,15 +55,17 @@ class AuditRecord:
         }
 
 
-def emit(kube: Kube, incident: dict[str, Any], record: AuditRecord) -> TimelineEntry:
-    """Log and post the Event; return the timeline entry the caller stores with the step's state."""
+def emit(kube: Kube, incident: dict[str, Any], record: AuditRecord, durable: bool = True) -> TimelineEntry:
+    """Log, post the Event, append to the durable log; return the timeline entry the caller stores with the
+    step's state. ``durable=False`` in shadow mode, which creates no object (Events aside)."""
     log.info("audit %s %s %s", record.action, record.outcome, record.target, extra={"audit": record.fields()})
     meta = incident["metadata"]
     # A deterministic name makes the Event exactly-once when a step is retried after a crash.
     # "exists" is the retry of a "created": the same write, so the same Event.
     outcome = {"exists": "created"}.get(record.outcome, record.outcome)
     key = "|".join([meta["uid"], record.step, record.action, record.target, outcome, record.after_digest or ""])
-    name = f"{meta['name']}.{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    hashed = hashlib.sha256(key.encode()).hexdigest()[:12]
+    name = f"{meta['name']}.{hashed}"
     event = {
         "apiVersion": "v1",
         "kind": "Event",
@@ -75,4 +91,35 @@ def emit(kube: Kube, incident: dict[str, Any], record: AuditRecord) -> TimelineE
         kube.create(event)
     except Conflict:
         pass  # already posted by an earlier attempt
+    if durable:
+        append(kube, incident, hashed, record.durable())
     return record.timeline()
+
+
+def log_name(uid: str) -> str:
+    """The name of an incident's durable audit log."""
+    return f"rc-audit-{hashlib.sha256(uid.encode()).hexdigest()[:20]}"
+
+
+def append(kube: Kube, incident: dict[str, Any], key: str, entry: dict[str, Any]) -> None:
+    """Add one record to the durable log (never replacing a record already there)."""
+    meta = incident["metadata"]
+    ref = Ref("ConfigMap", meta["namespace"], log_name(meta["uid"]))
+    line = json.dumps(entry, sort_keys=True)
+    if len(_SEEN) > 1000:
+        _SEEN.clear()
+    records.update_configmap(kube, ref, lambda data: data if key in data else {**data, key: line}, _SEEN,
+                             metadata={"labels": {AUDIT_LABEL: meta["uid"]},
+                                       "ownerReferences": [{"apiVersion": incident["apiVersion"], "kind": "Incident",
+                                                            "name": meta["name"], "uid": meta["uid"]}]})
+
+
+def read_log(kube: Kube, namespace: str, uid: str) -> list[dict[str, Any]]:
+    """The durable records of an incident, oldest first."""
+    data = ((kube.get(Ref("ConfigMap", namespace, log_name(uid))) or {}).get("data")) or {}
+    return sorted((json.loads(v) for v in data.values()), key=lambda r: (r.get("time", ""), r.get("target", "")))
+
+
+AUDIT_LABEL = "reliability.center/audit-of"
+#: Audit logs as last written (saves a read per append; a stale one fails its resourceVersion check).
+_SEEN: dict[Any, dict[str, Any]] = {}

@@ -360,11 +360,13 @@ def _owns(fields: Any, segments: list[str]) -> bool:
     return True
 
 
-def foreign_owners(current: dict[str, Any], ops: list[dict[str, Any]], ours: str) -> dict[str, list[str]]:
+def foreign_owners(current: dict[str, Any], ops: list[dict[str, Any]], ours: str,
+                   since: str | None = None) -> dict[str, list[str]]:
     """Fields the patch changes that another field manager owns: path → managers.
 
     Our hold annotations and the empty maps a patch creates on the way are not
     fields anybody owns; status is not ours to write, so status managers are skipped.
+    ``since`` (RFC 3339): only managers whose entry was updated at or after that time.
     """
     changed = []
     for op in ops:
@@ -378,6 +380,8 @@ def foreign_owners(current: dict[str, Any], ops: list[dict[str, Any]], ours: str
     for entry in (current.get("metadata") or {}).get("managedFields") or []:
         manager = entry.get("manager") or "unknown"
         if manager == ours or entry.get("subresource") == "status":
+            continue
+        if since is not None and (entry.get("time") or "") < since:
             continue
         for path in changed:
             if _owns(entry.get("fieldsV1") or {}, [_unescape(p) for p in path.lstrip("/").split("/")]):

@@ -274,8 +274,10 @@ class Kube:
 
     def delete(self, ref: Ref, *, resource_version: str | None = None, dry_run: bool = False) -> None:
         """Delete; with ``resource_version``, only the object as it was read (a Conflict otherwise)."""
+        # A DELETE with a body takes its options from the body alone: dryRun must be there, not in the query.
         body = {"apiVersion": "v1", "kind": "DeleteOptions",
-                **({"preconditions": {"resourceVersion": resource_version}} if resource_version else {})}
+                **({"preconditions": {"resourceVersion": resource_version}} if resource_version else {}),
+                **({"dryRun": ["All"]} if dry_run else {})}
         try:
             self._request("DELETE", self.path(ref.kind, ref.namespace, ref.name),
                           query={"dryRun": "All" if dry_run else None}, body=body)

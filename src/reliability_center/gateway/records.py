@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from reliability_center.gateway.kube import Conflict, Kube, Ref
+from reliability_center.gateway.kube import Conflict, Kube, NotFound, Ref
 from reliability_center.policy.limits import Admission, GuardState, Isolations
 
 
@@ -24,14 +24,14 @@ def patch_status(kube: Kube, ref: Ref, status: dict[str, Any], resource_version:
 
 def update_configmap(kube: Kube, ref: Ref, change: Callable[[dict[str, str]], dict[str, str]],
                      seen: dict[Any, dict[str, Any]] | None = None, attempts: int = 20,
-                     create: bool = True) -> dict[str, str]:
+                     create: bool = True, metadata: dict[str, Any] | None = None) -> dict[str, str]:
     """Compare-and-swap the data of one of our ConfigMaps (the resourceVersion guards against lost updates).
 
     ``change`` gets the data as read and returns the new data (it may run several
     times, each on a fresher read). ``seen`` remembers the ConfigMap as last
     written, to skip the read: if anyone changed it since (another replica, a
     restart), the write's resourceVersion check fails and it is read afresh.
-    The cluster stays the only truth.
+    The cluster stays the only truth. ``metadata`` (labels, owner references) is set at creation.
     """
     for _ in range(attempts):
         obj = seen.pop(ref, None) if seen is not None else None
@@ -46,11 +46,11 @@ def update_configmap(kube: Kube, ref: Ref, change: Callable[[dict[str, str]], di
             if obj is None:
                 written = kube.create({"apiVersion": "v1", "kind": "ConfigMap",
                                        "metadata": {"name": ref.name, "namespace": ref.namespace,
-                                                    "labels": {"reliability.center/guards": "true"}},
+                                                    **(metadata or {"labels": {"reliability.center/guards": "true"}})},
                                        "data": data})
             else:
                 written = kube.replace({**obj, "data": data})
-        except Conflict:
+        except (Conflict, NotFound):  # NotFound: the one remembered in ``seen`` was deleted since
             continue
         if seen is not None:
             seen[ref] = written
@@ -119,6 +119,13 @@ def drop_finalizer(kube: Kube, ref: Ref, finalizer: str, body: dict[str, Any]) -
                                         "resourceVersion": body["metadata"]["resourceVersion"]}})
 
 
-def patch_spec(kube: Kube, ref: Ref, spec: dict[str, Any], resource_version: str) -> dict[str, Any]:
-    """A human's change through relctl (approve, resolve, rollback), as a merge patch on the object as read."""
-    return kube.merge_patch(ref, {"metadata": {"resourceVersion": resource_version}, "spec": spec}, manager="relctl")
+#: The field manager of people's spec changes through relctl; the operator's own spec changes use its own.
+RELCTL_MANAGER = "relctl"
+OPERATOR_MANAGER = "reliability-center"
+
+
+def patch_spec(kube: Kube, ref: Ref, spec: dict[str, Any], resource_version: str,
+               manager: str = RELCTL_MANAGER) -> dict[str, Any]:
+    """A human's change through relctl (approve, resolve, rollback), or the operator's resolution of an
+    incident whose alerts all resolved, as a merge patch on the object as read."""
+    return kube.merge_patch(ref, {"metadata": {"resourceVersion": resource_version}, "spec": spec}, manager=manager)

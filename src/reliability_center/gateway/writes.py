@@ -259,11 +259,11 @@ class WriteGateway:
     def _refusal(self, ctx: WriteContext, action: str, target: str, verdict: Verdict) -> TimelineEntry:
         record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, target, ctx.step, None, None, "denied",
                                    f"{verdict.reason}: {verdict.message}")
-        return audit.emit(self.kube, ctx.incident, record)
+        return audit.emit(self.kube, ctx.incident, record, durable=not ctx.shadow)
 
     def _audit(self, ctx: WriteContext, record: audit.AuditRecord, outcome: str, message: str) -> TimelineEntry:
         final = audit.AuditRecord(**{**record.__dict__, "outcome": outcome, "message": message})
-        return audit.emit(self.kube, ctx.incident, final)
+        return audit.emit(self.kube, ctx.incident, final, durable=not ctx.shadow)
 
     def _alive(self, namespace: str):
         """Whether another holder still exists: its snapshot goes with its Incident (owner reference)."""

@@ -15,7 +15,7 @@ import kopf
 
 from reliability_center.gateway import Ref
 from reliability_center.gateway.kube import describe, transient
-from reliability_center.operator import context
+from reliability_center.operator import context, metrics
 from reliability_center.operator.workqueue import Key, WorkQueue
 
 log = logging.getLogger("reliability_center.incident")
@@ -32,10 +32,17 @@ def unmatched_incidents(namespace: str, name: str, status: kopf.Status, **_: Any
     return {} if status.get("runbook") else {None: (namespace, name)}  # {}, not None: None keeps the old entry
 
 
+@kopf.index("reliability.center", "v1alpha1", "incidents")
+def incidents_by_phase(spec: kopf.Spec, status: kopf.Status, **_: Any) -> dict[tuple[str, str], None]:
+    """What the reliability_center_incidents gauge counts at each scrape."""
+    return {(str(spec.get("category") or ""), str(status.get("phase") or "Pending")): None}
+
+
 @kopf.on.event("reliability.center", "v1alpha1", "incidents")
 async def on_incident(body: kopf.Body, type: str | None, namespace: str, name: str, runbook_index: kopf.Index,
-                      **_: Any) -> None:
+                      incidents_by_phase: kopf.Index, **_: Any) -> None:
     RUNBOOKS["index"] = runbook_index
+    metrics.INCIDENTS.index = incidents_by_phase
     if type == "DELETED":
         context.queue().forget((namespace, name))
         return
@@ -54,6 +61,16 @@ async def on_workload(body: kopf.Body, namespace: str, name: str, **_: Any) -> N
         return
     for key in context.runner().wakes.woken(f"{body['kind']}/{namespace}/{name}"):
         queue.add(key)
+
+
+@kopf.on.event("reliability.center", "v1alpha1", "patchplans")
+async def on_patchplan_of_incident(body: kopf.Body, namespace: str, **_: Any) -> None:
+    """A PatchPlan moved (proposed, merged, verified, rolled back): its incident follows it."""
+    if context.QUEUE is None:
+        return
+    for owner in body.metadata.get("ownerReferences") or []:
+        if owner.get("kind") == "Incident":
+            context.QUEUE.add((namespace, owner["name"]))
 
 
 async def reconcile(key: Key, body: dict[str, Any] | None) -> float | None:

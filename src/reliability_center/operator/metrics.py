@@ -1,12 +1,54 @@
-"""Prometheus metrics of the operator (served on RC_METRICS_PORT)."""
+"""Prometheus metrics of the operator (served on RC_METRICS_PORT). The intake's are in intake/metrics.py."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 INCIDENT_PHASES = Counter("reliability_center_incident_phase_transitions_total",
                           "Incident phase transitions", ["category", "phase"])
-STEP_RESULTS = Counter("reliability_center_step_results_total", "Step outcomes", ["action", "state"])
+STEP_RESULTS = Counter("reliability_center_step_results_total", "Step outcomes", ["action", "level", "state"])
 STEP_SECONDS = Histogram("reliability_center_step_seconds", "Time a step call took", ["action"],
                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 WRITES = Counter("reliability_center_gateway_writes_total", "Audited gateway writes", ["action", "outcome"])
+REFUSALS = Counter("reliability_center_gateway_refusals_total", "Writes the gateway refused, by reason", ["reason"])
+GATES = Counter("reliability_center_gate_results_total", "Post-repair gate verdicts that changed", ["gate", "passed"])
+
+_INCIDENT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600)
+TIME_TO_FIRST_ACTION = Histogram("reliability_center_time_to_first_action_seconds",
+                                 "From detection to the first write", ["category"], buckets=_INCIDENT_BUCKETS)
+TIME_TO_MITIGATE = Histogram("reliability_center_time_to_mitigate_seconds",
+                             "From detection to Mitigated", ["category"], buckets=_INCIDENT_BUCKETS)
+TIME_TO_CLOSE = Histogram("reliability_center_time_to_close_seconds",
+                          "From detection to Closed", ["category"], buckets=_INCIDENT_BUCKETS)
+
+
+class IncidentsByPhase(Collector):
+    """How many Incidents are in each phase now, counted from the operator's Kopf index at each scrape
+    (a gauge kept by increments would be wrong after a restart)."""
+
+    def __init__(self) -> None:
+        self.index: Mapping[Any, Any] | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("reliability_center_incidents", "Incidents by phase and category",
+                                   labels=["category", "phase"])
+        for _ in range(3):  # the index may change while it is read (the watch runs on another thread)
+            try:
+                counts = [(key, len(list(store))) for key, store in list((self.index or {}).items())]
+                break
+            except RuntimeError:
+                continue
+        else:
+            counts = []
+        for (category, phase), count in counts:
+            family.add_metric([category, phase], count)
+        yield family
+
+
+INCIDENTS = IncidentsByPhase()
+REGISTRY.register(INCIDENTS)

@@ -27,16 +27,17 @@ from reliability_center.actions import REGISTRY
 from reliability_center.actions.base import ActionContext, Escalate, Failed, Running, Skipped, Succeeded
 from reliability_center.actions.validate import check_runbook
 from reliability_center.api.common import Condition, now_iso, set_condition
-from reliability_center.api.incident import TIMELINE_LIMIT, Incident, IncidentStatus, StepStatus, TimelineEntry
+from reliability_center.api.incident import TIMELINE_LIMIT, Gate, Incident, IncidentStatus, StepStatus, TimelineEntry
 from reliability_center.api.runbook import Runbook, RunbookStatus
+from reliability_center.engine import gates as verdicts
 from reliability_center.engine.matching import match_runbook
 from reliability_center.engine.plan import Facts, plan
 from reliability_center.engine.progress import (AwaitStep, Finish, RestoreStep, RunStep, highest_level, next_decision,
                                                 waiting_phase)
-from reliability_center.gateway import Kube, PolicyDenied, Ref, WriteContext, WriteGateway, records
+from reliability_center.gateway import Kube, PolicyDenied, Ref, WriteContext, WriteGateway, audit, records
 from reliability_center.gateway.kube import (Conflict, Fenced, Invalid, NotFound, describe, namespace_terminating,
                                              transient)
-from reliability_center.operator import metrics
+from reliability_center.operator import closing, metrics
 from reliability_center.operator.settings import SETTINGS_CONFIGMAP, Settings
 from reliability_center.operator.workqueue import Echoes, Wakes
 from reliability_center.policy import limits as guard
@@ -50,6 +51,10 @@ BACKOFF = (0.2, 60.0, 5.0)
 #: Failed turns in a row before a passing error (a conflict, an apiserver hiccup) is written to status.
 QUIET_FAILURES = 3
 RETRY_REASON = "ProgressingWithRetry"
+
+
+def seconds_since(moment: str) -> float:
+    return (datetime.now(timezone.utc) - datetime.fromisoformat(moment.replace("Z", "+00:00"))).total_seconds()
 
 
 class Stale(Exception):
@@ -125,8 +130,10 @@ class StepRunner:
             conditions = [Condition.model_validate(c) for c in (current.get("status") or {}).get("conditions") or []]
             conditions = set_condition(conditions, "Reconciling", "True", RETRY_REASON, message,
                                        current["metadata"].get("generation"))
-            records.patch_status(self.kube, ref, {"conditions": [c.wire() for c in conditions]},
-                                 current["metadata"]["resourceVersion"])
+            updated = records.patch_status(self.kube, ref, {"conditions": [c.wire() for c in conditions]},
+                                           current["metadata"]["resourceVersion"])
+            # Its echo is not news: without this, each report would wake the incident again at once.
+            self.echoes.wrote(updated["metadata"]["uid"], updated["metadata"]["resourceVersion"])
         except Exception as report_error:  # the apiserver may be what failed: the retry is scheduled anyway
             log.warning("could not record the error on incident %s: %s", ref.name, report_error)
 
@@ -164,6 +171,10 @@ class StepRunner:
         if len(self._runbooks) > 1000:
             self._runbooks.pop(next(iter(self._runbooks)))
 
+    def namespace_settings(self, namespace: str) -> dict[str, str]:
+        """The namespace's reliability-center-settings ConfigMap (SAFE_MODE, mode, the GitOps repository)."""
+        return (self.kube.get(Ref("ConfigMap", namespace, SETTINGS_CONFIGMAP)) or {}).get("data") or {}
+
     def facts(self, namespace: str, runbook: Runbook, first: bool) -> Facts:
         """SAFE_MODE, shadow mode and the GitOps settings of the namespace.
 
@@ -175,8 +186,7 @@ class StepRunner:
         safety = self.settings.safety
         if not needed:
             return Facts(now=now_iso(), safe_mode=safety.safe_mode, shadow=safety.shadow)
-        cm = self.kube.get(Ref("ConfigMap", namespace, SETTINGS_CONFIGMAP))
-        settings = (cm or {}).get("data") or {}
+        settings = self.namespace_settings(namespace)
         safe = settings.get("SAFE_MODE")
         return Facts(now=now_iso(), safe_mode=(safe.lower() == "true") if safe else safety.safe_mode,
                      shadow=safety.shadow or settings.get("mode", "").strip().lower() == "shadow",
@@ -217,6 +227,9 @@ class Turn:
             self.status.phase = phase  # type: ignore[assignment]
             metrics.INCIDENT_PHASES.labels(self.incident.spec.category, phase).inc()
             self.note(f"phase:{phase}")
+            since = {"Mitigated": metrics.TIME_TO_MITIGATE, "Closed": metrics.TIME_TO_CLOSE}.get(phase)
+            if since is not None and self.status.times.detected:
+                since.labels(self.incident.spec.category).observe(seconds_since(self.status.times.detected))
 
     def save(self) -> None:
         self.status.timeline = self.status.timeline[-TIMELINE_LIMIT:]
@@ -241,11 +254,17 @@ class Turn:
     def run(self) -> float | None:
         """Take decisions until one waits; returns the seconds until another look is due."""
         resolved = self.incident.spec.resolved
-        if self.status.phase in ("Closed", "Verifying") or (self.status.phase == "Failed" and not resolved):
+        if self.status.phase == "Closed" or (self.status.phase == "Failed" and not resolved):
             return None
+        if self.status.phase == "Verifying":
+            return self.verify()
         runbook = self.start()
         if runbook is None:
-            return None
+            return self.verify() if self.status.phase == "Verifying" else None
+        if not resolved and self.signals_resolved(runbook):
+            resolved = True
+        if self.status.patch_plans:
+            self.follow_plans()
         first = self.status.mode is None
         facts = self.runner.facts(self.ref.namespace, runbook, first)
         if first:
@@ -258,6 +277,8 @@ class Turn:
             # patch carries it; one round trip less before the first Level 1 write.
         # Resolved: what to restore is read from the cluster (snapshots by incident), not from status.
         self.held = self.runner.gateway.snapshots(self.write_context("", 1)) if resolved else {}
+        if resolved:
+            self.rehearse(self.held)  # the inverses are dry-run before they are needed, if not done yet
         while True:
             decision = next_decision(self.incident, runbook, self.status, now_iso(), set(self.held))
             if isinstance(decision, RunStep):
@@ -271,7 +292,7 @@ class Turn:
                 return decision.wake_in
             else:
                 self.finish(decision, runbook)
-                return None
+                return self.verify() if self.status.phase == "Verifying" else None
 
     def start(self) -> Runbook | None:
         """Trace id and the pinned runbook: the first status the Incident gets."""
@@ -369,6 +390,7 @@ class Turn:
         except PolicyDenied as denied:
             # Refused by policy (protected data, another incident's hold): a human takes over.
             ctx.entries.append(denied.entry)
+            metrics.REFUSALS.labels(denied.verdict.reason).inc()
             result = Escalate(denied.verdict.reason, denied.verdict.message)
             status.state = "Blocked"
         except (Invalid, NotFound, ValidationError) as exc:
@@ -377,7 +399,13 @@ class Turn:
         self.report_left_out(ctx, status)
         self.status.timeline.extend(ctx.entries)
         for entry in ctx.entries:
-            metrics.WRITES.labels(step.action, (entry.event or ":").split(":", 1)[1]).inc()
+            outcome = (entry.event or ":").split(":", 1)[1]
+            metrics.WRITES.labels(step.action, outcome).inc()
+            if outcome in ("applied", "created", "proposed") and not self.status.times.first_action:
+                self.status.times.first_action = entry.time
+                if self.status.times.detected:
+                    metrics.TIME_TO_FIRST_ACTION.labels(self.incident.spec.category).observe(
+                        seconds_since(self.status.times.detected))
         status.snapshots += [s for s in ctx.snapshots if s not in status.snapshots]
         self.status.snapshots += [s for s in ctx.snapshots if s not in self.status.snapshots]
         status.targets += [t for t in ctx.touched if t not in status.targets]
@@ -408,7 +436,7 @@ class Turn:
             status.state = "Failed"
             status.reason, status.message, status.finished_at = result.reason, result.message, now_iso()
         if status.state != "Running":
-            metrics.STEP_RESULTS.labels(step.action, status.state).inc()
+            metrics.STEP_RESULTS.labels(step.action, str(step.level), status.state).inc()
             self.note(f"step:{status.state}", status.message, step.name)
         # A step that is only being polled (nothing new) is not saved again: fewer writes while it waits.
         changed = status.model_dump(exclude={"attempts"}) != {k: v for k, v in before.items() if k != "attempts"}
@@ -471,11 +499,13 @@ class Turn:
         self.condition("AwaitingApproval", "True", decision.reason, decision.message)
         outcome = waiting_phase(self.status.steps)
         if outcome and self.status.phase == "Mitigating":
-            self.reached(outcome)
+            self.reached(self.fix_outcome(outcome))
         self.save()
 
     def reached(self, outcome: Finish) -> None:
         """The incident reached a phase: its times, its Escalated and Ready conditions say so."""
+        if outcome.phase in ("Mitigated", "Escalated"):
+            self.rehearse()
         ready = outcome.phase in ("Mitigated", "Escalated", "Verifying")
         self.condition("Ready", "True" if ready else "False", outcome.reason, outcome.message)
         if outcome.phase == "Mitigated":
@@ -497,6 +527,116 @@ class Turn:
             records.update_guards(self.runner.kube, self.ref.namespace, runbook.metadata.name,
                                   lambda state: guard.mark_mitigated(state, uid), self.runner.guards_seen)
         self.condition("AwaitingApproval", "False", "NothingAwaiting", "")
-        self.reached(decision)
+        self.reached(self.fix_outcome(decision))
         if self.status.model_dump() != before:
             self.save()
+
+    # -- after mitigation: PatchPlans, rollback rehearsal, resolution, the gates -----------
+    def follow_plans(self, raw: list[dict[str, Any]] | None = None) -> None:
+        """The incident's PatchPlans as they are now: each change of phase in the timeline."""
+        if raw is None:
+            raw = closing.plans_of(self.runner.kube, self.ref.namespace, self.ref.name)
+        states = closing.plan_states(raw)
+        seen = {p.name: p.phase for p in self.status.plans}
+        for plan in states:
+            if seen.get(plan.name) != plan.phase:
+                link = f": {plan.pull_request}" if plan.pull_request else ""
+                self.note(f"patchplan:{plan.phase}", f"{plan.purpose} PatchPlan {plan.name}{link}")
+        self.status.plans = states
+        fixes = [p for p in states if p.purpose == "fix"]
+        undone = [p for p in fixes if p.phase in ("Rejected", "RolledBack", "Failed")]
+        if undone:
+            self.condition("FixDeployed", "False", f"PatchPlan{undone[0].phase}",
+                           f"PatchPlan {undone[0].name} is {undone[0].phase}: the level 3 fix is not deployed")
+        elif fixes and all(p.phase == "Verified" for p in fixes):
+            self.condition("FixDeployed", "True", "FixVerified",
+                           "the level 3 fix was merged, synced and its revert verified")
+
+    def fix_outcome(self, outcome: Finish) -> Finish:
+        """An incident escalated only to propose its fix through Git is mitigated once that fix is Verified."""
+        if outcome.phase != "Escalated" or not any(c.type == "FixDeployed" and c.status == "True"
+                                                   for c in self.status.conditions):
+            return outcome
+        escalations = [s for s in self.status.steps if s.state in ("Escalated", "Blocked")]
+        if all(s.state == "Escalated" and s.action == "patch-plan" for s in escalations):
+            self.condition("Escalated", "False", "FixVerified", "the proposed fix was merged and verified")
+            return Finish("Mitigated", "FixVerified", "the level 3 fix was merged, synced and verified")
+        return outcome
+
+    def rehearse(self, held: dict[str, list[str]] | None = None) -> None:
+        """Gate 3's evidence: dry-run every level 1 inverse on the apiserver once, before it is needed."""
+        if self.shadow or any(c.type == "RollbackTested" for c in self.status.conditions):
+            return
+        if held is None:
+            held = self.runner.gateway.snapshots(self.write_context("", 1))
+        snapshots = [s for name in held for s in held[name]]
+        if not snapshots:
+            return
+        ok, message = closing.rehearse(self.runner.gateway, self.write_context("rollback-test", 1), snapshots)
+        self.condition("RollbackTested", "True" if ok else "False", "DryRunApplies" if ok else "DryRunRefused",
+                       message)
+        self.note("rollback:tested" if ok else "rollback:refused", message)
+
+    def signals_resolved(self, runbook: Runbook) -> bool:
+        """The runbook resolves its incidents when every alert behind them has resolved: say so in the spec."""
+        signals = self.incident.spec.signals
+        if not runbook.spec.resolve_when_signals_resolve or not signals or not all(s.resolved for s in signals):
+            return False
+        try:
+            updated = records.patch_spec(self.runner.kube, self.ref, {"resolved": True}, self.rv,
+                                         manager=records.OPERATOR_MANAGER)
+        except (Conflict, NotFound) as exc:
+            raise Stale(str(exc)) from None
+        self.rv = updated["metadata"]["resourceVersion"]
+        self.body = {**self.body, "metadata": updated["metadata"]}
+        self.generation = updated["metadata"].get("generation")
+        self.incident.spec.resolved = True
+        self.note("resolved", f"every one of its {len(signals)} signals resolved: runbook "
+                              f"{runbook.metadata.name} resolves the incident (resolveWhenSignalsResolve)")
+        return True
+
+    def verify(self) -> float | None:
+        """Resolved: evaluate the post-repair gates; Closed when all pass. Returns when to look again."""
+        if self.shadow:
+            return None  # nothing was changed: nothing to verify
+        start = self.status.model_dump()
+        runbook = self.runner.pinned(self.status) if self.status.runbook_spec else None
+        kube = self.runner.kube
+        raw = closing.plans_of(kube, self.ref.namespace, self.ref.name)
+        self.follow_plans(raw)
+        error = ""
+        if not any(p.purpose == "postmortem" for p in self.status.plans):
+            self.status.gates = self.gates(runbook, "")  # the draft shows the gates as they stand
+            records_ = audit.read_log(kube, self.ref.namespace, self.body["metadata"]["uid"])
+            draft = {**self.body, "spec": self.incident.spec.model_dump(by_alias=True, exclude_none=True, mode="json"),
+                     "status": self.status.model_dump(by_alias=True, exclude_none=True, mode="json")}
+            error = closing.propose_postmortem(self.runner.gateway, self.write_context("postmortem", 3), draft,
+                                               self.runner.namespace_settings(self.ref.namespace), raw, records_)
+            if not error:
+                self.note("postmortem:proposed", f"PatchPlan {self.ref.name}-postmortem")
+                self.follow_plans(closing.plans_of(kube, self.ref.namespace, self.ref.name))
+        before = {g.name: (g.passed, g.reason) for g in self.status.gates}
+        self.status.gates = self.gates(runbook, error)
+        for gate in self.status.gates:
+            if before.get(gate.name) != (gate.passed, gate.reason):
+                metrics.GATES.labels(gate.name, str(gate.passed).lower()).inc()
+        if verdicts.all_passed(self.status.gates):
+            self.status.times.closed = now_iso()
+            self.condition("Closed", "True", "GatesPassed", "every post-repair gate passed")
+            self.condition("Ready", "True", "Closed", "closed: every post-repair gate passed")
+            self.phase("Closed")
+            self.save()
+            return None
+        failing = [g for g in self.status.gates if not g.passed]
+        self.condition("Closed", "False", "GatesFailing",
+                       "; ".join(f"{g.name}: {g.reason}" for g in failing)[:1024])
+        if self.status.model_dump() != start:
+            self.save()
+        # Only the SLO changes on its own; PatchPlan changes wake the incident.
+        slo = next(g for g in self.status.gates if g.name == "slo-normal")
+        return None if slo.passed else self.runner.settings.gates.interval
+
+    def gates(self, runbook: Runbook | None, postmortem_error: str) -> list[Gate]:
+        obs = closing.observe(self.runner.kube, self.status, self.incident, self.body, runbook, self.status.plans,
+                              self.runner.settings.gates.prometheus_url, postmortem_error)
+        return verdicts.carried(self.status.gates, verdicts.evaluate(obs), now_iso())

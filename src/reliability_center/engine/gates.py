@@ -1,0 +1,196 @@
+"""The post-repair gates (the seed's checklist after a repair): pure verdicts over observations.
+
+An incident that is resolved (``Verifying``) reaches ``Closed`` only when all five pass:
+
+1. ``audit-complete``: every write of every step has a durable audit record with its trace id,
+   tenant, action, actor, target and before/after digests.
+2. ``gateway-only``: on every object the incident changed, the fields it set are owned by our field
+   manager: no other writer changed them since our write (managedFields name who did).
+3. ``rollback-tested``: the Level 1 inverses were dry-run on the apiserver before they were needed;
+   each Level 3 fix PatchPlan that merged reached ``Verified`` (its revert applies cleanly).
+4. ``slo-normal``: the runbook's PromQL check held on the right side of its threshold for its duration.
+5. ``postmortem-shared``: the postmortem pull request is merged.
+
+The observations are gathered by ``operator/closing.py``; nothing here reads the cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from reliability_center.api.incident import Gate, PlanState, StepStatus
+from reliability_center.api.runbook import SLOCheck
+
+GATES = ("audit-complete", "gateway-only", "rollback-tested", "slo-normal", "postmortem-shared")
+#: Outcomes of a write that changed (or would change, in shadow mode) the cluster.
+WROTE = frozenset({"applied", "created", "exists", "proposed", "dry-run"})
+#: What every durable record must carry.
+RECORD_FIELDS = ("traceId", "tenant", "actor", "action", "target", "after")
+#: PatchPlan phases after the merge of its pull request.
+MERGED = frozenset({"Merged", "Synced", "Verified"})
+
+
+@dataclass(frozen=True)
+class HeldWrite:
+    """One write that holds fields, as its snapshot ConfigMap records it."""
+
+    snapshot: str
+    step: str
+    target: str
+    paths: tuple[str, ...]
+    created: bool
+    """The object did not exist before: the incident created it (its restore deletes it)."""
+    taken_at: str
+
+
+@dataclass(frozen=True)
+class Observations:
+    steps: list[StepStatus]
+    held: list[HeldWrite]
+    records: list[dict[str, Any]]
+    foreign: dict[str, dict[str, list[str]] | None]
+    """By snapshot: the fields of its write that another field manager changed since (path → managers,
+    from the object's managedFields); None when the object is gone."""
+    rollback: dict[str, str] | None
+    """The ``RollbackTested`` condition (status, reason, message), set when the inverses were dry-run."""
+    plans: list[PlanState]
+    slo: SLOCheck | None
+    slo_query: str | None
+    slo_values: list[float] | None
+    """The values of the SLO query over its duration; None when Prometheus could not answer."""
+    slo_error: str = ""
+    postmortem_error: str = ""
+    shadow: bool = False
+    field_manager: str = "reliability-center"
+
+
+def gate(name: str, passed: bool, reason: str, evidence: str, missing: Iterable[str] = ()) -> Gate:
+    missing = list(missing)
+    return Gate(name=name, passed=passed, reason=reason, evidence=evidence[:4096],  # type: ignore[arg-type]
+                missing=[m[:512] for m in missing[:50]])
+
+
+def audit_complete(obs: Observations) -> Gate:
+    missing: list[str] = []
+    found = {(r.get("step"), r.get("target")) for r in obs.records if r.get("outcome") in WROTE}
+    restores = {(r.get("step"), r.get("target")) for r in obs.records if str(r.get("action", "")).startswith("restore:")}
+    for write in obs.held:
+        if (write.step, write.target) not in found:
+            missing.append(f"step {write.step}: no audit record of the write to {write.target}")
+    for step in obs.steps:
+        for target in step.targets:
+            if (step.name, target) not in found:
+                missing.append(f"step {step.name}: no audit record of the write to {target}")
+        if step.state == "Restored":
+            for write in (w for w in obs.held if w.step == step.name):
+                if (step.name, write.target) not in restores:
+                    missing.append(f"step {step.name}: no audit record of the restore of {write.target}")
+    for record in obs.records:
+        lacking = [f for f in RECORD_FIELDS if not record.get(f)]
+        if record.get("outcome") in WROTE and not record.get("before") and record.get("outcome") != "proposed":
+            lacking.append("before")
+        if lacking:
+            missing.append(f"record {record.get('action')} {record.get('target')}: lacks {', '.join(lacking)}")
+    missing = list(dict.fromkeys(missing))
+    writes = len({(w.step, w.target) for w in obs.held} | {(s.name, t) for s in obs.steps for t in s.targets})
+    evidence = f"{writes} writes, {len(obs.records)} durable audit records"
+    if missing:
+        return gate("audit-complete", False, "AuditRecordsMissing", evidence, missing)
+    return gate("audit-complete", True, "EveryWriteAudited", evidence)
+
+
+def gateway_only(obs: Observations) -> Gate:
+    missing: list[str] = []
+    checked = 0
+    for write in obs.held:
+        owners = obs.foreign.get(write.snapshot)
+        if owners is None:
+            if not write.created:
+                missing.append(f"{write.target} was deleted by someone else after step {write.step} changed it")
+            continue
+        checked += len(write.paths)
+        for path, managers in sorted(owners.items()):
+            missing.append(f"{write.target}{path} changed by {', '.join(managers)} after step {write.step} set it")
+    evidence = f"{checked} fields on {len(obs.held)} written objects checked in managedFields"
+    if missing:
+        return gate("gateway-only", False, "WrittenOutsideTheGateway", evidence, missing)
+    return gate("gateway-only", True, "OnlyTheGatewayWrote", evidence + f": all owned by {obs.field_manager}")
+
+
+def rollback_tested(obs: Observations) -> Gate:
+    missing: list[str] = []
+    parts: list[str] = []
+    if obs.held and not obs.shadow:
+        if obs.rollback is None:
+            missing.append("the level 1 inverses were never dry-run before the resolve")
+        elif obs.rollback["status"] != "True":
+            missing.append(f"dry-run of the inverses failed: {obs.rollback['message']}")
+        else:
+            parts.append(obs.rollback["message"])
+    else:
+        parts.append("no level 1 change to roll back")
+    for plan in (p for p in obs.plans if p.purpose == "fix"):
+        if plan.phase == "Verified":
+            parts.append(f"PatchPlan {plan.name} Verified (its revert applies cleanly)")
+        elif plan.phase in ("Rejected", "RolledBack"):
+            parts.append(f"PatchPlan {plan.name} {plan.phase}: nothing of it is deployed")
+        else:
+            missing.append(f"PatchPlan {plan.name} is {plan.phase}, not Verified: its revert is not proven")
+    if missing:
+        return gate("rollback-tested", False, "RollbackNotProven", "; ".join(parts), missing)
+    return gate("rollback-tested", True, "RollbackProven", "; ".join(parts))
+
+
+def slo_normal(obs: Observations) -> Gate:
+    slo = obs.slo
+    if slo is None:
+        return gate("slo-normal", True, "NoSLODeclared", "the runbook declares no SLO check (spec.slo)")
+    evidence = f"{obs.slo_query} {slo.comparison} {slo.threshold:g} for {slo.for_}"
+    if obs.slo_values is None:
+        return gate("slo-normal", False, "PrometheusUnavailable", evidence, [obs.slo_error or "no answer"])
+    if not obs.slo_values:
+        return gate("slo-normal", False, "NoData", evidence, ["the query returned no series over the duration"])
+    ok = all((v < slo.threshold) if slo.comparison == "below" else (v > slo.threshold) for v in obs.slo_values)
+    shown = ", ".join(f"{v:g}" for v in obs.slo_values[:10])
+    if not ok:
+        return gate("slo-normal", False, "SLONotMet", f"{evidence}: worst over the range {shown}",
+                    [f"the SLO has not held for {slo.for_} (worst {shown})"])
+    return gate("slo-normal", True, "SLOMet", f"{evidence}: worst over the range {shown}")
+
+
+def postmortem_shared(obs: Observations) -> Gate:
+    plan = next((p for p in obs.plans if p.purpose == "postmortem"), None)
+    if plan is None:
+        return gate("postmortem-shared", False, "PostmortemNotProposed", "no postmortem pull request yet",
+                    [obs.postmortem_error or "the postmortem pull request is being opened"])
+    where = f"PatchPlan {plan.name} ({plan.pull_request or 'no pull request yet'})"
+    if plan.phase in MERGED:
+        return gate("postmortem-shared", True, "PostmortemMerged", f"{where} {plan.phase}")
+    return gate("postmortem-shared", False, "PostmortemNotMerged", f"{where} {plan.phase}",
+                [f"the postmortem pull request is {plan.phase}: a reviewer merges it"])
+
+
+def evaluate(obs: Observations) -> list[Gate]:
+    return [audit_complete(obs), gateway_only(obs), rollback_tested(obs), slo_normal(obs), postmortem_shared(obs)]
+
+
+def carried(old: list[Gate], new: list[Gate], now: str) -> list[Gate]:
+    """The new verdicts, keeping the time each was reached: ``checkedAt`` moves only when a verdict
+    changes (an unchanged verdict is not written again), ``passedAt`` when a gate first passed."""
+    before = {g.name: g for g in old}
+    out = []
+    for fresh in new:
+        prior = before.get(fresh.name)
+        same = prior is not None and prior.model_dump(exclude={"checked_at", "passed_at"}) == \
+            fresh.model_dump(exclude={"checked_at", "passed_at"})
+        fresh.checked_at = prior.checked_at if same and prior else now
+        if fresh.passed:
+            fresh.passed_at = (prior.passed_at if prior and prior.passed else None) or now
+        out.append(fresh)
+    return out
+
+
+def all_passed(gates: list[Gate]) -> bool:
+    return len(gates) == len(GATES) and all(g.passed for g in gates)

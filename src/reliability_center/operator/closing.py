@@ -1,0 +1,159 @@
+"""What closing an incident observes: its writes, their objects, its PatchPlans, Prometheus.
+
+The verdicts are ``engine/gates.py``'s; this module only reads (the cluster, the durable audit
+log, the Prometheus HTTP API) and proposes the postmortem through the gateway, like any Level 3
+change: a PatchPlan whose pull request adds ``postmortems/<namespace>/<incident>.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import httpx
+
+from reliability_center.actions.patch_plan import repository_from
+from reliability_center.api.incident import Incident, IncidentStatus, PlanState
+from reliability_center.api.runbook import Runbook, SLOCheck
+from reliability_center.engine import gates as verdicts
+from reliability_center.engine.postmortem import render
+from reliability_center.gateway import Kube, Ref, WriteContext, WriteGateway, audit
+from reliability_center.gateway.holds import WHOLE, foreign_owners
+from reliability_center.gateway.kube import FIELD_MANAGER, describe
+from reliability_center.gateway.leaves import ABSENT
+from reliability_center.gateway.writes import INCIDENT_UID_LABEL, STEP_ANNOTATION
+
+log = logging.getLogger("reliability_center.closing")
+
+INCIDENT_LABEL = "reliability.center/incident"
+PURPOSE_LABEL = "reliability.center/purpose"
+#: Seconds the Prometheus query may take.
+PROMETHEUS_TIMEOUT = 5.0
+
+
+def plans_of(kube: Kube, namespace: str, incident: str) -> list[dict[str, Any]]:
+    found = kube.list("PatchPlan", namespace, f"{INCIDENT_LABEL}={incident[:63]}")
+    return [p for p in found if (p.get("spec") or {}).get("incidentRef") == incident]
+
+
+def plan_states(plans: list[dict[str, Any]]) -> list[PlanState]:
+    out = []
+    for plan in sorted(plans, key=lambda p: p["metadata"]["name"]):
+        status = plan.get("status") or {}
+        purpose = (plan["metadata"].get("labels") or {}).get(PURPOSE_LABEL, "fix")
+        out.append(PlanState(name=plan["metadata"]["name"], phase=status.get("phase") or "Pending",
+                             pull_request=(status.get("pullRequest") or {}).get("url"),
+                             purpose="postmortem" if purpose == "postmortem" else "fix"))
+    return out
+
+
+def held_writes(kube: Kube, namespace: str, uid: str) -> list[verdicts.HeldWrite]:
+    """The incident's writes that hold fields, from their snapshots (read from the cluster, not status)."""
+    out = []
+    for cm in kube.list("ConfigMap", namespace, f"{INCIDENT_UID_LABEL}={uid}"):
+        data = cm.get("data") or {}
+        target, before, after = json.loads(data["target"]), json.loads(data["before"]), json.loads(data["after"])
+        out.append(verdicts.HeldWrite(
+            snapshot=cm["metadata"]["name"],
+            step=(cm["metadata"].get("annotations") or {}).get(STEP_ANNOTATION, ""),
+            target=str(Ref(target["kind"], target["namespace"], target["name"])),
+            paths=tuple(sorted(p for p in after if p != WHOLE)),
+            created=before.get(WHOLE) == ABSENT,
+            taken_at=cm["metadata"].get("creationTimestamp", "")))
+    return sorted(out, key=lambda w: (w.taken_at, w.snapshot))
+
+
+def slo_query(slo: SLOCheck, incident: Incident, namespace: str) -> str:
+    """The runbook's query over its whole duration: its worst value there must be on the right side."""
+    query = slo.query
+    for key, value in {"tenant": incident.spec.tenant, "module": incident.spec.module or "",
+                       "namespace": namespace, "category": incident.spec.category}.items():
+        query = query.replace("{" + key + "}", value)
+    worst = "max_over_time" if slo.comparison == "below" else "min_over_time"
+    return f"{worst}(({query})[{slo.for_}:])"
+
+
+def query_prometheus(url: str, query: str) -> tuple[list[float] | None, str]:
+    """One instant query through the HTTP API: the values of the vector (None and why when it failed)."""
+    if not url:
+        return None, "no Prometheus configured (RC_PROMETHEUS_URL)"
+    try:
+        response = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=PROMETHEUS_TIMEOUT)
+        body = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return None, f"Prometheus at {url}: {exc}"
+    if body.get("status") != "success":
+        return None, f"Prometheus refused the query: {body.get('errorType')}: {body.get('error')}"
+    result = body["data"]["result"]
+    if body["data"].get("resultType") == "scalar":
+        result = [{"value": result}]
+    return [float(series["value"][1]) for series in result], ""
+
+
+def observe(kube: Kube, status: IncidentStatus, incident: Incident, body: dict[str, Any], runbook: Runbook | None,
+            plans: list[PlanState], prometheus_url: str, postmortem_error: str) -> verdicts.Observations:
+    namespace, uid = body["metadata"]["namespace"], body["metadata"]["uid"]
+    held = held_writes(kube, namespace, uid)
+    objects: dict[str, dict[str, Any] | None] = {}
+    foreign: dict[str, dict[str, list[str]] | None] = {}
+    for write in held:
+        if write.target not in objects:
+            kind, ns, name = write.target.split("/", 2)
+            objects[write.target] = kube.get(Ref(kind, ns, name))
+        current = objects[write.target]
+        foreign[write.snapshot] = None if current is None else foreign_owners(
+            current, [{"op": "replace", "path": p} for p in write.paths], FIELD_MANAGER, since=write.taken_at)
+    rollback = next(({"status": c.status, "reason": c.reason, "message": c.message}
+                     for c in status.conditions if c.type == "RollbackTested"), None)
+    slo = runbook.spec.slo if runbook else None
+    query = values = None
+    error = ""
+    if slo is not None:
+        query = slo_query(slo, incident, namespace)
+        values, error = query_prometheus(prometheus_url, query)
+    return verdicts.Observations(
+        steps=status.steps, held=held, records=audit.read_log(kube, namespace, uid), foreign=foreign,
+        rollback=rollback, plans=plans, slo=slo, slo_query=query, slo_values=values, slo_error=error,
+        postmortem_error=postmortem_error, shadow=status.mode == "shadow")
+
+
+def rehearse(gateway: WriteGateway, write: WriteContext, snapshots: list[str]) -> tuple[bool, str]:
+    """Dry-run every inverse on the apiserver (nothing is written): would the rollback apply?"""
+    failures = []
+    for snapshot in snapshots:
+        try:
+            result = gateway.restore(write, snapshot, action="rollback-test", dry_run=True)
+        except Exception as exc:  # a refusal of the dry-run is the finding, whatever its kind
+            failures.append(f"{snapshot}: {describe(exc)}")
+            continue
+        failures += [f"{result.target}{path}: changed by someone else since" for path in result.conflicts]
+    if failures:
+        return False, f"{len(failures)} of {len(snapshots)} inverses would not apply: " + "; ".join(failures)[:900]
+    return True, f"{len(snapshots)} level 1 inverses dry-run on the apiserver: all apply"
+
+
+def propose_postmortem(gateway: WriteGateway, write: WriteContext, body: dict[str, Any],
+                       settings: dict[str, str], plans: list[dict[str, Any]], records: list[dict[str, Any]]) -> str:
+    """Open the postmortem as a PatchPlan (the same guards and forges as any Level 3 change).
+    Returns why it could not be proposed ('' when it was)."""
+    repo = repository_from(settings)
+    if repo is None:
+        return ("no GitOps repository configured (reliability-center-settings gitopsRepoURL): the postmortem "
+                "cannot be proposed; `relctl postmortem` prints it")
+    meta = body["metadata"]
+    name = meta["name"]
+    plan = {
+        "apiVersion": "reliability.center/v1alpha1",
+        "kind": "PatchPlan",
+        "metadata": {"name": f"{name}-postmortem"[:253], "namespace": meta["namespace"],
+                     "labels": {INCIDENT_LABEL: name[:63], PURPOSE_LABEL: "postmortem"}},
+        "spec": {"incidentRef": name, "repository": repo,
+                 "title": f"Postmortem: {name} ({body['spec']['category']}, tenant {body['spec']['tenant']})"[:256],
+                 "description": "The postmortem draft of the incident. Complete the root cause and prevention "
+                                "sections, then merge: the merge closes the incident's last post-repair gate.",
+                 "changes": [{"path": f"postmortems/{meta['namespace']}/{name}.md", "operation": "createFile",
+                              "content": render(body, plans, records)[:262144]}]},
+    }
+    gateway.propose(write, plan, action="postmortem")
+    return ""
