@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.cluster import CACHE, SESSION, ROOT, apply_docs, kubectl, load_yaml, wait_for
+from tests.support.monitoring import Monitoring
 
 #: Under pytest-xdist each worker is a session of its own: its own operator, watching its own
 #: namespaces (t-<worker>-*), so two workers' operators never act on the same incident.
@@ -39,6 +40,8 @@ INTAKE_URL = f"http://127.0.0.1:{INTAKE_PORT}/alerts"
 INTAKE_TOKEN = uuid.uuid4().hex
 INTAKE_TOKEN_FILE = CACHE / f"intake-token-{WORKER}"
 INTAKE_CONFIG_FILE = CACHE / f"intake-{WORKER}.yaml"
+#: The session's Prometheus (tests/support/monitoring.py), which the operator's SLO gate queries.
+PROMETHEUS_PORT = _free_port()
 #: Test runbooks whose incidents come from alerts use categories with this prefix (the allow-list).
 ALERT_CATEGORY_PREFIX = "alert-"
 
@@ -177,12 +180,21 @@ def operator(kube, seed_runbooks: None) -> Iterator[subprocess.Popen[bytes]]:
     proc = start_operator(extra_env={"RC_NAMESPACES": f"{NAMESPACE_PREFIX}*", "RC_METRICS_PORT": str(METRICS_PORT),
                                      "RC_PATCHPLAN_POLL": "1", "RC_INTAKE_PORT": str(INTAKE_PORT),
                                      "RC_INTAKE_TOKEN_FILE": str(INTAKE_TOKEN_FILE),
-                                     "RC_INTAKE_CONFIG": str(INTAKE_CONFIG_FILE)})
+                                     "RC_INTAKE_CONFIG": str(INTAKE_CONFIG_FILE),
+                                     "RC_PROMETHEUS_URL": f"http://127.0.0.1:{PROMETHEUS_PORT}",
+                                     "RC_GATE_INTERVAL": "2"})
     wait_for(lambda: all(
         rb.get("status", {}).get("conditions") for rb in kube.list("Runbook")
     ) and kube.list("Runbook"), timeout=60, what="the operator to report on the seed runbooks")
     yield proc
     stop_operator(proc)
+
+
+@pytest.fixture(scope="session")
+def monitoring(operator) -> Iterator[Monitoring]:
+    """Real Prometheus + Alertmanager posting to the session operator's intake (tests/support/monitoring.py)."""
+    with Monitoring(intake_url=INTAKE_URL, token_file=INTAKE_TOKEN_FILE, prometheus_port=PROMETHEUS_PORT) as running:
+        yield running
 
 
 @pytest.fixture

@@ -87,12 +87,14 @@ class Monitoring:
     """Prometheus scraping ``exporter`` and alerting to an Alertmanager that posts to ``intake_url``."""
 
     def __init__(self, intake_url: str, token_file: str | os.PathLike[str], directory: Path | None = None,
-                 exporter: Exporter | None = None, startup_timeout: float = 30):
+                 exporter: Exporter | None = None, startup_timeout: float = 30, prometheus_port: int | None = None):
         self.intake_url = intake_url
         self.token_file = Path(token_file).resolve()
         self.dir = Path(directory or CACHE / f"monitoring-{WORKER}")
         self.exporter = exporter
         self.startup_timeout = startup_timeout
+        self.prometheus_port = prometheus_port
+        """Fixed when the operator was told its URL before Prometheus starts (RC_PROMETHEUS_URL)."""
         self.prometheus_url = self.alertmanager_url = ""
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._http = httpx.Client(timeout=10)
@@ -102,7 +104,7 @@ class Monitoring:
         shutil.rmtree(self.dir, ignore_errors=True)
         (self.dir / "rules").mkdir(parents=True)
         self.exporter = self.exporter or Exporter()
-        am_port, prom_port = _free_port(), _free_port()
+        am_port, prom_port = _free_port(), self.prometheus_port or _free_port()
         self.alertmanager_url = f"http://127.0.0.1:{am_port}"
         self.prometheus_url = f"http://127.0.0.1:{prom_port}"
         try:

@@ -302,6 +302,7 @@ class Turn:
             # must find the same trace id (restart markers and audit names use it).
             self.status.trace_id = self.incident.spec.trace_id or self.body["metadata"]["uid"].replace("-", "")
             self.status.times.detected = now_iso()
+            self.status.audit_log = audit.log_name(self.body["metadata"]["uid"])
             self.phase("Detected")
             changed = True
         if self.status.runbook_spec is None:

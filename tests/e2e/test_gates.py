@@ -1,0 +1,94 @@
+"""The post-repair gates on the real cluster: each fails for its own reason, with the evidence an
+independent reader finds too (the durable audit ConfigMap, the object's managedFields, kubectl).
+
+The full loop to Closed (an alert in, the postmortem merged in Gitea) is tests/e2e/test_close_loop.py.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from reliability_center.gateway import audit
+from tests.support.cluster import get_json, kubectl, wait_for
+from tests.support.incidents import create, incident, settle_app, status, wait_phase
+
+RELCTL = [str(Path(sys.executable).with_name("relctl"))]
+
+
+def relctl(*args: str) -> str:
+    return subprocess.run(RELCTL + list(args), capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def gates(namespace: str, name: str) -> dict[str, dict]:
+    """The gates once all five are written."""
+    found = wait_for(lambda: len((status(namespace, name).get("gates") or [])) == 5 and status(namespace, name),
+                     timeout=30, what=f"the five gates of {name}")
+    return {g["name"]: g for g in found["gates"]}
+
+
+def conditions(st: dict) -> dict[str, dict]:
+    return {c["type"]: c for c in st.get("conditions") or []}
+
+
+def test_a_resolved_incident_is_verified_by_five_gates_and_stays_open_without_a_postmortem(app):
+    settle_app(app)
+    create(app, incident("bill", category="billing", module="billing"))
+    st = wait_phase(app, "bill", "Mitigated")
+    # Gate 3's evidence is taken at mitigation, before anyone resolves: the inverses dry-run on the apiserver.
+    rehearsal = conditions(st)["RollbackTested"]
+    assert rehearsal["status"] == "True" and "dry-run on the apiserver: all apply" in rehearsal["message"]
+    relctl("resolve", "bill", "-n", app)
+    result = gates(app, "bill")
+    assert {n: g["passed"] for n, g in result.items()} == {
+        "audit-complete": True, "gateway-only": True, "rollback-tested": True, "slo-normal": True,
+        "postmortem-shared": False}
+    assert result["slo-normal"]["reason"] == "NoSLODeclared"
+    assert result["postmortem-shared"]["missing"][0].startswith("no GitOps repository configured")
+    st = status(app, "bill")
+    assert st["phase"] == "Verifying" and not st["times"].get("closed")
+    assert conditions(st)["Closed"]["status"] == "False"
+    # The durable log, read with kubectl: one record per write of the step, the restore included.
+    log = get_json("configmap", st["auditLog"], "-n", app)["data"]
+    records = [json.loads(v) for v in log.values()]
+    step = next(s for s in st["steps"] if s["name"] == "stop-auto-invoicing")
+    for target in step["targets"]:
+        assert {(r["action"], r["outcome"]) for r in records if r["target"] == target} >= {
+            ("feature-flags-off", "applied"), ("restore:feature-flags-off", "restored")}, target
+    shown = relctl("gates", "bill", "-n", app)
+    assert "postmortem-shared" in shown and "not closed: 1 of 5 gates failing" in shown
+
+
+def test_a_field_another_manager_changed_during_mitigation_fails_gateway_only_naming_it(app):
+    create(app, incident("bill", category="billing", module="billing"))
+    wait_phase(app, "bill", "Mitigated")
+    # What `kubectl edit` does, under its field manager: the on-call changes a flag the operator set.
+    kubectl("patch", "configmap", "flags-billing", "-n", app, "--type=merge", "--field-manager=kubectl-edit",
+            "-p", '{"data":{"auto-dunning.tenant.acme":"off-by-oncall"}}')
+    relctl("resolve", "bill", "-n", app)
+    gate = gates(app, "bill")["gateway-only"]
+    assert not gate["passed"] and gate["reason"] == "WrittenOutsideTheGateway", gate
+    assert gate["missing"] == [f"ConfigMap/{app}/flags-billing/data/auto-dunning.tenant.acme changed by "
+                               "kubectl-edit (Update) after step stop-auto-invoicing set it"]
+    # The oracle: the apiserver's own managedFields name that manager for that key.
+    fields = get_json("configmap", "flags-billing", "-n", app, "--show-managed-fields")["metadata"]["managedFields"]
+    assert any(f["manager"] == "kubectl-edit" and "f:auto-dunning.tenant.acme" in f["fieldsV1"]["f:data"]
+               for f in fields)
+
+
+def test_a_write_missing_from_the_durable_audit_fails_audit_complete_naming_it(app):
+    create(app, incident("bill", category="billing", module="billing"))
+    st = wait_phase(app, "bill", "Mitigated")
+    name = audit.log_name(get_json("incident", "bill", "-n", app)["metadata"]["uid"])
+    assert st["auditLog"] == name
+    log = get_json("configmap", name, "-n", app)["data"]
+    key = next(k for k, v in log.items() if json.loads(v)["action"] == "feature-flags-off")
+    target = json.loads(log[key])["target"]
+    kubectl("patch", "configmap", name, "-n", app, "--type=json", "-p", json.dumps([{"op": "remove",
+                                                                                     "path": f"/data/{key}"}]))
+    relctl("resolve", "bill", "-n", app)
+    gate = gates(app, "bill")["audit-complete"]
+    assert not gate["passed"] and gate["reason"] == "AuditRecordsMissing", gate
+    assert f"step stop-auto-invoicing: no audit record of the write to {target}" in gate["missing"]
