@@ -68,4 +68,14 @@ kubectl wait -n "$ns" incident/dunning-failing --timeout=60s --for=jsonpath='{.s
 relctl steps dunning-failing -n "$ns"
 kubectl get configmap flags-billing -n "$ns" -o jsonpath='{.data}'; echo
 
+step "dunning-failing: the post-repair gates (Closed only when all five pass)"
+kubectl wait -n "$ns" incident/dunning-failing --timeout=30s \
+  --for=jsonpath='{.status.gates[4].name}'=postmortem-shared >/dev/null 2>&1 || true
+relctl gates dunning-failing -n "$ns"
+echo "(no GitOps repository is configured in this demo namespace: the postmortem pull request cannot be"
+echo " opened, so the incident stays Verifying; with gitopsRepoURL set, merging that pull request closes it)"
+
+step "dunning-failing: the postmortem draft (relctl postmortem)"
+relctl postmortem dunning-failing -n "$ns"
+
 printf '\nThe cluster keeps running (KUBECONFIG=%s); stop it with: make cluster-down\n' "$KUBECONFIG"
