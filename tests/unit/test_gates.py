@@ -123,3 +123,14 @@ def test_carried_keeps_checked_at_while_a_verdict_stands_and_passed_at_once_pass
     assert slo.passed and slo.checked_at == "T3" and slo.passed_at == "T3"
     audit = next(g for g in third if g.name == "audit-complete")
     assert audit.passed_at == "T1"
+
+
+def test_a_plan_seen_verified_went_through_merged_and_synced():
+    """The incident's timeline names every phase of its PatchPlans, also those no pass saw."""
+    from reliability_center.operator.runner import passed_through
+
+    assert passed_through(None, "Verified") == ["Proposed", "Merged", "Synced", "Verified"]
+    assert passed_through("Proposed", "Synced") == ["Merged", "Synced"]
+    assert passed_through("Verified", "RolledBack") == ["RollingBack", "RolledBack"]
+    assert passed_through("Proposed", "Rejected") == ["Rejected"]
+    assert passed_through(None, "Pending") == ["Pending"]

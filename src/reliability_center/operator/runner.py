@@ -57,6 +57,19 @@ def seconds_since(moment: str) -> float:
     return (datetime.now(timezone.utc) - datetime.fromisoformat(moment.replace("Z", "+00:00"))).total_seconds()
 
 
+#: A PatchPlan's forward path: a plan seen Verified went through Merged and Synced, even if no pass saw them.
+PLAN_PATH = ("Pending", "Proposed", "Merged", "Synced", "Verified", "RollingBack", "RolledBack")
+
+
+def passed_through(last: str | None, now: str) -> list[str]:
+    """The phases a plan went through since it was last seen (the last one included)."""
+    if now in PLAN_PATH and (last is None or last in PLAN_PATH) and (last is None or
+                                                                     PLAN_PATH.index(last) < PLAN_PATH.index(now)):
+        start = PLAN_PATH.index(last) + 1 if last else PLAN_PATH.index("Proposed")
+        return list(PLAN_PATH[min(start, PLAN_PATH.index(now)):PLAN_PATH.index(now) + 1])
+    return [now]
+
+
 class Stale(Exception):
     """The Incident changed under us: read it again and take another turn."""
 
@@ -542,7 +555,8 @@ class Turn:
         for plan in states:
             if seen.get(plan.name) != plan.phase:
                 link = f": {plan.pull_request}" if plan.pull_request else ""
-                self.note(f"patchplan:{plan.phase}", f"{plan.purpose} PatchPlan {plan.name}{link}")
+                for phase in passed_through(seen.get(plan.name), plan.phase):
+                    self.note(f"patchplan:{phase}", f"{plan.purpose} PatchPlan {plan.name}{link}")
         self.status.plans = states
         fixes = [p for p in states if p.purpose == "fix"]
         undone = [p for p in fixes if p.phase in ("Rejected", "RolledBack", "Failed")]
