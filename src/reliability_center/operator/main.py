@@ -68,6 +68,31 @@ async def resign(**_: Any) -> None:
         await asyncio.to_thread(election.release)
 
 
+_intake: list[Any] = []  # the receiver's aiohttp runner, while it serves
+
+
+@kopf.on.startup()
+async def intake(**_: Any) -> None:
+    """The Alertmanager receiver (intake/), when RC_INTAKE_PORT is set. A missing or invalid
+    config, or a port in use, leaves it off and says why; the operator runs on."""
+    ours = context.settings().intake
+    if not ours.port:
+        return
+    from reliability_center.intake.config import ConfigError
+    from reliability_center.intake.server import start
+
+    try:
+        _intake.append(await start(context.kube(), ours.port, ours.token_file, ours.config_file))
+    except (ConfigError, OSError) as exc:
+        log.error("the Alertmanager receiver is NOT serving: %s", exc, extra={"port": ours.port})
+
+
+@kopf.on.cleanup()
+async def stop_intake(**_: Any) -> None:
+    while _intake:
+        await _intake.pop().cleanup()
+
+
 @kopf.on.probe(id="apiserver")
 async def apiserver_reachable(**_: Any) -> str:
     """Reported at the health endpoint; an outage is reported there, not a failure of liveness

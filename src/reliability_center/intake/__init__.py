@@ -1,0 +1,6 @@
+"""The Alertmanager intake: a webhook receiver (payload version 4) that turns alerts into Incidents.
+
+``config`` (what may be accepted), ``payload`` (the webhook's shape and raw-body checks),
+``mapping`` (alerts → incident plans; pure), ``incidents`` (plans → the cluster),
+``server`` (HTTP: auth, limits, refusals), ``metrics``.
+"""

@@ -1,0 +1,72 @@
+"""The intake's configuration: a YAML file the operator's admins (and security team) own.
+
+It decides what an alert may open before any Runbook is consulted: which namespaces,
+which categories, which label carries which field, and the request limits.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from fnmatch import fnmatchcase
+
+import yaml
+from pydantic import Field, ValidationError
+
+from reliability_center.api.common import DNS_LABEL, Model
+from reliability_center.api.incident import TENANT
+from reliability_center.api.runbook import Severity
+
+
+class ConfigError(Exception):
+    """The config file is missing or invalid: the receiver does not start."""
+
+
+class LabelNames(Model):
+    """Which alert label carries each incident field."""
+
+    category: str = "category"
+    tenant: str = "tenant"
+    module: str = "module"
+    severity: str = "severity"
+    namespace: str = "namespace"
+
+
+class Defaults(Model):
+    severity: Severity = "high"
+    tenant: str | None = Field(default=None, pattern=TENANT, max_length=63,
+                               description="None: an alert without a tenant label is refused.")
+
+
+class IntakeConfig(Model):
+    namespaces: list[str] = Field(default_factory=list, description="fnmatch patterns; empty refuses every namespace.")
+    default_namespace: str | None = Field(default=None, pattern=DNS_LABEL, max_length=63)
+    labels: LabelNames = Field(default_factory=LabelNames)
+    defaults: Defaults = Field(default_factory=Defaults)
+    categories: list[str] = Field(default_factory=list, description="fnmatch patterns; empty refuses every category.")
+    # Prometheus rules commonly say warning/page; Incidents know critical..info.
+    severity_map: dict[str, Severity] = Field(
+        default_factory=lambda: {"warning": "medium", "error": "high", "page": "critical", "none": "info"})
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_alerts: int = Field(default=100, ge=1, le=10_000)
+    max_depth: int = Field(default=16, ge=4, le=64)
+
+    def namespace_allowed(self, namespace: str) -> bool:
+        return any(fnmatchcase(namespace, p) for p in self.namespaces)
+
+    def category_allowed(self, category: str) -> bool:
+        return any(fnmatchcase(category, p) for p in self.categories)
+
+
+def load(path: str | pathlib.Path) -> IntakeConfig:
+    if not str(path):
+        raise ConfigError("no config file is set (RC_INTAKE_CONFIG)")
+    try:
+        raw = yaml.safe_load(pathlib.Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top, got {type(raw).__name__}")
+    try:
+        return IntakeConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

@@ -1,0 +1,186 @@
+"""The HTTP receiver: ``POST /alerts`` (Alertmanager's webhook, version 4) and ``GET /healthz``.
+
+Checks run cheapest first and nothing is written unless every one passes: method, bearer
+token, content type, size, bracket depth (on the raw bytes), JSON, version, alert count,
+shape, then the mapping's rules. Every refusal is JSON ``{"error", "message"}``; a failure
+on the apiserver's side is a 503, which Alertmanager retries; never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+import pathlib
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from reliability_center.gateway.kube import Conflict, Fenced, Forbidden, Invalid, Kube, describe, transient
+from reliability_center.intake.config import IntakeConfig, load
+from reliability_center.intake.incidents import Incidents
+from reliability_center.intake.mapping import Refused, plans
+from reliability_center.intake.metrics import ALERTS, REQUESTS
+from reliability_center.intake.payload import Webhook, too_deep
+
+log = logging.getLogger("reliability_center.intake")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def refuse(status: int, reason: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    REQUESTS.labels(reason).inc()
+    log.info("alertmanager post refused: %s %s: %s", status, reason, message)
+    return web.json_response({"error": reason, "message": message}, status=status, headers=headers)
+
+
+class TokenFile:
+    """The bearer token, read again whenever its file changes (a mounted Secret rotates by a symlink swap)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._seen: tuple[int, int, int] | None = None
+        self._token: str | None = None
+
+    def current(self) -> str | None:
+        try:
+            st = os.stat(self.path) if self.path else None
+        except OSError:
+            st = None
+        if st is None:
+            self._seen = self._token = None
+            return None
+        if (st.st_ino, st.st_mtime_ns, st.st_size) != self._seen:
+            try:
+                self._token = pathlib.Path(self.path).read_text().strip() or None
+            except OSError:
+                return None
+            self._seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+        return self._token
+
+
+def _unavailable(exc: Exception) -> web.Response:
+    """The apiserver's side failed: 503 with why, so Alertmanager retries (422 if it refused our object)."""
+    if isinstance(exc, Invalid):
+        return refuse(422, "IncidentInvalid", describe(exc))
+    reason = ("NotLeader" if isinstance(exc, Fenced) else "Contention" if isinstance(exc, Conflict)
+              else "ApiserverUnavailable" if transient(exc)
+              else "Forbidden" if isinstance(exc, Forbidden) or getattr(exc, "status", None) == 403  # RBAC
+              else "InternalError")
+    if reason == "InternalError":
+        log.exception("alertmanager post failed")
+    return refuse(503, reason, describe(exc))
+
+
+class Receiver:
+    def __init__(self, config: IntakeConfig, tokens: TokenFile, incidents: Incidents, workers: int = 16):
+        self.config, self.tokens, self.incidents = config, tokens, incidents
+        # Its own threads: a storm of posts does not take the ones incident reconciles run on. 16, beside
+        # the reconciles' 16 (RC_WORKERS), fill the kube client's 32 pooled connections and no more
+        # (bench/bench_intake.py: 8 threads took 9 s for the storm, 16 take 5.5 s, 32 overflow the pool).
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="rc-intake")
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[self._errors])
+        app.router.add_route("*", "/alerts", self.alerts)
+        app.router.add_get("/healthz", self.healthz)
+
+        async def shutdown(_: web.Application) -> None:
+            self.executor.shutdown(wait=False, cancel_futures=True)
+
+        app.on_cleanup.append(shutdown)
+        return app
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:  # aiohttp's own: no route (404), a body over client_max_size (413)
+            reason = {404: "NotFound", 405: "MethodNotAllowed", 413: "BodyTooLarge"}.get(exc.status, "BadRequest")
+            return refuse(exc.status, reason, exc.text or exc.reason, {"Allow": "POST"} if exc.status == 405 else None)
+        except Exception as exc:  # never a 500
+            return _unavailable(exc)
+
+    async def healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def alerts(self, request: web.Request) -> web.Response:
+        limits = self.config
+        if request.method != "POST":
+            return refuse(405, "MethodNotAllowed", f"{request.method} is not allowed here: POST alerts",
+                          {"Allow": "POST"})
+        token = self.tokens.current()
+        if token is None:
+            return refuse(503, "NoToken", "the receiver has no token (RC_INTAKE_TOKEN_FILE): it accepts nothing")
+        header = request.headers.get("Authorization")
+        if not header:
+            return refuse(401, "Unauthorized", "an Authorization: Bearer <token> header is required",
+                          {"WWW-Authenticate": 'Bearer realm="reliability-center"'})
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
+            return refuse(401, "InvalidToken", "the bearer token is not the receiver's",
+                          {"WWW-Authenticate": 'Bearer realm="reliability-center", error="invalid_token"'})
+        if request.content_type != "application/json":
+            return refuse(415, "UnsupportedMediaType", f"Content-Type {request.content_type!r}: send application/json")
+        if (request.content_length or 0) > limits.max_body_bytes:
+            return refuse(413, "BodyTooLarge", f"{request.content_length} bytes; at most {limits.max_body_bytes}")
+        body = await request.read()  # over client_max_size (a chunked body): 413 from the middleware
+        if too_deep(body, limits.max_depth):
+            return refuse(400, "NestingTooDeep", f"JSON nested deeper than {limits.max_depth} levels")
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as exc:
+            return refuse(400, "InvalidJSON", str(exc)[:200])
+        if not isinstance(data, dict):
+            return refuse(400, "InvalidPayload", f"a JSON object is expected, not {type(data).__name__}")
+        if data.get("version") != "4":
+            return refuse(400, "UnsupportedVersion", f"payload version {str(data.get('version'))[:20]!r}: only 4")
+        if isinstance(data.get("alerts"), list) and len(data["alerts"]) > limits.max_alerts:
+            return refuse(413, "TooManyAlerts", f"{len(data['alerts'])} alerts; at most {limits.max_alerts} "
+                                                "(set max_alerts in the Alertmanager receiver)")
+        try:
+            webhook = Webhook.model_validate(data)
+            wanted = plans(webhook, limits)
+        except ValidationError as exc:
+            where = "; ".join(f"{'.'.join(map(str, e['loc']))[:80]}: {e['msg']}" for e in exc.errors()[:3])
+            return refuse(400, "InvalidPayload", where)
+        except Refused as exc:
+            return refuse(exc.status, exc.reason, exc.message)
+        try:
+            outcome = await asyncio.get_running_loop().run_in_executor(self.executor, self.incidents.apply, wanted)
+        except Refused as exc:
+            return refuse(exc.status, exc.reason, exc.message)
+        except Exception as exc:
+            return _unavailable(exc)
+        REQUESTS.labels("accepted").inc()
+        for what, count in outcome.alerts.items():
+            ALERTS.labels(what).inc(count)
+        if outcome.dropped:
+            ALERTS.labels("dropped").inc(outcome.dropped)
+        summary = outcome.summary()
+        if webhook.truncated_alerts:
+            summary["truncatedAlerts"] = webhook.truncated_alerts
+        return web.json_response(summary)
+
+
+async def start(kube: Kube, port: int, token_file: str, config_file: str, host: str = "0.0.0.0") -> web.AppRunner:
+    """Serve the receiver; ConfigError (the config is missing or invalid) or OSError (the port) if it cannot."""
+    config = load(config_file)
+    receiver = Receiver(config, TokenFile(token_file), Incidents(kube))
+    runner = web.AppRunner(receiver.app(), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    if receiver.tokens.current() is None:
+        log.warning("the Alertmanager receiver has no token (RC_INTAKE_TOKEN_FILE=%r): it refuses every post",
+                    token_file)
+    log.info("Alertmanager receiver serving", extra={"port": port, "namespaces": config.namespaces,
+                                                     "categories": config.categories})
+    return runner
