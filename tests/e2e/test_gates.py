@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from reliability_center.gateway import audit
@@ -92,3 +93,36 @@ def test_a_write_missing_from_the_durable_audit_fails_audit_complete_naming_it(a
     gate = gates(app, "bill")["audit-complete"]
     assert not gate["passed"] and gate["reason"] == "AuditRecordsMissing", gate
     assert f"step stop-auto-invoicing: no audit record of the write to {target}" in gate["missing"]
+
+
+def test_an_inverse_that_would_not_apply_is_found_at_mitigation_and_fails_rollback_tested(namespace):
+    """The rehearsal runs when level 1 is done; a flag edited by someone while a later step still
+    waits (a slow restart) makes the dry-run of its inverse fail: known before anyone resolves."""
+    from tests.support.cluster import TEST_LABELS, apply_docs, slow_schedulers
+
+    slow_schedulers(namespace, ["sched-slow"], "slowmod", min_ready=6)
+    category = f"g{uuid.uuid4().hex[:8]}"
+    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
+                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
+                       "spec": {"match": {"category": category}, "steps": [
+                           {"name": "flags", "level": 1, "action": "feature-flags-off",
+                            "params": {"modules": ["billing"], "flags": ["auto-invoicing"]}},
+                           {"name": "restart", "level": 1, "action": "restart-one-by-one",
+                            "params": {"role": "scheduler", "modules": ["slowmod"]}}]}}])
+    wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), 30, "runbook")
+    create(namespace, incident("slow", category=category, module="billing"))
+    wait_for(lambda: {s["name"]: s["state"] for s in status(namespace, "slow").get("steps") or []}.get("restart")
+             == "Running", 30, "the restart to wait on its rollout")
+    kubectl("patch", "configmap", "flags-billing", "-n", namespace, "--type=merge", "--field-manager=kubectl-edit",
+            "-p", '{"data":{"auto-invoicing.tenant.acme":"paused-by-oncall"}}')
+    st = wait_phase(namespace, "slow", "Mitigated", timeout=60)
+    rehearsal = conditions(st)["RollbackTested"]
+    assert rehearsal["status"] == "False" and rehearsal["reason"] == "DryRunRefused", rehearsal
+    assert "auto-invoicing.tenant.acme: changed by someone else since" in rehearsal["message"]
+    relctl("resolve", "slow", "-n", namespace)
+    gate = gates(namespace, "slow")["rollback-tested"]
+    assert not gate["passed"] and gate["reason"] == "RollbackNotProven", gate
+    assert gate["missing"][0].startswith("dry-run of the inverses failed: 1 of 1 inverses would not apply")
+    # The oracle: the apiserver kept the on-call's value (the real restore left it alone too).
+    assert get_json("configmap", "flags-billing", "-n", namespace)["data"]["auto-invoicing.tenant.acme"] == \
+        "paused-by-oncall"

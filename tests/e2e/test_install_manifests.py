@@ -312,6 +312,8 @@ APP = "some-app"
 #: (verb, group/resource, subresource, namespace) the operator needs: Kopf, handlers, actions, gateway.
 NEEDED = [
     ("watch", "reliability.center/incidents", "", None),
+    ("create", "reliability.center/incidents", "", APP),  # the Alertmanager intake opens incidents
+    ("update", "reliability.center/incidents", "", APP),  # their signals, and resolution when all resolved
     ("list", "reliability.center/runbooks", "", None),
     ("watch", "reliability.center/patchplans", "", None),
     ("patch", "reliability.center/incidents", "status", APP),
@@ -342,8 +344,7 @@ NEEDED = [
 ]
 #: What it must not be able to do.
 REFUSED = [
-    ("patch", "reliability.center/incidents", "", APP),  # the spec is people's (relctl), not the operator's
-    ("update", "reliability.center/incidents", "", APP),
+    ("patch", "reliability.center/incidents", "", APP),  # spec writes are compare-and-swap updates only
     ("delete", "reliability.center/incidents", "", APP),
     ("update", "reliability.center/runbooks", "", None),
     ("delete", "reliability.center/patchplans", "", APP),

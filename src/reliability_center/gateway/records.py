@@ -119,13 +119,6 @@ def drop_finalizer(kube: Kube, ref: Ref, finalizer: str, body: dict[str, Any]) -
                                         "resourceVersion": body["metadata"]["resourceVersion"]}})
 
 
-#: The field manager of people's spec changes through relctl; the operator's own spec changes use its own.
-RELCTL_MANAGER = "relctl"
-OPERATOR_MANAGER = "reliability-center"
-
-
-def patch_spec(kube: Kube, ref: Ref, spec: dict[str, Any], resource_version: str,
-               manager: str = RELCTL_MANAGER) -> dict[str, Any]:
-    """A human's change through relctl (approve, resolve, rollback), or the operator's resolution of an
-    incident whose alerts all resolved, as a merge patch on the object as read."""
-    return kube.merge_patch(ref, {"metadata": {"resourceVersion": resource_version}, "spec": spec}, manager=manager)
+def patch_spec(kube: Kube, ref: Ref, spec: dict[str, Any], resource_version: str) -> dict[str, Any]:
+    """A human's change through relctl (approve, resolve, rollback), as a merge patch on the object as read."""
+    return kube.merge_patch(ref, {"metadata": {"resourceVersion": resource_version}, "spec": spec}, manager="relctl")

@@ -597,9 +597,10 @@ class Turn:
         signals = self.incident.spec.signals
         if not runbook.spec.resolve_when_signals_resolve or not signals or not all(s.resolved for s in signals):
             return False
-        try:
-            updated = records.patch_spec(self.runner.kube, self.ref, {"resolved": True}, self.rv,
-                                         manager=records.OPERATOR_MANAGER)
+        body = {k: v for k, v in self.body.items() if k != "status"}
+        try:  # an update as read (resourceVersion): the role grants update on incidents, not patch
+            updated = records.replace(self.runner.kube, {**body, "metadata": {**body["metadata"], "resourceVersion": self.rv},
+                                                         "spec": {**body["spec"], "resolved": True}})
         except (Conflict, NotFound) as exc:
             raise Stale(str(exc)) from None
         self.rv = updated["metadata"]["resourceVersion"]
@@ -615,6 +616,7 @@ class Turn:
         if self.shadow:
             return None  # nothing was changed: nothing to verify
         start = self.status.model_dump()
+        before = {g.name: (g.passed, g.reason) for g in self.status.gates}
         runbook = self.runner.pinned(self.status) if self.status.runbook_spec else None
         kube = self.runner.kube
         raw = closing.plans_of(kube, self.ref.namespace, self.ref.name)
@@ -630,11 +632,12 @@ class Turn:
             if not error:
                 self.note("postmortem:proposed", f"PatchPlan {self.ref.name}-postmortem")
                 self.follow_plans(closing.plans_of(kube, self.ref.namespace, self.ref.name))
-        before = {g.name: (g.passed, g.reason) for g in self.status.gates}
         self.status.gates = self.gates(runbook, error)
         for gate in self.status.gates:
             if before.get(gate.name) != (gate.passed, gate.reason):
                 metrics.GATES.labels(gate.name, str(gate.passed).lower()).inc()
+                self.note(f"gate:{gate.name}", f"{'passed' if gate.passed else 'failing'} ({gate.reason}): "
+                                               f"{gate.evidence}")
         if verdicts.all_passed(self.status.gates):
             self.status.times.closed = now_iso()
             self.condition("Closed", "True", "GatesPassed", "every post-repair gate passed")
