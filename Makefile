@@ -34,7 +34,7 @@ demo: setup tools
 # together); each worker runs its own operator on its own namespaces (t-<worker>-*) and its own Gitea.
 # Then, alone, the tests that take the cluster away from the others (an apiserver outage).
 test: setup tools
-	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not exclusive"
+	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not exclusive" --durations=15
 	$(PY) -m pytest -q -p no:cacheprovider -m exclusive
 
 test-unit: setup
