@@ -290,8 +290,10 @@ class Turn:
             # patch carries it; one round trip less before the first Level 1 write.
         # Resolved: what to restore is read from the cluster (snapshots by incident), not from status.
         self.held = self.runner.gateway.snapshots(self.write_context("", 1)) if resolved else {}
-        if resolved:
-            self.rehearse(self.held)  # the inverses are dry-run before they are needed, if not done yet
+        if resolved and not any(s.state == "Restored" for s in self.status.steps):
+            # Just before the restore, every inverse is dry-run again: a level 2 step may have written
+            # since mitigation, and a change made since then by someone else shows here.
+            self.rehearse(self.held, again=True)
         while True:
             decision = next_decision(self.incident, runbook, self.status, now_iso(), set(self.held))
             if isinstance(decision, RunStep):
@@ -578,9 +580,12 @@ class Turn:
             return Finish("Mitigated", "FixVerified", "the level 3 fix was merged, synced and verified")
         return outcome
 
-    def rehearse(self, held: dict[str, list[str]] | None = None) -> None:
-        """Gate 3's evidence: dry-run every level 1 inverse on the apiserver once, before it is needed."""
-        if self.shadow or any(c.type == "RollbackTested" for c in self.status.conditions):
+    def rehearse(self, held: dict[str, list[str]] | None = None, again: bool = False) -> None:
+        """Gate 3's evidence: dry-run every inverse on the apiserver, once mitigated (and again at the
+        resolve), before it is needed."""
+        if self.shadow or not self.status.snapshots:
+            return  # nothing written (status lists every snapshot a step reported)
+        if not again and any(c.type == "RollbackTested" for c in self.status.conditions):
             return
         if held is None:
             held = self.runner.gateway.snapshots(self.write_context("", 1))
