@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from reliability_center.api.common import DNS_LABEL, DURATION, Condition, Model, ObjectMeta, cel, free_form
 
 Severity = Literal["critical", "high", "medium", "low", "info"]
 Level = Literal[1, 2, 3]
 OnFailure = Literal["continue", "stop", "escalate"]
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 #: Level 3 never acts on the cluster: it proposes a change in Git or hands over to a human.
 LEVEL3_ACTIONS = ("patch-plan", "escalate")
@@ -42,11 +44,41 @@ class When(Model):
                                    description="Runs only when the cluster's SAFE_MODE setting equals this.")
 
 
-class Window(Model):
-    """A daily time window (UTC) in which a governed step may run."""
+class Freeze(Model):
+    """A period in which no governed step starts, even inside its window (a release freeze, a sale)."""
 
+    start: AwareDatetime = Field(description="RFC 3339 date-time with an offset.")
+    end: AwareDatetime = Field(description="RFC 3339 date-time with an offset; the freeze lifts at this moment.")
+    reason: str = Field(min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _ends_after_it_starts(self) -> Freeze:
+        if self.end <= self.start:
+            raise ValueError(f"freeze {self.reason!r} must end after it starts (start {self.start.isoformat()}, "
+                             f"end {self.end.isoformat()})")
+        return self
+
+
+class Window(Model):
+    """A daily window in which a governed step may start: clock times in a time zone, on some days, outside freezes."""
+
+    # Wall-clock times in ``timezone``; an end before the start crosses midnight.
     start: str = Field(pattern=CLOCK)
     end: str = Field(pattern=CLOCK)
+    timezone: str = Field(default="UTC", max_length=64, description="An IANA time zone name, e.g. Europe/Paris.")
+    days: list[Day] = Field(default_factory=list, max_length=7,
+                            description="The days on which the window starts (22:00-02:00 on fri ends Saturday 02:00); "
+                                        "empty means every day.")
+    freeze: list[Freeze] = Field(default_factory=list, max_length=50)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):  # ValueError: not a zone key at all (a path, empty)
+            raise ValueError(f"unknown timezone {name!r}: use an IANA name such as 'Europe/Paris' or 'UTC'") from None
+        return name
 
 
 class Approval(Model):

@@ -9,11 +9,13 @@ the incident escalates, as the seed sends such changes to level 3.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from reliability_center.api.incident import Incident, IncidentStatus, StepStatus
-from reliability_center.api.runbook import Runbook, Step
+from reliability_center.api.runbook import Freeze, Runbook, Step, Window
 
 #: States after which the walk moves on to the next step.
 DONE = frozenset({"Succeeded", "Skipped", "Shadowed", "Escalated", "Blocked"})
@@ -55,15 +57,13 @@ class Finish:
 Decision = RunStep | AwaitStep | RestoreStep | Finish
 
 
-def in_window(start: str, end: str, now: str) -> bool:
-    clock = datetime.fromisoformat(now.replace("Z", "+00:00")).strftime("%H:%M")
-    if start <= end:
-        return start <= clock < end
-    return clock >= start or clock < end  # a window across midnight
+#: How far ahead a closed window looks for its next opening (a year, and a few days of freeze beyond).
+SEARCH_DAYS = 370
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def seconds_until(start: str, now: str) -> float:
-    """Seconds from ``now`` to the next time the clock reads ``start`` (HH:MM, UTC)."""
+    """Seconds from ``now`` to the next time the clock reads ``start`` (HH:MM, UTC); see ``window_state``."""
     moment = datetime.fromisoformat(now.replace("Z", "+00:00"))
     hour, minute = map(int, start.split(":"))
     opens = moment.replace(hour=hour, minute=minute, second=0, microsecond=0)
@@ -72,16 +72,101 @@ def seconds_until(start: str, now: str) -> float:
     return (opens - moment).total_seconds()
 
 
+def _occurrences(window: Window, moment: datetime, days: int) -> Iterator[tuple[datetime, datetime]]:
+    """The window's [opens, closes) intervals in UTC, in order, from the one that began the day before ``moment``.
+
+    Wall times are read in the window's zone: a time that a spring-forward skips is moved on
+    by the gap (02:30 → 03:30), an ambiguous one at a fall-back means its first occurrence
+    (what ``fold=0`` gives), so a window is 1 h shorter or longer on those nights.
+    """
+    zone = ZoneInfo(window.timezone)
+    start, end = (time.fromisoformat(window.start), time.fromisoformat(window.end))
+    if start == end:
+        return  # an empty window never opens (as before zones and days existed)
+    first = moment.astimezone(zone).date() - timedelta(days=1)  # yesterday's window may cross midnight
+    for offset in range(days + 2):
+        day = first + timedelta(days=offset)
+        if window.days and WEEKDAYS[day.weekday()] not in window.days:
+            continue
+        closing_day = day if start < end else day + timedelta(days=1)
+        yield (datetime.combine(day, start, zone).astimezone(timezone.utc),
+               datetime.combine(closing_day, end, zone).astimezone(timezone.utc))
+
+
+def active_freeze(window: Window, moment: datetime) -> Freeze | None:
+    return next((f for f in window.freeze if f.start <= moment < f.end), None)
+
+
+def _next_open(window: Window, moment: datetime) -> datetime | None:
+    """The first moment at or after ``moment`` inside an occurrence and outside every freeze."""
+    for opens, closes in _occurrences(window, moment, SEARCH_DAYS):
+        candidate = max(opens, moment)
+        while (freeze := active_freeze(window, candidate)) is not None:
+            candidate = freeze.end  # freezes may chain or overlap: step past each in turn
+        if candidate < closes:
+            return candidate
+    return None
+
+
+def describe(window: Window) -> str:
+    """'01:00–05:00 Europe/Paris on mon–fri'."""
+    return f"{window.start}–{window.end} {window.timezone} {_days(window.days)}"
+
+
+def _days(days: list[str]) -> str:
+    chosen = sorted(set(days), key=WEEKDAYS.index)
+    if not chosen or len(chosen) == 7:
+        return "every day"
+    runs: list[list[str]] = []
+    for day in chosen:  # consecutive days (in week order) read as a range
+        if runs and WEEKDAYS.index(day) == WEEKDAYS.index(runs[-1][-1]) + 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return "on " + ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 2 else ", ".join(r) for r in runs)
+
+
+def _duration(seconds: float) -> str:
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    days, rest = divmod(whole // 60, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    return "".join(f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n)
+
+
+def window_state(window: Window, now: str) -> tuple[bool, float | None, str]:
+    """(open now, seconds until it next opens — 0 when open, None if not within SEARCH_DAYS, why).
+
+    Pure: ``now`` is given. Open means inside an occurrence of the window and outside every freeze.
+    """
+    moment = datetime.fromisoformat(now.replace("Z", "+00:00")).astimezone(timezone.utc)
+    opens = _next_open(window, moment)
+    why = f"may run {describe(window)}"
+    freeze = active_freeze(window, moment)
+    if freeze is not None:
+        why += f"; frozen until {freeze.end.isoformat()} ({freeze.reason})"
+    if opens == moment:
+        return True, 0.0, why + "; open now"
+    if opens is None:
+        return False, None, why + f"; does not open in the next {SEARCH_DAYS} days"
+    wake_in = (opens - moment).total_seconds()
+    return False, wake_in, why + f"; opens in {_duration(wake_in)}"
+
+
 def _gate_governed(step: Step, index: int, incident: Incident, now: str) -> Decision:
     approval = step.approval
     if approval and approval.required and step.name not in incident.spec.approvals:
         who = f" by one of {', '.join(approval.approvers)}" if approval.approvers else ""
         return AwaitStep(index, "AwaitingApproval", "ApprovalRequired",
                          f"level 2 step {step.name!r} needs approval{who}: relctl approve {step.name}")
-    if approval and approval.window and not in_window(approval.window.start, approval.window.end, now):
-        return AwaitStep(index, "AwaitingApproval", "OutsideWindow",
-                         f"step {step.name!r} may run between {approval.window.start} and {approval.window.end} UTC",
-                         wake_in=seconds_until(approval.window.start, now))
+    window = approval.window if approval else None
+    if window is not None:
+        is_open, wake_in, why = window_state(window, now)
+        if not is_open:
+            frozen = active_freeze(window, datetime.fromisoformat(now.replace("Z", "+00:00")))
+            return AwaitStep(index, "AwaitingApproval", "Frozen" if frozen else "OutsideWindow",
+                             f"step {step.name!r} {why}", wake_in=wake_in)
     return RunStep(index)
 
 
