@@ -7,6 +7,9 @@ CEST) and ends Sunday 25 October (03:00 CEST → 02:00 CET); 27 November is a Fr
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
 
 import pytest
@@ -173,3 +176,17 @@ def test_utc_windows_agree_with_a_minute_by_minute_clock(start, end, days, now):
     while not _open_by_the_clock(start, end, days, minute):
         minute += timedelta(minutes=1)
     assert wake_in == (minute - now).total_seconds()
+
+
+def test_utc_windows_need_no_time_zone_database(tmp_path):
+    # An image without a zone database (no /usr/share/zoneinfo, no tzdata package): runbooks without
+    # a timezone still validate and run; zones are refused clearly.
+    script = ("import sys; sys.modules['tzdata'] = None  # the package cannot be imported\n"
+              "from reliability_center.api.runbook import Window\n"
+              "from reliability_center.engine.progress import window_state\n"
+              "print(window_state(Window(start='01:00', end='05:00'), '2026-11-27T12:00:00Z')[1])\n"
+              "Window(start='01:00', end='05:00', timezone='Europe/Paris')\n")
+    env = {**os.environ, "PYTHONTZPATH": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert run.stdout == f"{13 * HOUR:.1f}\n"  # 12:00Z → 01:00Z
+    assert "unknown timezone 'Europe/Paris'" in run.stderr

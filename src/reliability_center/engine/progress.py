@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 from reliability_center.api.incident import Incident, IncidentStatus, StepStatus
-from reliability_center.api.runbook import Freeze, Runbook, Step, Window
+from reliability_center.api.runbook import Freeze, Runbook, Step, Window, zone
 
 #: States after which the walk moves on to the next step.
 DONE = frozenset({"Succeeded", "Skipped", "Shadowed", "Escalated", "Blocked"})
@@ -79,18 +78,18 @@ def _occurrences(window: Window, moment: datetime, days: int) -> Iterator[tuple[
     by the gap (02:30 → 03:30), an ambiguous one at a fall-back means its first occurrence
     (what ``fold=0`` gives), so a window is 1 h shorter or longer on those nights.
     """
-    zone = ZoneInfo(window.timezone)
+    tz = zone(window.timezone)
     start, end = (time.fromisoformat(window.start), time.fromisoformat(window.end))
     if start == end:
         return  # an empty window never opens (as before zones and days existed)
-    first = moment.astimezone(zone).date() - timedelta(days=1)  # yesterday's window may cross midnight
+    first = moment.astimezone(tz).date() - timedelta(days=1)  # yesterday's window may cross midnight
     for offset in range(days + 2):
         day = first + timedelta(days=offset)
         if window.days and WEEKDAYS[day.weekday()] not in window.days:
             continue
         closing_day = day if start < end else day + timedelta(days=1)
-        yield (datetime.combine(day, start, zone).astimezone(timezone.utc),
-               datetime.combine(closing_day, end, zone).astimezone(timezone.utc))
+        yield (datetime.combine(day, start, tz).astimezone(timezone.utc),
+               datetime.combine(closing_day, end, tz).astimezone(timezone.utc))
 
 
 def active_freeze(window: Window, moment: datetime) -> Freeze | None:
