@@ -8,6 +8,7 @@ CEST) and ends Sunday 25 October (03:00 CEST → 02:00 CET); 27 November is a Fr
 from __future__ import annotations
 
 import os
+import pathlib
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+import reliability_center
 from reliability_center.api.incident import IncidentStatus
 from reliability_center.api.runbook import Window
 from reliability_center.engine.plan import Facts, plan
@@ -186,7 +188,8 @@ def test_utc_windows_need_no_time_zone_database(tmp_path):
               "from reliability_center.engine.progress import window_state\n"
               "print(window_state(Window(start='01:00', end='05:00'), '2026-11-27T12:00:00Z')[1])\n"
               "Window(start='01:00', end='05:00', timezone='Europe/Paris')\n")
-    env = {**os.environ, "PYTHONTZPATH": str(tmp_path)}
+    source = pathlib.Path(reliability_center.__file__).parents[1]  # the same code as this process
+    env = {**os.environ, "PYTHONTZPATH": str(tmp_path), "PYTHONPATH": str(source)}
     run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert run.stdout == f"{13 * HOUR:.1f}\n"  # 12:00Z → 01:00Z
     assert "unknown timezone 'Europe/Paris'" in run.stderr
