@@ -15,7 +15,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 step "CRDs and the four seed runbooks"
 kubectl apply --server-side --force-conflicts -f "$root/crds" >/dev/null
 kubectl wait --for=condition=Established --timeout=60s -f "$root/crds" >/dev/null
-kubectl apply --server-side -f "$root/runbooks" >/dev/null
+kubectl apply --server-side --force-conflicts -f "$root/runbooks" >/dev/null  # the repo's version wins
 kubectl delete runbooks -l 'reliability.center/test' --ignore-not-found >/dev/null  # left by test runs
 
 step "operator (log: $cache/operator-demo.log)"

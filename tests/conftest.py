@@ -119,7 +119,7 @@ def solo_namespace(kube) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def seed_runbooks(crds: None) -> Iterator[None]:
     for path in sorted((ROOT / "runbooks").glob("*.yaml")):
-        apply_docs(None, load_yaml(path))
+        apply_docs(None, load_yaml(path), force=True)
     yield
     # Runbooks are cluster-scoped: remove the ones tests made, the cluster outlives the run.
     kubectl("delete", "runbooks", "-l", f"reliability.center/test={SESSION}", "--wait=false", check=False)

@@ -33,10 +33,13 @@ def kubectl(*args: str, input: str | None = None, check: bool = True) -> subproc
     return result
 
 
-def apply_docs(namespace: str | None, docs: list[dict[str, Any]], server_side: bool = True) -> None:
+def apply_docs(namespace: str | None, docs: list[dict[str, Any]], server_side: bool = True,
+               force: bool = False) -> None:
+    """``force``: take the fields whoever applied them last (the seed runbooks: the demo applies them too,
+    under kubectl's manager, and the cluster outlives runs of different versions of the repo)."""
     args = ["apply", "-f", "-"]
     if server_side:
-        args += ["--server-side", "--field-manager=test-setup"]
+        args += ["--server-side", "--field-manager=test-setup"] + (["--force-conflicts"] if force else [])
     if namespace:
         args += ["-n", namespace]
     kubectl(*args, input=yaml.safe_dump_all(docs))
