@@ -1,100 +1,205 @@
-"""relctl commands: operator run, crds, get, timeline, approve, resolve, rollback."""
+"""relctl: the on-call engineer's CLI, in kubectl's manner (also ``kubectl relctl``).
+
+Built on click (kopf's own dependency): ``--help`` on every command, usage errors, and bash/zsh
+completion come with it. ``main`` turns every failure into one ``error:`` line on stderr (exit 1;
+usage errors exit 2), never a traceback.
+"""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import get_args
 
+import click
+
 from reliability_center.api.incident import GateName
+from reliability_center.cli.get import describe, get
+from reliability_center.cli.session import CliError, Session, complete_names, kube_options, session
 from reliability_center.gateway import Kube, Ref, records
 from reliability_center.gateway.writes import INCIDENT_UID_LABEL
+
+HELP = {"help_option_names": ["-h", "--help"]}
 
 
 def _incident(kube: Kube, namespace: str, name: str) -> dict:
     found = kube.get(Ref("Incident", namespace, name))
     if found is None:
-        raise SystemExit(f"error: incident {namespace}/{name} not found")
+        raise CliError(f'incident "{name}" not found in namespace "{namespace}"')
     return found
 
 
-def cmd_operator(args: argparse.Namespace) -> None:
+@click.group(context_settings=HELP)
+@kube_options
+def cli() -> None:
+    """relctl: incidents, runbooks and PatchPlans of reliability-center, kubectl-style.
+
+    The flags --kubeconfig, --context and -n work before or after any command, and through
+    the kubectl plugin: kubectl relctl get incidents -n shop.
+
+    \b
+    Examples:
+      relctl get incidents -A
+      relctl describe incident search-latency -n shop
+      relctl approve search-latency adjust-flags -n shop
+      source <(relctl completion bash)
+    """
+
+
+cli.add_command(get)
+cli.add_command(describe)
+
+
+@cli.group(context_settings=HELP)
+def operator() -> None:
+    """Run the operator.
+
+    \b
+    Example:
+      relctl operator run
+    """
+
+
+@operator.command("run", context_settings=HELP)
+@kube_options
+def operator_run() -> None:
+    """Run the Kopf operator with $KUBECONFIG (or in-cluster credentials).
+
+    \b
+    Example:
+      RC_NAMESPACES=shop relctl operator run
+    """
     from reliability_center.operator.main import run
 
     run()
 
 
-def cmd_crds(args: argparse.Namespace) -> None:
-    from reliability_center.api.crd import crds, render
+@cli.command(context_settings=HELP)
+def crds() -> None:
+    """Print the CRDs generated from the models.
 
-    for name, crd in crds().items():
+    \b
+    Example:
+      relctl crds | kubectl apply --server-side -f -
+    """
+    from reliability_center.api.crd import crds as generated, render
+
+    for name, crd in generated().items():
         sys.stdout.write("---\n" + render(name, crd))
 
 
-def cmd_timeline(args: argparse.Namespace) -> None:
-    status = _incident(Kube(), args.namespace, args.name).get("status") or {}
-    print(f"traceId {status.get('traceId')}  runbook {status.get('runbook')}  phase {status.get('phase')}")
+def _name_arg(func):
+    return click.argument("name", shell_complete=complete_names("Incident"))(func)
+
+
+@cli.command(context_settings=HELP)
+@_name_arg
+@kube_options
+def timeline(name: str) -> None:
+    """Print an incident's timeline and audit records.
+
+    \b
+    Example:
+      relctl timeline search-latency -n shop
+    """
+    s = session()
+    status = _incident(s.kube, s.ns, name).get("status") or {}
+    click.echo(f"traceId {status.get('traceId')}  runbook {status.get('runbook')}  phase {status.get('phase')}")
     for entry in status.get("timeline") or []:
         target = f" {entry['target']}" if entry.get("target") else ""
         digests = f" {entry.get('beforeDigest')}→{entry.get('afterDigest')}" if entry.get("afterDigest") else ""
-        print(f"{entry['time']}  {entry.get('step') or '-':<22} {entry['event']:<28}{target}{digests} {entry.get('message', '')}")
+        click.echo(f"{entry['time']}  {entry.get('step') or '-':<22} {entry['event']:<28}{target}{digests} "
+                   f"{entry.get('message', '')}")
 
 
-def cmd_steps(args: argparse.Namespace) -> None:
-    status = _incident(Kube(), args.namespace, args.name).get("status") or {}
-    for step in status.get("steps") or []:
-        print(f"L{step['level']} {step['name']:<28} {step['action']:<20} {step['state']:<17} {step.get('message', '')}")
+@cli.command(context_settings=HELP)
+@_name_arg
+@kube_options
+def steps(name: str) -> None:
+    """Print an incident's steps and their states.
+
+    \b
+    Example:
+      relctl steps search-latency -n shop
+    """
+    s = session()
+    for step in (_incident(s.kube, s.ns, name).get("status") or {}).get("steps") or []:
+        click.echo(f"L{step['level']} {step['name']:<28} {step['action']:<20} {step['state']:<17} "
+                   f"{step.get('message', '')}")
 
 
-def cmd_approve(args: argparse.Namespace) -> None:
-    kube = Kube()
-    body = _incident(kube, args.namespace, args.name)
-    names = {s["name"] for s in body.get("status", {}).get("steps") or []}
-    if args.step not in names:
-        raise SystemExit(f"error: incident {args.name} has no step {args.step!r} (steps: {', '.join(sorted(names))})")
+@cli.command(context_settings=HELP)
+@_name_arg
+@click.argument("step")
+@kube_options
+def approve(name: str, step: str) -> None:
+    """Approve a level 2 step of an incident.
+
+    \b
+    Example:
+      relctl approve search-latency adjust-flags -n shop
+    """
+    s = session()
+    body = _incident(s.kube, s.ns, name)
+    names = {st["name"] for st in body.get("status", {}).get("steps") or []}
+    if step not in names:
+        raise CliError(f"incident {name} has no step {step!r} (steps: {', '.join(sorted(names))})")
     approvals = list(body["spec"].get("approvals") or [])
-    if args.step not in approvals:
-        approvals.append(args.step)
-    records.patch_spec(kube, Ref("Incident", args.namespace, args.name), {"approvals": approvals},
+    if step not in approvals:
+        approvals.append(step)
+    records.patch_spec(s.kube, Ref("Incident", s.ns, name), {"approvals": approvals},
                        body["metadata"]["resourceVersion"])
-    print(f"incident {args.name}: step {args.step} approved")
+    click.echo(f"incident {name}: step {step} approved")
 
 
-def cmd_resolve(args: argparse.Namespace) -> None:
-    """Works from every phase: whatever the incident's steps hold is restored (Failed included)."""
-    kube = Kube()
-    body = _incident(kube, args.namespace, args.name)
+@cli.command(context_settings=HELP)
+@_name_arg
+@kube_options
+def resolve(name: str) -> None:
+    """Mark an incident resolved: its level 1 and 2 changes are restored.
+
+    Works from every phase: whatever the incident's steps hold is restored (Failed included).
+
+    \b
+    Example:
+      relctl resolve search-latency -n shop
+    """
+    s = session()
+    body = _incident(s.kube, s.ns, name)
     phase = (body.get("status") or {}).get("phase") or "Detected"
     if phase == "Closed":
-        raise SystemExit(f"error: incident {args.name} is Closed: there is nothing left to resolve")
-    held = kube.list("ConfigMap", args.namespace, f"{INCIDENT_UID_LABEL}={body['metadata']['uid']}")
+        raise CliError(f"incident {name} is Closed: there is nothing left to resolve")
+    held = s.kube.list("ConfigMap", s.ns, f"{INCIDENT_UID_LABEL}={body['metadata']['uid']}")
     if not (body.get("spec") or {}).get("resolved"):
-        records.patch_spec(kube, Ref("Incident", args.namespace, args.name), {"resolved": True},
+        records.patch_spec(s.kube, Ref("Incident", s.ns, name), {"resolved": True},
                            body["metadata"]["resourceVersion"])
     if held:
-        print(f"incident {args.name} ({phase}): resolved; the {len(held)} changes it holds will be restored "
-              "(fields other open incidents still hold stay until they resolve)")
+        click.echo(f"incident {name} ({phase}): resolved; the {len(held)} changes it holds will be restored "
+                   "(fields other open incidents still hold stay until they resolve)")
     else:
-        print(f"incident {args.name} ({phase}): resolved; it changed nothing, so nothing is restored")
+        click.echo(f"incident {name} ({phase}): resolved; it changed nothing, so nothing is restored")
 
 
-def cmd_rollback(args: argparse.Namespace) -> None:
-    from reliability_center.cli.rollback import RollbackError, rollback
+@cli.command(context_settings=HELP)
+@click.argument("plan", metavar="[NAMESPACE/]PATCHPLAN", shell_complete=complete_names("PatchPlan"))
+@kube_options
+def rollback(plan: str) -> None:
+    """Request the revert of a merged PatchPlan (a revert pull request of its merge).
 
+    \b
+    Examples:
+      relctl rollback search-latency-patch-plan -n shop
+      relctl rollback shop/search-latency-patch-plan   # the form a pull request's body prints
+    """
+    from reliability_center.cli.rollback import RollbackError, rollback as request
+
+    s = session()
+    namespace, _, name = plan.rpartition("/")
     try:
-        rollback(args.namespace, args.name)
+        request(namespace or s.ns, name, s.kube)
     except RollbackError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    print(f"patchplan {args.name}: rollback requested (a revert pull request of the merge will be opened)")
-
-
-def cmd_get(args: argparse.Namespace) -> None:
-    kube = Kube()
-    for item in kube.list("Incident", args.namespace):
-        status = item.get("status") or {}
-        print(json.dumps({"name": item["metadata"]["name"], "phase": status.get("phase"),
-                          "runbook": status.get("runbook"), "level": status.get("level")}))
+        raise CliError(str(exc)) from None
+    click.echo(f"patchplan {name}: rollback requested (a revert pull request of the merge will be opened)")
 
 
 def _audit(kube: Kube, namespace: str, status: dict) -> list[dict]:
@@ -103,17 +208,8 @@ def _audit(kube: Kube, namespace: str, status: dict) -> list[dict]:
     try:
         found = {key: json.loads(value) for key, value in ((log or {}).get("data") or {}).items()}
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"error: audit log {namespace}/{status['auditLog']} holds a record that is not JSON: {exc}")
+        raise CliError(f"audit log {namespace}/{status['auditLog']} holds a record that is not JSON: {exc}") from None
     return [found[key] for key in sorted(found, key=lambda key: (found[key].get("time") or "", key))]
-
-
-def cmd_postmortem(args: argparse.Namespace) -> None:
-    from reliability_center.engine.postmortem import render
-
-    kube = Kube()
-    body = _incident(kube, args.namespace, args.name)
-    plans = kube.list("PatchPlan", args.namespace, f"reliability.center/incident={args.name[:63]}")
-    sys.stdout.write(render(body, plans, _audit(kube, args.namespace, body.get("status") or {})))
 
 
 def format_gates(status: dict) -> str:
@@ -143,37 +239,76 @@ def format_gates(status: dict) -> str:
     return "\n".join(o.rstrip() for o in out)
 
 
-def cmd_gates(args: argparse.Namespace) -> None:
-    print(format_gates(_incident(Kube(), args.namespace, args.name).get("status") or {}))
+@cli.command(context_settings=HELP)
+@_name_arg
+@kube_options
+def gates(name: str) -> None:
+    """Print an incident's post-repair gates and what each one misses.
+
+    \b
+    Example:
+      relctl gates dunning-failing -n shop
+    """
+    s = session()
+    click.echo(format_gates(_incident(s.kube, s.ns, name).get("status") or {}))
 
 
-def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="relctl", description=__doc__)
-    sub = top.add_subparsers(dest="command", required=True)
-    op = sub.add_parser("operator", help="run the operator").add_subparsers(dest="what", required=True)
-    op.add_parser("run", help="run the Kopf operator with $KUBECONFIG").set_defaults(func=cmd_operator)
-    sub.add_parser("crds", help="print the CRDs generated from the models").set_defaults(func=cmd_crds)
+@cli.command(context_settings=HELP)
+@_name_arg
+@kube_options
+def postmortem(name: str) -> None:
+    """Print the postmortem draft of an incident (Markdown).
 
-    def with_incident(name: str, func, help_: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("name")
-        p.add_argument("-n", "--namespace", default="default")
-        p.set_defaults(func=func)
-        return p
+    \b
+    Example:
+      relctl postmortem dunning-failing -n shop > postmortem.md
+    """
+    from reliability_center.engine.postmortem import render
 
-    with_incident("timeline", cmd_timeline, "print an incident's timeline and audit records")
-    with_incident("steps", cmd_steps, "print an incident's steps and their states")
-    with_incident("resolve", cmd_resolve, "mark an incident resolved (restores level 1 changes)")
-    with_incident("approve", cmd_approve, "approve a level 2 step").add_argument("step")
-    with_incident("rollback", cmd_rollback, "request the revert of a merged PatchPlan (its name)")
-    with_incident("gates", cmd_gates, "print an incident's post-repair gates and what each one misses")
-    with_incident("postmortem", cmd_postmortem, "print the postmortem draft of an incident (Markdown)")
-    get = sub.add_parser("get", help="list incidents as JSON lines")
-    get.add_argument("-n", "--namespace", default=None)
-    get.set_defaults(func=cmd_get)
-    return top
+    s = session()
+    body = _incident(s.kube, s.ns, name)
+    plans = s.kube.list("PatchPlan", s.ns, f"reliability.center/incident={name[:63]}")
+    sys.stdout.write(render(body, plans, _audit(s.kube, s.ns, body.get("status") or {})))
+
+
+@cli.command(context_settings=HELP)
+@click.argument("shell", type=click.Choice(["bash", "zsh"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script (commands, flags, incident names).
+
+    \b
+    Examples:
+      source <(relctl completion bash)              # in ~/.bashrc
+      relctl completion zsh > "${fpath[1]}/_relctl"
+    """
+    from click.shell_completion import get_completion_class
+
+    complete = get_completion_class(shell)(cli, {}, "relctl", "_RELCTL_COMPLETE")  # type: ignore[misc]
+    click.echo(complete.source())
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
-    args.func(args)
+    """The console script: one line on stderr for any failure (exit 1), or for a usage error (exit 2)."""
+    from reliability_center.gateway.kube import describe as describe_error
+
+    def fail(message: str, code: int) -> None:
+        click.echo(f"error: {message}", err=True)
+        sys.exit(code)
+
+    try:
+        code = cli.main(argv, prog_name="relctl", standalone_mode=False, obj=Session())
+    except click.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        fail(" ".join(exc.format_message().split()).rstrip(".") + where, 2)
+    except CliError as exc:
+        fail(str(exc), 1)
+    except (click.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except BrokenPipeError:  # relctl get ... | head
+        sys.exit(0)
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the apiserver's or kubeconfig's own message, on one line
+        fail(" ".join(describe_error(exc).split()), 1)
+    else:
+        sys.exit(code or 0)

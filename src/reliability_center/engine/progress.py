@@ -158,7 +158,8 @@ def _gate_governed(step: Step, index: int, incident: Incident, now: str) -> Deci
     if approval and approval.required and step.name not in incident.spec.approvals:
         who = f" by one of {', '.join(approval.approvers)}" if approval.approvers else ""
         return AwaitStep(index, "AwaitingApproval", "ApprovalRequired",
-                         f"level 2 step {step.name!r} needs approval{who}: relctl approve {step.name}")
+                         f"level 2 step {step.name!r} needs approval{who}: "
+                         f"relctl approve {incident.metadata.name} {step.name} -n {incident.metadata.namespace}")
     window = approval.window if approval else None
     if window is not None:
         is_open, wake_in, why = window_state(window, now)

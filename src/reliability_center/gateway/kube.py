@@ -145,15 +145,32 @@ def _raise(exc: ApiException) -> None:
     raise exc
 
 
-def load_api_client() -> client.ApiClient:
-    """In-cluster credentials when running in a Pod, else $KUBECONFIG."""
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+def load_api_client(config_file: str | None = None, context: str | None = None) -> client.ApiClient:
+    """In-cluster credentials when running in a Pod, else $KUBECONFIG at its current context.
+
+    ``config_file`` and ``context`` are relctl's ``--kubeconfig`` and ``--context``: either one
+    picks the kubeconfig even in a Pod, as kubectl does.
+    """
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not (config_file or context):
         config.load_incluster_config()
         return client.ApiClient()
     cfg = client.Configuration()
-    config.load_kube_config(client_configuration=cfg, config_file=os.environ.get("KUBECONFIG"))
+    config.load_kube_config(client_configuration=cfg, config_file=config_file or os.environ.get("KUBECONFIG"),
+                            context=context)
     cfg.connection_pool_maxsize = 32  # Kopf runs sync handlers on many threads
     return client.ApiClient(cfg)
+
+
+def kubeconfig_namespace(config_file: str | None = None, context: str | None = None) -> str | None:
+    """The namespace the kubeconfig's context names (the current one, or ``context``), as kubectl reads it."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not (config_file or context):
+        path = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+        return open(path).read().strip() if os.path.exists(path) else None
+    contexts, current = config.list_kube_config_contexts(config_file or os.environ.get("KUBECONFIG"))
+    chosen = current if context is None else next((c for c in contexts if c["name"] == context), None)
+    if chosen is None:
+        raise config.ConfigException(f"context {context!r} does not exist in the kubeconfig")
+    return (chosen.get("context") or {}).get("namespace") or None
 
 
 class Kube:
