@@ -139,8 +139,9 @@ def propose_postmortem(gateway: WriteGateway, write: WriteContext, body: dict[st
     Returns why it could not be proposed ('' when it was)."""
     repo = repository_from(settings)
     if repo is None:
+        meta = body["metadata"]
         return ("no GitOps repository configured (reliability-center-settings gitopsRepoURL): the postmortem "
-                "cannot be proposed; `relctl postmortem` prints it")
+                f"cannot be proposed; `relctl postmortem {meta['name']} -n {meta['namespace']}` prints it")
     meta = body["metadata"]
     name = meta["name"]
     plan = {
