@@ -15,11 +15,13 @@ made directly by as many threads as post.
 from __future__ import annotations
 
 import argparse
+import atexit
 import hashlib
 import json
 import os
 import pathlib
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -123,6 +125,8 @@ def main() -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "RC_NAMESPACES": "bench-none" if args.no_reconcile else f"bench-intake-{run}-*",
              "RC_METRICS_PORT": "0", "RC_INTAKE_PORT": str(port), "RC_INTAKE_TOKEN_FILE": str(work / "token"),
              "RC_INTAKE_CONFIG": str(work / "intake.yaml")})
+    # Whatever happens below (a timeout, an assertion), the operator does not outlive the bench.
+    atexit.register(lambda: operator.poll() is None and os.killpg(operator.pid, signal.SIGTERM))
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
