@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.support.cluster import BIN, ROOT, TEST_LABELS, apply_docs, kubectl
-from tests.support.incidents import create, incident
+from tests.support.incidents import create, incident, patch_plan as plan
 
 #: The console script pip installed beside this interpreter: the command an engineer runs.
 RELCTL = str(Path(sys.executable).with_name("relctl"))
@@ -41,15 +41,6 @@ def printer_columns(plural: str, wide: bool = False) -> list[str]:
     crd = yaml.safe_load((ROOT / "crds" / f"reliability.center_{plural}.yaml").read_text())
     columns = crd["spec"]["versions"][0]["additionalPrinterColumns"]
     return ["NAME"] + [c["name"].upper() for c in columns if wide or not c.get("priority")]
-
-
-def plan(name: str, incident_name: str) -> dict:
-    return {"apiVersion": "reliability.center/v1alpha1", "kind": "PatchPlan",
-            "metadata": {"name": name, "labels": {"reliability.center/incident": incident_name}},
-            "spec": {"incidentRef": incident_name, "title": "Bigger search index",
-                     "repository": {"url": "http://gitea.invalid/ops/gitops.git"},
-                     "changes": [{"path": "apps/search/values.yaml", "operation": "setValue",
-                                  "yamlPath": "index.shards", "value": 4}]}}
 
 
 @pytest.fixture

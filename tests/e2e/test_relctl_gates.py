@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 from tests.support.cluster import apply_docs, kubectl
-from tests.support.incidents import create, incident
+from tests.support.incidents import create, incident, patch_plan as plan
 
 #: The console script pip installed beside this interpreter: the command an engineer runs.
 RELCTL = str(pathlib.Path(sys.executable).with_name("relctl"))
@@ -28,15 +28,6 @@ def relctl(*args: str) -> str:
 def patch_status(namespace: str, kind: str, name: str, status: dict) -> None:
     kubectl("patch", kind, name, "-n", namespace, "--subresource=status", "--type=merge",
             "-p", json.dumps({"status": status}))
-
-
-def plan(name: str, incident_name: str) -> dict:
-    return {"apiVersion": "reliability.center/v1alpha1", "kind": "PatchPlan",
-            "metadata": {"name": name, "labels": {"reliability.center/incident": incident_name}},
-            "spec": {"incidentRef": incident_name, "title": "Bigger search index",
-                     "repository": {"url": "http://gitea.invalid/ops/gitops.git"},
-                     "changes": [{"path": "apps/search/values.yaml", "operation": "setValue",
-                                  "yamlPath": "index.shards", "value": 4}]}}
 
 
 def test_relctl_gates_and_postmortem_print_what_the_cluster_holds(solo_namespace):

@@ -63,3 +63,13 @@ def settle_app(namespace: str) -> None:
 
 def audit_targets(st: dict[str, Any]) -> list[str]:
     return [e["target"] for e in st.get("timeline") or [] if e.get("target") and e["event"].endswith(":applied")]
+
+
+def patch_plan(name: str, incident_name: str) -> dict:
+    """A PatchPlan of an incident, for tests that read plans (relctl): its repository is never reached."""
+    return {"apiVersion": "reliability.center/v1alpha1", "kind": "PatchPlan",
+            "metadata": {"name": name, "labels": {"reliability.center/incident": incident_name}},
+            "spec": {"incidentRef": incident_name, "title": "Bigger search index",
+                     "repository": {"url": "http://gitea.invalid/ops/gitops.git"},
+                     "changes": [{"path": "apps/search/values.yaml", "operation": "setValue",
+                                  "yamlPath": "index.shards", "value": 4}]}}
