@@ -20,7 +20,7 @@ def observations(**changes) -> gates.Observations:
     base = dict(
         steps=[StepStatus(name="degrade", level=1, action="feature-flags-off", state="Restored", targets=[TARGET])],
         held=[WRITE], records=[RECORD, RESTORE], foreign={"rc-snap-1": {}},
-        rollback={"status": "True", "reason": "DryRunApplies", "message": "1 level 1 inverses dry-run: all apply"},
+        rollback={"status": "True", "reason": "DryRunApplies", "message": "1 inverses dry-run: all apply"},
         plans=[PlanState(name="inc-postmortem", phase="Merged", purpose="postmortem", pull_request="http://pr/1")],
         slo=SLOCheck(query="err", threshold=0.05, **{"for": "1m"}), slo_query="max_over_time((err)[1m:])",
         slo_values=[0.01])

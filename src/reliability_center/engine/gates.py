@@ -124,7 +124,7 @@ def rollback_tested(obs: Observations) -> Gate:
     parts: list[str] = []
     if obs.held and not obs.shadow:
         if obs.rollback is None:
-            missing.append("the level 1 inverses were never dry-run before the resolve")
+            missing.append("the inverses were never dry-run before the resolve")
         elif obs.rollback["status"] != "True":
             missing.append(f"dry-run of the inverses failed: {obs.rollback['message']}")
         else:

@@ -130,7 +130,7 @@ def rehearse(gateway: WriteGateway, write: WriteContext, snapshots: list[str]) -
         failures += [f"{result.target}{path}: changed by someone else since" for path in result.conflicts]
     if failures:
         return False, f"{len(failures)} of {len(snapshots)} inverses would not apply: " + "; ".join(failures)[:900]
-    return True, f"{len(snapshots)} level 1 inverses dry-run on the apiserver: all apply"
+    return True, f"{len(snapshots)} inverses dry-run on the apiserver: all apply"
 
 
 def propose_postmortem(gateway: WriteGateway, write: WriteContext, body: dict[str, Any],
