@@ -8,7 +8,6 @@ change: a PatchPlan whose pull request adds ``postmortems/<namespace>/<incident>
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 import httpx
@@ -24,7 +23,6 @@ from reliability_center.gateway.kube import FIELD_MANAGER, describe
 from reliability_center.gateway.leaves import ABSENT
 from reliability_center.gateway.writes import INCIDENT_UID_LABEL, STEP_ANNOTATION
 
-log = logging.getLogger("reliability_center.closing")
 
 INCIDENT_LABEL = "reliability.center/incident"
 PURPOSE_LABEL = "reliability.center/purpose"
@@ -133,16 +131,20 @@ def rehearse(gateway: WriteGateway, write: WriteContext, snapshots: list[str]) -
     return True, f"{len(snapshots)} inverses dry-run on the apiserver: all apply"
 
 
+def unproposable(name: str, namespace: str) -> str:
+    """Why a namespace without a GitOps repository gets no postmortem pull request."""
+    return ("no GitOps repository configured (reliability-center-settings gitopsRepoURL): the postmortem "
+            f"cannot be proposed; `relctl postmortem {name} -n {namespace}` prints it")
+
+
 def propose_postmortem(gateway: WriteGateway, write: WriteContext, body: dict[str, Any],
                        settings: dict[str, str], plans: list[dict[str, Any]], records: list[dict[str, Any]]) -> str:
     """Open the postmortem as a PatchPlan (the same guards and forges as any Level 3 change).
     Returns why it could not be proposed ('' when it was)."""
+    meta = body["metadata"]
     repo = repository_from(settings)
     if repo is None:
-        meta = body["metadata"]
-        return ("no GitOps repository configured (reliability-center-settings gitopsRepoURL): the postmortem "
-                f"cannot be proposed; `relctl postmortem {meta['name']} -n {meta['namespace']}` prints it")
-    meta = body["metadata"]
+        return unproposable(meta["name"], meta["namespace"])
     name = meta["name"]
     plan = {
         "apiVersion": "reliability.center/v1alpha1",

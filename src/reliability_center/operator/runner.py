@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from reliability_center.actions import REGISTRY
+from reliability_center.actions.patch_plan import repository_from
 from reliability_center.actions.base import ActionContext, Escalate, Failed, Running, Skipped, Succeeded
 from reliability_center.actions.validate import check_runbook
 from reliability_center.api.common import Condition, now_iso, set_condition
@@ -627,13 +628,17 @@ class Turn:
         raw = closing.plans_of(kube, self.ref.namespace, self.ref.name)
         self.follow_plans(raw)
         error = ""
-        if not any(p.purpose == "postmortem" for p in self.status.plans):
+        proposed = any(p.purpose == "postmortem" for p in self.status.plans)
+        settings = {} if proposed else self.runner.namespace_settings(self.ref.namespace)
+        if not proposed and repository_from(settings) is None:
+            error = closing.unproposable(self.ref.name, self.ref.namespace)  # no draft to render: no gates twice
+        elif not proposed:
             self.status.gates = self.gates(runbook, "")  # the draft shows the gates as they stand
             records_ = audit.read_log(kube, self.ref.namespace, self.body["metadata"]["uid"])
             draft = {**self.body, "spec": self.incident.spec.model_dump(by_alias=True, exclude_none=True, mode="json"),
                      "status": self.status.model_dump(by_alias=True, exclude_none=True, mode="json")}
             error = closing.propose_postmortem(self.runner.gateway, self.write_context("postmortem", 3), draft,
-                                               self.runner.namespace_settings(self.ref.namespace), raw, records_)
+                                               settings, raw, records_)
             if not error:
                 self.note("postmortem:proposed", f"PatchPlan {self.ref.name}-postmortem")
                 self.follow_plans(closing.plans_of(kube, self.ref.namespace, self.ref.name))
