@@ -159,12 +159,20 @@ def test_the_operator_role_grants_no_wildcards_and_no_secret_writes(kustomize_re
             for rule in role["rules"]:
                 for field in ("apiGroups", "resources", "verbs"):
                     assert not any("*" in value for value in rule[field]), f"{role['metadata']['name']}: {rule}"
-                assert not set(rule["verbs"]) & {"escalate", "bind", "impersonate", "deletecollection"}, rule
+                assert not set(rule["verbs"]) & {"escalate", "impersonate", "deletecollection"}, rule
+                if "bind" in rule["verbs"]:
+                    # revoke-access updates RoleBindings; the apiserver's escalation check asks for bind on
+                    # the role they reference (roleRef cannot change: this binds no new role to anyone).
+                    assert rule["verbs"] == ["bind"] and set(rule["resources"]) <= {"roles", "clusterroles"}, rule
                 assert "nonResourceURLs" not in rule and "resourceNames" not in rule, rule
                 if "" in rule["apiGroups"] and "secrets" in rule["resources"]:
                     assert set(rule["verbs"]) <= {"get"}, f"the operator may only read Secrets by name: {rule}"
                 assert not {"pods", "pods/exec", "nodes", "serviceaccounts/token"} & set(rule["resources"]), rule
-                assert not {"rbac.authorization.k8s.io", "admissionregistration.k8s.io"} & set(rule["apiGroups"]), rule
+                assert "admissionregistration.k8s.io" not in rule["apiGroups"], rule
+                if "rbac.authorization.k8s.io" in rule["apiGroups"]:  # revoke-access's alone: see above
+                    assert rule["apiGroups"] == ["rbac.authorization.k8s.io"], rule
+                    assert rule["verbs"] == ["bind"] or (rule["resources"] == ["rolebindings"]
+                                                         and set(rule["verbs"]) <= {"get", "patch"}), rule
         assert not any("secrets" in rule["resources"] for rule in roles[0]["rules"]), \
             "no Secret may be read cluster-wide: credentials live in the operator's namespace"
         assert sorted(r for rule in roles[1]["rules"] for r in rule["resources"]) == ["leases", "secrets"], \
@@ -339,6 +347,10 @@ NEEDED = [
     ("delete", "networking.k8s.io/networkpolicies", "", APP),
     ("patch", "core.openfeature.dev/featureflags", "", APP),
     ("watch", "argoproj.io/applications", "", "argocd"),
+    ("get", "rbac.authorization.k8s.io/rolebindings", "", APP),  # revoke-access narrows one, restores it
+    ("patch", "rbac.authorization.k8s.io/rolebindings", "", APP),
+    ("bind", "rbac.authorization.k8s.io/roles", "", APP),  # the escalation check on that update
+    ("bind", "rbac.authorization.k8s.io/clusterroles", "", APP),
     ("create", "coordination.k8s.io/leases", "", INSTALL_NS),
     ("update", "coordination.k8s.io/leases", "", INSTALL_NS),
 ]
@@ -368,6 +380,14 @@ REFUSED = [
     ("patch", "/nodes", "", None),
     ("create", "/serviceaccounts", "token", APP),
     ("create", "rbac.authorization.k8s.io/clusterrolebindings", "", None),
+    ("patch", "rbac.authorization.k8s.io/clusterrolebindings", "", None),
+    ("create", "rbac.authorization.k8s.io/rolebindings", "", APP),  # narrowed, never made
+    ("delete", "rbac.authorization.k8s.io/rolebindings", "", APP),
+    ("list", "rbac.authorization.k8s.io/rolebindings", "", None),
+    ("patch", "rbac.authorization.k8s.io/roles", "", APP),
+    ("create", "rbac.authorization.k8s.io/clusterroles", "", None),
+    ("escalate", "rbac.authorization.k8s.io/roles", "", APP),
+    ("escalate", "rbac.authorization.k8s.io/clusterroles", "", None),
     ("delete", "apiextensions.k8s.io/customresourcedefinitions", "", None),
 ]
 
@@ -378,6 +398,39 @@ def test_the_operator_may_do_what_it_needs_and_no_more(operator_rbac: None) -> N
     excess = [c for c, ok in zip(REFUSED, answers[len(NEEDED):]) if ok]
     assert not missing, f"the operator's ServiceAccount lacks: {missing}"
     assert not excess, f"the operator's ServiceAccount may: {excess}"
+
+
+def test_the_operator_may_narrow_a_rolebinding_whose_role_grants_more_than_it_holds(operator_rbac: None,
+                                                                                     solo_namespace: str) -> None:
+    """The apiserver's escalation check, for real: the operator's ServiceAccount (impersonated)
+    removes a subject from a RoleBinding to a Role that may read Secrets and delete Pods, which the
+    operator may not; an account with the same RoleBinding rights but no bind is refused."""
+    ns = solo_namespace
+    rbac = "rbac.authorization.k8s.io"
+    apply_docs(ns, [
+        {"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": {"name": "powerful"},
+         "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]},
+                   {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}]},
+        {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding", "metadata": {"name": "leak"},
+         "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "powerful"},
+         "subjects": [{"apiGroup": rbac, "kind": "User", "name": "alice"},
+                      {"apiGroup": rbac, "kind": "User", "name": "bob"}]},
+        # The control: the rights on RoleBindings the operator has, without bind.
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "no-bind"}},
+        {"apiVersion": f"{rbac}/v1", "kind": "Role", "metadata": {"name": "no-bind"},
+         "rules": [{"apiGroups": [rbac], "resources": ["rolebindings"], "verbs": ["get", "patch"]}]},
+        {"apiVersion": f"{rbac}/v1", "kind": "RoleBinding", "metadata": {"name": "no-bind"},
+         "roleRef": {"apiGroup": rbac, "kind": "Role", "name": "no-bind"},
+         "subjects": [{"kind": "ServiceAccount", "name": "no-bind", "namespace": ns}]},
+    ])
+    remove_alice = json.dumps([{"op": "test", "path": "/subjects/0/name", "value": "alice"},
+                               {"op": "remove", "path": "/subjects/0"}])
+    assert kubectl("auth", "can-i", "list", "secrets", "-n", ns, f"--as={OPERATOR}", check=False).stdout.strip() == "no"
+    refused = kubectl("patch", "rolebinding", "leak", "-n", ns, "--type=json", "-p", remove_alice,
+                      f"--as=system:serviceaccount:{ns}:no-bind", check=False)
+    assert refused.returncode != 0 and "not currently held" in refused.stderr, refused.stderr
+    kubectl("patch", "rolebinding", "leak", "-n", ns, "--type=json", "-p", remove_alice, f"--as={OPERATOR}")
+    assert [s["name"] for s in get_json("rolebinding", "leak", "-n", ns)["subjects"]] == ["bob"]
 
 
 # ------------------------------------------------------------------------------ enough, for real

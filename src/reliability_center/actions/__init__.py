@@ -12,6 +12,7 @@ from reliability_center.actions import (  # noqa: F401  (imported to register)
     purge_cache,
     replay_jobs,
     restart_one_by_one,
+    revoke_access,
     run_job,
 )
 from reliability_center.actions.base import REGISTRY, ActionContext, ActionSpec

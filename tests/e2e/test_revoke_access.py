@@ -1,0 +1,188 @@
+"""revoke-access on the real cluster: a level 2 step narrows the RoleBinding that gave the access,
+and resolving the incident puts its subjects back exactly. The oracle is the apiserver's own RBAC
+authorizer (``kubectl auth can-i --as``), besides the RoleBinding as kubectl reads it."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, wait_for
+from tests.support.incidents import create, incident, status, wait_phase
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+RBAC = "rbac.authorization.k8s.io"
+TENANT = "reliability.center/tenant"
+
+
+def runbook(params: dict) -> str:
+    category = f"r{uuid.uuid4().hex[:8]}"
+    step = {"name": "revoke", "level": 2, "action": "revoke-access", "params": params,
+            # The binding's subjects belong to whoever made it (here test-setup): taken over, audited.
+            "takeOwnership": True, "approval": {"required": False}}
+    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
+                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
+                       "spec": {"match": {"category": category}, "steps": [step]}}])
+    wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook")
+    return category
+
+
+def user(name: str) -> dict:
+    return {"apiGroup": RBAC, "kind": "User", "name": name}
+
+
+def group(name: str) -> dict:
+    return {"apiGroup": RBAC, "kind": "Group", "name": name}
+
+
+def account(name: str, namespace: str) -> dict:
+    return {"kind": "ServiceAccount", "name": name, "namespace": namespace}
+
+
+def bind(namespace: str, subjects: list[dict], tenant: str = "acme") -> None:
+    """A Role that reads the exports ConfigMaps, and the RoleBinding that gives it away."""
+    apply_docs(namespace, [
+        {"apiVersion": f"{RBAC}/v1", "kind": "Role", "metadata": {"name": "exports-reader"},
+         "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]},
+        {"apiVersion": f"{RBAC}/v1", "kind": "RoleBinding",
+         "metadata": {"name": "exports-reader", "labels": {TENANT: tenant}},
+         "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "exports-reader"}, "subjects": subjects},
+    ])
+
+
+def subjects(namespace: str) -> list[dict]:
+    return get_json("rolebinding", "exports-reader", "-n", namespace).get("subjects", [])
+
+
+def can_read(namespace: str, subject: dict) -> bool:
+    """The RBAC authorizer's answer: may this subject list ConfigMaps in the namespace?"""
+    if subject["kind"] == "Group":
+        who = ["--as=someone-else", f"--as-group={subject['name']}"]
+    elif subject["kind"] == "ServiceAccount":
+        who = [f"--as=system:serviceaccount:{subject['namespace']}:{subject['name']}"]
+    else:
+        who = [f"--as={subject['name']}"]
+    answer = kubectl("auth", "can-i", "list", "configmaps", "-n", namespace, *who, check=False)
+    return answer.stdout.strip() == "yes"
+
+
+def resolve(namespace: str, name: str) -> None:
+    kubectl("patch", "incident", name, "-n", namespace, "--type=merge", "-p", '{"spec":{"resolved":true}}')
+
+
+def step(namespace: str, name: str, states: set[str]) -> dict:
+    return wait_for(lambda: next((s for s in status(namespace, name).get("steps") or []
+                                  if s["name"] == "revoke" and s["state"] in states), None),
+                    timeout=60, what=f"step revoke of {name} in {sorted(states)}")
+
+
+def hold_annotations(namespace: str) -> list[str]:
+    meta = get_json("rolebinding", "exports-reader", "-n", namespace)["metadata"]
+    return [k for k in meta.get("annotations") or {} if k.startswith("reliability.center/hold-")]
+
+
+def test_a_level_2_step_narrows_the_rolebinding_and_resolving_puts_every_subject_back(namespace):
+    alice, bob, auditors = user("alice"), user("bob"), group("auditors")
+    exporter = account("exporter", namespace)
+    original = [alice, bob, exporter, auditors]
+    bind(namespace, original)
+    assert all(can_read(namespace, s) for s in original)  # the test's premise: each one has the access
+    category = runbook({"roleBinding": "exports-reader",
+                        "subjects": [{"kind": "User", "name": "alice"}, {"kind": "ServiceAccount", "name": "exporter"}]})
+    create(namespace, incident("leak", category=category))
+    st = wait_phase(namespace, "leak", "Mitigated")
+    assert subjects(namespace) == [bob, auditors]
+    assert not can_read(namespace, alice) and not can_read(namespace, exporter)
+    assert can_read(namespace, bob) and can_read(namespace, auditors)
+    (revoke,) = st["steps"]
+    assert revoke["state"] == "Succeeded" and revoke["evidence"]["removed"] == [
+        "User:alice", f"system:serviceaccount:{namespace}:exporter"], revoke
+    write = next(e for e in st["timeline"] if e["event"] == "revoke-access:applied")
+    assert write["target"] == f"RoleBinding/{namespace}/exports-reader"
+    assert "took over /subjects from test-setup" in write["message"]
+
+    resolve(namespace, "leak")
+    wait_phase(namespace, "leak", {"Verifying", "Closed"})
+    assert subjects(namespace) == original  # exactly, in order
+    assert all(can_read(namespace, s) for s in original)
+    assert hold_annotations(namespace) == []
+
+
+def test_a_rolebinding_of_another_tenant_is_refused_and_left_as_it_is(namespace):
+    original = [user("alice"), user("bob")]
+    bind(namespace, original, tenant="globex")
+    category = runbook({"roleBinding": "exports-reader", "subjects": [{"kind": "User", "name": "alice"}]})
+    create(namespace, incident("leak", category=category))  # tenant acme
+    revoke = step(namespace, "leak", {"Blocked", "Escalated", "Failed", "Succeeded"})
+    assert (revoke["state"], revoke["reason"]) == ("Blocked", "TenantScope"), revoke
+    assert "belongs to tenant 'globex'" in revoke["message"]
+    assert subjects(namespace) == original and can_read(namespace, user("alice"))
+    events = [e for e in get_json("events", "-n", namespace)["items"] if e["reason"] == "AuditRefused"]
+    assert any("TenantScope" in e["message"] and "exports-reader" in e["message"] for e in events)
+
+
+def test_a_missing_rolebinding_fails_the_step_with_the_reason(namespace):
+    category = runbook({"roleBinding": "no-such-binding"})
+    create(namespace, incident("leak", category=category))
+    revoke = step(namespace, "leak", {"Failed", "Blocked", "Escalated", "Succeeded"})
+    assert (revoke["state"], revoke["reason"]) == ("Failed", "RoleBindingNotFound"), revoke
+    assert f"RoleBinding {namespace}/no-such-binding does not exist" in revoke["message"]
+
+
+
+#: What the gateway lacks for a second incident on one RoleBinding (see the report of this test's author).
+LIST_HELD_WHOLE = ("gateway: subjects is one atomic list, written and held as one field (/subjects); a second "
+                   "incident's narrowing is another value of it, refused as HeldByAnotherIncident. Needs an item "
+                   "removal edit (the inverse of ActionContext.apply's items=) in gateway/holds.py")
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=LIST_HELD_WHOLE)
+def test_two_incidents_on_one_rolebinding_each_keep_their_removal_until_their_own_resolve(namespace):
+    alice, bob, carol = user("alice"), user("bob"), user("carol")
+    bind(namespace, [alice, bob, carol])
+    first = runbook({"roleBinding": "exports-reader", "subjects": [{"kind": "User", "name": "alice"}]})
+    second = runbook({"roleBinding": "exports-reader", "subjects": [{"kind": "User", "name": "bob"}]})
+    create(namespace, incident("first", category=first))
+    wait_phase(namespace, "first", "Mitigated")
+    create(namespace, incident("second", category=second))
+    revoke = step(namespace, "second", {"Succeeded", "Blocked", "Escalated", "Failed"})
+    assert revoke["state"] == "Succeeded", revoke
+    assert subjects(namespace) == [carol]
+    resolve(namespace, "first")
+    wait_phase(namespace, "first", {"Verifying", "Closed"})
+    assert subjects(namespace) == [alice, carol]  # the second incident's removal stays
+    resolve(namespace, "second")
+    wait_phase(namespace, "second", {"Verifying", "Closed"})
+    assert subjects(namespace) == [alice, bob, carol]
+
+
+def test_a_second_incident_on_a_held_rolebinding_is_refused_and_never_undoes_the_first(namespace):
+    """Today's guarantee, until the test above passes: refused with the reason, nothing overridden."""
+    alice, bob, carol = user("alice"), user("bob"), user("carol")
+    bind(namespace, [alice, bob, carol])
+    first = runbook({"roleBinding": "exports-reader", "subjects": [{"kind": "User", "name": "alice"}]})
+    second = runbook({"roleBinding": "exports-reader", "subjects": [{"kind": "User", "name": "bob"}]})
+    create(namespace, incident("first", category=first))
+    wait_phase(namespace, "first", "Mitigated")
+    create(namespace, incident("second", category=second))
+    revoke = step(namespace, "second", {"Succeeded", "Blocked", "Escalated", "Failed"})
+    assert (revoke["state"], revoke["reason"]) == ("Blocked", "HeldByAnotherIncident"), revoke
+    assert subjects(namespace) == [bob, carol] and not can_read(namespace, alice)
+    resolve(namespace, "first")
+    wait_phase(namespace, "first", {"Verifying", "Closed"})
+    assert subjects(namespace) == [alice, bob, carol] and hold_annotations(namespace) == []
+
+
+def test_removing_every_subject_is_escalated_and_writes_nothing(namespace):
+    """The apiserver stores an empty subjects list as none (omitempty); the gateway's restore reads
+    that as someone else's change and would leave the binding empty after resolve."""
+    original = [user("alice"), group("auditors")]
+    bind(namespace, original)
+    category = runbook({"roleBinding": "exports-reader"})
+    create(namespace, incident("leak", category=category))
+    revoke = step(namespace, "leak", {"Succeeded", "Blocked", "Escalated", "Failed"})
+    assert (revoke["state"], revoke["reason"]) == ("Escalated", "WouldEmptyRoleBinding"), revoke
+    assert "User:alice, Group:auditors" in revoke["message"]
+    assert subjects(namespace) == original and hold_annotations(namespace) == []

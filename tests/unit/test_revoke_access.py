@@ -1,0 +1,95 @@
+"""revoke-access, the pure parts: its params, which subjects a narrowing keeps, and how the
+gateway's holds treat a RoleBinding's ``subjects`` (one atomic list, held as one field)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from reliability_center.actions.revoke_access import RevokeParams, Subject, narrow, principal
+from reliability_center.actions.validate import check_runbook
+from reliability_center.api.runbook import RunbookSpec
+from reliability_center.gateway.holds import Edit, HeldElsewhere, holds, plan_release, plan_write
+from tests.unit.test_holds import apply
+
+ALICE = {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"}
+AUDITORS = {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "auditors"}
+EXPORTER = {"kind": "ServiceAccount", "name": "exporter", "namespace": "shop"}
+EXPORTER_ELSEWHERE = {"kind": "ServiceAccount", "name": "exporter", "namespace": "billing"}
+BOUND = [ALICE, AUDITORS, EXPORTER, EXPORTER_ELSEWHERE]
+
+
+def binding(subjects: list[dict]) -> dict:
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "exports-reader", "namespace": "shop"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "exports-reader"},
+            "subjects": subjects}
+
+
+def test_params_are_camel_case_and_name_the_binding_as_a_dns_label():
+    params = RevokeParams.model_validate({"roleBinding": "exports-reader",
+                                          "subjects": [{"kind": "User", "name": "alice"}]})
+    assert params.role_binding == "exports-reader" and params.subjects == [Subject(kind="User", name="alice")]
+    assert RevokeParams.model_validate({"roleBinding": "x"}).subjects == []  # empty: every subject
+    for bad in ({"roleBinding": "Exports_Reader"}, {}, {"roleBinding": "x", "role": "y"},
+                {"roleBinding": "x", "subjects": [{"kind": "Robot", "name": "r2"}]},
+                {"roleBinding": "x", "subjects": [{"kind": "User", "name": ""}]},
+                {"roleBinding": "x", "subjects": [{"kind": "User", "name": "alice", "namespace": "shop"}]}):
+        with pytest.raises(ValidationError):
+            RevokeParams.model_validate(bad)
+
+
+def test_narrowing_removes_exactly_the_named_subjects_and_keeps_the_others_in_order():
+    kept, removed = narrow(BOUND, [Subject(kind="User", name="alice"), Subject(kind="Group", name="nobody")], "shop")
+    assert (kept, removed) == ([AUDITORS, EXPORTER, EXPORTER_ELSEWHERE], [ALICE])
+    # A User and a Group of the same name are different principals.
+    assert narrow(BOUND, [Subject(kind="Group", name="alice")], "shop") == (BOUND, [])
+
+
+def test_a_service_account_is_the_incident_namespaces_unless_another_is_named():
+    kept, removed = narrow(BOUND, [Subject(kind="ServiceAccount", name="exporter")], "shop")
+    assert removed == [EXPORTER] and EXPORTER_ELSEWHERE in kept
+    kept, removed = narrow(BOUND, [Subject(kind="ServiceAccount", name="exporter", namespace="billing")], "shop")
+    assert removed == [EXPORTER_ELSEWHERE] and EXPORTER in kept
+
+
+def test_no_subject_named_removes_them_all():
+    assert narrow(BOUND, [], "shop") == ([], BOUND)
+
+
+def test_principals_read_as_the_apiserver_names_them():
+    assert [principal(s) for s in (ALICE, AUDITORS, EXPORTER)] == [
+        "User:alice", "Group:auditors", "system:serviceaccount:shop:exporter"]
+
+
+def test_the_action_runs_at_level_2_only():
+    step = {"name": "revoke", "action": "revoke-access", "params": {"roleBinding": "exports-reader"}}
+    def spec(level: int) -> RunbookSpec:
+        return RunbookSpec.model_validate({"match": {"category": "x"}, "steps": [{**step, "level": level}]})
+
+    assert check_runbook(spec(2)) == []
+    problems = check_runbook(spec(1))
+    assert [p.reason for p in problems] == ["LevelNotAllowed"]
+
+
+# -- what the gateway's holds make of it (the e2e test checks the same on the apiserver) --------
+
+
+def test_a_narrowing_is_held_as_one_field_and_released_to_the_exact_list_before():
+    doc = binding(BOUND)
+    doc = apply(doc, plan_write(doc, [Edit("/subjects", [AUDITORS, EXPORTER])], "incident-a").ops)
+    assert doc["subjects"] == [AUDITORS, EXPORTER]
+    release = plan_release(doc, "incident-a", lambda _: True)
+    assert release.restored == ["/subjects"]
+    restored = apply(doc, release.ops)
+    assert restored["subjects"] == BOUND and not holds(restored)
+
+
+def test_a_second_incident_cannot_narrow_a_binding_another_incident_holds():
+    """The list is one held field: removing another subject is a different value of it, so the
+    gateway refuses it (HeldByAnotherIncident) rather than undo the first incident's removal."""
+    doc = binding(BOUND)
+    doc = apply(doc, plan_write(doc, [Edit("/subjects", [AUDITORS, EXPORTER, EXPORTER_ELSEWHERE])], "a").ops)
+    with pytest.raises(HeldElsewhere) as clash:
+        plan_write(doc, [Edit("/subjects", [EXPORTER, EXPORTER_ELSEWHERE])], "b")
+    assert clash.value.holders == ("a",)
