@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real components the demo, the tests and CI run — kube-apiserver,
-# kube-controller-manager, kube-scheduler, kubectl, etcd, kwok, kwokctl and
-# Gitea — from their Go modules, into a cache outside the repo. A binary is
+# kube-controller-manager, kube-scheduler, kubectl, etcd, kwok, kwokctl, Gitea
+# and Argo CD — from their Go modules, into a cache outside the repo. A binary is
 # rebuilt only when its pinned version changes (a stamp file per binary).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -50,5 +50,30 @@ if [ "${RC_SKIP_GITEA:-}" != 1 ] && ! fresh gitea "$GITEA_VERSION"; then
   (cd "$src" && go build -trimpath -tags 'sqlite sqlite_unlock_notify' \
      -ldflags="-s -w -X main.Version=${GITEA_VERSION#v}" -o "$bin/gitea" .)
   stamp gitea "$GITEA_VERSION"
+fi
+
+if [ "${RC_SKIP_ARGOCD:-}" != 1 ] && ! fresh argocd "$ARGOCD_VERSION"; then
+  echo "building argocd $ARGOCD_VERSION" >&2
+  src=$(go mod download -json "github.com/argoproj/argo-cd/v3@$ARGOCD_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  # The module cache is read-only: built from a writable copy, one per run (two runs at once
+  # never share it), renamed into place whole. One multi-call binary runs as whichever
+  # component its name says (argocd-repo-server, argocd-application-controller).
+  mkdir -p "$cache/build"
+  work=$(mktemp -d "$cache/build/argo-cd-XXXXXX")
+  cp -r "$src/." "$work" && chmod -R u+w "$work"
+  (cd "$work" && CGO_ENABLED=0 go build -trimpath \
+     -ldflags="-s -w -X github.com/argoproj/argo-cd/v3/common.version=${ARGOCD_VERSION#v}" -o "$work/argocd" ./cmd)
+  mv "$work/argocd" "$bin/argocd"
+  rm -rf "$work"
+  stamp argocd "$ARGOCD_VERSION"
+fi
+if [ -x "$bin/argocd" ]; then
+  for name in argocd-application-controller argocd-repo-server; do ln -sfn argocd "$bin/$name"; done
+  # The test harness installs the Application and AppProject CRDs of the same version.
+  crds="$cache/argocd/$ARGOCD_VERSION/crds"
+  if [ ! -d "$crds" ]; then
+    src=$(go mod download -json "github.com/argoproj/argo-cd/v3@$ARGOCD_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+    mkdir -p "$crds" && cp "$src"/manifests/crds/*.yaml "$crds/" && chmod u+w "$crds"/*
+  fi
 fi
 echo "$bin"

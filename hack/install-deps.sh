@@ -6,8 +6,9 @@ for cmd in git gcc make; do command -v "$cmd" >/dev/null || need+=("$cmd"); done
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v go >/dev/null || need+=(golang-go)
 # The alerting tests run these as local processes; their recommends (node exporter, ...) are not needed.
+# Argo CD's harness runs its Redis cache as redis-server.
 bare=()
-for cmd in prometheus prometheus-alertmanager; do command -v "$cmd" >/dev/null || bare+=("$cmd"); done
+for cmd in prometheus prometheus-alertmanager redis-server; do command -v "$cmd" >/dev/null || bare+=("$cmd"); done
 if [ ${#need[@]} -gt 0 ] || [ ${#bare[@]} -gt 0 ]; then
   apt-get update -qq
 fi

@@ -203,3 +203,16 @@ def app(namespace: str) -> str:
     """The sample protected app, applied into the test's namespace."""
     apply_docs(namespace, load_yaml("examples/protected-app/app.yaml"))
     return namespace
+
+
+@pytest.fixture(scope="session")
+def argocd(kube):
+    """A real Argo CD for this worker's Applications, in namespace argocd-<worker> (tests/support/argocd.py)."""
+    from tests.support.argocd import ArgoCD
+
+    try:
+        running = ArgoCD().start()
+    except Exception as error:  # built but not starting, or not built: a failure, never a skip
+        pytest.fail(f"Argo CD did not start: {error}", pytrace=False)
+    yield running
+    running.stop()

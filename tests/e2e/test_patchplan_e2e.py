@@ -1,13 +1,17 @@
-"""A PatchPlan end to end: real cluster, real operator process, real Gitea; the test plays Argo CD.
+"""A PatchPlan end to end: real cluster, real operator process, real Gitea, real Argo CD.
 
 kubectl-applied PatchPlan → pull request in Gitea → merged through the Gitea
-API → status Merged → Argo CD's sync (the merged manifests applied, the
-Application status written the way Argo CD writes it) → Synced → Verified;
-then ``relctl rollback`` → revert pull request → merged and synced → RolledBack.
+API → status Merged → Argo CD (tests/support/argocd.py: an automated
+Application on the repository's path) syncs the merge commit → Synced →
+Verified; then ``relctl rollback`` → revert pull request → merged → Argo CD
+syncs it → RolledBack, and Argo CD's later syncs keep the reverted state.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,6 +20,7 @@ import yaml
 from reliability_center.cli.rollback import rollback
 from reliability_center.gateway import Ref
 from tests.gitea.conftest import DEPLOYMENT, create_repo, gitea  # noqa: F401  (gitea is a fixture)
+from tests.support.argocd import synced
 from tests.support.cluster import apply_docs, kubectl, repository_secret, wait_for
 
 pytestmark = pytest.mark.gitea
@@ -41,45 +46,49 @@ def ready(status: dict[str, Any]) -> dict[str, Any]:
     return next(c for c in status.get("conditions", []) if c["type"] == "Ready")
 
 
-def argo_sync(kube, namespace: str, repo, revision: str, *, reconciled: str, finished: str) -> None:
-    """Play Argo CD: apply the manifests at ``revision`` and write the Application status."""
-    manifest = repo.file("apps/shop/deployment.yaml", revision)
-    apply_docs(namespace, [d for d in yaml.safe_load_all(manifest) if d])
-    kube.merge_patch(Ref("Application", namespace, "shop"), {"status": {
-        "sync": {"status": "Synced", "revision": revision},
-        "health": {"status": "Healthy"},
-        "reconciledAt": reconciled,
-        "operationState": {"phase": "Succeeded", "startedAt": finished, "finishedAt": finished,
-                           "syncResult": {"revision": revision}},
-    }}, sub="status")
-
-
 def replicas(namespace: str) -> int:
     return int(kubectl("get", "deployment", "web", "-n", namespace, "-o", "jsonpath={.spec.replicas}").stdout)
 
 
-def test_patchplan_pr_merge_sync_verify_then_rollback(kube, namespace, operator, gitea):  # noqa: F811
+def when(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def reconciled_after(app: dict[str, Any], moment: str) -> str | None:
+    """Argo CD's reconciledAt once it is later than ``moment`` (it looked again)."""
+    at = (app.get("status") or {}).get("reconciledAt")
+    return at if at and when(at) > when(moment) else None
+
+
+def shop(gitea, argocd, namespace: str, **options: Any):  # noqa: F811
+    """A GitOps repository with the shop's Deployment, synced by an automated Application named after the test."""
     repo = create_repo(gitea, {"apps/shop/deployment.yaml": DEPLOYMENT.replace("namespace: shop",
                                                                               f"namespace: {namespace}")})
-    apply_docs(namespace, [
-        repository_secret("gitops-credentials", repo.url, username=gitea.user, token=gitea.token),
-        {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "shop"},
-         "spec": {"project": "default", "source": {"repoURL": repo.url, "path": "apps/shop",
-                                                   "targetRevision": "main"},
-                  "destination": {"server": "https://kubernetes.default.svc", "namespace": namespace}}},
-    ])
-    argo_sync(kube, namespace, repo, repo.head("main"), reconciled="2030-01-01T00:00:10Z",
-              finished="2030-01-01T00:00:05Z")
-    assert replicas(namespace) == 3
+    argocd.add_repository(repo.url, gitea.user, gitea.token)
+    argocd.create_application(namespace, repo.url, "apps/shop", namespace, **options)
+    apply_docs(namespace, [repository_secret("gitops-credentials", repo.url, username=gitea.user,
+                                             token=gitea.token)])
+    return repo
 
-    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump({
+
+def scale_plan(repo, argo_app: str, value: int = 5) -> str:
+    return yaml.safe_dump({
         "apiVersion": "reliability.center/v1alpha1", "kind": "PatchPlan", "metadata": {"name": "scale-web"},
         "spec": {"repository": {"url": repo.url, "provider": "gitea", "baseBranch": "main",
                                 "credentialsSecret": "gitops-credentials"},
-                 "title": "Scale web to 5 for the peak", "argoApplication": f"{namespace}/shop",
+                 "title": f"Scale web to {value} for the peak", "argoApplication": argo_app,
                  "changes": [{"path": "apps/shop/deployment.yaml", "operation": "setValue",
-                              "yamlPath": "spec.replicas", "value": 5}]}}))
+                              "yamlPath": "spec.replicas", "value": value}]}})
 
+
+def test_patchplan_pr_merge_sync_verify_then_rollback(kube, namespace, operator, gitea, argocd):  # noqa: F811
+    repo = shop(gitea, argocd, namespace, self_heal=True)
+    base = repo.head("main")
+    # Argo CD creates the Deployment from Git: nobody else applies it in this test.
+    argocd.wait(namespace, lambda app: synced(app, base), "Argo CD to sync the base commit")
+    assert replicas(namespace) == 3
+
+    kubectl("apply", "-n", namespace, "-f", "-", input=scale_plan(repo, f"{argocd.namespace}/{namespace}"))
     proposed = wait_phase(kube, namespace, "scale-web", "Proposed")
     number = proposed["pullRequest"]["number"]
     pr = repo.pull(number)
@@ -87,26 +96,32 @@ def test_patchplan_pr_merge_sync_verify_then_rollback(kube, namespace, operator,
     assert proposed["files"] == ["apps/shop/deployment.yaml"]
     assert gitea.token not in str(proposed)
 
-    merged_pr = repo.merge(number)
-    merged = wait_phase(kube, namespace, "scale-web", "Merged")
-    merge_commit = merged["pullRequest"]["mergeCommit"]
-    assert merge_commit == merged_pr["merge_commit_sha"] == repo.head("main")
+    # Argo CD frozen at the merge: its status (Synced and Healthy, of the base commit) is
+    # from before the merge. The real controller's fields, untouched: not trusted.
+    argocd.pause()
+    try:
+        merged_pr = repo.merge(number)
+        merged = wait_phase(kube, namespace, "scale-web", "Merged")
+        merge_commit = merged["pullRequest"]["mergeCommit"]
+        assert merge_commit == merged_pr["merge_commit_sha"] == repo.head("main")
+        stale = wait_for(lambda: (s := plan_status(kube, namespace, "scale-web")).get("sync", {}).get("revision")
+                         == base and ready(s)["reason"] == "RevisionMismatch" and s, TICKS, "RevisionMismatch")
+        assert stale["phase"] == "Merged"
+        assert stale["sync"]["syncStatus"] == "Synced" and stale["sync"]["health"] == "Healthy"
+        assert replicas(namespace) == 3
+    finally:
+        argocd.resume()
 
-    # Argo CD reports Healthy from a reconciliation that predates the sync: not trusted.
-    argo_sync(kube, namespace, repo, merge_commit, reconciled="2030-01-01T00:01:00Z",
-              finished="2030-01-01T00:02:00Z")
-    stale = wait_for(lambda: (s := plan_status(kube, namespace, "scale-web")).get("sync", {}).get("revision")
-                     == merge_commit and ready(s)["reason"] == "StaleHealth" and s, TICKS, "StaleHealth")
-    assert stale["phase"] == "Merged"
-    assert replicas(namespace) == 5
-
-    # A reconciliation after the sync finished: now health counts.
-    argo_sync(kube, namespace, repo, merge_commit, reconciled="2030-01-01T00:02:01Z",
-              finished="2030-01-01T00:02:00Z")
+    # Argo CD finds the merge commit, syncs it (automated), and the live Deployment changes.
+    status = argocd.wait(namespace, lambda app: synced(app, merge_commit), "Argo CD to sync the merge commit")
+    assert status["operationState"]["phase"] == "Succeeded"
+    wait_for(lambda: replicas(namespace) == 5, 30, "the live Deployment at 5 replicas")
     verified = wait_phase(kube, namespace, "scale-web", "Verified")
-    assert verified["sync"] == {"application": f"{namespace}/shop", "revision": merge_commit,
-                                "syncStatus": "Synced", "health": "Healthy",
-                                "reconciledAt": "2030-01-01T00:02:01Z"}
+    observed = verified["sync"]
+    assert observed["application"] == f"{argocd.namespace}/{namespace}"
+    assert (observed["revision"], observed["syncStatus"], observed["health"]) == (merge_commit, "Synced", "Healthy")
+    # Trusted only from a reconciliation at or after the sync that applied the merge finished.
+    assert when(observed["reconciledAt"]) >= when(status["operationState"]["finishedAt"])
     assert verified["evidence"]["revertCheck"]["clean"] is True
     assert not kube.list("Lease", namespace, "reliability.center/patchplan-uid")  # locks released
 
@@ -114,17 +129,61 @@ def test_patchplan_pr_merge_sync_verify_then_rollback(kube, namespace, operator,
     rolling = wait_phase(kube, namespace, "scale-web", "RollingBack")
     revert_number = rolling["revert"]["number"]
     assert repo.pull(revert_number)["head"]["ref"].endswith("-revert")
-    revert_pr = repo.merge(revert_number)
-    revert_commit = revert_pr["merge_commit_sha"]
-    wait_for(lambda: plan_status(kube, namespace, "scale-web").get("revert", {}).get("mergeCommit") == revert_commit,
-             TICKS, "the revert merge to be recorded", interval=0.2)
-    argo_sync(kube, namespace, repo, revert_commit, reconciled="2030-01-01T00:03:01Z",
-              finished="2030-01-01T00:03:00Z")
+    revert_commit = repo.merge(revert_number)["merge_commit_sha"]
+    reverted = argocd.wait(namespace, lambda app: synced(app, revert_commit), "Argo CD to sync the revert")
     rolled = wait_phase(kube, namespace, "scale-web", "RolledBack")
     assert ready(rolled)["status"] == "True"
     assert replicas(namespace) == 3
     assert repo.file("apps/shop/deployment.yaml") == DEPLOYMENT.replace("namespace: shop",
                                                                         f"namespace: {namespace}")
+
+    # Auto-sync keeps the reverted state, because Git says so: someone puts the reverted change
+    # back by hand, and self-heal syncs the revert commit again.
+    kubectl("scale", "deployment", "web", "-n", namespace, "--replicas=5")
+    healed = argocd.wait(namespace, lambda app: (st := synced(app, revert_commit)) and st["operationState"]
+                         != reverted["operationState"] and st, "self-heal to sync the revert commit again")
+    wait_for(lambda: replicas(namespace) == 3, 30, "the live Deployment back at 3 replicas")
+    # Argo CD reconciles again later and stays there.
+    argocd.wait(namespace, lambda app: reconciled_after(app, healed["operationState"]["finishedAt"]),
+                "another reconciliation")
+    assert synced(argocd.get(namespace), revert_commit) and replicas(namespace) == 3
+    assert plan_status(kube, namespace, "scale-web")["phase"] == "RolledBack"
+
+
+def test_stale_health_from_before_the_sync_is_refused_then_argo_cds_next_look_is_trusted(
+        kube, namespace, operator, gitea, argocd):  # noqa: F811
+    """Health computed before the sync finished (reconciledAt < operationState.finishedAt): refused.
+
+    The real controller writes every field; the race it can lose is modelled by moving its
+    reconciledAt back one second while it and the operator are frozen (SIGSTOP), so neither can
+    read or write in between. Then Argo CD's own next reconciliation makes it trusted.
+    """
+    repo = shop(gitea, argocd, namespace)
+    argocd.wait(namespace, lambda app: synced(app, repo.head("main")), "Argo CD to sync the base commit")
+    kubectl("apply", "-n", namespace, "-f", "-", input=scale_plan(repo, f"{argocd.namespace}/{namespace}", 4))
+    number = wait_phase(kube, namespace, "scale-web", "Proposed")["pullRequest"]["number"]
+    os.kill(operator.pid, signal.SIGSTOP)
+    try:
+        merge_commit = repo.merge(number)["merge_commit_sha"]
+        status = argocd.wait(namespace, lambda app: synced(app, merge_commit) and app["status"].get("health", {})
+                             .get("status") == "Healthy" and app["status"], "Argo CD to sync the merge commit")
+        argocd.pause()
+        try:
+            finished = when(status["operationState"]["finishedAt"])
+            stale = (finished - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            kubectl("patch", "application", namespace, "-n", argocd.namespace, "--type=merge",
+                    "-p", yaml.safe_dump({"status": {"reconciledAt": stale}}))
+            os.kill(operator.pid, signal.SIGCONT)
+            refused = wait_for(lambda: (s := plan_status(kube, namespace, "scale-web")).get("sync", {}).get("revision")
+                               == merge_commit and ready(s).get("reason") == "StaleHealth" and s, TICKS, "StaleHealth")
+            assert refused["phase"] == "Merged" and refused["sync"]["reconciledAt"] == stale
+        finally:
+            argocd.resume()
+    finally:
+        os.kill(operator.pid, signal.SIGCONT)
+    verified = wait_phase(kube, namespace, "scale-web", "Verified")
+    assert when(verified["sync"]["reconciledAt"]) >= when(status["operationState"]["finishedAt"])
+    assert replicas(namespace) == 4
 
 
 def test_second_plan_on_the_same_file_waits_for_the_first(kube, namespace, operator, gitea):  # noqa: F811
