@@ -89,6 +89,13 @@ def crds(cluster: str, node_watch) -> None:
     for extra in sorted((ROOT / "tests" / "e2e" / "fixtures").glob("*-crd.yaml")):
         kubectl("apply", "--server-side", "--force-conflicts", "-f", str(extra))
         kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(extra))
+    # Approvals as the install makes them: the admission policies, the approver role bound to the
+    # group the tests impersonate (tests/support/incidents.approve).
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "manifests" / "admission" / "policies.yaml"),
+            "-f", str(ROOT / "manifests" / "rbac" / "approval_approver_role.yaml"),
+            "-f", str(ROOT / "manifests" / "rbac" / "incident_editor_role.yaml"))
+    kubectl("create", "clusterrolebinding", "rc-test-approvers", "--clusterrole=reliability-center-approver",
+            "--group=rc-test-approvers", check=False)  # exists already when the cluster outlived a run
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import NAMESPACE_PREFIX
 from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, load_yaml, wait_for
-from tests.support.incidents import create, incident, status
+from tests.support.incidents import approve, create, incident, status
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -37,8 +37,9 @@ def window_incident(operator) -> Iterator[tuple[str, datetime.datetime, dict]]:
                             "approval": {"required": True, "window": {"start": opens.strftime("%H:%M"),
                                                                       "end": closes.strftime("%H:%M")}}}]}}])
     wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook")
-    create(namespace, incident("win", category=category, approvals=["later"]))
-    waiting = wait_for(lambda: next((s for s in (status(namespace, "win").get("steps") or []) if s["reason"]), None),
-                       what="the step to wait")
+    create(namespace, incident("win", category=category))
+    approve(namespace, "win", "later")
+    waiting = wait_for(lambda: next((s for s in (status(namespace, "win").get("steps") or [])
+                                     if s["reason"] == "OutsideWindow"), None), what="the approved step to wait")
     yield namespace, opens, waiting
     kubectl("delete", "namespace", namespace, "--wait=false", check=False)

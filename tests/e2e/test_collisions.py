@@ -14,7 +14,8 @@ import uuid
 import pytest
 
 from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, wait_for
-from tests.support.incidents import app_content, changed, create, incident, settle_app, status, steps, wait_phase
+from tests.support.incidents import (app_content, approve, changed, create, incident, settle_app, status, steps,
+                                     wait_phase)
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -119,7 +120,7 @@ def test_a_level_2_step_after_level_1_on_the_same_object_keeps_the_level_1_chang
     before = app_content(app)
     create(app, incident("bill", category="billing", module="billing"))
     wait_phase(app, "bill", "Mitigated")
-    kubectl("patch", "incident", "bill", "-n", app, "--type=merge", "-p", '{"spec":{"approvals":["disable-dunning"]}}')
+    approve(app, "bill", "disable-dunning")
     wait_for(lambda: steps(status(app, "bill")).get("disable-dunning") == "Succeeded", what="the level 2 step")
     flags = cm(app, "flags-billing")
     assert flags["auto-invoicing.tenant.acme"] == flags["auto-dunning.tenant.acme"] == "false"  # level 1, kept
@@ -132,7 +133,8 @@ def test_a_level_2_step_on_the_very_fields_of_level_1_joins_their_hold(app):
     """perf: degraded-mode (level 1) and adjust-flags (level 2) turn off the same search flags."""
     settle_app(app)
     before = app_content(app)
-    create(app, incident("perf", category="perf", module="search", approvals=["adjust-flags"]))
+    create(app, incident("perf", category="perf", module="search"))
+    approve(app, "perf", "adjust-flags")
     wait_for(lambda: steps(status(app, "perf")).get("adjust-flags") == "Succeeded", timeout=90, what="adjust-flags")
     st = status(app, "perf")
     adjust = next(e for e in st["timeline"] if e.get("step") == "adjust-flags" and e["event"].endswith(":applied"))

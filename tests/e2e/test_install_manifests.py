@@ -138,7 +138,7 @@ def test_kustomize_and_helm_run_the_operator_the_same_way(kustomize_render: list
 def test_every_generated_crd_is_in_both_installs_unchanged(kustomize_render: list[Doc],
                                                           helm_render: list[Doc]) -> None:
     generated = [d for path in sorted((ROOT / "crds").glob("*.yaml")) for d in load_yaml(path)]
-    assert len(generated) == 3
+    assert len(generated) == 4
     for rendered in (kustomize_render, helm_render):
         crds = {d["metadata"]["name"]: d for d in rendered if d["kind"] == "CustomResourceDefinition"}
         assert sorted(crds) == sorted(d["metadata"]["name"] for d in generated)
@@ -216,9 +216,13 @@ def test_the_chart_values_change_what_they_say(cluster: str) -> None:
     rendered = helm_template("--set", "image.repository=registry.example/rc", "--set", "image.tag=1.2.3",
                              "--set", "namespaces={shop,billing}", "--set", "safeMode=true",
                              "--set", "metrics.enabled=false", "--set", "rbac.create=false",
+                             "--set", "admission.enabled=false",
                              "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=existing")
     kinds = {d["kind"] for d in rendered}
     assert kinds == {"CustomResourceDefinition", "Deployment", "PodDisruptionBudget"}
+    admission = {"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy",
+                 "ValidatingAdmissionPolicyBinding"}
+    assert admission <= {d["kind"] for d in helm_template()}  # on by default: approvals count only with them
     assert container(rendered)["image"] == "registry.example/rc:1.2.3"
     settings = env(rendered)
     assert (settings["RC_NAMESPACES"], settings["RC_SAFE_MODE"], settings["RC_METRICS_PORT"]) == ("shop,billing", "true", "0")

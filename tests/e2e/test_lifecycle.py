@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.support.cluster import get_json, kubectl, wait_for
-from tests.support.incidents import app_content, changed, create, incident, settle_app, status, steps, wait_phase
+from tests.support.incidents import (APPROVERS, app_content, approve, changed, create, incident, settle_app, status,
+                                     steps, wait_phase)
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -77,7 +78,7 @@ def test_a_level_2_step_runs_once_approved(app):
     st = wait_phase(app, "bill", "Mitigated")
     assert steps(st)["disable-dunning"] == "AwaitingApproval"
     assert {c["type"]: c["status"] for c in st["conditions"]}["AwaitingApproval"] == "True"
-    relctl("approve", "bill", "disable-dunning", "-n", app)
+    relctl("approve", "bill", "disable-dunning", "-n", app, "--as", "alice", "--as-group", APPROVERS)
     wait_for(lambda: steps(status(app, "bill"))["disable-dunning"] == "Succeeded", what="the approved step")
     assert cm(app, "flags-billing")["dunning-retries.tenant.acme"] == "false"
 
@@ -94,7 +95,8 @@ def test_approving_an_unknown_step_is_refused(app):
 
 
 def test_level_3_without_a_gitops_repository_escalates_visibly(app):
-    create(app, incident("bill", category="billing", module="billing", approvals=["disable-dunning"]))
+    create(app, incident("bill", category="billing", module="billing"))
+    approve(app, "bill", "disable-dunning")
     st = wait_phase(app, "bill", "Escalated")
     step = next(s for s in st["steps"] if s["name"] == "patch-plan")
     assert step["state"] == "Escalated" and step["reason"] == "NoGitOpsRepository"
@@ -104,7 +106,8 @@ def test_level_3_without_a_gitops_repository_escalates_visibly(app):
 def test_level_3_proposes_a_patchplan_owned_by_the_incident(app):
     kubectl("patch", "configmap", "reliability-center-settings", "-n", app, "--type=merge",
             "-p", '{"data":{"gitopsRepoURL":"http://127.0.0.1:9/nowhere.git","gitopsProvider":"git"}}')
-    create(app, incident("bill", category="billing", module="billing", approvals=["disable-dunning"]))
+    create(app, incident("bill", category="billing", module="billing"))
+    approve(app, "bill", "disable-dunning")
     st = wait_phase(app, "bill", "Escalated")
     assert st["patchPlans"] == ["bill-patch-plan"]
     plan = get_json("patchplan", "bill-patch-plan", "-n", app)

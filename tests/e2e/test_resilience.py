@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, wait_for
-from tests.support.incidents import create, incident, status, steps, wait_phase
+from tests.support.incidents import approve, create, incident, status, steps, wait_phase
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -35,7 +35,7 @@ def test_a_runbook_edited_while_an_incident_runs_does_not_stick_it(app):
     edited = dict(flags, params={"modules": ["search"]})
     apply_docs(None, [runbook_doc(category, [edited])])
     wait_for(lambda: get_json("runbook", f"rb-{category}")["metadata"]["generation"] > generation, what="the edit")
-    kubectl("patch", "incident", "pinned", "-n", app, "--type=merge", "-p", '{"spec":{"approvals":["later"]}}')
+    approve(app, "pinned", "later")
     wait_for(lambda: steps(status(app, "pinned")).get("later") == "Succeeded", what="the pinned step to run")
     st = status(app, "pinned")
     assert st["runbookGeneration"] == generation and len(st["runbookSpec"]["steps"]) == 2

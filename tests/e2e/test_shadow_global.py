@@ -13,8 +13,8 @@ import hashlib
 import json
 
 from tests.conftest import CACHE, start_operator, stop_operator
-from tests.support.cluster import apply_docs, get_json, load_yaml
-from tests.support.incidents import create, incident, settle_app, steps, wait_phase
+from tests.support.cluster import apply_docs, get_json, load_yaml, wait_for
+from tests.support.incidents import APPROVERS, approve, create, incident, settle_app, status, steps, wait_phase
 
 KINDS = "configmaps,deployments,cronjobs,jobs,networkpolicies,horizontalpodautoscalers,patchplans"
 
@@ -37,9 +37,13 @@ def test_global_shadow_mode_runs_all_four_playbooks_and_changes_no_object(solo_n
         cases = {"perf": "search", "cross-tenant": "exports", "ocr": "ocr", "billing": "billing"}
         for category, module in cases.items():
             # Approved level 2 steps too: shadow mode dry-runs them as well.
-            create(ns, incident(category, category=category, module=module, severity="critical",
-                                approvals=["adjust-flags", "revoke-access", "disable-dunning",
-                                           "repair-reprocess-ocr-batch"]))
+            create(ns, incident(category, category=category, module=module, severity="critical"))
+        governed = {"perf": "adjust-flags", "cross-tenant": "revoke-access", "billing": "disable-dunning",
+                    "ocr": "repair-reprocess-ocr-batch"}
+        for category, step in governed.items():
+            approve(ns, category, step, user="sam", groups=(APPROVERS, "security-review"))
+            wait_for(lambda: steps(status(ns, category))[step] not in ("Pending", "AwaitingApproval"), timeout=90,
+                     what=f"the approved {step} to be dry-run")
         for category in cases:
             st = wait_phase(ns, category, "Shadowed", timeout=90)
             assert st["mode"] == "shadow"

@@ -8,6 +8,8 @@ from typing import Any
 
 from tests.support.cluster import apply_docs, get_json, kubectl, wait_for
 
+#: The group the test session binds to ClusterRole reliability-center-approver (tests/conftest.py, crds).
+APPROVERS = "rc-test-approvers"
 APP_KINDS = "configmaps,deployments,cronjobs,jobs,networkpolicies,horizontalpodautoscalers"
 OPERATOR_OWNED = ("rc-snap-", "rc-guards-", "rc-isolations")
 
@@ -31,6 +33,26 @@ def wait_phase(namespace: str, name: str, phases: set[str] | str, timeout: float
     wanted = {phases} if isinstance(phases, str) else phases
     return wait_for(lambda: (s := status(namespace, name)) and s.get("phase") in wanted and s,
                     timeout=timeout, what=f"incident {name} phase in {sorted(wanted)}")
+
+
+def plan_digest(namespace: str, name: str, step: str, timeout: float = 60) -> str:
+    """The digest of the plan a governed step shows its approvers, once it shows one."""
+    def probe() -> str | None:
+        found = next((s for s in status(namespace, name).get("steps") or [] if s["name"] == step), {})
+        return (found.get("approval") or {}).get("planDigest")
+
+    return wait_for(probe, timeout=timeout, what=f"step {step} of {name} to show its plan")
+
+
+def approve(namespace: str, name: str, step: str, user: str = "alice", groups: tuple[str, ...] = (APPROVERS,),
+            decision: str = "Approve", digest: str | None = None, check: bool = True) -> Any:
+    """Create an Approval as a real user (kubectl impersonation: the apiserver authenticates them as that user)."""
+    body = {"apiVersion": "reliability.center/v1alpha1", "kind": "Approval",
+            "metadata": {"generateName": f"{name}-{step}-"[:50]},
+            "spec": {"incident": name, "step": step, "decision": decision,
+                     "planDigest": digest or plan_digest(namespace, name, step)}}
+    return kubectl("create", "-n", namespace, "-f", "-", "-o", "name", f"--as={user}",
+                   *(f"--as-group={g}" for g in groups), input=json.dumps(body), check=check)
 
 
 def steps(st: dict[str, Any]) -> dict[str, str]:

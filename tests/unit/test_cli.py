@@ -115,15 +115,19 @@ def test_the_approval_hint_is_a_command_relctl_accepts_as_printed():
     assert hint[0] == "relctl"
     approve = cli.commands[hint[1]]
     ctx = approve.make_context(hint[1], hint[2:], obj=Session())
-    assert (ctx.params, ctx.obj.namespace) == ({"name": "inc", "step": "reindex"}, "ns")
+    assert (ctx.params, ctx.obj.namespace) == ({"name": "inc", "step": "reindex", "comment": ""}, "ns")
 
 
 def test_describe_shows_steps_approvals_plans_with_their_links_and_the_last_entries():
     body = {"metadata": {"name": "slow", "namespace": "shop"},
-            "spec": {"category": "perf", "tenant": "acme", "severity": "high", "approvals": ["adjust"]},
+            "spec": {"category": "perf", "tenant": "acme", "severity": "high"},
             "status": {"phase": "Escalated", "level": 3,
                        "steps": [{"name": "adjust", "level": 2, "action": "feature-flags-off", "state": "Succeeded",
-                                  "targets": ["ConfigMap/shop/flags-search"]}],
+                                  "targets": ["ConfigMap/shop/flags-search"],
+                                  "approval": {"planDigest": "sha256:p", "approved": True, "votes": [
+                                      {"approval": "a1", "user": "alice", "decision": "Approve", "counted": True},
+                                      {"approval": "a2", "user": "carol", "decision": "Approve", "counted": False,
+                                       "reason": "created the incident"}]}}],
                        "plans": [{"name": "slow-fix", "phase": "Proposed", "pullRequest": "http://git/pr/7"}],
                        "conditions": [{"type": "Ready", "status": "False", "reason": "Escalated", "message": "m"}],
                        "timeline": [{"time": f"2026-01-01T00:00:{i:02d}Z", "event": f"e{i}"} for i in range(13)]}}
@@ -131,7 +135,8 @@ def test_describe_shows_steps_approvals_plans_with_their_links_and_the_last_entr
               "status": {"phase": "Merged", "pullRequest": {"url": "http://git/pr/7"}}}
     text = describe_incident(body, [merged], last=3)
     rows = {line.split()[1]: line.split() for line in text.splitlines() if line.startswith("  2 ")}
-    assert rows["adjust"][2:] == ["feature-flags-off", "Succeeded", "yes", "ConfigMap/shop/flags-search"]
+    assert rows["adjust"][2:] == ["feature-flags-off", "Succeeded", "alice", "ConfigMap/shop/flags-search"]
+    assert "adjust approval: approved by carol at ? (not counted: created the incident)" in text
     assert ["slow-fix", "fix", "Merged", "http://git/pr/7"] in [line.split() for line in text.splitlines()]
     assert "Timeline (last 3 of 13" in text and "e9" not in text and "e10" in text and "e12" in text
     assert ["Ready", "False", "Escalated", "m"] in [line.split() for line in text.splitlines()]

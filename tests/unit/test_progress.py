@@ -1,5 +1,5 @@
 from reliability_center.api.common import Condition
-from reliability_center.api.incident import IncidentStatus
+from reliability_center.api.incident import ApprovalState, IncidentStatus
 from reliability_center.engine.plan import Facts, plan
 from reliability_center.engine.progress import (AwaitStep, Finish, RestoreStep, RunStep, next_decision,
                                                 seconds_until, waiting_phase)
@@ -14,6 +14,12 @@ STEPS = [
      "approval": {"required": True, "window": {"start": "01:00", "end": "05:00"}}},
     {"name": "fix", "level": 3, "action": "patch-plan"},
 ]
+
+
+def approve(status, index=2):
+    """What engine/approvals.py and operator/governance.py leave in a step's status once enough approved."""
+    status.steps[index].approval = ApprovalState(plan_digest="sha256:p", approved=True, approved_digest="sha256:p")
+    return status
 
 
 def planned(inc=None, **facts):
@@ -40,10 +46,13 @@ def test_level_2_waits_for_approval_then_for_its_window():
     status.steps[0].state = "Succeeded"
     decision = next_decision(inc, rb, status, NOON)
     assert isinstance(decision, AwaitStep) and decision.reason == "ApprovalRequired"
-    approved = incident(approvals=["reindex"])
-    decision = next_decision(approved, rb, status, NOON)
+    approve(status)
+    decision = next_decision(inc, rb, status, NOON)
     assert isinstance(decision, AwaitStep) and decision.reason == "OutsideWindow"
-    assert next_decision(approved, rb, status, "2026-11-27T02:30:00Z") == RunStep(2)
+    assert next_decision(inc, rb, status, "2026-11-27T02:30:00Z") == RunStep(2)
+    status.steps[2].approval.plan_digest = "sha256:changed"  # the plan changed since: it asks again
+    decision = next_decision(inc, rb, status, "2026-11-27T02:30:00Z")
+    assert isinstance(decision, AwaitStep) and decision.reason == "ApprovalRequired"
 
 
 def test_a_window_across_midnight_is_honoured():
@@ -71,7 +80,8 @@ def test_failed_step_with_escalate_escalates():
 
 
 def test_level_3_step_runs_and_its_escalation_ends_escalated():
-    inc, rb, status = planned(incident(approvals=["reindex"]))
+    inc, rb, status = planned()
+    approve(status)
     for s in status.steps[:3]:
         s.state = "Succeeded" if s.state != "Skipped" else "Skipped"
     assert next_decision(inc, rb, status, NOON) == RunStep(3)
@@ -107,7 +117,8 @@ def test_a_step_without_snapshot_is_not_restored():
 
 
 def test_a_step_waiting_for_its_window_says_when_the_window_opens():
-    inc, rb, status = planned(incident(approvals=["reindex"]))
+    inc, rb, status = planned()
+    approve(status)
     status.steps[0].state = "Succeeded"
     decision = next_decision(inc, rb, status, NOON)
     assert isinstance(decision, AwaitStep) and decision.reason == "OutsideWindow"
@@ -116,7 +127,8 @@ def test_a_step_waiting_for_its_window_says_when_the_window_opens():
 
 
 def test_a_step_refused_by_policy_escalates_the_incident_and_the_walk_goes_on():
-    inc, rb, status = planned(incident(approvals=["reindex"]))
+    inc, rb, status = planned()
+    approve(status)
     status.steps[0].state, status.steps[0].reason = "Blocked", "ProtectedDataClass"
     assert next_decision(inc, rb, status, "2026-11-27T02:00:00Z") == RunStep(2)  # level 2, then 3 still run
     assert waiting_phase(status.steps) == Finish("Escalated", "ProtectedDataClass",
@@ -132,3 +144,35 @@ def test_a_step_the_runbook_no_longer_has_does_not_stop_the_walk():
     status.steps[0].name = "removed-since"
     assert next_decision(inc, rb, status, NOON) == AwaitStep(2, "AwaitingApproval", "ApprovalRequired",
                                                             next_decision(inc, rb, status, NOON).message)
+
+
+def test_a_rejected_step_escalates_unless_the_runbook_goes_on():
+    inc, rb, status = planned()
+    status.steps[0].state = "Succeeded"
+    status.steps[2].state, status.steps[2].message = "Rejected", "rejected by bob"
+    decision = next_decision(inc, rb, status, NOON)
+    assert decision == Finish("Escalated", "StepRejected", "step 'reindex' was rejected: rejected by bob")
+    steps = [STEPS[0], dict(STEPS[2], onFailure="continue"), STEPS[3]]
+    rb = runbook(steps=steps)
+    status = IncidentStatus(steps=plan(inc, rb, Facts(now=NOON)))
+    status.steps[0].state, status.steps[1].state = "Succeeded", "Rejected"
+    assert next_decision(inc, rb, status, NOON) == RunStep(2)
+    status.steps[2].state = "Succeeded"
+    assert next_decision(inc, rb, status, NOON).reason == "StepRejected"  # a human said no: it ends Escalated
+
+
+def test_a_step_that_waits_for_nothing_runs_while_an_earlier_one_awaits_approval():
+    steps = [STEPS[0], STEPS[2], dict(STEPS[3], after=[])]
+    inc, rb = incident(), runbook(steps=steps)
+    status = IncidentStatus(steps=plan(inc, rb, Facts(now=NOON)))
+    status.steps[0].state = "Succeeded"
+    assert next_decision(inc, rb, status, NOON) == RunStep(2)  # the level 3 fix is not held back
+    status.steps[2].state = "Escalated"
+    decision = next_decision(inc, rb, status, NOON)
+    assert isinstance(decision, AwaitStep) and decision.index == 1 and decision.reason == "ApprovalRequired"
+    waits = [STEPS[0], STEPS[2], dict(STEPS[3], after=["reindex"])]
+    rb = runbook(steps=waits)
+    status = IncidentStatus(steps=plan(inc, rb, Facts(now=NOON)))
+    status.steps[0].state = "Succeeded"
+    decision = next_decision(inc, rb, status, NOON)
+    assert isinstance(decision, AwaitStep) and decision.index == 1

@@ -75,6 +75,16 @@ Result = Succeeded | Running | Skipped | Failed | Escalate
 
 
 @dataclass
+class Planned:
+    """What a governed step will do, shown to its approvers: the approval binds to its digest."""
+
+    changes: list[dict[str, Any]]
+    """Each write: target, the written fields before (None: created) and after."""
+    report: dict[str, Any] | None = None
+    """What a dry-run Job reported (run-job), when the action plans that way."""
+
+
+@dataclass
 class ActionContext:
     gateway: WriteGateway
     read: Reader
@@ -90,6 +100,8 @@ class ActionContext:
     touched: list[str] = field(default_factory=list)
     left_out: dict[str, str] = field(default_factory=dict)
     """Targets the step's selection matched but may not write (another tenant's), with why."""
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    """Writes dry-run while the step is planned (shadow context): the plan approvers see."""
 
     @property
     def namespace(self) -> str:
@@ -120,12 +132,16 @@ class ActionContext:
         result = self.gateway.apply(self.write, desired, action=self.action, seen=seen, items=items,
                                     restore=restore_on_resolve)
         self._collect(result.target, result.entry, result.snapshot)
+        if self.write.shadow:
+            self.changes.append({"target": result.target, "before": result.before, "after": result.after})
         return result.outcome
 
     def create(self, obj: dict[str, Any]) -> str:
         obj.setdefault("metadata", {}).setdefault("namespace", self.namespace)
         result = self.gateway.create(self.write, obj, action=self.action)
         self._collect(result.target, result.entry, None)
+        if self.write.shadow:
+            self.changes.append({"target": result.target, "before": None, "after": result.after})
         return result.outcome
 
     def propose(self, plan: dict[str, Any]) -> str:
@@ -175,6 +191,7 @@ class ActionContext:
 
 
 Run = Callable[[ActionContext, Any], Result]
+Plan = Callable[[ActionContext, Any], "Planned | Result"]
 
 
 @dataclass(frozen=True)
@@ -187,20 +204,23 @@ class ActionSpec:
     summary: str
     needs_settings: bool
     """Reads the namespace's reliability-center-settings (SAFE_MODE, GitOps repo): fetched only then."""
+    plan: Plan | None = None
+    """How a governed step is planned before approval; by default its run, dry-run (``operator/planning.py``)."""
 
 
 REGISTRY: dict[str, ActionSpec] = {}
 
 
 def action(name: str, *, params: type[Params], levels: tuple[int, ...] = (1, 2),
-           reversible: bool = True, summary: str = "", needs_settings: bool = False) -> Callable[[Run], Run]:
+           reversible: bool = True, summary: str = "", needs_settings: bool = False,
+           plan: Plan | None = None) -> Callable[[Run], Run]:
     """Register an action type under ``name``; a duplicate name is a programming error."""
 
     def register(run: Run) -> Run:
         if name in REGISTRY:
             raise RuntimeError(f"action {name!r} registered twice")
         REGISTRY[name] = ActionSpec(name, params, frozenset(levels), run, reversible, summary or (run.__doc__ or ""),
-                                    needs_settings)
+                                    needs_settings, plan)
         return run
 
     return register

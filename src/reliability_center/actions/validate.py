@@ -18,7 +18,12 @@ class Problem:
 
 def check_runbook(spec: RunbookSpec) -> list[Problem]:
     problems: list[Problem] = []
-    for step in spec.steps:
+    for index, step in enumerate(spec.steps):
+        earlier = {s.name for s in spec.steps[:index]}
+        for name in step.after or []:
+            if name not in earlier:  # later steps cannot be waited for: the walk goes in order
+                problems.append(Problem("UnknownDependency", f"step {step.name!r}: after names {name!r}, which is "
+                                                             f"not an earlier step of this runbook"))
         found = REGISTRY.get(step.action)
         if found is None:
             problems.append(Problem("UnknownAction", f"step {step.name!r}: unknown action {step.action!r} "

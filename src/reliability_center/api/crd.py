@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from reliability_center.api.approval import ApprovalSpec
 from reliability_center.api.common import GROUP, VERSION
 from reliability_center.api.incident import IncidentSpec, IncidentStatus
 from reliability_center.api.patchplan import PatchPlanSpec, PatchPlanStatus
@@ -74,7 +75,7 @@ def _clean(node: Any, defs: dict[str, Any]) -> Any:
 
 
 def _crd(kind: str, plural: str, short: str, scope: str, spec: type[BaseModel],
-         status: type[BaseModel], columns: list[dict[str, Any]], spec_required: bool = True) -> dict[str, Any]:
+         status: type[BaseModel] | None, columns: list[dict[str, Any]], spec_required: bool = True) -> dict[str, Any]:
     root: dict[str, Any] = {
         "type": "object",
         "properties": {
@@ -82,9 +83,10 @@ def _crd(kind: str, plural: str, short: str, scope: str, spec: type[BaseModel],
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
             "spec": structural(spec),
-            "status": structural(status),
         },
     }
+    if status is not None:
+        root["properties"]["status"] = structural(status)
     if spec_required:
         root["required"] = ["spec"]
     return {
@@ -107,7 +109,7 @@ def _crd(kind: str, plural: str, short: str, scope: str, spec: type[BaseModel],
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    **({"subresources": {"status": {}}} if status is not None else {}),
                     "additionalPrinterColumns": columns,
                     "schema": {"openAPIV3Schema": root},
                 }
@@ -161,6 +163,18 @@ def crds() -> dict[str, dict[str, Any]]:
                 _col("Phase", ".status.phase"),
                 _col("PR", ".status.pullRequest.url"),
                 _col("Merge", ".status.pullRequest.mergeCommit", priority=1),
+                _AGE,
+            ],
+        ),
+        # A record, not a reconciled object: no status (what it counted for is in the Incident's steps).
+        f"{GROUP}_approvals.yaml": _crd(
+            "Approval", "approvals", "appr", "Namespaced", ApprovalSpec, None,
+            [
+                _col("Incident", ".spec.incident"),
+                _col("Step", ".spec.step"),
+                _col("Decision", ".spec.decision"),
+                _col("Approver", ".spec.approver"),
+                _col("Plan", ".spec.planDigest", priority=1),
                 _AGE,
             ],
         ),

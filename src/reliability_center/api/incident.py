@@ -13,7 +13,7 @@ Mode = Literal["enforce", "shadow"]
 Phase = Literal["Detected", "Mitigating", "Mitigated", "Escalated", "Shadowed", "Verifying", "Closed", "Failed"]
 StepState = Literal[
     "Pending", "Running", "Succeeded", "Skipped", "Failed",
-    "AwaitingApproval", "Escalated", "Blocked", "Shadowed", "Restored",
+    "AwaitingApproval", "Escalated", "Blocked", "Shadowed", "Restored", "Rejected",
 ]
 
 TENANT = r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"
@@ -50,8 +50,6 @@ class IncidentSpec(Model):
                                     description="The Runbook to use; otherwise one is matched.")
     mode: Mode = "enforce"
     resolved: bool = Field(default=False, description="Set when the cause is gone: Level 1 changes are restored.")
-    approvals: list[str] = Field(default_factory=list, max_length=50,
-                                 description="Level 2 step names approved by a human (relctl approve).")
 
     model_config = Model.model_config | {
         "json_schema_extra": {
@@ -62,6 +60,31 @@ class IncidentSpec(Model):
             ]
         }
     }
+
+
+class Vote(Model):
+    """One Approval as the operator weighed it."""
+
+    approval: str = Field(description="The Approval object's name.")
+    user: str
+    decision: str
+    at: str | None = None
+    counted: bool
+    reason: str = Field(default="", description="Why it did not count (creator, operator, not an approver, "
+                                                "another plan).")
+
+
+class ApprovalState(Model):
+    """Where a governed step's approval stands: what is approved, by whom, what is still needed."""
+
+    plan_digest: str | None = Field(default=None, description="The digest of the planned change: approvals name it.")
+    requested_at: str | None = None
+    deadline: str | None = Field(default=None, description="When the step escalates if still not approved.")
+    needed: int = 1
+    approved: bool = False
+    approved_digest: str | None = Field(default=None, description="The plan the counted approvals were for.")
+    votes: list[Vote] = Field(default_factory=list, max_length=50)
+    missing: str = Field(default="", description="What is still needed, in words.")
 
 
 class StepStatus(Model):
@@ -80,6 +103,8 @@ class StepStatus(Model):
     progress: dict[str, Any] | None = free_form("Where a step that waits is (the target it is on), to resume there.")
     left_out: list[str] = Field(default_factory=list, max_length=200,
                                 description="Targets the step's selection matched but may not write, with why.")
+    approval: ApprovalState | None = Field(default=None, description="Level 2: the plan put to approval and the "
+                                                                     "approvals weighed.")
 
 
 class TimelineEntry(Model):

@@ -88,11 +88,21 @@ def zone(name: str) -> tzinfo:
 
 
 class Approval(Model):
-    """Level 2 governance: who must approve, and when the step may run."""
+    """Level 2 governance: who must approve, how many, by when, and when the step may run.
+
+    Approvals are ``Approval`` objects whose approver the apiserver stamps at admission
+    (``engine/approvals.py`` counts them); the Incident's creator and the operator never count.
+    """
 
     required: bool = True
     approvers: list[str] = Field(default_factory=list, max_length=20,
-                                 description="Users or groups whose approval counts; empty means anyone who may patch the Incident.")
+                                 description="Users or groups (as the apiserver authenticates them) whose approval "
+                                             "counts; empty means anyone granted the approve verb on incidents.")
+    min_approvals: int = Field(default=1, ge=1, le=10, description="Distinct people who must approve (M of N).")
+    required_group: str | None = Field(default=None, max_length=253,
+                                       description="At least one counted approver must be in this group.")
+    timeout: str = Field(default="4h", pattern=DURATION,
+                         description="A step still waiting for approval after this long escalates.")
     window: Window | None = None
 
 
@@ -108,7 +118,12 @@ class Step(Model):
     on_failure: OnFailure = "stop"
     timeout: str = Field(default="5m", pattern=DURATION)
     approval: Approval | None = None
-    dry_run_first: bool = Field(default=True, description="Level 2: a server-side dry-run precedes the write.")
+    dry_run_first: bool = Field(default=True, description="Level 2: the step's writes are dry-run on the apiserver "
+                                                          "first; the result is what an approval approves.")
+    after: list[str] | None = Field(default=None, max_length=50,
+                                    description="The steps this one waits for (earlier ones); unset means every "
+                                                "earlier step, [] means none: a level 3 fix is not held back "
+                                                "behind an unapproved level 2 step.")
     take_ownership: bool = Field(
         default=False,
         description="May change fields another field manager set (Argo CD, Helm, kubectl apply): the change is "

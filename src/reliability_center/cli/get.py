@@ -195,11 +195,10 @@ def _table(header: list[str], rows: list[list[str]], indent: str = "  ") -> str:
 
 def describe_incident(body: dict[str, Any], plans: list[dict[str, Any]], last: int = 10) -> str:
     """``relctl describe incident``: what an on-call engineer asks first, from the object and its plans."""
-    from reliability_center.cli.main import format_gates
+    from reliability_center.cli.main import approval_lines, format_gates
 
     meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
     timeline = status.get("timeline") or []
-    approvals = set(spec.get("approvals") or [])
     out = [f"Name:       {meta['name']}",
            f"Namespace:  {meta.get('namespace', '')}",
            f"Category:   {spec.get('category', '')}  Tenant: {spec.get('tenant', '')}  "
@@ -211,12 +210,16 @@ def describe_incident(body: dict[str, Any], plans: list[dict[str, Any]], last: i
            "Times:      " + ("  ".join(f"{k} {v}" for k, v in (status.get("times") or {}).items() if v) or "-"),
            "", "Steps:"]
     steps = status.get("steps") or []
-    out.append(_table(["LEVEL", "STEP", "ACTION", "STATE", "APPROVED", "TARGETS"],
+    out.append(_table(["LEVEL", "STEP", "ACTION", "STATE", "APPROVED BY", "TARGETS"],
                       [[str(st.get("level", "")), st["name"], st.get("action", ""), st.get("state", ""),
-                        "yes" if st["name"] in approvals else "-",  # spec.approvals names steps, not people
+                        ", ".join(v["user"] for v in (st.get("approval") or {}).get("votes") or []
+                                  if v.get("counted") and v.get("decision") == "Approve") or "-",
                         ", ".join(st.get("targets") or []) or "-"] for st in steps]))
     out += [f"    {st['name']}: {st['reason']}: {' '.join(st.get('message', '').split())}"
             for st in steps if st.get("reason") and st.get("state") not in ("Succeeded", "Restored")]
+    for st in steps:
+        if st.get("approval"):
+            out += [f"    {st['name']} approval: {line}" for line in approval_lines(st["approval"])]
     out += ["", "Gates:", *("  " + line for line in format_gates(status).splitlines())]
     recorded = {p["name"]: p for p in status.get("plans") or []}
     for plan in plans:

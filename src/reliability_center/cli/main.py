@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import get_args
+from typing import Any, get_args
 
 import click
 
@@ -126,30 +126,77 @@ def steps(name: str) -> None:
     for step in (_incident(s.kube, s.ns, name).get("status") or {}).get("steps") or []:
         click.echo(f"L{step['level']} {step['name']:<28} {step['action']:<20} {step['state']:<17} "
                    f"{step.get('message', '')}")
+        for line in approval_lines(step.get("approval")):
+            click.echo(f"   {line}")
+
+
+def approval_lines(approval: dict[str, Any] | None) -> list[str]:
+    """Who approved, when, what did not count and why, what is still needed."""
+    if not approval:
+        return []
+    lines = [f"plan {approval.get('planDigest') or '-'}"
+             + (f", asked at {approval['requestedAt']}, escalates at {approval.get('deadline')}"
+                if approval.get("requestedAt") else "")]
+    for vote in approval.get("votes") or []:
+        verdict = "counted" if vote.get("counted") else f"not counted: {vote.get('reason')}"
+        lines.append(f"{vote.get('decision', '').lower()}d by {vote.get('user')} at {vote.get('at') or '?'} "
+                     f"({verdict})")
+    lines.append("approved" if approval.get("approved") else (approval.get("missing") or "waiting"))
+    return lines
+
+
+def _decide(name: str, step: str, decision: str, comment: str) -> None:
+    """Create an Approval for the plan the step shows now; admission stamps who made it."""
+    s = session()
+    body = _incident(s.kube, s.ns, name)
+    steps = {st["name"]: st for st in (body.get("status") or {}).get("steps") or []}
+    if step not in steps:
+        raise CliError(f"incident {name} has no step {step!r} (steps: {', '.join(sorted(steps))})")
+    digest = (steps[step].get("approval") or {}).get("planDigest")
+    if not digest:
+        raise CliError(f"step {step} of incident {name} has no plan awaiting approval "
+                       f"(state {steps[step].get('state')}): nothing to {decision.lower()}")
+    made = records.create(s.kube, {"apiVersion": "reliability.center/v1alpha1", "kind": "Approval",
+                                   "metadata": {"generateName": f"{name[:40]}-{step[:15]}-", "namespace": s.ns},
+                                   "spec": {"incident": name, "step": step, "decision": decision,
+                                            "planDigest": digest, **({"comment": comment} if comment else {})}})
+    verb = "approved" if decision == "Approve" else "rejected"
+    click.echo(f"incident {name}: step {step} {verb} by {made['spec'].get('approver') or '?'} for plan {digest} "
+               f"(Approval {made['metadata']['name']}); relctl steps {name} -n {s.ns} shows whether it counted")
 
 
 @cli.command(context_settings=HELP)
 @_name_arg
 @click.argument("step")
+@click.option("-m", "--comment", default="", help="Why, for the audit trail.")
 @kube_options
-def approve(name: str, step: str) -> None:
-    """Approve a level 2 step of an incident.
+def approve(name: str, step: str, comment: str) -> None:
+    """Approve a level 2 step's plan, as the user the apiserver authenticates.
+
+    Approves the plan the step shows now (its digest): if the plan changes before the step
+    runs, the step asks again. Needs the approve verb on the incident
+    (ClusterRole reliability-center-approver); the incident's creator never counts.
 
     \b
     Example:
-      relctl approve search-latency adjust-flags -n shop
+      relctl approve search-latency adjust-flags -n shop -m "checked the dashboard"
     """
-    s = session()
-    body = _incident(s.kube, s.ns, name)
-    names = {st["name"] for st in body.get("status", {}).get("steps") or []}
-    if step not in names:
-        raise CliError(f"incident {name} has no step {step!r} (steps: {', '.join(sorted(names))})")
-    approvals = list(body["spec"].get("approvals") or [])
-    if step not in approvals:
-        approvals.append(step)
-    records.patch_spec(s.kube, Ref("Incident", s.ns, name), {"approvals": approvals},
-                       body["metadata"]["resourceVersion"])
-    click.echo(f"incident {name}: step {step} approved")
+    _decide(name, step, "Approve", comment)
+
+
+@cli.command(context_settings=HELP)
+@_name_arg
+@click.argument("step")
+@click.option("-m", "--comment", default="", help="Why, for the audit trail.")
+@kube_options
+def reject(name: str, step: str, comment: str) -> None:
+    """Reject a level 2 step: it ends Rejected and the incident escalates to a human.
+
+    \b
+    Example:
+      relctl reject search-latency adjust-flags -n shop -m "not during the sale"
+    """
+    _decide(name, step, "Reject", comment)
 
 
 @cli.command(context_settings=HELP)

@@ -1,4 +1,5 @@
-"""kubectl's global flags for every relctl command: ``--kubeconfig``, ``--context``, ``-n/--namespace``.
+"""kubectl's global flags for every relctl command: ``--kubeconfig``, ``--context``, ``-n/--namespace``,
+``--as``/``--as-group`` (impersonation, as kubectl does it: the apiserver checks the right to impersonate).
 
 They are accepted before and after the command (``relctl -n x get incidents`` and ``relctl get
 incidents -n x``), as kubectl does, because ``kubectl relctl ...`` passes them on unchanged.
@@ -29,11 +30,14 @@ class Session:
         self.kubeconfig: str | None = None
         self.context: str | None = None
         self.namespace: str | None = None
+        self.as_user: str | None = None
+        self.as_group: tuple[str, ...] = ()
 
     @cached_property
     def kube(self) -> Kube:
         try:
-            return Kube(load_api_client(self.kubeconfig, self.context))
+            return Kube(load_api_client(self.kubeconfig, self.context),
+                        impersonate=(self.as_user, self.as_group) if self.as_user else None)
         except Exception as exc:  # noqa: BLE001 - a missing file, an unknown context: the loader's own words
             raise CliError(f"kubeconfig: {' '.join(str(exc).split())}") from None
 
@@ -48,8 +52,8 @@ class Session:
             raise CliError(f"kubeconfig: {' '.join(str(exc).split())}") from None
 
 
-def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
-    if value is not None:  # the innermost flag wins: a command's -n over the group's
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if value is not None and value != ():  # the innermost flag wins: a command's -n over the group's
         setattr(ctx.ensure_object(Session), param.name or "", value)
 
 
@@ -61,6 +65,10 @@ def kube_options(func: F) -> F:
                      help="The kubeconfig context to use (default: its current context)."),
         click.option("-n", "--namespace", metavar="NS", expose_value=False, callback=_remember,
                      help="The namespace (default: the context's namespace, else 'default')."),
+        click.option("--as", "as_user", metavar="USER", expose_value=False, callback=_remember,
+                     help="Act as this user (impersonation, as kubectl --as)."),
+        click.option("--as-group", "as_group", metavar="GROUP", multiple=True, expose_value=False,
+                     callback=_remember, help="Act as a member of this group (repeatable; with --as)."),
     )):
         func = option(func)
     return func

@@ -1,7 +1,9 @@
 """The step state machine: given an Incident's status and its Runbook, what happens next.
 
-Steps run in runbook order, one at a time. Level 1 runs at once; level 2 waits
-for an approval and a window when the runbook asks for them; level 3 opens a
+Steps run in runbook order, one at a time, each after the steps it waits for
+(every earlier one unless it declares ``after``). Level 1 runs at once; level 2
+waits for its approvals (``engine/approvals.py`` weighs them into the step's
+status) and its window when the runbook asks for them; level 3 opens a
 PatchPlan (or hands over to a human) and never touches the cluster itself.
 A step refused by policy (protected data, another incident's hold) is Blocked:
 the incident escalates, as the seed sends such changes to level 3.
@@ -19,7 +21,7 @@ from reliability_center.api.runbook import Freeze, Runbook, Step, Window, zone
 #: States after which the walk moves on to the next step.
 DONE = frozenset({"Succeeded", "Skipped", "Shadowed", "Escalated", "Blocked"})
 #: States that hand the incident to a human: it ends Escalated, not Mitigated.
-ESCALATING = frozenset({"Escalated", "Blocked"})
+ESCALATING = frozenset({"Escalated", "Blocked", "Rejected"})
 #: States that count as a failure for ``onFailure``.
 FAILED = frozenset({"Failed"})
 
@@ -153,12 +155,11 @@ def window_state(window: Window, now: str) -> tuple[bool, float | None, str]:
     return False, wake_in, why + f"; opens in {_duration(wake_in)}"
 
 
-def _gate_governed(step: Step, index: int, incident: Incident, now: str) -> Decision:
+def _gate_governed(step: Step, index: int, state: StepStatus, incident: Incident, now: str) -> Decision:
     approval = step.approval
-    if approval and approval.required and step.name not in incident.spec.approvals:
-        who = f" by one of {', '.join(approval.approvers)}" if approval.approvers else ""
+    if approval and approval.required and not approved(state):
         return AwaitStep(index, "AwaitingApproval", "ApprovalRequired",
-                         f"level 2 step {step.name!r} needs approval{who}: "
+                         f"level 2 step {step.name!r} {(state.approval.missing if state.approval else '') or 'needs approval'}: "
                          f"relctl approve {incident.metadata.name} {step.name} -n {incident.metadata.namespace}")
     window = approval.window if approval else None
     if window is not None:
@@ -168,6 +169,25 @@ def _gate_governed(step: Step, index: int, incident: Incident, now: str) -> Deci
             return AwaitStep(index, "AwaitingApproval", "Frozen" if frozen else "OutsideWindow",
                              f"step {step.name!r} {why}", wake_in=wake_in)
     return RunStep(index)
+
+
+def approved(state: StepStatus) -> bool:
+    """Enough approvals, for the plan as it stands (a changed plan asks again)."""
+    found = state.approval
+    return bool(found and found.approved and found.approved_digest == found.plan_digest)
+
+
+def _waits_for(step: Step, index: int, steps: list[StepStatus], by_name: dict[str, Step]) -> bool:
+    """Is one of the steps this one waits for (``after``; every earlier one by default) not done yet?"""
+    names = set(step.after) if step.after is not None else {s.name for s in steps[:index]}
+    for other in steps[:index]:
+        rule = by_name.get(other.name)
+        if other.name not in names or rule is None:  # a step the pinned runbook lacks never runs: not waited for
+            continue
+        moved_on = other.state in ("Failed", "Rejected") and rule.on_failure == "continue"
+        if other.state not in DONE and other.state != "Restored" and not moved_on:
+            return True
+    return False
 
 
 def condition_is(status: IncidentStatus, type_: str, value: str) -> bool:
@@ -187,23 +207,35 @@ def next_decision(incident: Incident, runbook: Runbook, status: IncidentStatus, 
         refusal = next(c for c in status.conditions if c.type == "Admitted")
         return Finish("Escalated", refusal.reason, refusal.message)
     by_name = {s.name: s for s in runbook.spec.steps}
+    waiting: AwaitStep | None = None
     for index, state in enumerate(steps):
         step = by_name.get(state.name)
         if step is None or state.state in DONE:
             continue  # (a step the pinned runbook lacks cannot run: only incidents from before pinning)
-        if state.state in FAILED:
+        if state.state in FAILED or state.state == "Rejected":
             if step.on_failure == "continue":
                 continue
-            if step.on_failure == "escalate":
-                return Finish("Escalated", "StepFailed", f"step {step.name!r} failed: {state.message}")
+            what = "was rejected" if state.state == "Rejected" else "failed"
+            if step.on_failure == "escalate" or state.state == "Rejected":  # a human said no: a human takes over
+                return Finish("Escalated", "StepRejected" if state.state == "Rejected" else "StepFailed",
+                              f"step {step.name!r} {what}: {state.message}")
             return Finish("Failed", "StepFailed", f"step {step.name!r} failed: {state.message}")
-        if step.level == 2:
-            return _gate_governed(step, index, incident, now)
+        if _waits_for(step, index, steps, by_name):
+            continue
+        if step.level == 2 and state.state in ("Pending", "AwaitingApproval"):
+            decision = _gate_governed(step, index, state, incident, now)
+            if isinstance(decision, AwaitStep):
+                waiting = waiting or decision  # a step that does not wait for it may run meanwhile
+                continue
+            return decision
         return RunStep(index)
-    return _settled(steps)
+    return waiting or _settled(steps)
 
 
 def _settled(steps: list[StepStatus]) -> Finish:
+    rejected = next((s for s in steps if s.state == "Rejected"), None)
+    if rejected is not None:
+        return Finish("Escalated", "StepRejected", f"step {rejected.name!r} was rejected: {rejected.message}")
     blocked = next((s for s in steps if s.state == "Blocked"), None)
     if blocked is not None:
         return Finish("Escalated", blocked.reason or "Blocked",

@@ -18,6 +18,7 @@ from urllib.parse import quote, urlencode
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from urllib3 import HTTPHeaderDict
 
 FIELD_MANAGER = "reliability-center"
 
@@ -54,6 +55,7 @@ KINDS: dict[str, Kind] = {
         Kind("reliability.center/v1alpha1", "Incident", "incidents"),
         Kind("reliability.center/v1alpha1", "Runbook", "runbooks", namespaced=False),
         Kind("reliability.center/v1alpha1", "PatchPlan", "patchplans"),
+        Kind("reliability.center/v1alpha1", "Approval", "approvals"),
         Kind("argoproj.io/v1alpha1", "Application", "applications"),
     )
 }
@@ -177,8 +179,11 @@ class Kube:
     """A thread-safe handle on the apiserver."""
 
     def __init__(self, api_client: client.ApiClient | None = None, *, identity: str = "",
-                 fence: Callable[[], None] | None = None):
+                 fence: Callable[[], None] | None = None,
+                 impersonate: tuple[str, tuple[str, ...]] | None = None):
         self.api = api_client or load_api_client()
+        self.impersonate = impersonate
+        """relctl --as/--as-group: (user, groups) sent as Impersonate-* headers."""
         self._lock = threading.Lock()
         self.identity = identity
         """Who writes (the operator replica): audit Events name it as their reporting instance."""
@@ -207,8 +212,13 @@ class Kube:
         url = self.api.configuration.host + path
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        headers: Any = {"Accept": "application/json", "Content-Type": content_type}
         self.api.update_params_for_auth(headers, None, ["BearerToken"], path, method, body)
+        if self.impersonate:
+            headers = HTTPHeaderDict(headers)  # one Impersonate-Group header per group, as the apiserver reads them
+            headers["Impersonate-User"] = self.impersonate[0]
+            for group in self.impersonate[1]:
+                headers.add("Impersonate-Group", group)
         try:
             response = self.api.rest_client.request(method, url, headers=headers, body=body,
                                                      _request_timeout=timeout)
@@ -220,6 +230,12 @@ class Kube:
         return json.loads(data) if data and parse else data
 
     # -- reads ---------------------------------------------------------------
+    def whoami(self) -> dict[str, Any]:
+        """The user the apiserver authenticates these credentials as (a SelfSubjectReview: no RBAC needed)."""
+        review = self._request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                               body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+        return (review.get("status") or {}).get("userInfo") or {}
+
     def readyz(self) -> None:
         """Raises when the apiserver does not answer its readiness check within two seconds."""
         self._request("GET", "/readyz", timeout=2, parse=False)

@@ -51,6 +51,8 @@ class WriteContext:
     shadow: bool = False
     take_ownership: bool = False
     """The runbook step declares it may take fields another field manager owns."""
+    server_dry_run: bool = True
+    """In shadow mode (or while a governed step is planned), also dry-run each write on the apiserver."""
 
     @property
     def namespace(self) -> str:
@@ -71,6 +73,8 @@ class WriteResult:
     snapshot: str | None
     entry: TimelineEntry
     after: dict[str, Any] | None = None
+    before: dict[str, Any] | None = None
+    """The written fields' values before (None: the object did not exist); set on dry-runs, for a plan's diff."""
 
 
 @dataclass
@@ -139,10 +143,11 @@ class WriteGateway:
         record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, str(target), ctx.step,
                                    digest(before), digest(after), "")
         if ctx.shadow:
-            if plan.ops:
+            if plan.ops and ctx.server_dry_run:
                 self.kube.json_patch(target, plan.ops, dry_run=True)
             message = "shadow mode: would change" if plan.ops else "shadow: no change"
-            return WriteResult(str(target), "dry-run", None, self._audit(ctx, record, "dry-run", message), after)
+            return WriteResult(str(target), "dry-run", None, self._audit(ctx, record, "dry-run", message), after,
+                               before)
         if not plan.held:
             return WriteResult(str(target), "unchanged", None,
                                self._audit(ctx, record, "unchanged", "already in the desired state"), after)
@@ -173,9 +178,10 @@ class WriteGateway:
                                    digest({e.label: read(current, e.path) for e in edits}) if ops else None,
                                    digest(after), "")
         if ctx.shadow:
-            if ops:
+            if ops and ctx.server_dry_run:
                 self.kube.json_patch(target, ops, dry_run=True)
-            return WriteResult(str(target), "dry-run", None, self._audit(ctx, record, "dry-run", "shadow mode"), after)
+            return WriteResult(str(target), "dry-run", None, self._audit(ctx, record, "dry-run", "shadow mode"), after,
+                               {e.label: read(current, e.path) for e in edits})
         if ops:
             self.kube.json_patch(target, ops)
         # Values are deterministic (trace and step): found already set, it was this step's earlier attempt.
@@ -193,7 +199,8 @@ class WriteGateway:
         record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, str(target), ctx.step,
                                    digest({WHOLE: ABSENT}), digest(after), "")
         if ctx.shadow:
-            self.kube.create(obj, dry_run=True)
+            if ctx.server_dry_run:
+                self.kube.create(obj, dry_run=True)
             return WriteResult(str(target), "dry-run", None, self._audit(ctx, record, "dry-run", "shadow mode: would create"),
                                after)
         self._snapshot(ctx, target, None, holder, {WHOLE: ABSENT}, after)
@@ -220,8 +227,10 @@ class WriteGateway:
         record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, str(target), ctx.step,
                                    before, digest(leaves(obj)), "")
         if ctx.shadow:
-            self.kube.create(obj, dry_run=True)
-            return WriteResult(str(target), "dry-run", None, self._audit(ctx, record, "dry-run", "shadow mode"))
+            if ctx.server_dry_run:
+                self.kube.create(obj, dry_run=True)
+            return WriteResult(str(target), "dry-run", None, self._audit(ctx, record, "dry-run", "shadow mode"),
+                               leaves(obj))
         try:
             self.kube.create(obj)
         except Conflict:

@@ -73,6 +73,14 @@ async def on_patchplan_of_incident(body: kopf.Body, namespace: str, **_: Any) ->
             context.QUEUE.add((namespace, owner["name"]))
 
 
+@kopf.on.event("reliability.center", "v1alpha1", "approvals")
+async def on_approval(spec: kopf.Spec, namespace: str, type: str | None, **_: Any) -> None:
+    """An approval or a rejection: its incident weighs it now rather than at its next planned look."""
+    if context.QUEUE is None or type == "DELETED" or not spec.get("incident"):
+        return
+    context.QUEUE.add((namespace, str(spec["incident"])))
+
+
 async def reconcile(key: Key, body: dict[str, Any] | None) -> float | None:
     """One pass: the runbooks are read here, on the event loop that updates them; the reconcile runs on a thread."""
     runbooks = [dict(rb) for values in RUNBOOKS["index"].values() for rb in values]

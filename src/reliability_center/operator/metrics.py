@@ -16,6 +16,9 @@ STEP_SECONDS = Histogram("reliability_center_step_seconds", "Time a step call to
                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 WRITES = Counter("reliability_center_gateway_writes_total", "Audited gateway writes", ["action", "outcome"])
 REFUSALS = Counter("reliability_center_gateway_refusals_total", "Writes the gateway refused, by reason", ["reason"])
+APPROVALS = Counter("reliability_center_approvals_total",
+                    "Level 2 approval outcomes: approved (enough counted), rejected, expired, not-counted votes",
+                    ["outcome"])
 GATES = Counter("reliability_center_gate_results_total", "Post-repair gate verdicts that changed", ["gate", "passed"])
 
 _INCIDENT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600)

@@ -17,6 +17,7 @@ with the time of the next attempt.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -38,7 +39,7 @@ from reliability_center.engine.progress import (AwaitStep, Finish, RestoreStep, 
 from reliability_center.gateway import Kube, PolicyDenied, Ref, WriteContext, WriteGateway, audit, records
 from reliability_center.gateway.kube import (Conflict, Fenced, Invalid, NotFound, describe, namespace_terminating,
                                              transient)
-from reliability_center.operator import closing, metrics
+from reliability_center.operator import closing, governance, metrics
 from reliability_center.operator.settings import SETTINGS_CONFIGMAP, Settings
 from reliability_center.operator.workqueue import Echoes, Wakes
 from reliability_center.policy import limits as guard
@@ -71,6 +72,11 @@ def passed_through(last: str | None, now: str) -> list[str]:
     return [now]
 
 
+def planned_of(status: StepStatus) -> dict[str, Any]:
+    """The plan a governed step showed its approvers: kept in its evidence once it runs."""
+    return {k: v for k, v in (status.evidence or {}).items() if k == "plan"}
+
+
 class Stale(Exception):
     """The Incident changed under us: read it again and take another turn."""
 
@@ -93,6 +99,13 @@ class StepRunner:
         self.failures: dict[str, int] = {}
         self.echoes = Echoes()
         self.wakes = Wakes()
+        self._identity: str | None = None
+
+    def identity(self) -> str:
+        """The user the operator writes as: its approvals never count (separation of duties)."""
+        if self._identity is None:
+            self._identity = str(self.kube.whoami().get("username") or "")
+        return self._identity
 
     # -- entry point ---------------------------------------------------------------
     def reconcile(self, body: dict[str, Any], runbooks: list[dict[str, Any]]) -> float | None:
@@ -221,6 +234,8 @@ class Turn:
         self.generation = body["metadata"].get("generation")
         self.held: dict[str, list[str]] = {}
         """Once resolved: the snapshots this incident took, by step."""
+        self.seen = self.status.model_dump()
+        """The status as read: a turn that changed nothing writes nothing."""
 
     @property
     def shadow(self) -> bool:
@@ -259,6 +274,7 @@ class Turn:
         self.rv = updated["metadata"]["resourceVersion"]
         self.runner.echoes.wrote(updated["metadata"]["uid"], self.rv)
         self.body = {**self.body, "metadata": updated["metadata"]}
+        self.seen = self.status.model_dump()
 
     def write_context(self, step: str, level: int, take_ownership: bool = False) -> WriteContext:
         return WriteContext(incident=self.body, trace_id=self.status.trace_id or "", tenant=self.incident.spec.tenant,
@@ -295,8 +311,22 @@ class Turn:
             # Just before the restore, every inverse is dry-run again: a level 2 step may have written
             # since mitigation, and a change made since then by someone else shows here.
             self.rehearse(self.held, again=True)
+        reviewed: set[int] = set()
         while True:
             decision = next_decision(self.incident, runbook, self.status, now_iso(), set(self.held))
+            if isinstance(decision, (RunStep, AwaitStep)) and decision.index not in reviewed and \
+                    self.under_review(runbook, decision.index):
+                # A governed step is planned (and its approvals weighed) each turn before it runs or waits.
+                reviewed.add(decision.index)
+                outcome = governance.review(self, runbook, decision.index, facts)
+                if outcome.outcome is governance.Outcome.PLANNING:
+                    if self.status.model_dump() != self.seen:
+                        self.save()
+                    return outcome.wake_in
+                if outcome.outcome is governance.Outcome.DECIDE:
+                    continue
+                if isinstance(decision, AwaitStep) and decision.reason == "ApprovalRequired":
+                    decision = dataclasses.replace(decision, wake_in=outcome.wake_in)
             if isinstance(decision, RunStep):
                 wait = self.run_step(runbook, decision.index, facts)
                 if wait:
@@ -309,6 +339,11 @@ class Turn:
             else:
                 self.finish(decision, runbook)
                 return self.verify() if self.status.phase == "Verifying" else None
+
+    def under_review(self, runbook: Runbook, index: int) -> bool:
+        status = self.status.steps[index]
+        step = next((s for s in runbook.spec.steps if s.name == status.name), None)
+        return step is not None and status.state in ("Pending", "AwaitingApproval") and governance.governed(step)
 
     def start(self) -> Runbook | None:
         """Trace id and the pinned runbook: the first status the Incident gets."""
@@ -428,9 +463,11 @@ class Turn:
         status.targets += [t for t in ctx.touched if t not in status.targets]
         if isinstance(result, Succeeded):
             status.state = "Shadowed" if self.shadow else "Succeeded"
-            status.message, status.evidence, status.finished_at = result.message, result.evidence, now_iso()
+            status.message, status.finished_at = result.message, now_iso()
+            status.evidence = {**planned_of(status), **(result.evidence or {})}
         elif isinstance(result, Running):
-            status.message, status.evidence = result.message, result.evidence or status.evidence
+            status.message = result.message
+            status.evidence = {**planned_of(status), **result.evidence} if result.evidence else status.evidence
             wait = result.retry_after
             for target in result.wake_on:
                 self.runner.wakes.wait_on(target, (self.ref.namespace, self.ref.name))
@@ -509,7 +546,9 @@ class Turn:
 
     def await_step(self, decision: AwaitStep) -> None:
         status = self.status.steps[decision.index]
-        if status.state == decision.state and status.reason == decision.reason:
+        if status.state == decision.state and status.reason == decision.reason and status.message == decision.message:
+            if self.status.model_dump() != self.seen:
+                self.save()  # votes weighed, a plan made: nothing new to say in the timeline
             return
         status.state, status.reason, status.message = decision.state, decision.reason, decision.message  # type: ignore[assignment]
         self.note(f"step:{decision.state}", decision.message, status.name)

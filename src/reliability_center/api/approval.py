@@ -1,0 +1,50 @@
+"""Approval: one person's decision on one governed step of one Incident, as the apiserver vouches for it.
+
+Its own object rather than a field of the Incident, like a CertificateSigningRequest's approval:
+RBAC grants it (``create`` on approvals, and the ``approve`` verb on the incident, which admission
+checks with the authorizer), admission stamps the approver from ``request.userInfo`` (a name the
+client typed must be its own), and it is immutable once created, so the audit trail is a list of
+objects nobody can edit after the fact. ``manifests/admission`` holds the policies.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from reliability_center.api.common import DNS_LABEL, Model, ObjectMeta, cel
+
+Decision = Literal["Approve", "Reject"]
+#: The digest of a step's planned change, as the step's status shows it.
+DIGEST = r"^sha256:[0-9a-f]{64}$"
+#: The Incident annotation admission writes with the user who created it.
+CREATED_BY = "reliability.center/created-by"
+
+
+class ApprovalSpec(Model):
+    incident: str = Field(pattern=DNS_LABEL, max_length=253, description="The Incident, in this namespace.")
+    step: str = Field(pattern=DNS_LABEL, max_length=63, description="The level 2 step approved or rejected.")
+    decision: Decision = Field(description="Approve or Reject.")
+    plan_digest: str = Field(pattern=DIGEST, description="The digest of the planned change this decision is for "
+                                                         "(relctl steps shows it): a changed plan asks again.")
+    comment: str = Field(default="", max_length=1024)
+    approver: str = Field(default="", max_length=253,
+                          description="Set at admission from the authenticated user; a typed value must be that user.")
+    groups: list[str] = Field(default_factory=list, max_length=100,
+                              description="Set at admission from the authenticated user's groups.")
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                cel("self == oldSelf", "an Approval is immutable once created: create another one"),
+            ]
+        }
+    }
+
+
+class Approval(Model):
+    api_version: str = "reliability.center/v1alpha1"
+    kind: str = "Approval"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: ApprovalSpec

@@ -1,0 +1,97 @@
+"""Who has approved a governed step, and is it enough? Pure: the Approval objects are given.
+
+An Approval counts when the apiserver stamped an approver (admission, ``manifests/admission``)
+who is one of the runbook's ``approvers`` (a user or a group), is neither the Incident's
+creator nor the operator itself (separation of duties), and approved the plan as it is now
+(its digest). ``minApprovals`` distinct people must approve, one of them in ``requiredGroup``
+when the runbook names one. A rejection from anyone allowed to approve ends the step Rejected,
+whatever plan it was for: a no is never outdated by a new plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from reliability_center.api.incident import Vote
+from reliability_center.api.runbook import Approval
+
+
+@dataclass(frozen=True)
+class Ballot:
+    """An Approval object as read: who (as admission stamped them), what, for which plan."""
+
+    name: str
+    user: str
+    groups: tuple[str, ...]
+    decision: str  # Approve | Reject
+    digest: str
+    at: str | None = None
+
+    @classmethod
+    def of(cls, obj: dict[str, Any]) -> Ballot:
+        spec = obj.get("spec") or {}
+        return cls(obj["metadata"]["name"], spec.get("approver") or "", tuple(spec.get("groups") or ()),
+                   spec.get("decision", "Approve"), spec.get("planDigest", ""),
+                   obj["metadata"].get("creationTimestamp"))
+
+
+@dataclass(frozen=True)
+class Tally:
+    votes: list[Vote]
+    approved: bool
+    rejected: Vote | None
+    missing: str
+
+
+def plan_digest(planned: Any) -> str:
+    """The digest an approval binds to: of the planned change (targets, before and after), canonical JSON."""
+    return "sha256:" + hashlib.sha256(json.dumps(planned, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _allowed(rule: Approval, ballot: Ballot) -> bool:
+    return not rule.approvers or ballot.user in rule.approvers or bool(set(ballot.groups) & set(rule.approvers))
+
+
+def weigh(rule: Approval, ballots: list[Ballot], digest: str, creator: str | None, operator: str | None) -> Tally:
+    """The votes on one step, each counted or not with why, oldest first."""
+    votes: list[Vote] = []
+    counted: dict[str, Ballot] = {}
+    rejected: Vote | None = None
+    for ballot in sorted(ballots, key=lambda b: (b.at or "", b.name)):
+        why = ""
+        if not ballot.user:
+            why = "no approver was stamped at admission (is the reliability-center admission policy installed?)"
+        elif operator and ballot.user == operator:
+            why = "the operator's own identity never approves its own steps"
+        elif not _allowed(rule, ballot):
+            why = f"not one of the approvers ({', '.join(rule.approvers)})"
+        elif ballot.decision == "Reject":
+            pass  # counted below: anyone who may approve may say no, the creator included
+        elif creator is None:
+            why = "the incident's creator was not recorded at admission: separation of duties cannot be checked"
+        elif ballot.user == creator:
+            why = "created the incident: the creator's approval never counts"
+        elif ballot.digest != digest:
+            why = f"approved another plan ({ballot.digest[:19]}…): the plan changed since"
+        elif ballot.user in counted:
+            why = "already counted: approvals are counted per person"
+        vote = Vote(approval=ballot.name, user=ballot.user or "?", decision=ballot.decision, at=ballot.at,
+                    counted=not why, reason=why)
+        votes.append(vote)
+        if why:
+            continue
+        if ballot.decision == "Reject":
+            rejected = rejected or vote
+        else:
+            counted[ballot.user] = ballot
+    needs = []
+    if len(counted) < rule.min_approvals:
+        needs.append(f"{rule.min_approvals} approvals from distinct people ({len(counted)} so far)")
+    if rule.required_group and not any(rule.required_group in b.groups for b in counted.values()):
+        needs.append(f"one approver in group {rule.required_group}")
+    approvers = f" by {', '.join(rule.approvers)}" if rule.approvers else ""
+    missing = f"needs {' and '.join(needs)}{approvers}" if needs else ""
+    return Tally(votes[-50:], rejected is None and not needs, rejected, missing)

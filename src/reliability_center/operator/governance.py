@@ -1,0 +1,192 @@
+"""Level 2 governance, the I/O half: plan a governed step, read its Approvals, weigh them, audit each.
+
+The decisions are pure and live elsewhere: ``engine/approvals.py`` weighs the votes,
+``engine/progress.py`` decides from the step's ``approval`` state whether it runs. This
+module gathers what they need (the plan, dry-run on the apiserver; the Approval objects;
+the Incident's creator as admission recorded it; the operator's own identity) and writes
+the outcome into the step's status, the timeline and the audit trail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from reliability_center.actions import REGISTRY
+from reliability_center.actions.base import ActionContext, Escalate, Failed, Planned, Result, Running, Skipped
+from reliability_center.api.approval import CREATED_BY
+from reliability_center.api.common import now_iso
+from reliability_center.api.incident import ApprovalState, StepStatus, Vote
+from reliability_center.api.runbook import Runbook, Step
+from reliability_center.engine.approvals import Ballot, plan_digest, weigh
+from reliability_center.engine.plan import Facts
+from reliability_center.engine.progress import approved
+from reliability_center.gateway import PolicyDenied, audit
+from reliability_center.gateway.kube import Invalid, NotFound
+from reliability_center.operator import metrics
+from reliability_center.policy import limits as guard
+
+if TYPE_CHECKING:
+    from reliability_center.operator.runner import Turn
+
+log = logging.getLogger("reliability_center.governance")
+
+#: While a step waits for approval its plan is computed again this often (seconds): a target
+#: changed meanwhile shows as a new digest, and the approvals given for the old one stop counting.
+REPLAN_EVERY = 60.0
+
+
+class Outcome(Enum):
+    SAME = "same"  # nothing that changes the decision
+    DECIDE = "decide"  # approved, rejected, failed or expired: decide again
+    PLANNING = "planning"  # the plan is being made (a dry-run Job runs): look again later
+
+
+@dataclasses.dataclass
+class Review:
+    outcome: Outcome
+    wake_in: float | None = None
+
+
+def governed(step: Step) -> bool:
+    """Is the step planned before it runs? Level 2 with an approval, or asking for a dry-run first."""
+    return step.level == 2 and (bool(step.approval and step.approval.required) or step.dry_run_first)
+
+
+def review(turn: Turn, runbook: Runbook, index: int, facts: Facts) -> Review:
+    status = turn.status.steps[index]
+    step = next(s for s in runbook.spec.steps if s.name == status.name)
+    planned = _plan(turn, step, status, facts)
+    if isinstance(planned, Running):
+        status.state, status.reason = "AwaitingApproval", "Planning"  # type: ignore[assignment]
+        status.message = planned.message
+        status.evidence = {**(status.evidence or {}), "planning": planned.evidence or {}}
+        for target in planned.wake_on:
+            turn.runner.wakes.wait_on(target, (turn.ref.namespace, turn.ref.name))
+        return Review(Outcome.PLANNING, planned.retry_after or 1.0)
+    if not isinstance(planned, Planned):
+        _ended(turn, step, status, planned)
+        return Review(Outcome.DECIDE)
+    digest = plan_digest({"changes": planned.changes, "report": planned.report})
+    rule = step.approval if step.approval and step.approval.required else None
+    state = status.approval or ApprovalState(needed=rule.min_approvals if rule else 0)
+    if state.plan_digest != digest:
+        again = " (the plan changed: approvals given for the previous one no longer count)" if state.plan_digest else ""
+        turn.note("plan:ready", f"{len(planned.changes)} changes, digest {digest}{again}", step.name)
+        status.evidence = {**(status.evidence or {}), "plan": {
+            "digest": digest, "dryRun": "accepted by the apiserver" if step.dry_run_first else "not dry-run",
+            "changes": planned.changes[:20], **({"report": planned.report} if planned.report is not None else {})}}
+    state.plan_digest = digest
+    status.approval = state
+    if rule is None:
+        return Review(Outcome.SAME)
+    was = approved(status)
+    now = datetime.now(timezone.utc)
+    if not state.requested_at:
+        state.requested_at = now_iso()
+        state.deadline = (now + timedelta(seconds=guard.seconds(rule.timeout))).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ballots = [Ballot.of(a) for a in turn.runner.kube.list("Approval", turn.ref.namespace)
+               if (a.get("spec") or {}).get("incident") == turn.ref.name
+               and (a.get("spec") or {}).get("step") == step.name]
+    creator = (turn.body["metadata"].get("annotations") or {}).get(CREATED_BY)
+    tally = weigh(rule, ballots, digest, creator, turn.runner.identity())
+    _audit_votes(turn, step, state.votes, tally.votes)
+    state.votes, state.missing, state.needed = tally.votes, tally.missing, rule.min_approvals
+    state.approved = tally.approved
+    state.approved_digest = digest if tally.approved else None
+    if tally.rejected is not None:
+        status.state, status.reason = "Rejected", "Rejected"  # type: ignore[assignment]
+        status.message = f"rejected by {tally.rejected.user} (Approval {tally.rejected.approval})"
+        status.finished_at = now_iso()
+        metrics.APPROVALS.labels("rejected").inc()
+        turn.note("step:Rejected", status.message, step.name)
+        return Review(Outcome.DECIDE)
+    deadline = datetime.fromisoformat(state.deadline.replace("Z", "+00:00")) if state.deadline else None
+    if not tally.approved and deadline is not None and now >= deadline:
+        status.state, status.reason = "Escalated", "ApprovalTimeout"  # type: ignore[assignment]
+        status.message = f"no approval within {rule.timeout} (asked at {state.requested_at}): {tally.missing}"
+        status.finished_at = now_iso()
+        turn.condition("ApprovalExpired", "True", "ApprovalTimeout", f"step {step.name!r}: {status.message}")
+        metrics.APPROVALS.labels("expired").inc()
+        turn.status.timeline.append(_record(turn, step, "reliability-center", "expired", status.message))
+        return Review(Outcome.DECIDE)
+    if tally.approved and not was:
+        metrics.APPROVALS.labels("approved").inc()
+        users = ", ".join(v.user for v in tally.votes if v.counted)
+        turn.note("step:Approved", f"approved by {users} for plan {digest}", step.name)
+    wake = min(REPLAN_EVERY, (deadline - now).total_seconds()) if deadline and not tally.approved else None
+    return Review(Outcome.DECIDE if approved(status) != was else Outcome.SAME, wake)
+
+
+def _plan(turn: Turn, step: Step, status: StepStatus, facts: Facts) -> Planned | Result:
+    """The step's planned change. By default its action runs against a shadow context (nothing
+    written; each write dry-run on the apiserver when ``dryRunFirst``) on a scratch copy of its
+    status; an action with its own ``plan`` (run-job: a real dry-run Job) runs that instead."""
+    spec = REGISTRY[step.action]
+    own = spec.plan is not None
+    write = dataclasses.replace(turn.write_context(step.name, step.level, step.take_ownership),
+                                shadow=turn.shadow or not own, server_dry_run=step.dry_run_first)
+    scratch = status if own else status.model_copy(deep=True)
+    runbook = turn.runner.pinned(turn.status)
+    ctx = ActionContext(gateway=turn.runner.gateway, read=turn.runner.kube, incident=turn.incident, write=write,
+                        step=step, status=scratch, limits=runbook.spec.limits, facts=facts, action=step.action)
+    try:
+        params = spec.params.model_validate(step.params or {})
+        result = spec.plan(ctx, params) if spec.plan is not None else spec.run(ctx, params)
+    except PolicyDenied as denied:
+        metrics.REFUSALS.labels(denied.verdict.reason).inc()
+        turn.status.timeline.append(denied.entry)
+        status.state = "Blocked"
+        return Escalate(denied.verdict.reason, f"{denied.verdict.message}; escalated to level 3: a human decides, "
+                                               f"through a reviewed change")
+    except (Invalid, NotFound, ValidationError) as exc:
+        return Failed("DryRunRefused", f"the apiserver refused the planned change: {str(exc)[:900]}")
+    if own:
+        turn.status.timeline.extend(ctx.entries)  # the dry-run Job is a real write, audited as one
+        status.targets += [t for t in ctx.touched if t not in status.targets]
+    if isinstance(result, Running) and not own:
+        return Planned(ctx.changes)  # a step that waits between writes is planned up to its first wait
+    if isinstance(result, (Running, Planned, Failed, Escalate, Skipped)):
+        return result
+    return Planned(ctx.changes)
+
+
+def _ended(turn: Turn, step: Step, status: StepStatus, result: Result) -> None:
+    """Planning ended the step: refused by policy (Blocked), refused by the apiserver, nothing to do."""
+    if isinstance(result, Escalate):
+        status.state = "Blocked" if status.state == "Blocked" else "Escalated"  # type: ignore[assignment]
+    elif isinstance(result, Skipped):
+        status.state = "Skipped"
+    else:
+        status.state = "Failed"
+    status.reason, status.message, status.finished_at = result.reason, result.message, now_iso()  # type: ignore[union-attr]
+    metrics.STEP_RESULTS.labels(step.action, str(step.level), status.state).inc()
+    turn.note(f"step:{status.state}", status.message, step.name)
+
+
+def _audit_votes(turn: Turn, step: Step, before: list[Vote], now: list[Vote]) -> None:
+    """Each vote, once per verdict on it: counted, or not with why (the timeline, an Event, a log line)."""
+    seen = {(v.approval, v.counted, v.reason) for v in before}
+    for vote in now:
+        if (vote.approval, vote.counted, vote.reason) in seen:
+            continue
+        if vote.decision == "Reject" and vote.counted:
+            outcome, message = "rejected", "rejected the step"
+        elif vote.counted:
+            outcome, message = "counted", f"approval counted ({vote.approval})"
+        else:
+            outcome, message = "not-counted", f"approval {vote.approval} not counted: {vote.reason}"
+            metrics.APPROVALS.labels("not-counted").inc()
+        turn.status.timeline.append(_record(turn, step, vote.user, outcome, message, vote.approval))
+
+
+def _record(turn: Turn, step: Step, actor: str, outcome: str, message: str, approval: str | None = None) -> Any:
+    target = f"Approval/{turn.ref.namespace}/{approval}" if approval else f"Incident/{turn.ref.namespace}/{turn.ref.name}"
+    record = audit.AuditRecord(turn.status.trace_id or "", turn.incident.spec.tenant, actor, "approval", target,
+                               step.name, None, None, outcome, message)
+    return audit.emit(turn.runner.kube, turn.body, record, durable=not turn.shadow)
