@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections.abc import Iterator
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -13,9 +14,12 @@ from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, lo
 from tests.support.incidents import approve, create, incident, status
 
 
+ZONE = ZoneInfo("Asia/Kolkata")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def window_incident(operator) -> Iterator[tuple[str, datetime.datetime, dict]]:
-    """An approved level 2 step whose window opens 15 to 75 s after the e2e session starts.
+    """An approved level 2 step whose window (in Asia/Kolkata time) opens 15 to 75 s after the e2e session starts.
 
     Made at the first cluster test, so that the wait for the window runs beside the other
     tests; ``test_an_approved_level_2_step_runs_when_its_window_opens`` (run last) judges it.
@@ -34,8 +38,12 @@ def window_incident(operator) -> Iterator[tuple[str, datetime.datetime, dict]]:
                        "spec": {"match": {"category": category}, "steps": [
                            {"name": "later", "level": 2, "action": "feature-flags-off",
                             "params": {"modules": ["billing"], "flags": ["auto-dunning"]},
-                            "approval": {"required": True, "window": {"start": opens.strftime("%H:%M"),
-                                                                      "end": closes.strftime("%H:%M")}}}]}}])
+                            # Wall-clock times in a zone half an hour off UTC's: a window read as UTC
+                            # would open 5h30 early or late, never during the test.
+                            "approval": {"required": True, "window": {
+                                "start": opens.astimezone(ZONE).strftime("%H:%M"),
+                                "end": closes.astimezone(ZONE).strftime("%H:%M"), "timezone": ZONE.key,
+                                "days": [opens.astimezone(ZONE).strftime("%a").lower()]}}}]}}])
     wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook")
     create(namespace, incident("win", category=category))
     approve(namespace, "win", "later")

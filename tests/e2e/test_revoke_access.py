@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, wait_for
-from tests.support.incidents import create, incident, status, wait_phase
+from tests.support.incidents import APPROVERS, approve, create, incident, status, wait_phase
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -17,11 +17,11 @@ RBAC = "rbac.authorization.k8s.io"
 TENANT = "reliability.center/tenant"
 
 
-def runbook(params: dict) -> str:
+def runbook(params: dict, approval: dict | None = None) -> str:
     category = f"r{uuid.uuid4().hex[:8]}"
     step = {"name": "revoke", "level": 2, "action": "revoke-access", "params": params,
             # The binding's subjects belong to whoever made it (here test-setup): taken over, audited.
-            "takeOwnership": True, "approval": {"required": False}}
+            "takeOwnership": True, "approval": approval or {"required": False}}
     apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
                        "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
                        "spec": {"match": {"category": category}, "steps": [step]}}])
@@ -90,13 +90,20 @@ def test_a_level_2_step_narrows_the_rolebinding_and_resolving_puts_every_subject
     bind(namespace, original)
     assert all(can_read(namespace, s) for s in original)  # the test's premise: each one has the access
     category = runbook({"roleBinding": "exports-reader",
-                        "subjects": [{"kind": "User", "name": "alice"}, {"kind": "ServiceAccount", "name": "exporter"}]})
+                        "subjects": [{"kind": "User", "name": "alice"}, {"kind": "ServiceAccount", "name": "exporter"}]},
+                       {"required": True, "approvers": ["security-review"]})
     create(namespace, incident("leak", category=category))
+    approve(namespace, "leak", "revoke", user="dave")  # an approver, but not of security review
+    wait_for(lambda: (step(namespace, "leak", {"AwaitingApproval"}).get("approval") or {}).get("votes"),
+             what="dave's approval weighed")
+    assert subjects(namespace) == original  # nothing revoked before security review approves
+    approve(namespace, "leak", "revoke", user="sam", groups=(APPROVERS, "security-review"))
     st = wait_phase(namespace, "leak", "Mitigated")
     assert subjects(namespace) == [bob, auditors]
     assert not can_read(namespace, alice) and not can_read(namespace, exporter)
     assert can_read(namespace, bob) and can_read(namespace, auditors)
     (revoke,) = st["steps"]
+    assert [(v["user"], v["counted"]) for v in revoke["approval"]["votes"]] == [("dave", False), ("sam", True)]
     assert revoke["state"] == "Succeeded" and revoke["evidence"]["removed"] == [
         "User:alice", f"system:serviceaccount:{namespace}:exporter"], revoke
     write = next(e for e in st["timeline"] if e["event"] == "revoke-access:applied")

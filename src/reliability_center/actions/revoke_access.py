@@ -24,15 +24,12 @@ from pydantic import Field, model_validator
 
 from reliability_center.actions.base import (ActionContext, Escalate, Failed, Params, Result, Skipped, Succeeded,
                                              action, ref)
-from reliability_center.gateway.kube import KINDS, Kind, Ref
+from reliability_center.gateway.kube import Ref
 from reliability_center.policy.writes import check_write
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 RBAC_GROUP = "rbac.authorization.k8s.io"
 
-# The gateway's client knows the kinds it may address; RoleBinding belongs in gateway/kube.py's KINDS
-# (not this module's file to edit when this was written): registered here, where it is first needed.
-KINDS.setdefault("RoleBinding", Kind(f"{RBAC_GROUP}/v1", "RoleBinding", "rolebindings"))
 
 
 class Subject(Params):

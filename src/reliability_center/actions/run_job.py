@@ -1,24 +1,36 @@
 """Level 2 governed job: rebuild an index, or run a repair such as ``repair_reprocess_ocr_batch``.
 
-The Job is made from an idempotent CronJob's template. With ``dryRunFirst`` a
-Job with ``DRY_RUN=true`` runs and must succeed before the real one starts;
-both names derive from the incident and step, so a retry adopts them.
+Planned before approval (``plan``): with the step's ``dryRunFirst`` a Job made from the
+CronJob's template runs with ``DRY_RUN=true`` and must complete; what it reports (the
+ConfigMap named in its ``REPORT_CONFIGMAP``, written by the job, and the Job's own status)
+is the plan the approvers approve. Once approved (``run``) the real Job runs and its
+completion or failure is observed. Both Job names derive from the incident and step, so a
+retry adopts them; both are owned by the Incident.
+
+A Job is not undone on resolve: what it changes is the application's data, which only the
+job knows. Its contract (the seed's "dry-run then apply, with snapshot") is the template's:
+with ``DRY_RUN=true`` it reports what it would change, and it snapshots what it repairs.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+from typing import Any
 
 from pydantic import Field
 
-from reliability_center.actions.base import ActionContext, Failed, Params, Result, Running, Succeeded, action
+from reliability_center.actions.base import (ActionContext, Failed, Params, Planned, Result, Running, Succeeded,
+                                             action)
 from reliability_center.gateway import Ref
+from reliability_center.gateway.leaves import digest
+
+#: The report a dry-run Job writes is read from at most this many keys (a report, not a dump).
+REPORT_KEYS = 50
 
 
 class JobParams(Params):
     cron_job: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=50)
-    dry_run_first: bool = True
     backoff_limit: int = Field(default=1, ge=0, le=6)
     env: dict[str, str] = Field(default_factory=dict)
 
@@ -27,13 +39,23 @@ def _job(cron: dict, name: str, params: JobParams, dry_run: bool, ctx: ActionCon
     spec = copy.deepcopy(cron["spec"]["jobTemplate"].get("spec") or {})
     spec["backoffLimit"] = params.backoff_limit
     env = [{"name": k, "value": v} for k, v in {**params.env, "DRY_RUN": "true" if dry_run else "false",
-                                                 "TRACE_ID": ctx.write.trace_id}.items()]
+                                                 "TRACE_ID": ctx.write.trace_id,
+                                                 "REPORT_CONFIGMAP": report_name(name)}.items()]
     for container in spec.get("template", {}).get("spec", {}).get("containers", []):
         container["env"] = [e for e in container.get("env", []) if e["name"] not in {x["name"] for x in env}] + env
     labels = {k: v for k, v in (cron["metadata"].get("labels") or {}).items() if k.startswith("reliability.center/")}
+    incident = ctx.write.incident
+    # Owned by the Incident: deleting it collects its Jobs (and their pods), as its snapshots are.
+    owner = {"apiVersion": incident["apiVersion"], "kind": "Incident", "name": incident["metadata"]["name"],
+             "uid": incident["metadata"]["uid"]}
     return {"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": name, "labels": {**labels, "reliability.center/run-of": cron["metadata"]["name"]}},
+            "metadata": {"name": name, "labels": {**labels, "reliability.center/run-of": cron["metadata"]["name"]},
+                         "ownerReferences": [owner]},
             "spec": spec}
+
+
+def report_name(job: str) -> str:
+    return f"{job}-report"
 
 
 def job_state(job: dict | None) -> str:
@@ -44,27 +66,69 @@ def job_state(job: dict | None) -> str:
     return "Running" if job else "Absent"
 
 
-@action("run-job", params=JobParams, levels=(2,), reversible=False,
-        summary="Governed job from a template: dry-run first, then apply")
-def run(ctx: ActionContext, params: JobParams) -> Result:
+def _names(ctx: ActionContext, params: JobParams) -> tuple[str, str]:
+    key = hashlib.sha256(f"{ctx.write.incident['metadata']['uid']}|{ctx.step.name}".encode()).hexdigest()[:8]
+    return f"{params.cron_job}-dryrun-{key}", f"{params.cron_job}-apply-{key}"
+
+
+def _template(ctx: ActionContext, params: JobParams) -> tuple[dict | None, Result | None]:
     cron = ctx.read.get(Ref("CronJob", ctx.namespace, params.cron_job))
     if cron is None:
-        return Failed("TemplateNotFound", f"CronJob {params.cron_job} not found in {ctx.namespace}")
-    key = hashlib.sha256(f"{ctx.write.incident['metadata']['uid']}|{ctx.step.name}".encode()).hexdigest()[:8]
-    phases = (["dryrun"] if params.dry_run_first else []) + ["apply"]
-    evidence = {}
-    for phase in phases:
-        name = f"{params.cron_job}-{phase}-{key}"
-        job = ctx.read.get(Ref("Job", ctx.namespace, name))
-        state = job_state(job)
-        evidence[phase] = {"job": name, "state": state}
-        if state == "Failed":
-            return Failed("JobFailed", f"{phase} Job {name} failed")
-        if state == "Complete":
-            continue
-        if state == "Absent":
-            ctx.create(_job(cron, name, params, phase == "dryrun", ctx))
-            if ctx.write.shadow:
-                continue
-        return Running(f"{phase} Job {name} running", retry_after=1.0, evidence=evidence)
-    return Succeeded("dry-run passed, job applied" if params.dry_run_first else "job applied", evidence)
+        return None, Failed("TemplateNotFound", f"CronJob {params.cron_job} not found in {ctx.namespace}")
+    return cron, None
+
+
+def _await(ctx: ActionContext, job: str, what: str) -> tuple[str, Result | None]:
+    found = ctx.read.get(Ref("Job", ctx.namespace, job))
+    state = job_state(found)
+    if state == "Failed":
+        return state, Failed("JobFailed", f"{what} Job {job} failed: {(found or {}).get('status', {}).get('failed')} "
+                                          f"pods failed (kubectl logs job/{job} -n {ctx.namespace})")
+    if state != "Complete":
+        return state, Running(f"{what} Job {job} running", retry_after=2.0)  # polled: no watch on every Job
+    return state, None
+
+
+def plan(ctx: ActionContext, params: JobParams) -> Planned | Result:
+    """Before approval: the dry-run Job runs to completion; its report is the plan."""
+    cron, missing = _template(ctx, params)
+    if cron is None:
+        return missing  # type: ignore[return-value]
+    dry, apply = _names(ctx, params)
+    template = {"target": f"Job/{ctx.namespace}/{apply}", "before": None,
+                "after": {"template": digest(cron["spec"]["jobTemplate"]), "env": params.env,
+                          "backoffLimit": params.backoff_limit}}
+    if not ctx.step.dry_run_first or ctx.write.shadow:
+        return Planned([template])  # shadow mode creates no Job: the template is the plan
+    if ctx.read.get(Ref("Job", ctx.namespace, dry)) is None:
+        ctx.create(_job(cron, dry, params, True, ctx))
+    state, waiting = _await(ctx, dry, "dry-run")
+    if waiting is not None:
+        return waiting
+    report = (ctx.read.get(Ref("ConfigMap", ctx.namespace, report_name(dry))) or {}).get("data") or {}
+    job = ctx.read.get(Ref("Job", ctx.namespace, dry)) or {}
+    return Planned([template], {"job": dry, "state": state, "succeeded": job.get("status", {}).get("succeeded"),
+                                "completionTime": job.get("status", {}).get("completionTime"),
+                                "report": dict(sorted(report.items())[:REPORT_KEYS]) if report else
+                                f"none: the job wrote no ConfigMap {report_name(dry)}"})
+
+
+@action("run-job", params=JobParams, levels=(2,), reversible=False, plan=plan,
+        summary="Governed job from a template: dry-run Job first, its report approved, then the real Job")
+def run(ctx: ActionContext, params: JobParams) -> Result:
+    cron, missing = _template(ctx, params)
+    if cron is None:
+        return missing  # type: ignore[return-value]
+    _, apply = _names(ctx, params)
+    evidence: dict[str, Any] = {"apply": {"job": apply}}
+    if ctx.read.get(Ref("Job", ctx.namespace, apply)) is None:
+        ctx.create(_job(cron, apply, params, False, ctx))
+        if ctx.write.shadow:
+            return Succeeded("shadow mode: the Job would run", evidence)
+    state, waiting = _await(ctx, apply, "apply")
+    evidence["apply"]["state"] = state
+    if waiting is not None:
+        if isinstance(waiting, Running):
+            waiting.evidence = evidence
+        return waiting
+    return Succeeded(f"Job {apply} completed", evidence)

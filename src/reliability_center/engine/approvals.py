@@ -29,13 +29,17 @@ class Ballot:
     decision: str  # Approve | Reject
     digest: str
     at: str | None = None
+    order: int = 0
+    """Creation order: an Approval is immutable, so its resourceVersion is etcd's revision at creation
+    (finer than creationTimestamp's second)."""
 
     @classmethod
     def of(cls, obj: dict[str, Any]) -> Ballot:
-        spec = obj.get("spec") or {}
-        return cls(obj["metadata"]["name"], spec.get("approver") or "", tuple(spec.get("groups") or ()),
-                   spec.get("decision", "Approve"), spec.get("planDigest", ""),
-                   obj["metadata"].get("creationTimestamp"))
+        spec, meta = obj.get("spec") or {}, obj["metadata"]
+        version = str(meta.get("resourceVersion") or "0")
+        return cls(meta["name"], spec.get("approver") or "", tuple(spec.get("groups") or ()),
+                   spec.get("decision", "Approve"), spec.get("planDigest", ""), meta.get("creationTimestamp"),
+                   int(version) if version.isdigit() else 0)
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ def weigh(rule: Approval, ballots: list[Ballot], digest: str, creator: str | Non
     votes: list[Vote] = []
     counted: dict[str, Ballot] = {}
     rejected: Vote | None = None
-    for ballot in sorted(ballots, key=lambda b: (b.at or "", b.name)):
+    for ballot in sorted(ballots, key=lambda b: (b.at or "", b.order, b.name)):
         why = ""
         if not ballot.user:
             why = "no approver was stamped at admission (is the reliability-center admission policy installed?)"

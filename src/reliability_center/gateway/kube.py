@@ -50,6 +50,7 @@ KINDS: dict[str, Kind] = {
         Kind("batch/v1", "CronJob", "cronjobs"),
         Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
         Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
+        Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
         Kind("coordination.k8s.io/v1", "Lease", "leases"),
         Kind("core.openfeature.dev/v1beta1", "FeatureFlag", "featureflags"),
         Kind("reliability.center/v1alpha1", "Incident", "incidents"),
