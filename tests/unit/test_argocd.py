@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from reliability_center.gateway.kube import Ref
-from reliability_center.gitops.argocd import check, hold_problem, managing_application
+from reliability_center.gitops.argocd import check, hold_problem, managing_application, release_ops
 
 
 def configmap(tracking: str | None = None, labels: dict[str, str] | None = None) -> dict[str, Any]:
@@ -106,3 +106,25 @@ def test_check_reads_the_tracked_application():
     empty = Reader({})
     assert check(empty, configmap(), "argocd") is None and empty.asked == []
     assert check(empty, configmap("gone:/ConfigMap:shop/flags-search"), "argocd") is None
+
+
+def test_release_drops_only_our_entries_from_the_end_each_tested():
+    obj = {"metadata": {"managedFields": [{"manager": "argocd-controller"}, {"manager": "reliability-center"},
+                                          {"manager": "kubectl"}, {"manager": "reliability-center",
+                                                                   "operation": "Apply"}]}}
+    ops = release_ops(obj)
+    assert ops == [{"op": "test", "path": "/metadata/managedFields/3/manager", "value": "reliability-center"},
+                   {"op": "remove", "path": "/metadata/managedFields/3"},
+                   {"op": "test", "path": "/metadata/managedFields/1/manager", "value": "reliability-center"},
+                   {"op": "remove", "path": "/metadata/managedFields/1"}]
+    # Applied in order, what is left is everyone else's.
+    entries = list(obj["metadata"]["managedFields"])
+    for op in ops:
+        index = int(op["path"].split("/")[3])
+        if op["op"] == "test":
+            assert entries[index]["manager"] == op["value"]
+        else:
+            del entries[index]
+    assert [e["manager"] for e in entries] == ["argocd-controller", "kubectl"]
+    assert release_ops({"metadata": {"managedFields": [{"manager": "kubectl"}]}}) == []
+    assert release_ops({"metadata": {}}) == []

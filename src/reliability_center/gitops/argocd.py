@@ -17,6 +17,11 @@ would still apply Git's value over ours; ``RespectIgnoreDifferences=true`` makes
 live value of the ignored fields. Fields the operator holds are the ones it wrote (its field
 manager owns them), so nothing else escapes Git.
 
+The same rule has a tail: after the resolve the fields are still ``manager``'s (the restore is a
+write of ours too), so Argo CD keeps ignoring them and a later commit that changes them never
+reaches the cluster while the Application says Synced (tests/e2e/test_argocd_selfheal.py).
+``release_ops`` is the JSON patch that gives them back, once nothing of ours is held on the object.
+
 ``managing_application`` reads Argo CD's tracking on the live object (the ``tracking-id``
 annotation, Argo CD 3's default, or the ``app.kubernetes.io/instance`` label);
 ``hold_problem`` says what the Application lacks; ``check`` does both with a reader.
@@ -102,3 +107,17 @@ def check(kube: Reader, obj: dict[str, Any], argo_namespace: str, manager: str =
     if app is None:
         return None  # tracking left behind by a deleted Application: nothing syncs it
     return hold_problem(app, obj, manager)
+
+
+def release_ops(obj: dict[str, Any], manager: str = FIELD_MANAGER) -> list[dict[str, Any]]:
+    """JSON patch dropping ``manager``'s managedFields entries from ``obj`` (as read): its fields are
+    nobody's again, so Argo CD compares them with Git. Sent on its own, not beside a change of
+    ``manager``'s (the apiserver would record that change under ``manager`` again); a ``test`` per
+    entry makes it fail (409) if the list moved since it was read. Empty: nothing to give back."""
+    entries = (obj.get("metadata") or {}).get("managedFields") or []
+    ours = [i for i, entry in enumerate(entries) if entry.get("manager") == manager]
+    ops: list[dict[str, Any]] = []
+    for i in reversed(ours):  # from the end: the indexes before it stay valid
+        ops += [{"op": "test", "path": f"/metadata/managedFields/{i}/manager", "value": manager},
+                {"op": "remove", "path": f"/metadata/managedFields/{i}"}]
+    return ops
