@@ -179,3 +179,15 @@ def test_a_step_not_approved_before_its_deadline_escalates(app):
     assert {c["type"]: (c["status"], c["reason"]) for c in st["conditions"]}["ApprovalExpired"] == \
         ("True", "ApprovalTimeout")
     assert any(e["event"] == "approval:expired" for e in st["timeline"]) and flag(app) is None
+
+
+def test_a_level_2_step_on_protected_data_is_refused_at_planning_and_sent_to_level_3(app):
+    kubectl("label", "configmap", "flags-billing", "-n", app, "reliability.center/data-class=ledger", "--overwrite")
+    category = governed_runbook()
+    create(app, incident("bill", category=category))
+    st = wait_phase(app, "bill", "Escalated")
+    switch = next(s for s in st["steps"] if s["name"] == "switch")
+    assert switch["state"] == "Blocked" and switch["reason"] == "ProtectedDataClass"
+    assert "escalated to level 3" in switch["message"] and not switch.get("approval")  # never put to approval
+    assert {c["type"]: c["reason"] for c in st["conditions"]}["Escalated"] == "ProtectedDataClass"
+    assert flag(app) is None
