@@ -67,7 +67,9 @@ def test_admission_refuses_approvals_without_the_verb_in_someone_elses_name_or_e
     nobody = create_as("eve")
     assert nobody.returncode != 0 and 'cannot create resource "approvals"' in nobody.stderr
     # May create Approval objects, but lacks the approve verb on the incident: admission says so.
-    kubectl("create", "role", "approvals-only", "--verb=create", "--resource=approvals.reliability.center", "-n", app)
+    # (get on the incident too: the approve verb is what is missing, not any right on it)
+    kubectl("create", "role", "approvals-only", "--verb=create,get", "--resource=approvals.reliability.center",
+            "--resource=incidents.reliability.center", "-n", app)
     kubectl("create", "rolebinding", "approvals-only", "--role=approvals-only", "--user=mallory", "-n", app)
     no_verb = create_as("mallory")
     assert no_verb.returncode != 0

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from reliability_center.actions.revoke_access import RevokeParams, Subject, narrow, principal
 from reliability_center.actions.validate import check_runbook
 from reliability_center.api.runbook import RunbookSpec
-from reliability_center.gateway.holds import Edit, HeldElsewhere, holds, plan_release, plan_write
+from reliability_center.gateway.holds import Edit, holds, plan_release, plan_write
 from tests.unit.test_holds import apply
 
 ALICE = {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"}
@@ -75,21 +75,46 @@ def test_the_action_runs_at_level_2_only():
 # -- what the gateway's holds make of it (the e2e test checks the same on the apiserver) --------
 
 
-def test_a_narrowing_is_held_as_one_field_and_released_to_the_exact_list_before():
+def removal(item: dict) -> Edit:
+    return Edit("/subjects", item, item=True, remove=True)
+
+
+def test_a_removal_is_held_per_subject_and_released_back_to_its_index():
     doc = binding(BOUND)
-    doc = apply(doc, plan_write(doc, [Edit("/subjects", [AUDITORS, EXPORTER])], "incident-a").ops)
-    assert doc["subjects"] == [AUDITORS, EXPORTER]
+    doc = apply(doc, plan_write(doc, [removal(BOUND[0]), removal(BOUND[2])], "incident-a").ops)
+    assert doc["subjects"] == [b for i, b in enumerate(BOUND) if i not in (0, 2)]
     release = plan_release(doc, "incident-a", lambda _: True)
-    assert release.restored == ["/subjects"]
     restored = apply(doc, release.ops)
     assert restored["subjects"] == BOUND and not holds(restored)
 
 
-def test_a_second_incident_cannot_narrow_a_binding_another_incident_holds():
-    """The list is one held field: removing another subject is a different value of it, so the
-    gateway refuses it (HeldByAnotherIncident) rather than undo the first incident's removal."""
+def test_two_incidents_remove_two_subjects_and_each_puts_back_only_its_own_in_either_order():
+    for first, second in (("a", "b"), ("b", "a")):
+        doc = binding(BOUND)
+        doc = apply(doc, plan_write(doc, [removal(BOUND[0])], "a").ops)
+        doc = apply(doc, plan_write(doc, [removal(BOUND[2])], "b").ops)  # no clash: another item
+        assert doc["subjects"] == [b for i, b in enumerate(BOUND) if i not in (0, 2)]
+        doc = apply(doc, plan_release(doc, first, lambda _: True).ops)
+        kept = BOUND[2] if first == "a" else BOUND[0]
+        assert doc["subjects"] == [b for b in BOUND if b != kept]
+        doc = apply(doc, plan_release(doc, second, lambda _: True).ops)
+        assert doc["subjects"] == BOUND and not holds(doc)
+
+
+def test_an_emptied_list_the_apiserver_dropped_is_made_again_in_order():
     doc = binding(BOUND)
-    doc = apply(doc, plan_write(doc, [Edit("/subjects", [AUDITORS, EXPORTER, EXPORTER_ELSEWHERE])], "a").ops)
-    with pytest.raises(HeldElsewhere) as clash:
-        plan_write(doc, [Edit("/subjects", [EXPORTER, EXPORTER_ELSEWHERE])], "b")
-    assert clash.value.holders == ("a",)
+    doc = apply(doc, plan_write(doc, [removal(b) for b in BOUND], "a").ops)
+    assert doc["subjects"] == []
+    del doc["subjects"]  # what the apiserver stores for an empty list
+    doc = apply(doc, plan_release(doc, "a", lambda _: True).ops)
+    assert doc["subjects"] == BOUND
+
+
+def test_the_same_subject_removed_by_two_incidents_comes_back_with_the_last_resolve():
+    doc = binding(BOUND)
+    doc = apply(doc, plan_write(doc, [removal(BOUND[1])], "a").ops)
+    doc = apply(doc, plan_write(doc, [removal(BOUND[1])], "b").ops)  # joins the hold
+    doc = apply(doc, plan_release(doc, "a", lambda _: True).ops)
+    assert BOUND[1] not in doc["subjects"]
+    doc = apply(doc, plan_release(doc, "b", lambda _: True).ops)
+    assert doc["subjects"] == BOUND and not holds(doc)

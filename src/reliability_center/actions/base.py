@@ -119,18 +119,20 @@ class ActionContext:
         return self.status.progress
 
     def apply(self, desired: dict[str, Any], *, seen: dict[str, Any] | None = None,
-              items: list[tuple[str, Any]] | None = None, restore_on_resolve: bool = True) -> str:
+              items: list[tuple[str, Any]] | None = None, removals: list[tuple[str, Any]] | None = None,
+              restore_on_resolve: bool = True) -> str:
         """Write through the gateway; returns the outcome (applied, unchanged, dry-run, created).
 
         ``desired`` is a partial object: only the fields it sets are written and held.
-        ``items``: (pointer, item) pairs, each one item added to the list at that pointer.
+        ``items``: (pointer, item) pairs, each one item added to the list at that pointer;
+        ``removals``: each one item taken out of it (put back at its index on resolve).
         ``restore_on_resolve=False`` for changes that are not undone when the incident
         resolves (a restart marker: removing it would restart the target again).
         ``seen``: the target as just read by ``select`` (saves a read; its fields are tested).
         """
         desired.setdefault("metadata", {}).setdefault("namespace", self.namespace)
         result = self.gateway.apply(self.write, desired, action=self.action, seen=seen, items=items,
-                                    restore=restore_on_resolve)
+                                    removals=removals, restore=restore_on_resolve)
         self._collect(result.target, result.entry, result.snapshot)
         if self.write.shadow:
             self.changes.append({"target": result.target, "before": result.before, "after": result.after})

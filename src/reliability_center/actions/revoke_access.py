@@ -2,14 +2,11 @@
 
 The RoleBinding that gave the access is named by the step; the subjects it
 names are removed from it, in the incident's namespace, through the gateway: snapshotted, held, audited, and put back
-exactly on resolve. ``roleRef`` is immutable, so narrowing ``subjects`` is the
-whole change. ``subjects`` is an atomic list: it is written and held as one
-field, so a second incident cannot narrow the same RoleBinding further while
-the first holds it (the gateway refuses it: ``HeldByAnotherIncident``).
-
-Removing every subject (none named, or all of them) is escalated instead: the
-apiserver stores an empty list as none, which the gateway's restore reads as
-someone else's change, so the binding would stay empty after resolve.
+on resolve at the index each had. ``roleRef`` is immutable, so narrowing ``subjects`` is the
+whole change. Each subject is taken out as one held list item, so two incidents may
+each remove a subject of the same binding and each keeps its removal until its
+own resolve. Naming no subject removes them all (the apiserver then drops the
+empty list; the restore makes it again).
 
 The binding's subjects usually belong to whoever made it (kubectl, Helm, Argo
 CD): the step needs ``takeOwnership: true``. The operator needs ``bind`` on
@@ -22,10 +19,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from reliability_center.actions.base import (ActionContext, Escalate, Failed, Params, Result, Skipped, Succeeded,
-                                             action, ref)
+from reliability_center.actions.base import ActionContext, Failed, Params, Result, Skipped, Succeeded, action
 from reliability_center.gateway.kube import Ref
-from reliability_center.policy.writes import check_write
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -48,7 +43,7 @@ class Subject(Params):
 class RevokeParams(Params):
     role_binding: str = Field(pattern=DNS_LABEL, max_length=63)
     subjects: list[Subject] = Field(default_factory=list, max_length=100,
-                                    description="The subjects to remove; empty: every subject (escalated for now).")
+                                    description="The subjects to remove; empty: every subject.")
 
 
 def matches(bound: dict[str, Any], wanted: Subject, namespace: str) -> bool:
@@ -84,20 +79,11 @@ def run(ctx: ActionContext, params: RevokeParams) -> Result:
     kept, removed = narrow(binding.get("subjects") or [], params.subjects, ctx.namespace)
     if not removed and "subjects" not in binding:
         return Skipped("NotBound", f"RoleBinding {params.role_binding} binds no subject: nothing to revoke")
-    if removed and not kept:
-        # The apiserver stores an empty list as no list at all; the gateway's restore would read that
-        # as someone else's change and leave the binding empty for good. A human decides instead,
-        # told first what the gateway would have said (another tenant's binding).
-        verdict = check_write(level=ctx.write.level, incident_tenant=ctx.tenant, target=ref(binding),
-                              target_labels=binding["metadata"].get("labels") or {})
-        if not verdict.allowed:
-            return Escalate(verdict.reason, verdict.message)
-        return Escalate("WouldEmptyRoleBinding", f"removing {', '.join(principal(s) for s in removed)} would leave "
-                                                 f"RoleBinding {params.role_binding} without subjects, which cannot "
-                                                 "be restored on resolve yet: revoke by hand, or keep one subject")
-    # The gateway checks the tenant label, then holds the list as one field; the snapshot keeps it whole.
+    # Each subject is taken out as one held item: another incident may take out another subject of
+    # the same binding, and each is put back, at its index, on its own incident's resolve.
     outcome = ctx.apply({"apiVersion": f"{RBAC_GROUP}/v1", "kind": "RoleBinding",
-                         "metadata": {"name": params.role_binding}, "subjects": kept}, seen=binding)
+                         "metadata": {"name": params.role_binding}}, seen=binding,
+                        removals=[("/subjects", s) for s in removed])
     if outcome == "unchanged":
         asked = ", ".join(principal({**s.model_dump(), "namespace": s.namespace or ctx.namespace})
                           for s in params.subjects)

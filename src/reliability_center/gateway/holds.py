@@ -43,21 +43,26 @@ def escape(key: str) -> str:
 
 @dataclass(frozen=True)
 class Edit:
-    """One change a step wants: a value at a path, or one item in the list at a path."""
+    """One change a step wants: a value at a path, or one item in the list at a path (added, or
+    with ``remove`` taken out: two incidents removing two subjects of one list each hold their own)."""
 
     path: str
     value: Any
     item: bool = False
+    remove: bool = False
 
     @property
     def key(self) -> str:
         """The hold annotation's key: one per field (per list item for item edits)."""
-        ident = self.path + ("\0" + json.dumps(self.value, sort_keys=True) if self.item else "")
+        mark = "\0-" if self.remove else "\0"
+        ident = self.path + (mark + json.dumps(self.value, sort_keys=True) if self.item else "")
         return HOLD_PREFIX + hashlib.sha256(ident.encode()).hexdigest()[:16]
 
     @property
     def label(self) -> str:
         """How the edit reads in snapshots and audit records (``/-`` appends, as in JSON patch)."""
+        if self.remove:
+            return f"{self.path}[-{json.dumps(self.value, sort_keys=True)}]"
         return self.path + "/-" if self.item else self.path
 
 
@@ -68,16 +73,21 @@ class Hold:
     before: Any
     holders: tuple[str, ...]
     item: bool = False
+    removed: bool = False
+    """An item taken out of the list; ``before`` is where it was (index, the items either side), where
+    the release puts it back."""
 
     def wire(self) -> str:
         body = {"path": self.path, "value": self.value, "before": self.before, "holders": list(self.holders)}
         if self.item:
             body["item"] = True
+        if self.removed:
+            body["removed"] = True
         return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
     @property
     def edit(self) -> Edit:
-        return Edit(self.path, self.value, self.item)
+        return Edit(self.path, self.value, self.item, self.removed)
 
 
 def annotation_pointer(key: str) -> str:
@@ -93,7 +103,8 @@ def holds(obj: dict[str, Any] | None) -> dict[str, Hold]:
         try:
             body = json.loads(raw)
             before = ABSENT if body["before"] == ABSENT else body["before"]
-            out[key] = Hold(body["path"], body["value"], before, tuple(body["holders"]), bool(body.get("item")))
+            out[key] = Hold(body["path"], body["value"], before, tuple(body["holders"]), bool(body.get("item")),
+                            bool(body.get("removed")))
         except (ValueError, KeyError, TypeError):
             continue  # not ours to interpret: left alone
     return out
@@ -185,7 +196,9 @@ def plan_write(current: dict[str, Any], edits: list[Edit], holder: str,
     value from before them.
     """
     plan, patch, found = WritePlan(), _Patch(current), holds(current)
-    for edit in edits:
+    # Removals last, from the end of their list: an index taken out never moves the ones still to take.
+    removals = sorted((e for e in edits if e.remove), key=lambda e: -_position(read(current, e.path), e.value))
+    for edit in [e for e in edits if not e.remove] + removals:
         hold = found.get(edit.key)
         if edit.path == WHOLE:
             _whole(plan, patch, edit, hold, holder)
@@ -197,7 +210,9 @@ def plan_write(current: dict[str, Any], edits: list[Edit], holder: str,
             continue
         if hold is not None and not same(hold.value, edit.value) and any(alive(h) for h in hold.holders):
             raise HeldElsewhere(edit.path, hold.value, hold.holders)
-        if edit.item:
+        if edit.remove:
+            _removed(plan, patch, current, edit, hold, holder)
+        elif edit.item:
             _item(plan, patch, current, edit, hold, holder)
         else:
             _value(plan, patch, current, edit, hold, holder)
@@ -263,6 +278,39 @@ def _item(plan: WritePlan, patch: _Patch, current: dict[str, Any], edit: Edit, h
     plan.held.append(edit.label)
 
 
+def _position(items: Any, value: Any) -> int:
+    """The item's index in the list, -1 when absent (or no list)."""
+    if isinstance(items, list):
+        return next((i for i, v in enumerate(items) if same(v, value)), -1)
+    return -1
+
+
+def _removed(plan: WritePlan, patch: _Patch, current: dict[str, Any], edit: Edit, hold: Hold | None,
+             holder: str) -> None:
+    items = read(current, edit.path)
+    index = _position(items, edit.value)
+    plan.after[edit.label] = "removed"
+    if hold is None:
+        plan.before[edit.label] = index
+        if index < 0:
+            plan.unchanged.append(edit.label)  # not in the list: nothing to take out, nothing to put back
+            return
+        # Its neighbours, not only its index: others may put theirs back first, the index moves, they do not.
+        where = {"index": index, "after": items[index - 1] if index > 0 else None,
+                 "next": items[index + 1] if index + 1 < len(items) else None}
+        patch.ops += [{"op": "test", "path": f"{edit.path}/{index}", "value": edit.value},
+                      {"op": "remove", "path": f"{edit.path}/{index}"}]
+        patch.hold(edit.key, None, Hold(edit.path, edit.value, where, (holder,), True, True))
+    else:
+        plan.before[edit.label] = hold.before
+        plan.joined.append(edit.label)
+        if index >= 0:  # put back since (by a person): taken out again
+            patch.ops += [{"op": "test", "path": f"{edit.path}/{index}", "value": edit.value},
+                          {"op": "remove", "path": f"{edit.path}/{index}"}]
+        patch.hold(edit.key, hold, replace(hold, holders=hold.holders + (holder,)))
+    plan.held.append(edit.label)
+
+
 def plan_once(current: dict[str, Any], edits: list[Edit]) -> list[dict[str, Any]]:
     """The patch for a change that is never undone (a restart marker): no hold, a test per field."""
     patch = _Patch(current)
@@ -299,7 +347,10 @@ def plan_release(current: dict[str, Any], holder: str, alive: Callable[[str], bo
     (its incident may have been deleted without resolving).
     """
     plan, patch = ReleasePlan(), _Patch(current)
-    for key, hold in sorted(holds(current).items(), key=lambda kv: kv[1].path):
+    lists: dict[str, list[Any]] = {}  # lists items were put back into by this patch, as they will be
+    # Removed items go back in the order they had, the earlier ones first.
+    order = sorted(holds(current).items(), key=lambda kv: (kv[1].path, _index_of(kv[1])))
+    for key, hold in order:
         if holder not in hold.holders:
             continue
         label = hold.edit.label
@@ -313,6 +364,9 @@ def plan_release(current: dict[str, Any], holder: str, alive: Callable[[str], bo
             # Deleted whole when still as created; else only this hold is let go (``ops``).
             plan.delete = True
             plan.restored.append(label)
+            continue
+        if hold.removed:
+            _put_back(plan, patch, current, hold, label, lists)
             continue
         if hold.item:
             _release_item(plan, patch, current, hold, label)
@@ -339,6 +393,35 @@ def _release_item(plan: ReleasePlan, patch: _Patch, current: dict[str, Any], hol
         patch.unset(hold.path, items, ABSENT)  # the list was ours alone: remove it whole
     else:
         patch.unset(f"{hold.path}/{index}", hold.value, ABSENT)
+    plan.restored.append(label)
+
+
+def _index_of(hold: Hold) -> int:
+    return int(hold.before.get("index", -1)) if hold.removed and isinstance(hold.before, dict) else -1
+
+
+def _put_back(plan: ReleasePlan, patch: _Patch, current: dict[str, Any], hold: Hold, label: str,
+              lists: dict[str, list[Any]]) -> None:
+    """Insert a removed item back where it was: after the item before it, else before the one after
+    it, else at its index (or the end, if the list got shorter)."""
+    items = read(current, hold.path)
+    if _position(items, hold.value) >= 0:
+        plan.restored.append(label)  # already back
+        return
+    existed = hold.path in lists or isinstance(items, list)
+    working = lists.setdefault(hold.path, list(items) if isinstance(items, list) else [])
+    where = hold.before if isinstance(hold.before, dict) else {}
+    if where.get("after") is not None and _position(working, where["after"]) >= 0:
+        index = _position(working, where["after"]) + 1
+    elif where.get("next") is not None and _position(working, where["next"]) >= 0:
+        index = _position(working, where["next"])
+    else:
+        index = min(int(where.get("index", len(working))), len(working))
+    if not existed:
+        patch.set(hold.path, ABSENT, [hold.value])  # the apiserver drops an emptied list: made again
+    else:
+        patch.ops.append({"op": "add", "path": f"{hold.path}/{index}", "value": hold.value})
+    working.insert(index, hold.value)
     plan.restored.append(label)
 
 

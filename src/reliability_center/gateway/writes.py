@@ -98,9 +98,10 @@ class WriteGateway:
 
     # -- the forward path ----------------------------------------------------------
     def apply(self, ctx: WriteContext, desired: dict[str, Any], *, action: str, seen: dict[str, Any] | None = None,
-              items: list[tuple[str, Any]] | None = None, restore: bool = True) -> WriteResult:
-        """Hold the fields ``desired`` (a partial object) sets, and the list ``items`` (pointer, item);
-        create the object when it does not exist.
+              items: list[tuple[str, Any]] | None = None, removals: list[tuple[str, Any]] | None = None,
+              restore: bool = True) -> WriteResult:
+        """Hold the fields ``desired`` (a partial object) sets, the list ``items`` (pointer, item) added
+        and the ``removals`` (pointer, item) taken out; create the object when it does not exist.
 
         ``seen`` is the object as the caller just listed it: it saves a read. If the
         object moved since, the patch's tests fail and the write is planned again
@@ -109,7 +110,8 @@ class WriteGateway:
         """
         target = Ref.of(desired)
         edits = [Edit(WHOLE, None)] + [Edit(p, v) for p, v in leaves(desired).items()] + \
-                [Edit(p, v, item=True) for p, v in items or []]
+                [Edit(p, v, item=True) for p, v in items or []] + \
+                [Edit(p, v, item=True, remove=True) for p, v in removals or []]
         current = seen if seen is not None else self.kube.get(target)
         for attempt in range(ATTEMPTS):
             try:
