@@ -63,7 +63,10 @@ def test_perf_incident_degrades_search_purges_cache_and_restarts_its_schedulers(
 def test_cross_tenant_incident_blocks_the_feature_and_isolates_only_that_tenant(app):
     st, diff, _ = run_incident(app, "xt-1", category="cross-tenant", severity="critical", module="exports",
                                summary="query without tenant_id")
-    assert st["phase"] == "Mitigated"
+    # Level 1 done, and the mandatory PatchPlan hands over to a human (here: no GitOps repository to
+    # propose it to) while security reviews revoke-access: Escalated, not held back behind the approval.
+    assert st["phase"] == "Escalated" and steps(st)["revoke-access"] == "AwaitingApproval"
+    assert {c["type"]: c["reason"] for c in st["conditions"]}["Escalated"] == "NoGitOpsRepository"
     assert diff == {"ConfigMap/flags-exports", "ConfigMap/tenant-acme", "NetworkPolicy/allow-api-from-frontend",
                     "NetworkPolicy/rc-isolate-acme"}
     assert cm(app, "tenant-acme")["isolated"] == "true"
@@ -124,7 +127,7 @@ def test_a_protected_data_class_is_refused_by_the_gateway_with_an_audit_record(a
 
 def test_an_incident_for_one_tenant_never_changes_another_tenants_objects(app):
     st, diff, after = run_incident(app, "xt-globex", category="cross-tenant", tenant="globex", module="exports")
-    assert st["phase"] == "Mitigated"
+    assert st["phase"] == "Escalated" and steps(st)["isolate-tenant"] == "Succeeded"
     assert not any("acme" in k or "initech" in k for k in diff)
     assert cm(app, "tenant-acme")["isolated"] == "false"
 

@@ -47,8 +47,9 @@ def test_thirty_tenants_at_once_isolate_exactly_the_storm_limit_and_escalate_the
     isolated = sorted(n for n, s in isolate.items() if s["state"] == "Succeeded")
     guarded = sorted(n for n, s in isolate.items() if s["state"] == "Escalated" and s["reason"] == "StormGuard")
     assert len(isolated) == limit and len(guarded) == 30 - limit, {n: (s["state"], s["reason"]) for n, s in isolate.items()}
-    for name in isolated:
-        assert final[name]["phase"] == "Mitigated"
+    for name in isolated:  # escalated only by the mandatory PatchPlan (no GitOps repository here)
+        escalated = {c["type"]: c for c in final[name]["conditions"]}["Escalated"]
+        assert final[name]["phase"] == "Escalated" and escalated["reason"] == "NoGitOpsRepository"
     for name in guarded:
         escalated = {c["type"]: c for c in final[name]["conditions"]}["Escalated"]
         assert final[name]["phase"] == "Escalated" and escalated["reason"] == "StormGuard", final[name]["conditions"]
