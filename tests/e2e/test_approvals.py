@@ -8,6 +8,8 @@ ConfigMap the step writes — it changes only once enough of the right people ap
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -115,6 +117,10 @@ def test_the_creator_never_counts_and_two_distinct_approvers_are_needed_for_two_
     entries = [(e.get("actor"), e["event"]) for e in st["timeline"] if e["event"].startswith("approval:")]
     assert ("carol", "approval:not-counted") in entries and ("bob", "approval:counted") in entries
     assert any(e["event"] == "step:Approved" and "alice, bob" in e["message"] for e in st["timeline"])
+    shown = subprocess.run([sys.executable, "-c", "from reliability_center.cli import main; main()", "steps", "bill",
+                            "-n", app], capture_output=True, text=True, timeout=60).stdout
+    assert "approved by carol" in shown and "(not counted: created the incident" in shown
+    assert "approved by bob" in shown and "(counted)" in shown and "\n   approved\n" in shown
     durable = [json.loads(v) for v in get_json("configmap", st["auditLog"], "-n", app)["data"].values()]
     assert {(r["actor"], r["outcome"]) for r in durable if r["action"] == "approval"} >= \
         {("carol", "not-counted"), ("alice", "counted"), ("bob", "counted")}
