@@ -48,7 +48,7 @@ ALERT_CATEGORY_PREFIX = "alert-"
 
 #: Files whose tests take a minute or more (pytest --durations): scheduled first.
 LONG_FILES = {"test_gitea_leaks.py", "test_waiting.py", "test_failover.py", "test_crash.py", "test_shadow_global.py",
-              "test_close_loop.py", "test_intake.py"}
+              "test_close_loop.py", "test_intake.py", "test_argocd_selfheal.py", "test_patchplan_e2e.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -190,7 +190,9 @@ def operator(kube, seed_runbooks: None) -> Iterator[subprocess.Popen[bytes]]:
                                      "RC_INTAKE_TOKEN_FILE": str(INTAKE_TOKEN_FILE),
                                      "RC_INTAKE_CONFIG": str(INTAKE_CONFIG_FILE),
                                      "RC_PROMETHEUS_URL": f"http://127.0.0.1:{PROMETHEUS_PORT}",
-                                     "RC_GATE_INTERVAL": "2"})
+                                     "RC_GATE_INTERVAL": "2",
+                                     # This worker's Argo CD (tests/support/argocd.py), when a test starts it.
+                                     "RC_ARGOCD_NAMESPACE": f"argocd-{WORKER}"})
     wait_for(lambda: all(
         rb.get("status", {}).get("conditions") for rb in kube.list("Runbook")
     ) and kube.list("Runbook"), timeout=60, what="the operator to report on the seed runbooks")

@@ -29,7 +29,7 @@ from tests.e2e.test_flags_store import Versions
 from tests.gitea.conftest import create_repo, gitea  # noqa: F401  (gitea is a fixture)
 from tests.support.argocd import synced
 from tests.support.cluster import TEST_LABELS, apply_docs, get_json, load_yaml, wait_for
-from tests.support.incidents import create, incident, wait_phase
+from tests.support.incidents import create, incident, status, wait_phase
 
 pytestmark = [pytest.mark.gitea, pytest.mark.usefixtures("operator")]
 
@@ -84,7 +84,8 @@ def test_a_level_1_flag_change_holds_under_self_heal_then_the_configmap_is_gits_
     before = argocd.get(namespace)["status"]
 
     create(namespace, incident("flags-off", category=flags_runbook(), tenant="*"))
-    wait_phase(namespace, "flags-off", "Mitigated")
+    st = wait_phase(namespace, "flags-off", "Mitigated")
+    assert not any(c["type"] == "SelfHealSafe" for c in st["conditions"])  # nothing to warn about
     versions.until(lambda data: data == {**git_data, **OFF})
     changed = versions.seen[-1][0]
 
@@ -127,8 +128,6 @@ def test_a_level_1_flag_change_holds_under_self_heal_then_the_configmap_is_gits_
                 app["status"]["sync"]["status"] == "Synced", "Argo CD to find it in sync after the resolve")
 
 
-@pytest.mark.xfail(strict=True, reason="the restore's JSON patch leaves reliability-center owning the fields it "
-                   "held, so ignoreDifferences by manager keeps hiding them from Git after the resolve")
 def test_after_the_resolve_a_new_commit_on_a_held_flag_reaches_the_cluster(kube, namespace, gitea, argocd):  # noqa: F811
     repo, git_data = gitops_app(gitea, argocd, namespace, **MECHANISM)
     live = get_json("configmap", FLAGS, "-n", namespace)
@@ -169,6 +168,11 @@ def test_without_the_mechanism_self_heal_undoes_the_change_and_the_operator_can_
     versions.until(lambda data: data == {**git_data, **OFF})
     # Self-heal: Argo CD syncs Git's flags back over the mitigation.
     versions.until(lambda data: data == git_data)
+    # The operator said so on the incident, with what the Application lacks.
+    warned = wait_for(lambda: next((c for c in status(namespace, "flags-off").get("conditions") or []
+                                    if c["type"] == "SelfHealSafe"), None), what="the SelfHealSafe condition")
+    assert (warned["status"], warned["reason"]) == ("False", "IgnoreDifferencesMissing")
+    assert "RespectIgnoreDifferences=true" in warned["message"]
     # The Application records it: a second automated sync, of the same commit, after the first.
     healed = argocd.wait(namespace, lambda app: app["status"]["operationState"] != first_sync and
                          synced(app, repo.head("main")), "the self-heal sync to be recorded")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,8 +29,11 @@ from reliability_center.gateway.holds import (WHOLE, Edit, HeldElsewhere, foreig
                                               plan_release, plan_write, same, whole_hold)
 from reliability_center.gateway.kube import FIELD_MANAGER, Conflict, Kube, NotFound, Ref
 from reliability_center.gateway.leaves import ABSENT, digest, leaves, read
+from reliability_center.gateway.tracking import managing_application, release_ops
 from reliability_center.policy.limits import Isolations, release_isolation, reserve_isolation
 from reliability_center.policy.writes import ALLOWED, Verdict, check_write
+
+log = logging.getLogger("reliability_center.gateway")
 
 SNAPSHOT_LABEL = "reliability.center/snapshot"
 INCIDENT_UID_LABEL = "reliability.center/incident-uid"
@@ -394,6 +398,8 @@ class WriteGateway:
             except Conflict:
                 if attempt == ATTEMPTS - 1:
                     raise
+        if not dry_run and result.restored and not result.kept:
+            self._give_back(target)
         if result.conflicts:
             outcome = "conflict"
         elif dry_run:
@@ -409,6 +415,22 @@ class WriteGateway:
                                    digest(after), digest(before), outcome, "; ".join(parts))
         result.entry = record.timeline() if dry_run else audit.emit(self.kube, ctx.incident, record)
         return result
+
+    def _give_back(self, target: Ref) -> None:
+        """An object Argo CD syncs, with nothing of ours held on it any more: drop our managedFields entry,
+        so that an ``ignoreDifferences`` by manager no longer hides these fields from Git
+        (``gitops/argocd.py``). Its own request: beside a change, the apiserver would record ours again."""
+        current = self.kube.get(target)
+        if current is None or managing_application(current, "") is None or holds(current):
+            return
+        ops = release_ops(current)
+        if not ops:
+            return
+        try:
+            self.kube.json_patch(target, ops)
+        except Conflict:  # moved since read: the fields stay ours until the next restore; said in the log
+            log.warning("%s changed while its fields were given back to Git; left owned by %s", target,
+                        FIELD_MANAGER)
 
     def snapshots(self, ctx: WriteContext) -> dict[str, list[str]]:
         """Every snapshot this incident took, by step (oldest first): what its resolution restores.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -37,8 +38,9 @@ from reliability_center.engine.plan import Facts, plan
 from reliability_center.engine.progress import (AwaitStep, Finish, RestoreStep, RunStep, highest_level, next_decision,
                                                 waiting_phase)
 from reliability_center.gateway import Kube, PolicyDenied, Ref, WriteContext, WriteGateway, audit, records
-from reliability_center.gateway.kube import (Conflict, Fenced, Invalid, NotFound, describe, namespace_terminating,
-                                             transient)
+from reliability_center.gateway.kube import (KINDS, Conflict, Fenced, Invalid, NotFound, describe,
+                                             namespace_terminating, transient)
+from reliability_center.gitops import argocd
 from reliability_center.operator import closing, governance, metrics
 from reliability_center.operator.settings import SETTINGS_CONFIGMAP, Settings
 from reliability_center.operator.workqueue import Echoes, Wakes
@@ -46,6 +48,8 @@ from reliability_center.policy import limits as guard
 from reliability_center.policy.writes import Verdict
 
 log = logging.getLogger("reliability_center.runner")
+#: Where Argo CD's Applications live (Argo CD's --namespace), for objects tracked by label.
+ARGO_NAMESPACE = os.environ.get("RC_ARGOCD_NAMESPACE", "argocd")
 
 #: Seconds before the first retry of a failed turn, doubling up to the second; a passing error (the
 #: apiserver away, a conflict) doubles only up to the third, so that an outage's end is seen soon.
@@ -458,6 +462,7 @@ class Turn:
                 if self.status.times.detected:
                     metrics.TIME_TO_FIRST_ACTION.labels(self.incident.spec.category).observe(
                         seconds_since(self.status.times.detected))
+        self.warn_self_heal(ctx)
         status.snapshots += [s for s in ctx.snapshots if s not in status.snapshots]
         self.status.snapshots += [s for s in ctx.snapshots if s not in self.status.snapshots]
         status.targets += [t for t in ctx.touched if t not in status.targets]
@@ -497,6 +502,20 @@ class Turn:
         if changed or len(self.status.timeline) != timeline or status.state != "Running":
             self.save()
         return wait
+
+    def warn_self_heal(self, ctx: ActionContext) -> None:
+        """A write on an object an Argo CD Application syncs, without what lets it hold (gitops/argocd.py):
+        said in a condition and the timeline, not refused (the change is made; self-heal may undo it)."""
+        written = {e.target for e in ctx.entries if e.target and (e.event or "").endswith((":applied", ":created"))}
+        for target in sorted(written):
+            kind, namespace, name = target.split("/", 2)
+            if kind not in KINDS:
+                continue
+            obj = self.runner.kube.get(Ref(kind, namespace, name))
+            problem = argocd.check(self.runner.kube, obj, ARGO_NAMESPACE) if obj else None
+            if problem:
+                self.condition("SelfHealSafe", "False", "IgnoreDifferencesMissing", problem)
+                self.note("argocd:will-revert", problem, ctx.step.name)
 
     def report_left_out(self, ctx: ActionContext, status: StepStatus) -> None:
         """Targets the step's selection matched but may not write: in its status, and audited once each."""
