@@ -114,7 +114,9 @@ def test_level_3_proposes_a_patchplan_owned_by_the_incident(app):
     assert plan["metadata"]["ownerReferences"][0]["kind"] == "Incident"
     assert plan["spec"]["incidentRef"] == "bill"
     assert plan["spec"]["title"] == "[billing] bill: billing/accounting correction"
-    assert plan["spec"]["changes"][0]["path"] == f"incidents/{app}/bill.md"
+    # The declared fix (the Git-declared flag off, under the default apps/<namespace> layout), and the record.
+    assert [(c["path"], c.get("yamlPath"), c.get("value")) for c in plan["spec"]["changes"]] == [
+        (f"apps/{app}/flags-billing.yaml", "data.auto-dunning", "false"), (f"incidents/{app}/bill.md", None, None)]
 
 
 @pytest.mark.session_end
