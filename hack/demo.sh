@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # The demo: local cluster, CRDs and seed runbooks, the operator, the sample
-# protected app, then one Incident per category and what each one changed.
+# protected app, then one Incident per category and what each one changed, then
+# Level 3 against a local Gitea (hack/demo_level3.py).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 cache=${RC_CACHE:-$HOME/.cache/reliability-center}
 py="$cache/venv/bin/python"
-export KUBECONFIG=$("$here/cluster.sh" up)
 export PATH="$cache/bin:$cache/venv/bin:$PATH"
 ns=${DEMO_NAMESPACE:-shop}
+export DEMO_L3_NAMESPACE=${DEMO_L3_NAMESPACE:-shop-gitops}
+
+# Only what the demo runs: the cluster's binaries, kwok and Gitea (not Helm, not Argo CD).
+"$here/build-tools.sh" kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl gitea >/dev/null
+export KUBECONFIG=$(RC_NO_BUILD=1 "$here/cluster.sh" up)
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -19,15 +24,15 @@ kubectl apply --server-side --force-conflicts -f "$root/runbooks" >/dev/null  # 
 kubectl delete runbooks -l 'reliability.center/test' --ignore-not-found >/dev/null  # left by test runs
 
 step "operator (log: $cache/operator-demo.log)"
-"$py" -m reliability_center.operator >"$cache/operator-demo.log" 2>&1 &
+# Only the demo's namespaces: other operators (tests) may share the cluster. In Kopf's pattern
+# "a,b" a later name only re-admits what an earlier "!" excluded (so it means "a" alone): hence
+# "!*,a,b". PatchPlans are polled every second so the Level 3 walk does not wait on the default 3 s.
+RC_NAMESPACES="!*,$ns,$DEMO_L3_NAMESPACE" RC_PATCHPLAN_POLL=1 \
+  "$py" -m reliability_center.operator >"$cache/operator-demo.log" 2>&1 &
 operator=$!
 trap 'kill $operator 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  ready=$(kubectl get runbooks -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True || true)
-  [ "$ready" -ge 4 ] && break
-  sleep 0.2
-done
-kubectl get runbooks
+kubectl wait -f "$root/runbooks" --for=condition=Ready --timeout=60s >/dev/null
+kubectl get -f "$root/runbooks"
 
 step "sample protected app in namespace $ns (3 tenants, flags, schedulers, ingestion, ledger)"
 kubectl delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
@@ -73,9 +78,12 @@ kubectl wait -n "$ns" incident/dunning-failing --timeout=30s \
   --for=jsonpath='{.status.gates[4].name}'=postmortem-shared >/dev/null 2>&1 || true
 relctl gates dunning-failing -n "$ns"
 echo "(no GitOps repository is configured in this demo namespace: the postmortem pull request cannot be"
-echo " opened, so the incident stays Verifying; with gitopsRepoURL set, merging that pull request closes it)"
+echo " opened, so the incident stays Verifying; with gitopsRepoURL set, merging that pull request closes it;"
+echo " the Level 3 walk below sets one, in namespace $DEMO_L3_NAMESPACE)"
 
 step "dunning-failing: the postmortem draft (relctl postmortem)"
 relctl postmortem dunning-failing -n "$ns"
+
+"$py" "$here/demo_level3.py"
 
 printf '\nThe cluster keeps running (KUBECONFIG=%s); stop it with: make cluster-down\n' "$KUBECONFIG"

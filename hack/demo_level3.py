@@ -1,0 +1,280 @@
+"""The demo's Level 3 walk against a local Gitea (called by hack/demo.sh; the operator is running).
+
+A cross-tenant Incident in its own namespace, whose settings name a GitOps repository on Gitea:
+the operator proposes the mandatory PatchPlan as a pull request (URL and diff printed), a second
+Gitea user merges it as the reviewer, the operator sees the merge (Merged -> Synced -> Verified),
+``relctl rollback`` asks for the revert, the reviewer merges the revert pull request and the plan
+ends RolledBack. Gitea keeps running afterwards so every pull request can be opened in a browser.
+
+Every wait is a poll with a deadline. Environment: RC_CACHE, DEMO_L3_NAMESPACE (default shop-gitops).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CACHE = Path(os.environ.get("RC_CACHE", Path.home() / ".cache" / "reliability-center"))
+GITEA_DIR = CACHE / "gitea-demo"
+NS = os.environ.get("DEMO_L3_NAMESPACE", "shop-gitops")
+INCIDENT = "export-without-tenant-id"
+REPO = "shop-gitops"
+REVIEWER = "reviewer"
+T = TypeVar("T")
+
+
+def step(text: str) -> None:
+    print(f"\n\033[1m== {text}\033[0m", flush=True)
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll ``probe`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline, delay = time.monotonic() + timeout, 0.05
+    while True:
+        if value := probe():
+            return value
+        if time.monotonic() > deadline:
+            sys.exit(f"demo_level3: timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+def run(*args: str, stdin: str | None = None) -> str:
+    done = subprocess.run(args, input=stdin, capture_output=True, text=True, timeout=120)
+    if done.returncode:
+        sys.exit(f"demo_level3: {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-800:]}")
+    return done.stdout
+
+
+def kubectl(*args: str, stdin: str | None = None) -> str:
+    return run("kubectl", *args, stdin=stdin)
+
+
+# --- Gitea ------------------------------------------------------------------------------------------
+
+def gitea_env() -> dict[str, str] | None:
+    """The running demo Gitea's env file, or None when it is not running (or not answering)."""
+    env_file = GITEA_DIR / "env"
+    if not env_file.exists():
+        return None
+    env = dict(line.split("=", 1) for line in env_file.read_text().split())
+    try:
+        os.kill(int(env["GITEA_PID"]), 0)
+        httpx.get(f"{env['GITEA_URL']}/api/v1/version", timeout=2).raise_for_status()
+    except (OSError, httpx.HTTPError, KeyError, ValueError):
+        return None
+    return env
+
+
+def start_gitea() -> dict[str, str]:
+    if env := gitea_env():
+        print(f"reusing the demo Gitea at {env['GITEA_URL']} (pid {env['GITEA_PID']})")
+        return env
+    # A dead or half-made one is replaced whole: the demo recreates its repository anyway.
+    subprocess.run(["bash", str(HERE / "gitea.sh"), "stop", str(GITEA_DIR)], capture_output=True, check=False)
+    subprocess.run(["rm", "-rf", str(GITEA_DIR)], check=True)
+    subprocess.run(["bash", str(HERE / "gitea.sh"), "start", str(GITEA_DIR)], stdout=subprocess.DEVNULL, check=True)
+    env = gitea_env()
+    if env is None:
+        sys.exit(f"demo_level3: Gitea did not start; see {GITEA_DIR}/log")
+    print(f"started Gitea at {env['GITEA_URL']} (data and logs in {GITEA_DIR})")
+    return env
+
+
+def ok(r: httpx.Response, *codes: int) -> httpx.Response:
+    if r.status_code not in (codes or (200, 201, 204)):
+        sys.exit(f"demo_level3: Gitea {r.request.method} {r.request.url.path}: {r.status_code} {r.text[:300]}")
+    return r
+
+
+def reviewer_client(admin: httpx.Client, base: str) -> httpx.Client:
+    """A second Gitea user who reviews and merges; its password is kept beside the admin's (mode 0600)."""
+    creds = GITEA_DIR / "reviewer.env"
+    if admin.get(f"/users/{REVIEWER}").status_code == 404 or not creds.exists():
+        password = secrets.token_urlsafe(18)
+        if admin.get(f"/users/{REVIEWER}").status_code == 404:
+            ok(admin.post("/admin/users", json={"username": REVIEWER, "password": password,
+                                                "email": f"{REVIEWER}@example.invalid",
+                                                "must_change_password": False}))
+        else:
+            ok(admin.patch(f"/admin/users/{REVIEWER}", json={"login_name": REVIEWER, "source_id": 0,
+                                                             "password": password, "must_change_password": False}))
+        creds.write_text(f"GITEA_REVIEWER={REVIEWER}\nGITEA_REVIEWER_PASSWORD={password}\n")
+        creds.chmod(0o600)
+    password = dict(line.split("=", 1) for line in creds.read_text().split())["GITEA_REVIEWER_PASSWORD"]
+    token = ok(httpx.post(f"{base}/api/v1/users/{REVIEWER}/tokens", auth=(REVIEWER, password), timeout=30,
+                          json={"name": f"demo-{secrets.token_hex(4)}", "scopes": ["write:repository", "read:user"]}))
+    return httpx.Client(base_url=f"{base}/api/v1", headers={"Authorization": f"token {token.json()['sha1']}"},
+                        timeout=30)
+
+
+def fresh_repo(admin: httpx.Client, owner: str) -> str:
+    """The GitOps repository, recreated on each run: the sample app's manifests on main."""
+    if admin.get(f"/repos/{owner}/{REPO}").status_code == 200:
+        ok(admin.delete(f"/repos/{owner}/{REPO}"))
+    ok(admin.post("/user/repos", json={"name": REPO, "default_branch": "main", "auto_init": True,
+                                       "readme": "Default", "description": "GitOps repository of the demo shop"}))
+    # A new repository's first commit is indexed asynchronously: poll until main is served.
+    wait_for(lambda: admin.get(f"/repos/{owner}/{REPO}/branches/main").status_code == 200, 30, f"{REPO}@main")
+    manifests = (ROOT / "examples" / "protected-app" / "app.yaml").read_text()
+    ok(admin.post(f"/repos/{owner}/{REPO}/contents/apps/{NS}/app.yaml",
+                  json={"content": base64.b64encode(manifests.encode()).decode(), "branch": "main",
+                        "message": "the shop's manifests"}))
+    ok(admin.put(f"/repos/{owner}/{REPO}/collaborators/{REVIEWER}", json={"permission": "write"}))
+    return f"{admin.base_url.scheme}://{admin.base_url.netloc.decode()}/{owner}/{REPO}"
+
+
+def merge(reviewer: httpx.Client, owner: str, number: int) -> dict[str, Any]:
+    def attempt() -> httpx.Response | None:
+        r = reviewer.post(f"/repos/{owner}/{REPO}/pulls/{number}/merge", json={"Do": "merge"})
+        # 405 "try again later" while Gitea still checks the pull request: a reviewer clicks again.
+        return None if r.status_code == 405 and "try again later" in r.text or r.status_code == 409 else r
+    ok(wait_for(attempt, 60, f"pull request #{number} to become mergeable"))
+    return ok(reviewer.get(f"/repos/{owner}/{REPO}/pulls/{number}")).json()
+
+
+def play_argo_cd(client: httpx.Client, owner: str, number: int, before: str) -> None:
+    """No Argo CD here: the demo syncs the manifests the merged pull request changed, as Argo CD would
+    (applies what main now holds, deletes what it removed, read at ``before``)."""
+    for changed in ok(client.get(f"/repos/{owner}/{REPO}/pulls/{number}/files")).json():
+        path = changed["filename"]
+        if not path.startswith(f"apps/{NS}/") or not path.endswith((".yaml", ".yml")):
+            continue
+        gone = changed["status"] in ("deleted", "removed")
+        text = ok(client.get(f"/repos/{owner}/{REPO}/raw/{path}", params={"ref": before if gone else "main"})).text
+        if gone:
+            kubectl("delete", "--ignore-not-found", "-f", "-", stdin=text)
+        else:
+            kubectl("apply", "--server-side", "-f", "-", stdin=text)
+        where = f"{path}@{before[:12]}" if gone else f"{path}@main"
+        print(f"  (playing Argo CD) kubectl {'delete' if gone else 'apply'} -f {where}")
+
+
+def show_diff(client: httpx.Client, owner: str, number: int) -> None:
+    diff = ok(client.get(f"/repos/{owner}/{REPO}/pulls/{number}.diff")).text
+    print("  " + "\n  ".join(diff.rstrip().splitlines()))
+
+
+# --- the cluster --------------------------------------------------------------------------------------
+
+def plan() -> dict[str, Any] | None:
+    items = json.loads(kubectl("get", "patchplans", "-n", NS, "-o", "json",
+                               "-l", f"reliability.center/incident={INCIDENT}"))["items"]
+    return items[0] if items else None
+
+
+class Phases:
+    """Prints each phase the PatchPlan passes through (with its Ready condition's reason), once."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, str]] = set()
+        self.t0 = time.monotonic()
+
+    def until(self, wanted: set[str], timeout: float,
+              also: Callable[[dict[str, Any]], Any] = lambda status: True) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            p = plan()
+            if not p:
+                return None
+            status = p.get("status") or {}
+            phase = status.get("phase") or "Pending"
+            ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+            if (phase, ready.get("reason", "")) not in self.seen:
+                self.seen.add((phase, ready.get("reason", "")))
+                print(f"  +{time.monotonic() - self.t0:5.1f}s  {p['metadata']['name']}: {phase:<11} "
+                      f"{ready.get('reason', '')}: {' '.join(str(ready.get('message', '')).split())[:110]}")
+            return p if phase in wanted and also(status) else None
+        return wait_for(probe, timeout, f"PatchPlan of {INCIDENT} in {'/'.join(sorted(wanted))}")
+
+
+def main() -> None:
+    step("Level 3 against a local Gitea: start (or reuse) it")
+    env = start_gitea()
+    base, owner = env["GITEA_URL"], env["GITEA_USER"]
+    admin = httpx.Client(base_url=f"{base}/api/v1", headers={"Authorization": f"token {env['GITEA_TOKEN']}"},
+                         timeout=30)
+    reviewer = reviewer_client(admin, base)
+    repo_url = fresh_repo(admin, owner)
+    print(f"GitOps repository {repo_url} (the operator opens pull requests as {owner}; "
+          f"'{REVIEWER}' reviews and merges)")
+
+    step(f"namespace {NS}: the sample app, and settings naming the GitOps repository")
+    kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=true")
+    kubectl("create", "namespace", NS)
+    kubectl("apply", "--server-side", "-n", NS, "-f", str(ROOT / "examples" / "protected-app" / "app.yaml"))
+    # The credentials Secret names where its token may be sent (gitops/trust.py).
+    settings = [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gitops-credentials",
+                                                            "labels": {"reliability.center/secret-type": "repository"}},
+         "stringData": {"url": f"{repo_url}.git", "token": env["GITEA_TOKEN"]}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "reliability-center-settings"},
+         "data": {"gitopsRepoURL": f"{repo_url}.git", "gitopsProvider": "gitea",
+                  "gitopsCredentialsSecret": "gitops-credentials"}},
+    ]
+    kubectl("apply", "-n", NS, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": settings}))
+    for deployment in kubectl("get", "deployments", "-n", NS, "-o", "name").split():
+        kubectl("rollout", "status", "-n", NS, deployment, "--timeout=60s")
+    print(kubectl("get", "configmap", "reliability-center-settings", "-n", NS, "-o", "jsonpath={.data}"))
+
+    step(f"incident {INCIDENT}: level 1 blocks and isolates, level 3 proposes the mandatory PatchPlan")
+    kubectl("apply", "-n", NS, "-f", str(ROOT / "examples" / "incidents" / "cross-tenant.yaml"))
+    phases = Phases()
+    proposed = phases.until({"Proposed"}, 120)
+    name, pr = proposed["metadata"]["name"], proposed["status"]["pullRequest"]
+    print(f"\npull request #{pr['number']}: {pr['url']}\ndiff:")
+    show_diff(admin, owner, pr["number"])
+
+    step(f"the reviewer ('{REVIEWER}') merges #{pr['number']} in Gitea; the operator sees the merge")
+    merged = merge(reviewer, owner, pr["number"])
+    print(f"  merged by {merged['merged_by']['login']} as {merged['merge_commit_sha'][:12]}")
+    fix_commit = merged["merge_commit_sha"]
+    phases.until({"Merged"}, 60)
+    play_argo_cd(admin, owner, pr["number"], fix_commit)
+    phases.until({"Verified"}, 120)
+    record = f"/repos/{owner}/{REPO}/contents/incidents/{NS}/{INCIDENT}.md"
+    ok(admin.get(record), 200)  # Gitea's own word, not the operator's: main has the fix
+    print(f"  main now holds incidents/{NS}/{INCIDENT}.md")
+
+    step(f"relctl rollback {name} -n {NS}: the operator opens the revert pull request")
+    print(run("relctl", "rollback", name, "-n", NS).rstrip())
+    rolling = phases.until({"RollingBack"}, 120, also=lambda status: (status.get("revert") or {}).get("number"))
+    revert = rolling["status"]["revert"]
+    print(f"\nrevert pull request #{revert['number']}: {revert.get('url') or ''}\ndiff:")
+    show_diff(admin, owner, revert["number"])
+
+    step(f"the reviewer merges the revert #{revert['number']}; the plan ends RolledBack")
+    merged = merge(reviewer, owner, revert["number"])
+    print(f"  merged by {merged['merged_by']['login']} as {merged['merge_commit_sha'][:12]}")
+    phases.until({"RollingBack", "RolledBack"}, 60,
+                 also=lambda status: (status.get("revert") or {}).get("mergeCommit"))
+    play_argo_cd(admin, owner, revert["number"], fix_commit)
+    phases.until({"RolledBack"}, 120)
+    ok(admin.get(record), 404)  # and main no longer has it
+    print(f"  main no longer holds incidents/{NS}/{INCIDENT}.md")
+
+    step(f"where to see it: relctl describe incident {INCIDENT} -n {NS}")
+    print(run("relctl", "describe", "incident", INCIDENT, "-n", NS, "--last", "6").rstrip())
+    print(f"""
+In Gitea's web UI (running on after the demo; log in as '{REVIEWER}', password in {GITEA_DIR}/reviewer.env,
+or as {owner}, password in {GITEA_DIR}/env):
+  the fix:     {pr['url']}
+  the revert:  {revert.get('url') or f"{repo_url}/pulls/{revert['number']}"}
+  all:         {repo_url}/pulls?state=all
+  the plan:    kubectl get patchplan {name} -n {NS} -o yaml   (status.pullRequest, status.revert)
+  stop Gitea:  bash hack/gitea.sh stop {GITEA_DIR}""")
+
+
+if __name__ == "__main__":
+    main()
