@@ -10,11 +10,20 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def namespace_patterns(value: str) -> tuple[str, ...]:
+    """``a,b`` is two namespaces (two Kopf patterns: one pattern ``a,b`` would match ``a`` alone, Kopf's
+    later globs only re-admit what a ``!`` excluded); with a ``!`` the whole value is one Kopf pattern,
+    as Kopf reads exclusions (``shop-*,!shop-pr-*``)."""
+    parts = [part.strip() for part in value.split(",") if part.strip()]
+    if any(part.startswith("!") for part in parts):
+        return (",".join(parts),)
+    return tuple(parts)
+
+
 @dataclass(frozen=True)
 class WatchSettings:
-    namespaces: tuple[str, ...] = field(
-        default_factory=lambda: tuple(p for p in [_env("RC_NAMESPACES", "").strip()] if p))
-    """Kopf namespace pattern for Incidents and PatchPlans (``shop``, ``shop-*,!shop-pr-*``);
+    namespaces: tuple[str, ...] = field(default_factory=lambda: namespace_patterns(_env("RC_NAMESPACES", "")))
+    """Kopf namespace patterns for Incidents and PatchPlans (``shop,billing``, ``shop-*,!shop-pr-*``);
     empty means cluster-wide. Runbooks are cluster-scoped and always watched."""
 
     batch_window: float = float(_env("RC_BATCH_WINDOW", "0.005"))
