@@ -176,7 +176,10 @@ class ArgoCD:
             "project": "default",
             "source": {"repoURL": repo_url, "path": path, "targetRevision": "main"},
             "destination": {"server": IN_CLUSTER, "namespace": destination},
+            # retry: a sync that fails (the repo-server busy on a loaded machine) is tried again, as
+            # Argo CD users set it; without it an automated sync of a failed revision never retries.
             "syncPolicy": {"automated": {"prune": False, "selfHeal": self_heal},
+                           "retry": {"limit": 5, "backoff": {"duration": "1s", "factor": 2, "maxDuration": "10s"}},
                            **({"syncOptions": sync_options} if sync_options else {})}}
         if ignore_differences:
             spec["ignoreDifferences"] = ignore_differences
@@ -197,7 +200,9 @@ class ArgoCD:
         try:
             return wait_for(lambda: probe(self.get(name)), timeout=timeout, what=what, interval=0.2)
         except AssertionError as error:
-            raise AssertionError(f"{error}\ncontroller log:\n{self.log('controller')}") from None
+            operation = (self.get(name).get("status") or {}).get("operationState") or {}
+            raise AssertionError(f"{error}\nlast operation: {operation.get('phase')}: {operation.get('message')}"
+                                 f"\ncontroller log:\n{self.log('controller')}") from None
 
     def refresh(self, name: str) -> None:
         """What ``argocd app get --refresh`` does: ask the controller to compare with Git now."""
