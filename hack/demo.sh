@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: local cluster, CRDs and seed runbooks, the operator, the sample
 # protected app, then one Incident per category and what each one changed, then
-# Level 3 against a local Gitea (hack/demo_level3.py).
+# Level 3 against a local Gitea (hack/demo_level3.py), synced by a real Argo CD
+# when one is built (hack/build-tools.sh argocd; not built here), else by the demo itself.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -27,7 +28,8 @@ step "operator (log: $cache/operator-demo.log)"
 # Only the demo's namespaces: other operators (tests) may share the cluster. In Kopf's pattern
 # "a,b" a later name only re-admits what an earlier "!" excluded (so it means "a" alone): hence
 # "!*,a,b". PatchPlans are polled every second so the Level 3 walk does not wait on the default 3 s.
-RC_NAMESPACES="!*,$ns,$DEMO_L3_NAMESPACE" RC_PATCHPLAN_POLL=1 \
+# RC_ARGOCD_NAMESPACE: where the Level 3 walk's Argo CD keeps its Application (when built).
+RC_NAMESPACES="!*,$ns,$DEMO_L3_NAMESPACE" RC_PATCHPLAN_POLL=1 RC_ARGOCD_NAMESPACE=argocd-demo \
   "$py" -m reliability_center.operator >"$cache/operator-demo.log" 2>&1 &
 operator=$!
 trap 'kill $operator 2>/dev/null || true' EXIT

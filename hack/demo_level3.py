@@ -6,6 +6,13 @@ Gitea user merges it as the reviewer, the operator sees the merge (Merged -> Syn
 ``relctl rollback`` asks for the revert, the reviewer merges the revert pull request and the plan
 ends RolledBack. Gitea keeps running afterwards so every pull request can be opened in a browser.
 
+When Argo CD is built (``hack/build-tools.sh argocd``; ``make demo`` does not build it), a real Argo CD
+(tests/support/argocd.py's processes, in namespace argocd-demo, left running like Gitea) syncs the
+namespace from the repository through an automated Application that the settings name
+(``argoApplication``): the plan's Synced/Verified and RolledBack come from that Application's status.
+Without it, the demo applies the merged manifests itself, says so, and the operator checks the live
+objects instead.
+
 Every wait is a poll with a deadline. Environment: RC_CACHE, DEMO_L3_NAMESPACE (default shop-gitops).
 """
 
@@ -15,6 +22,7 @@ import base64
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -32,6 +40,14 @@ NS = os.environ.get("DEMO_L3_NAMESPACE", "shop-gitops")
 INCIDENT = "export-without-tenant-id"
 REPO = "shop-gitops"
 REVIEWER = "reviewer"
+#: What the cross-tenant runbook's Level 3 change adds under the app path (tenant globex).
+FIX_OBJECT = "isolate-globex"
+ARGOCD_NS = "argocd-demo"
+ARGOCD_DIR = CACHE / ARGOCD_NS
+#: What Level 1 writes on objects the Application syncs (flags, the tenants' shared allow policies):
+#: Argo CD leaves the fields the operator holds alone (README, "Level 1 under Argo CD self-heal").
+IGNORE_OURS = [{"kind": "ConfigMap", "managedFieldsManagers": ["reliability-center"]},
+               {"group": "networking.k8s.io", "kind": "NetworkPolicy", "managedFieldsManagers": ["reliability-center"]}]
 T = TypeVar("T")
 
 
@@ -167,6 +183,78 @@ def show_diff(client: httpx.Client, owner: str, number: int) -> None:
     print("  " + "\n  ".join(diff.rstrip().splitlines()))
 
 
+# --- Argo CD ------------------------------------------------------------------------------------------
+
+def argocd_built() -> bool:
+    return (CACHE / "bin" / "argocd").exists()
+
+
+def stop_argocd() -> None:
+    """Stops the previous demo's Argo CD, by the pids it recorded (each checked to still be that program)."""
+    pids = ARGOCD_DIR / "pids"
+    if not pids.exists():
+        return
+    alive = []
+    for line in pids.read_text().splitlines():
+        program, pid = line.split()
+        try:
+            if program in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                os.kill(int(pid), signal.SIGTERM)
+                alive.append(int(pid))
+        except OSError:
+            pass  # already gone
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in alive), 20, "the previous demo's Argo CD to stop")
+    pids.unlink()
+
+
+def start_argocd() -> Any:
+    """A fresh Argo CD in ARGOCD_NS, left running after the demo (its pids recorded for the next run)."""
+    sys.path.insert(0, str(ROOT))  # the tests' Argo CD runner: one way to run it, shared
+    from tests.support.argocd import ArgoCD
+
+    stop_argocd()
+    argocd = ArgoCD(namespace=ARGOCD_NS, directory=ARGOCD_DIR)
+    try:
+        argocd.start()
+    except (RuntimeError, AssertionError) as error:
+        sys.exit(f"demo_level3: Argo CD did not start: {error}")
+    (ARGOCD_DIR / "pids").write_text("".join(f"{Path(p.args[0]).name} {p.pid}\n" for p in argocd._procs.values()))
+    print(f"started Argo CD (redis, argocd-repo-server, argocd-application-controller) for namespace {ARGOCD_NS}; "
+          f"logs in {ARGOCD_DIR}")
+    return argocd
+
+
+def create_application(argocd: Any, repo_url: str, user: str, token: str) -> None:
+    """Automated, self-healing and pruning: a merged commit reaches the cluster through Argo CD alone, and the
+    revert removes what the fix added (without prune the removed object keeps the Application OutOfSync)."""
+    from tests.support.cluster import apply_docs
+
+    argocd.add_repository(repo_url, user, token)  # the repo-server clones as the operator's Gitea user
+    app = argocd.application(NS, repo_url, f"apps/{NS}", NS, self_heal=True, ignore_differences=IGNORE_OURS,
+                             sync_options=["RespectIgnoreDifferences=true"])
+    app["spec"]["syncPolicy"]["automated"]["prune"] = True
+    apply_docs(ARGOCD_NS, [app])
+
+
+def app_synced(argocd: Any, revision: str, timeout: float) -> dict[str, Any]:
+    """Argo CD's own word: the Application synced ``revision`` (operation Succeeded) and is Healthy."""
+    from tests.support.argocd import synced
+
+    def probe(app: dict[str, Any]) -> dict[str, Any] | None:
+        status = synced(app, revision)
+        return status if status and (status.get("health") or {}).get("status") == "Healthy" else None
+    try:
+        return argocd.wait(NS, probe, f"Argo CD to sync {revision[:12]}", timeout=timeout)
+    except AssertionError as error:
+        sys.exit(f"demo_level3: {error}")
+
+
+def show_app(status: dict[str, Any]) -> None:
+    op = status["operationState"]
+    print(f"  Argo CD {ARGOCD_NS}/{NS}: {status['sync']['status']} at {status['sync']['revision'][:12]}, "
+          f"{status['health']['status']}; sync operation {op['phase']} ({op['startedAt']} → {op['finishedAt']})")
+
+
 # --- the cluster --------------------------------------------------------------------------------------
 
 def plan() -> dict[str, Any] | None:
@@ -209,8 +297,17 @@ def main() -> None:
     repo_url = fresh_repo(admin, owner)
     print(f"GitOps repository {repo_url} (the operator opens pull requests as {owner}; "
           f"'{REVIEWER}' reviews and merges)")
+    if argocd_built():
+        step(f"Argo CD (built by hack/build-tools.sh argocd): a fresh one for namespace {ARGOCD_NS}")
+        argocd = start_argocd()
+    else:
+        argocd = None
+        stop_argocd()  # one a former run left: its Application would sync the namespace behind the demo's back
+        step("no Argo CD: ~/.cache/reliability-center/bin/argocd is not built (hack/build-tools.sh argocd "
+             "builds it); the demo applies each merged change itself, as Argo CD would")
 
-    step(f"namespace {NS}: the sample app, and settings naming the GitOps repository")
+    step(f"namespace {NS}: the sample app, and settings naming the GitOps repository"
+         + (f" and the Argo CD Application {ARGOCD_NS}/{NS}" if argocd else ""))
     kubectl("delete", "namespace", NS, "--ignore-not-found", "--wait=true")
     kubectl("create", "namespace", NS)
     kubectl("apply", "--server-side", "-n", NS, "-f", str(ROOT / "examples" / "protected-app" / "app.yaml"))
@@ -221,12 +318,23 @@ def main() -> None:
          "stringData": {"url": f"{repo_url}.git", "token": env["GITEA_TOKEN"]}},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "reliability-center-settings"},
          "data": {"gitopsRepoURL": f"{repo_url}.git", "gitopsProvider": "gitea",
-                  "gitopsCredentialsSecret": "gitops-credentials"}},
+                  "gitopsCredentialsSecret": "gitops-credentials",
+                  # The plan's Synced/Verified then come from this Application's status, not from the objects.
+                  **({"argoApplication": f"{ARGOCD_NS}/{NS}"} if argocd else {})}},
     ]
-    kubectl("apply", "-n", NS, "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": settings}))
+    # Server-side, under a manager of its own: the app's manifests (in Git) hold this ConfigMap too, and
+    # Argo CD's kubectl apply deletes keys a client-side apply recorded but Git lacks (these keys, here).
+    kubectl("apply", "--server-side", "--field-manager=demo-settings", "-n", NS, "-f", "-",
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": settings}))
     for deployment in kubectl("get", "deployments", "-n", NS, "-o", "name").split():
         kubectl("rollout", "status", "-n", NS, deployment, "--timeout=60s")
     print(kubectl("get", "configmap", "reliability-center-settings", "-n", NS, "-o", "jsonpath={.data}"))
+    if argocd:
+        create_application(argocd, f"{repo_url}.git", owner, env["GITEA_TOKEN"])
+        head = ok(admin.get(f"/repos/{owner}/{REPO}/branches/main")).json()["commit"]["id"]
+        print(f"Application {ARGOCD_NS}/{NS}: automated (selfHeal, prune) sync of apps/{NS} at main; "
+              f"it adopts the sample app")
+        show_app(app_synced(argocd, head, 120))
 
     step(f"incident {INCIDENT}: level 1 blocks and isolates, level 3 proposes the mandatory PatchPlan")
     kubectl("apply", "-n", NS, "-f", str(ROOT / "examples" / "incidents" / "cross-tenant.yaml"))
@@ -235,14 +343,28 @@ def main() -> None:
     name, pr = proposed["metadata"]["name"], proposed["status"]["pullRequest"]
     print(f"\npull request #{pr['number']}: {pr['url']}\ndiff:")
     show_diff(admin, owner, pr["number"])
+    if argocd:  # Level 1 wrote on objects the Application syncs: the operator checks Argo CD will not undo it
+        warning = kubectl("get", "incident", INCIDENT, "-n", NS, "-o",
+                          'jsonpath={.status.conditions[?(@.type=="SelfHealSafe")].message}')
+        print(f"  SelfHealSafe=False: {warning}" if warning else
+              "  Level 1 under self-heal: no SelfHealSafe=False (the Application ignores the fields the operator holds)")
 
     step(f"the reviewer ('{REVIEWER}') merges #{pr['number']} in Gitea; the operator sees the merge")
     merged = merge(reviewer, owner, pr["number"])
     print(f"  merged by {merged['merged_by']['login']} as {merged['merge_commit_sha'][:12]}")
     fix_commit = merged["merge_commit_sha"]
-    phases.until({"Merged"}, 60)
-    play_argo_cd(admin, owner, pr["number"], fix_commit)
-    phases.until({"Verified"}, 120)
+    merged_at = time.monotonic()
+    if not argocd:
+        phases.until({"Merged"}, 60)
+        play_argo_cd(admin, owner, pr["number"], fix_commit)
+    verified = phases.until({"Verified"}, 120)
+    print(f"  merge → Verified in {time.monotonic() - merged_at:.1f}s; the plan's observed sync: "
+          f"{json.dumps(verified['status'].get('sync') or {})}")
+    if argocd:  # Argo CD's own status, read apart from the operator
+        show_app(app_synced(argocd, fix_commit, 10))
+    print(f"  live: NetworkPolicy {FIX_OBJECT} " + kubectl(
+        "get", "networkpolicy", FIX_OBJECT, "-n", NS, "-o", r"jsonpath=argocd-tracking-id="
+        r"{.metadata.annotations.argocd\.argoproj\.io/tracking-id} policyTypes={.spec.policyTypes}"))
     record = f"/repos/{owner}/{REPO}/contents/incidents/{NS}/{INCIDENT}.md"
     ok(admin.get(record), 200)  # Gitea's own word, not the operator's: main has the fix
     print(f"  main now holds incidents/{NS}/{INCIDENT}.md")
@@ -257,10 +379,17 @@ def main() -> None:
     step(f"the reviewer merges the revert #{revert['number']}; the plan ends RolledBack")
     merged = merge(reviewer, owner, revert["number"])
     print(f"  merged by {merged['merged_by']['login']} as {merged['merge_commit_sha'][:12]}")
+    merged_at = time.monotonic()
     phases.until({"RollingBack", "RolledBack"}, 60,
                  also=lambda status: (status.get("revert") or {}).get("mergeCommit"))
-    play_argo_cd(admin, owner, revert["number"], fix_commit)
+    if not argocd:
+        play_argo_cd(admin, owner, revert["number"], fix_commit)
     phases.until({"RolledBack"}, 120)
+    print(f"  revert merge → RolledBack in {time.monotonic() - merged_at:.1f}s")
+    if argocd:
+        show_app(app_synced(argocd, merged["merge_commit_sha"], 10))
+    gone = not kubectl("get", "networkpolicy", FIX_OBJECT, "-n", NS, "--ignore-not-found", "-o", "name").strip()
+    print(f"  live: NetworkPolicy {FIX_OBJECT} {'deleted' if gone else 'STILL PRESENT'}")
     ok(admin.get(record), 404)  # and main no longer has it
     print(f"  main no longer holds incidents/{NS}/{INCIDENT}.md")
 
@@ -274,6 +403,11 @@ or as {owner}, password in {GITEA_DIR}/env):
   all:         {repo_url}/pulls?state=all
   the plan:    kubectl get patchplan {name} -n {NS} -o yaml   (status.pullRequest, status.revert)
   stop Gitea:  bash hack/gitea.sh stop {GITEA_DIR}""")
+    if argocd:
+        print(f"""Argo CD (running on after the demo, logs in {ARGOCD_DIR}):
+  kubectl get application -n {ARGOCD_NS}
+  kubectl get application {NS} -n {ARGOCD_NS} -o yaml   (status.sync, status.health, status.operationState)
+  stop it:     kill $(cut -d' ' -f2 {ARGOCD_DIR}/pids)""")
 
 
 if __name__ == "__main__":
