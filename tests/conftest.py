@@ -16,6 +16,7 @@ import pytest
 
 from tests.support.cluster import CACHE, SESSION, ROOT, apply_docs, kubectl, load_yaml, wait_for
 from tests.support.monitoring import Monitoring
+from tests.support.processes import free_port
 
 #: Under pytest-xdist each worker is a session of its own: its own operator, watching its own
 #: namespaces (t-<worker>-*), so two workers' operators never act on the same incident.
@@ -24,24 +25,16 @@ NAMESPACE_PREFIX = f"t-{WORKER}-"
 OPERATOR_LOG = CACHE / f"operator-test-{WORKER}.log"
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 #: The session operator serves Prometheus metrics here.
-METRICS_PORT = _free_port()
+METRICS_PORT = free_port()
 #: The session operator's Alertmanager receiver: its port, the bearer token file, the mapping.
-INTAKE_PORT = _free_port()
+INTAKE_PORT = free_port()
 INTAKE_URL = f"http://127.0.0.1:{INTAKE_PORT}/alerts"
 INTAKE_TOKEN = uuid.uuid4().hex
 INTAKE_TOKEN_FILE = CACHE / f"intake-token-{WORKER}"
 INTAKE_CONFIG_FILE = CACHE / f"intake-{WORKER}.yaml"
 #: The session's Prometheus (tests/support/monitoring.py), which the operator's SLO gate queries.
-PROMETHEUS_PORT = _free_port()
+PROMETHEUS_PORT = free_port()
 #: Test runbooks whose incidents come from alerts use categories with this prefix (the allow-list).
 ALERT_CATEGORY_PREFIX = "alert-"
 

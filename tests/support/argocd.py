@@ -30,16 +30,15 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import yaml
 
 from tests.support.cluster import BIN, CACHE, apply_docs, get_json, kubectl, wait_for
+from tests.support.processes import LocalProcesses, free_port
 
 #: Same worker id as tests/conftest.py (not imported from there: it will import this module).
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -51,12 +50,6 @@ IN_CLUSTER = "https://kubernetes.default.svc"
 T = TypeVar("T")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def version() -> str:
     """The version build-tools.sh built (its stamp file): the CRDs installed are that version's."""
     stamp = BIN / ".argocd.version"
@@ -65,20 +58,17 @@ def version() -> str:
     return stamp.read_text().strip()
 
 
-class ArgoCD:
+class ArgoCD(LocalProcesses):
     """Redis + repo-server + application controller for the Applications of ``namespace``."""
 
     def __init__(self, namespace: str | None = None, directory: Path | None = None, app_resync: int = 5,
                  startup_timeout: float = 60):
+        super().__init__(Path(directory or CACHE / f"argocd-{WORKER}"), startup_timeout)
         self.namespace = namespace or f"argocd-{WORKER}"
-        self.dir = Path(directory or CACHE / f"argocd-{WORKER}")
         #: Seconds between the controller's periodic reconciliations of each Application (default 120 s):
         #: short, so the tests see Argo CD look at an object several times within a test.
         self.app_resync = app_resync
-        self.startup_timeout = startup_timeout
         self.controller_metrics = ""
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._http = httpx.Client(timeout=10)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> ArgoCD:
@@ -87,7 +77,7 @@ class ArgoCD:
             (self.dir / sub).mkdir(parents=True)
         try:
             self._install()
-            redis, repo, repo_metrics, metrics = (_free_port() for _ in range(4))
+            redis, repo, repo_metrics, metrics = (free_port() for _ in range(4))
             env = {**os.environ, "ARGOCD_FAKE_IN_CLUSTER": "true", "ARGOCD_GPG_ENABLED": "false",
                    "ARGOCD_TLS_DATA_PATH": str(self.dir / "tls"), "ARGOCD_SSH_DATA_PATH": str(self.dir / "ssh"),
                    "ARGOCD_GNUPGHOME": str(self.dir / "gpg"), "TMPDIR": str(self.dir / "tmp"),
@@ -121,16 +111,7 @@ class ArgoCD:
         """Terminates the three processes; the namespace's Applications are deleted first."""
         if self._procs:
             kubectl("delete", "applications", "--all", "-n", self.namespace, "--wait=false", check=False)
-        for proc in self._procs.values():
-            proc.terminate()
-        for proc in self._procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._procs.clear()
-        self._http.close()
+        self._stop_processes()
 
     def __enter__(self) -> ArgoCD:
         return self.start()
@@ -219,34 +200,6 @@ class ArgoCD:
     def metrics(self) -> str:
         """The controller's Prometheus metrics (argocd_app_reconcile, argocd_app_sync_total, ...)."""
         return self._http.get(self.controller_metrics).text
-
-    def log(self, name: str, lines: int = 40) -> str:
-        path = self.dir / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-    # -- helpers --------------------------------------------------------------------------------
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        with open(self.dir / f"{name}.log", "ab") as log:  # the child keeps its own copy of the descriptor
-            self._procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, env=env,
-                                                 start_new_session=True)
-
-    def _wait(self, what: str, probe: Callable[[], Any], name: str) -> None:
-        def alive_probe() -> Any:
-            if self._procs[name].poll() is not None:  # not worth waiting for: fail now, with why
-                raise RuntimeError(f"{name} exited ({self._procs[name].returncode}):\n{self.log(name)}")
-            return probe()
-
-        try:
-            wait_for(alive_probe, timeout=self.startup_timeout, what=what, interval=0.1)
-        except AssertionError as error:
-            raise AssertionError(f"{error}\n{name} log:\n{self.log(name)}") from None
-
-    def _ok(self, url: str) -> bool:
-        try:
-            return self._http.get(url).status_code == 200
-        except httpx.TransportError:
-            return False
-
 
 def _listening(port: int) -> bool:
     with socket.socket() as sock:

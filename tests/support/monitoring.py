@@ -36,27 +36,19 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import httpx
 import prometheus_client
 import yaml
 
-from tests.support.cluster import CACHE, wait_for
+from tests.support.cluster import CACHE
+from tests.support.processes import LocalProcesses, free_port
 
 #: Same worker id as tests/conftest.py (not imported from there: it will import this module).
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 LABELS = ("namespace", "tenant", "module", "category")
 GROUP_BY = ["namespace", "category", "tenant", "module"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Exporter:
@@ -83,28 +75,25 @@ class Exporter:
         self._server.server_close()
 
 
-class Monitoring:
+class Monitoring(LocalProcesses):
     """Prometheus scraping ``exporter`` and alerting to an Alertmanager that posts to ``intake_url``."""
 
     def __init__(self, intake_url: str, token_file: str | os.PathLike[str], directory: Path | None = None,
                  exporter: Exporter | None = None, startup_timeout: float = 30, prometheus_port: int | None = None):
+        super().__init__(Path(directory or CACHE / f"monitoring-{WORKER}"), startup_timeout)
         self.intake_url = intake_url
         self.token_file = Path(token_file).resolve()
-        self.dir = Path(directory or CACHE / f"monitoring-{WORKER}")
         self.exporter = exporter
-        self.startup_timeout = startup_timeout
         self.prometheus_port = prometheus_port
         """Fixed when the operator was told its URL before Prometheus starts (RC_PROMETHEUS_URL)."""
         self.prometheus_url = self.alertmanager_url = ""
-        self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._http = httpx.Client(timeout=10)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> Monitoring:
         shutil.rmtree(self.dir, ignore_errors=True)
         (self.dir / "rules").mkdir(parents=True)
         self.exporter = self.exporter or Exporter()
-        am_port, prom_port = _free_port(), self.prometheus_port or _free_port()
+        am_port, prom_port = free_port(), self.prometheus_port or free_port()
         self.alertmanager_url = f"http://127.0.0.1:{am_port}"
         self.prometheus_url = f"http://127.0.0.1:{prom_port}"
         try:
@@ -145,18 +134,9 @@ class Monitoring:
 
     def stop(self) -> None:
         """Terminates Prometheus and Alertmanager, and stops the exporter's server."""
-        for proc in self._procs.values():
-            proc.terminate()
-        for proc in self._procs.values():
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self._procs.clear()
+        self._stop_processes()
         if self.exporter:
             self.exporter.stop()
-        self._http.close()
 
     def __enter__(self) -> Monitoring:
         return self.start()
@@ -186,10 +166,6 @@ class Monitoring:
         """The alerts Alertmanager holds (API v2)."""
         return self._get(f"{self.alertmanager_url}/api/v2/alerts")
 
-    def log(self, name: str, lines: int = 40) -> str:
-        path = self.dir / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
     # -- helpers --------------------------------------------------------------------------------
     def _write(self, relative: str, doc: dict[str, Any]) -> None:
         path = self.dir / relative
@@ -200,28 +176,6 @@ class Monitoring:
     def _wait_for_alertmanager(self) -> None:
         self._wait("prometheus to find the alertmanager", lambda: self._get(
             f"{self.prometheus_url}/api/v1/alertmanagers")["data"]["activeAlertmanagers"], "prometheus")
-
-    def _spawn(self, name: str, argv: list[str]) -> None:
-        with open(self.dir / f"{name}.log", "ab") as log:  # the child keeps its own copy of the descriptor
-            self._procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir,
-                                                 start_new_session=True)
-
-    def _wait(self, what: str, probe: Any, name: str) -> None:
-        def alive_probe() -> Any:
-            if self._procs[name].poll() is not None:  # not worth waiting for: fail now, with why
-                raise RuntimeError(f"{name} exited ({self._procs[name].returncode}):\n{self.log(name)}")
-            return probe()
-
-        try:
-            wait_for(alive_probe, timeout=self.startup_timeout, what=what, interval=0.1)
-        except AssertionError as error:
-            raise AssertionError(f"{error}\n{name} log:\n{self.log(name)}") from None
-
-    def _ok(self, url: str) -> bool:
-        try:
-            return self._http.get(url).status_code == 200
-        except httpx.TransportError:
-            return False
 
     def _get(self, url: str, **params: str) -> Any:
         reply = self._http.get(url, params=params)
