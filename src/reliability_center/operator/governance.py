@@ -61,7 +61,7 @@ def governed(step: Step) -> bool:
 def review(turn: Turn, runbook: Runbook, index: int, facts: Facts) -> Review:
     status = turn.status.steps[index]
     step = next(s for s in runbook.spec.steps if s.name == status.name)
-    planned = _plan(turn, step, status, facts)
+    planned = _plan(turn, runbook, step, status, facts)
     if isinstance(planned, Running):
         status.state, status.reason = "AwaitingApproval", "Planning"  # type: ignore[assignment]
         status.message = planned.message
@@ -123,7 +123,7 @@ def review(turn: Turn, runbook: Runbook, index: int, facts: Facts) -> Review:
     return Review(Outcome.DECIDE if approved(status) != was else Outcome.SAME, wake)
 
 
-def _plan(turn: Turn, step: Step, status: StepStatus, facts: Facts) -> Planned | Result:
+def _plan(turn: Turn, runbook: Runbook, step: Step, status: StepStatus, facts: Facts) -> Planned | Result:
     """The step's planned change. By default its action runs against a shadow context (nothing
     written; each write dry-run on the apiserver when ``dryRunFirst``) on a scratch copy of its
     status; an action with its own ``plan`` (run-job: a real dry-run Job) runs that instead."""
@@ -132,7 +132,6 @@ def _plan(turn: Turn, step: Step, status: StepStatus, facts: Facts) -> Planned |
     write = dataclasses.replace(turn.write_context(step.name, step.level, step.take_ownership),
                                 shadow=turn.shadow or not own, server_dry_run=step.dry_run_first)
     scratch = status if own else status.model_copy(deep=True)
-    runbook = turn.runner.pinned(turn.status)
     ctx = ActionContext(gateway=turn.runner.gateway, read=turn.runner.kube, incident=turn.incident, write=write,
                         step=step, status=scratch, limits=runbook.spec.limits, facts=facts, action=step.action)
     try:
