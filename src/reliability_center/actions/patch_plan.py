@@ -14,16 +14,13 @@ record (``incidents/<ns>/<name>.md``) is always added beside them.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from pydantic import Field
 
 from reliability_center.actions.base import ActionContext, Escalate, Params, Result, action
 from reliability_center.gateway import Ref
-
-#: Where Argo CD's Applications live when ``argoApplication`` names no namespace.
-ARGO_NAMESPACE = os.environ.get("RC_ARGOCD_NAMESPACE", "argocd")
+from reliability_center.gateway.tracking import ARGO_NAMESPACE
 
 
 class PatchPlanParams(Params):

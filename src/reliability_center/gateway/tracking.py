@@ -6,9 +6,14 @@ a restore must give the fields back; it re-exports these). Pure.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from reliability_center.gateway.kube import FIELD_MANAGER
+
+#: Where Argo CD's Applications live (Argo CD's --namespace) when a reference names none: for
+#: ``argoApplication: <name>`` and for objects Argo CD tracks by label or by a plain tracking id.
+ARGO_NAMESPACE = os.environ.get("RC_ARGOCD_NAMESPACE", "argocd")
 
 TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
 INSTANCE_LABEL = "app.kubernetes.io/instance"

@@ -32,6 +32,7 @@ from reliability_center.api.patchplan import PatchPlan, PatchPlanStatus
 from reliability_center.gateway import Kube, Ref, records
 from reliability_center.gateway.kube import (Conflict, Fenced, Forbidden, NotFound, describe, namespace_terminating,
                                              transient)
+from reliability_center.gateway.tracking import ARGO_NAMESPACE
 from reliability_center.gitops import lifecycle as lc
 from reliability_center.gitops import reconcile, trust
 from reliability_center.gitops.forges import ForgeError, ForgeOptions, lookup
@@ -51,8 +52,6 @@ POLL_MAX = float(os.environ.get("RC_PATCHPLAN_POLL_MAX", "300"))
 WORKERS = int(os.environ.get("RC_PATCHPLAN_WORKERS", "4"))
 #: Where the file locks live; empty: the plan's own namespace (then the Lease is owned by the plan).
 LOCK_NAMESPACE = os.environ.get("RC_LOCK_NAMESPACE", "")
-#: Where Argo CD Applications live when spec.argoApplication has no namespace.
-ARGO_NAMESPACE = os.environ.get("RC_ARGOCD_NAMESPACE", "argocd")
 #: Where credentials Secrets live: the operator's own namespace in an install (it may read Secrets
 #: there only); empty, the plan's own namespace (running out of cluster).
 CREDENTIALS_NAMESPACE = os.environ.get("RC_CREDENTIALS_NAMESPACE", "")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -40,6 +39,7 @@ from reliability_center.engine.progress import (AwaitStep, Finish, RestoreStep, 
 from reliability_center.gateway import Kube, PolicyDenied, Ref, WriteContext, WriteGateway, audit, records
 from reliability_center.gateway.kube import (KINDS, Conflict, Fenced, Invalid, NotFound, describe,
                                              namespace_terminating, transient)
+from reliability_center.gateway.tracking import ARGO_NAMESPACE
 from reliability_center.gitops import argocd
 from reliability_center.operator import closing, governance, metrics
 from reliability_center.operator.settings import SETTINGS_CONFIGMAP, Settings
@@ -48,8 +48,6 @@ from reliability_center.policy import limits as guard
 from reliability_center.policy.writes import Verdict
 
 log = logging.getLogger("reliability_center.runner")
-#: Where Argo CD's Applications live (Argo CD's --namespace), for objects tracked by label.
-ARGO_NAMESPACE = os.environ.get("RC_ARGOCD_NAMESPACE", "argocd")
 
 #: Seconds before the first retry of a failed turn, doubling up to the second; a passing error (the
 #: apiserver away, a conflict) doubles only up to the third, so that an outage's end is seen soon.
