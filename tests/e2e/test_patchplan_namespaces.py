@@ -68,3 +68,15 @@ def test_a_plan_whose_namespace_is_being_deleted_ends_quietly(seed_runbooks):
         stop_operator(proc)
     text = log.read_text()
     assert "Traceback" not in text, text[-3000:]
+
+
+def test_a_plan_deleted_during_a_pass_ends_it_without_an_error(solo_namespace, kube, caplog):
+    """The race above, made certain: the pass read the plan, then it was deleted before the status write."""
+    from reliability_center.operator.patchplan import reconcile_patchplan
+
+    kubectl("apply", "-n", solo_namespace, "-f", "-", input=plan_doc("gone"))
+    read_before = get_json("patchplan", "gone", "-n", solo_namespace)
+    kubectl("delete", "patchplan", "gone", "-n", solo_namespace)
+    with caplog.at_level("WARNING", logger="reliability_center"):
+        assert reconcile_patchplan((solo_namespace, "gone"), read_before, kube) is None
+    assert not [r for r in caplog.records if r.levelno >= 30], [r.getMessage() for r in caplog.records]

@@ -145,6 +145,8 @@ def reconcile_patchplan(key: Key, body: dict[str, Any] | None, kube: Kube | None
         return max(lc.next_poll(new or plan.status, now_iso(), POLL_INTERVAL, POLL_MAX), wait or 0.0)
     except Conflict:
         return 0.0  # the plan moved since it was read: read it again
+    except _Gone:
+        return None  # deleted while this pass ran (its namespace going, say): its DELETED event ends it
     except Fenced:
         return POLL_INTERVAL  # leadership lapsed mid-pass: the queue waits for it
     except Exception as exc:
@@ -156,9 +158,16 @@ def reconcile_patchplan(key: Key, body: dict[str, Any] | None, kube: Kube | None
         return POLL_INTERVAL
 
 
+class _Gone(Exception):
+    """The plan was deleted between the read and the status write."""
+
+
 def _write(kube: Kube, ref: Ref, body: dict[str, Any], status: dict[str, Any]) -> None:
     """The new status, only on the plan as it was read (a second writer's patch fails instead)."""
-    written = records.patch_status(kube, ref, status, body["metadata"]["resourceVersion"])
+    try:
+        written = records.patch_status(kube, ref, status, body["metadata"]["resourceVersion"])
+    except NotFound:
+        raise _Gone() from None
     _ECHOES.wrote(written["metadata"]["uid"], written["metadata"]["resourceVersion"])
 
 
