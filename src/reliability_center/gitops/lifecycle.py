@@ -276,14 +276,24 @@ def argo_verdict(app: dict[str, Any] | None, revision: str, name: str = "",
 
 
 def objects_verdict(desired: list[dict[str, Any]], live: dict[str, dict[str, Any] | None],
-                    revision: str) -> SyncVerdict:
-    """Without Argo CD: synced when every manifest in the changed files is live with that content.
+                    revision: str, removed: list[dict[str, Any]] = ()) -> SyncVerdict:
+    """Without Argo CD: synced when every manifest in the changed files is live with that content,
+    and every manifest that ``revision`` took out of them (a revert of a file the plan added) is gone.
 
     ``live`` maps ``manifest_key`` to the object read from the cluster (None
-    when absent). Only the fields the manifest sets are compared: the
-    apiserver adds defaults and status.
+    when absent, no key when it could not be read). Only the fields the
+    manifest sets are compared: the apiserver adds defaults and status.
     """
     observed = ObservedSync(revision=revision)
+    unreadable = [manifest_key(d) for d in [*removed, *desired] if manifest_key(d) not in live]
+    if unreadable:
+        return SyncVerdict(False, "ObjectUnreadable", f"the operator may not read {unreadable[0]}: name an Argo CD "
+                           "Application to observe the sync", observed)
+    for doc in removed:
+        key = manifest_key(doc)
+        if live[key] is not None:
+            return SyncVerdict(False, "ObjectNotPruned", f"{key} was removed from Git at {revision[:12]} "
+                               "and is still in the cluster", observed)
     if not desired:
         return SyncVerdict(True, "NothingToObserve",
                            "the changed files hold no Kubernetes manifest; merged is as far as the operator can see",

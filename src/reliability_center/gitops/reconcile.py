@@ -348,15 +348,20 @@ def _includes(ws: Workspace, commit: str) -> Callable[[str], bool]:
     return includes
 
 
-def _verdict(plan: PatchPlan, rt: Runtime, revision: str) -> lc.SyncVerdict:
+def _verdict(plan: PatchPlan, rt: Runtime, revision: str, before: str | None = None) -> lc.SyncVerdict:
+    """Is ``revision`` live? ``before`` (for a revert: the merge it undoes) names the revision whose
+    manifests ``revision`` may have taken out, which must then be gone from the cluster."""
     app_ref = plan.spec.argo_application
     if app_ref and rt.read_application is not None:
         return lc.argo_verdict(rt.read_application(), revision, app_ref, _includes(rt.workspace, revision))
     if rt.read_objects is None:
         return lc.SyncVerdict(True, "NotObserved", "no Argo CD Application and no cluster access: "
                               "merged is as far as the operator can see", ObservedSync(revision=revision))
-    docs = manifests_at(rt.workspace, revision, [c.path for c in plan.spec.changes])
-    return lc.objects_verdict(docs, rt.read_objects(docs) if docs else {}, revision)
+    paths = [c.path for c in plan.spec.changes]
+    docs = manifests_at(rt.workspace, revision, paths)
+    kept = {lc.manifest_key(d) for d in docs}
+    removed = [d for d in manifests_at(rt.workspace, before, paths) if lc.manifest_key(d) not in kept] if before else []
+    return lc.objects_verdict(docs, rt.read_objects(docs + removed) if docs or removed else {}, revision, removed)
 
 
 def manifests_at(ws: Workspace, revision: str, paths: list[str]) -> list[dict[str, Any]]:
@@ -433,7 +438,8 @@ def _wait_revert(plan: PatchPlan, status: PatchPlanStatus, rt: Runtime) -> lc.Tr
         return lc.failed("NoRevertPullRequest", "status lost its revert pull request reference")
     if not ref.merge_commit:
         return lc.on_revert_pull_request(status, rt.forge.get_pull_request(ref.number))
-    return lc.on_revert_sync(status, _verdict(plan, rt, ref.merge_commit))
+    return lc.on_revert_sync(status, _verdict(plan, rt, ref.merge_commit, before=status.pull_request.merge_commit
+                                              if status.pull_request else None))
 
 
 def _cancel(plan: PatchPlan, status: PatchPlanStatus, rt: Runtime) -> lc.Transition | None:

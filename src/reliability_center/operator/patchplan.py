@@ -260,7 +260,8 @@ def read_incident(kube: Kube, plan: PatchPlan) -> dict[str, Any] | None:
 
 
 def read_objects(kube: Kube, docs: list[dict[str, Any]]) -> dict[str, dict[str, Any] | None]:
-    """Live objects for manifests (any kind the apiserver serves); None when absent or unknown."""
+    """Live objects for manifests (any kind the apiserver serves); None when absent or unknown,
+    left out when the operator may not read it."""
     out: dict[str, dict[str, Any] | None] = {}
     for doc in docs:
         try:
@@ -269,7 +270,6 @@ def read_objects(kube: Kube, docs: list[dict[str, Any]]) -> dict[str, dict[str, 
             # Least-privilege RBAC may not let the operator read this kind: it cannot
             # observe the sync itself then (name an Argo CD Application instead).
             log.warning("%s: sync cannot be observed", exc)
-            out[lc.manifest_key(doc)] = None
     return out
 
 

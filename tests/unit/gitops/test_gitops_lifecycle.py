@@ -214,6 +214,19 @@ def test_objects_differ_or_missing():
     assert not v.ok and v.reason == "ObjectMissing"
 
 
+def test_a_revert_that_removed_a_manifest_is_synced_only_once_the_object_is_gone():
+    key = lc.manifest_key(DEPLOY)
+    v = lc.objects_verdict([], {key: live()}, MERGE, removed=[DEPLOY])
+    assert not v.ok and v.reason == "ObjectNotPruned" and key in v.message
+    assert lc.objects_verdict([], {key: None}, MERGE, removed=[DEPLOY]).ok
+
+
+def test_an_object_the_operator_may_not_read_is_never_taken_as_synced_or_gone():
+    for desired, removed in (([DEPLOY], []), ([], [DEPLOY])):
+        v = lc.objects_verdict(desired, {}, MERGE, removed=removed)
+        assert not v.ok and v.reason == "ObjectUnreadable", (desired, removed)
+
+
 def test_no_manifest_means_nothing_to_observe():
     assert lc.objects_verdict([], {}, MERGE).reason == "NothingToObserve"
 

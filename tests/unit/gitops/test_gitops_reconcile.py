@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from reliability_center.api.patchplan import PatchPlan
@@ -93,6 +95,33 @@ def test_full_lifecycle_with_merge_commit_and_revert(env):
     assert advance(plan, rt).phase == "RolledBack"
     assert origin.show("main", "apps/web/deployment.yaml") == origin.show(new.pull_request.base,
                                                                           "apps/web/deployment.yaml")
+
+
+def test_a_revert_of_an_added_manifest_is_rolled_back_only_once_the_object_is_gone(env):
+    """The revert deletes the file the plan added: RolledBack needs the object gone from the cluster,
+    not just 'no manifest left to compare' (``live`` is what a cluster read would return)."""
+    origin, ws, forge = env
+    manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: limits\n  namespace: shop\ndata:\n  a: '1'\n"
+    plan = make_plan(origin, changes=[{"path": "apps/web/limits.yaml", "operation": "createFile", "content": manifest}])
+    live = {"v1/ConfigMap/shop/limits": None}
+    rt = rc.Runtime(forge=forge, workspace=ws, read_objects=lambda docs: dict(live))
+    branch = advance(plan, rt).pull_request.branch
+    forge.merge(1, merge_commit=origin.merge(branch))
+    assert advance(plan, rt).phase == "Merged"
+    assert advance(plan, rt).conditions[0].reason == "ObjectMissing"  # not synced until it is live
+    live["v1/ConfigMap/shop/limits"] = {"apiVersion": "v1", "kind": "ConfigMap",
+                                        "metadata": {"name": "limits", "namespace": "shop"}, "data": {"a": "1"}}
+    assert advance(plan, rt).phase == "Synced"
+    plan.spec.rollback = True
+    rolling = advance(plan, rt)
+    with pytest.raises(subprocess.CalledProcessError):  # the revert deletes the file
+        origin.show(origin.head(rolling.revert.branch), "apps/web/limits.yaml")
+    forge.merge(rolling.revert.number, merge_commit=origin.merge(rolling.revert.branch))
+    advance(plan, rt)
+    waiting = advance(plan, rt)
+    assert waiting.phase == "RollingBack" and waiting.conditions[0].reason == "ObjectNotPruned", waiting.conditions
+    live["v1/ConfigMap/shop/limits"] = None
+    assert advance(plan, rt).phase == "RolledBack"
 
 
 def test_closed_unmerged_is_rejected_and_releases_locks(env):
