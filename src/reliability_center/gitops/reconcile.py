@@ -275,6 +275,11 @@ def _keep_fresh(plan: PatchPlan, status: PatchPlanStatus, rt: Runtime, pr: PullR
     base_now = rt.workspace.remote_heads(base_branch)[base_branch]
     if not spec_changed and base_now == ref.base:
         return None
+    if base_now != ref.base:
+        # Was it this PR's own merge, after the PR was read? Then that is the news, not a clash with itself.
+        now = rt.forge.get_pull_request(pr.number)
+        if now is not None and not now.open:
+            return lc.on_pull_request(status, now)
     if pr.head_sha and ref.head and pr.head_sha != ref.head:
         # Someone pushed to the branch (a reviewer's fixup): never rebuild over their work.
         return lc.Transition("Proposed", "BranchEditedByOthers",

@@ -124,6 +124,20 @@ def test_a_revert_of_an_added_manifest_is_rolled_back_only_once_the_object_is_go
     assert advance(plan, rt).phase == "RolledBack"
 
 
+def test_a_merge_between_the_pr_read_and_the_base_read_is_seen_as_the_merge(env):
+    """The pass reads the PR (open), then the base (which now holds the merge): the plan goes Merged,
+    never through a BaseConflict with its own merge (and a comment saying so on the PR)."""
+    origin, ws, forge = env
+    plan = make_plan(origin)
+    rt = rc.Runtime(forge=forge, workspace=ws)
+    number = advance(plan, rt).pull_request.number
+    read_while_open = forge.get_pull_request(number)
+    forge.merge(number, merge_commit=origin.merge(plan.status.pull_request.branch))
+    new = rc._keep_fresh(plan, plan.status, rt, read_while_open)
+    assert new.phase == "Merged", new
+    assert not [call for call in forge.calls if call[0] == "comment"], forge.calls
+
+
 def test_closed_unmerged_is_rejected_and_releases_locks(env):
     origin, ws, forge = env
     plan = make_plan(origin)
