@@ -4,6 +4,7 @@ cannot start, those tests fail — they are never skipped."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import signal
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.cluster import CACHE, SESSION, ROOT, apply_docs, kubectl, load_yaml, wait_for
+from tests.support.cluster import CACHE, SESSION, ROOT, api, apply_docs, create_object, kubectl, load_yaml, wait_for
 from tests.support.monitoring import Monitoring
 from tests.support.processes import free_port
 
@@ -101,19 +102,24 @@ def kube(cluster: str, crds: None):
 @pytest.fixture
 def namespace(cluster: str) -> Iterator[str]:
     name = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:10]}"
-    kubectl("create", "namespace", name)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
+    yield from _scratch_namespace(name)
 
 
 @pytest.fixture
 def solo_namespace(kube) -> Iterator[str]:
     """A namespace the session operator ignores: for tests that drive the gateway themselves
     or run operators of their own (crash tests)."""
-    name = f"solo-{uuid.uuid4().hex[:8]}"
-    kubectl("create", "namespace", name)
+    yield from _scratch_namespace(f"solo-{uuid.uuid4().hex[:8]}")
+
+
+def _scratch_namespace(name: str) -> Iterator[str]:
+    from reliability_center.gateway import Ref
+    from reliability_center.gateway.kube import NotFound
+
+    create_object(None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
+    with contextlib.suppress(NotFound):  # some tests delete it themselves
+        api().delete(Ref("Namespace", None, name))  # not waited for: the next test needs no clean slate
 
 
 @pytest.fixture(scope="session")

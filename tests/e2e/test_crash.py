@@ -26,7 +26,7 @@ import pytest
 
 from reliability_center.gateway.holds import HOLD_PREFIX
 from tests.conftest import CACHE, WarmOperators, stop_operator
-from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, load_yaml, wait_for
+from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, load_yaml, rollout_status, wait_for
 from tests.support.incidents import app_content, changed, create, incident, status
 
 KILLS_WANTED = 20
@@ -51,7 +51,7 @@ def crash_namespace(solo_namespace):
                                            "spec": {"containers": [{"name": "c", "image": "registry.invalid/s:1"}]}}}})
     apply_docs(name, docs)
     for d in (d for ds in DEPLOYMENTS.values() for d in ds):
-        kubectl("rollout", "status", f"deployment/{d}", "-n", name, "--timeout=60s")
+        rollout_status(name, "Deployment", d)
     return name
 
 

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from tests.conftest import start_operator, stop_operator
-from tests.support.cluster import BIN, ROOT, apply_docs, get_json, kubectl, load_yaml, wait_for
+from tests.support.cluster import BIN, ROOT, apply_docs, exists, get_json, kubectl, load_yaml, wait_for
 
 HELM = BIN / "helm"
 CHART = ROOT / "charts" / "reliability-center"
@@ -537,7 +537,7 @@ def test_the_operator_does_its_work_under_its_service_account(operator_as_its_se
                                ("PatchPlan status", json.dumps(plan.get("status")))):
             assert "forbidden" not in content.lower(), f"a permission was missing ({where}):\n{content[-4000:]}"
         kubectl("delete", "patchplan", "patchplan-sample", "-n", ns, "--wait=false")
-        wait_for(lambda: kubectl("get", "patchplan", "patchplan-sample", "-n", ns, check=False).returncode != 0,
+        wait_for(lambda: not exists("PatchPlan", ns, "patchplan-sample"),
                  timeout=30, what="the PatchPlan to be deleted")
     finally:
         kubectl("delete", "patchplan", "patchplan-sample", "-n", ns, "--wait=false", check=False)

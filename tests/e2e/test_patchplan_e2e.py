@@ -24,7 +24,7 @@ from reliability_center.cli.rollback import rollback
 from reliability_center.gateway import Ref
 from tests.gitea.conftest import DEPLOYMENT, create_repo, gitea  # noqa: F401  (gitea is a fixture)
 from tests.support.argocd import synced
-from tests.support.cluster import apply_docs, kubectl, repository_secret, wait_for
+from tests.support.cluster import apply_docs, get_json, kubectl, repository_secret, wait_for
 
 pytestmark = pytest.mark.gitea
 
@@ -50,7 +50,7 @@ def ready(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def replicas(namespace: str) -> int:
-    return int(kubectl("get", "deployment", "web", "-n", namespace, "-o", "jsonpath={.spec.replicas}").stdout)
+    return get_json("deployment", "web", "-n", namespace)["spec"]["replicas"]
 
 
 def when(value: str) -> datetime:

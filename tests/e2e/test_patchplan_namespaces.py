@@ -13,7 +13,7 @@ import uuid
 import yaml
 
 from tests.conftest import CACHE, start_operator, stop_operator
-from tests.support.cluster import get_json, kubectl, wait_for
+from tests.support.cluster import exists, get_json, kubectl, wait_for
 
 OLD_FINALIZER = "reliability.center/kopf-finalizer"
 
@@ -41,7 +41,7 @@ def test_a_namespace_with_active_patchplans_is_deleted_while_the_operator_is_dow
         stop_operator(proc, signal.SIGKILL)
     # ... and with the operator gone, the namespace goes, plan and all.
     kubectl("delete", "namespace", ns, "--wait=false")
-    wait_for(lambda: kubectl("get", "namespace", ns, check=False).returncode != 0, timeout=90,
+    wait_for(lambda: not exists("Namespace", None, ns), timeout=90,
              what="the namespace to be deleted")
 
 
@@ -62,7 +62,7 @@ def test_a_plan_whose_namespace_is_being_deleted_ends_quietly(seed_runbooks):
         wait_for(lambda: (get_json("patchplan", "going", "-n", ns).get("status") or {}).get("conditions"),
                  timeout=60, what="the operator to work on the plan")
         kubectl("delete", "namespace", ns, "--wait=false")
-        wait_for(lambda: kubectl("get", "namespace", ns, check=False).returncode != 0, timeout=90,
+        wait_for(lambda: not exists("Namespace", None, ns), timeout=90,
                  what="the namespace to be deleted")
     finally:
         stop_operator(proc)

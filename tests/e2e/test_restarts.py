@@ -28,7 +28,7 @@ import pytest
 from kubernetes import client, config, watch
 
 from reliability_center.actions.restart_one_by_one import RESTART_ANNOTATION
-from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, wait_for
+from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, rollout_status, wait_for
 from tests.support.incidents import create, incident, wait_phase
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -51,9 +51,9 @@ def workloads(namespace: str, statefulsets: bool) -> None:
                  for name in STATEFULSETS]
     apply_docs(namespace, docs)
     for name in DEPLOYMENTS:
-        kubectl("rollout", "status", f"deployment/{name}", "-n", namespace, "--timeout=60s")
+        rollout_status(namespace, "Deployment", name)
     for name in STATEFULSETS if statefulsets else []:
-        kubectl("rollout", "status", f"statefulset/{name}", "-n", namespace, "--timeout=90s")
+        rollout_status(namespace, "StatefulSet", name, timeout=90)
 
 
 class Recorder:

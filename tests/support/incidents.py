@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from tests.support.cluster import apply_docs, get_json, kubectl, wait_for
+from tests.support.cluster import apply_docs, create_object, get_json, kubectl, rollout_status, wait_for
 
 #: The group the test session binds to ClusterRole reliability-center-approver (tests/conftest.py, crds).
 APPROVERS = "rc-test-approvers"
@@ -22,7 +22,13 @@ def incident(name: str, **spec: Any) -> dict[str, Any]:
 
 
 def create(namespace: str, body: dict[str, Any]) -> None:
-    apply_docs(namespace, [body], server_side=False)
+    """Create it as a person would (an apply of an object that exists updates it instead)."""
+    from reliability_center.gateway.kube import Conflict
+
+    try:
+        create_object(namespace, body)
+    except Conflict:
+        apply_docs(namespace, [body], server_side=False)
 
 
 def status(namespace: str, name: str) -> dict[str, Any]:
@@ -80,7 +86,7 @@ def changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
 def settle_app(namespace: str) -> None:
     for d in get_json("deployments", "-n", namespace)["items"]:
         if d["spec"].get("replicas", 1):
-            kubectl("rollout", "status", f"deployment/{d['metadata']['name']}", "-n", namespace, "--timeout=60s")
+            rollout_status(namespace, "Deployment", d["metadata"]["name"])
 
 
 def audit_targets(st: dict[str, Any]) -> list[str]:

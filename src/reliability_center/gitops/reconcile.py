@@ -250,6 +250,14 @@ def _propose(plan: PatchPlan, status: PatchPlanStatus, rt: Runtime) -> lc.Transi
     return lc.proposed(pr, built.base, built.files, built.digest, adopted=adopted)
 
 
+def read_pull_request(rt: Runtime, number: int) -> PullRequest | None:
+    """The pull request, with a "closed without a merge" (which ends the plan) read twice: a forge's read
+    can straddle its own merge (Gitea loads the pull request's row, then its issue's, in two queries),
+    and seen once here it turned a merged revert into RevertRejected."""
+    pr = rt.forge.get_pull_request(number)
+    return rt.forge.get_pull_request(number) if pr is not None and pr.closed_unmerged else pr
+
+
 def _with_head(pr: PullRequest, head: str) -> PullRequest:
     return replace(pr, head_sha=head)
 
@@ -258,7 +266,7 @@ def _wait_merge(plan: PatchPlan, status: PatchPlanStatus, rt: Runtime) -> lc.Tra
     ref = status.pull_request
     if ref is None or ref.number is None:
         return lc.failed("NoPullRequest", "status lost its pull request reference")
-    pr = rt.forge.get_pull_request(ref.number)
+    pr = read_pull_request(rt, ref.number)
     t = lc.on_pull_request(status, pr)
     if t is not None or pr is None:
         return t
@@ -277,7 +285,7 @@ def _keep_fresh(plan: PatchPlan, status: PatchPlanStatus, rt: Runtime, pr: PullR
         return None
     if base_now != ref.base:
         # Was it this PR's own merge, after the PR was read? Then that is the news, not a clash with itself.
-        now = rt.forge.get_pull_request(pr.number)
+        now = read_pull_request(rt, pr.number)
         if now is not None and not now.open:
             return lc.on_pull_request(status, now)
     if pr.head_sha and ref.head and pr.head_sha != ref.head:
@@ -442,7 +450,7 @@ def _wait_revert(plan: PatchPlan, status: PatchPlanStatus, rt: Runtime) -> lc.Tr
     if ref is None or ref.number is None:
         return lc.failed("NoRevertPullRequest", "status lost its revert pull request reference")
     if not ref.merge_commit:
-        return lc.on_revert_pull_request(status, rt.forge.get_pull_request(ref.number))
+        return lc.on_revert_pull_request(status, read_pull_request(rt, ref.number))
     return lc.on_revert_sync(status, _verdict(plan, rt, ref.merge_commit, before=status.pull_request.merge_commit
                                               if status.pull_request else None))
 

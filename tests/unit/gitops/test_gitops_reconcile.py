@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 
 import pytest
@@ -136,6 +137,39 @@ def test_a_merge_between_the_pr_read_and_the_base_read_is_seen_as_the_merge(env)
     new = rc._keep_fresh(plan, plan.status, rt, read_while_open)
     assert new.phase == "Merged", new
     assert not [call for call in forge.calls if call[0] == "comment"], forge.calls
+
+
+class StraddlingForge(FakeForge):
+    """A forge whose next read of a merged pull request straddles the merge: closed, not yet merged
+    (Gitea loads a pull request's row and its issue's in two queries)."""
+
+    straddle_next = False
+
+    def get_pull_request(self, number):
+        pr = super().get_pull_request(number)
+        if self.straddle_next and pr is not None and pr.merged:
+            self.straddle_next = False
+            return dataclasses.replace(pr, merged=False, merge_commit=None, merged_by=None, merged_at=None)
+        return pr
+
+
+def test_a_read_that_straddles_the_merge_never_ends_the_plan_rejected(origin, tmp_path):
+    ws = Workspace(origin.url, tmp_path / "cache")
+    forge = StraddlingForge(origin.url, head_of=lambda b: origin.head(b))
+    plan = make_plan(origin)
+    rt = rc.Runtime(forge=forge, workspace=ws)
+    number = advance(plan, rt).pull_request.number
+    forge.merge(number, merge_commit=origin.merge(plan.status.pull_request.branch))
+    forge.straddle_next = True
+    assert advance(plan, rt).phase == "Merged"
+    assert advance(plan, rt).phase == "Synced"
+    advance(plan, rt)  # Verified
+    plan.spec.rollback = True
+    revert = advance(plan, rt).revert
+    forge.merge(revert.number, merge_commit=origin.merge(revert.branch))
+    forge.straddle_next = True
+    merged = advance(plan, rt)
+    assert merged.phase == "RollingBack" and merged.revert.merge_commit, merged.conditions
 
 
 def test_closed_unmerged_is_rejected_and_releases_locks(env):
