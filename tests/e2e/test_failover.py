@@ -26,8 +26,9 @@ from datetime import datetime
 
 import pytest
 
+from reliability_center.gateway import Ref
 from tests.conftest import CACHE, WarmOperators, stop_operator
-from tests.support.cluster import TEST_LABELS, apply_docs, get_json, slow_schedulers, wait_for
+from tests.support.cluster import TEST_LABELS, api, apply_docs, get_json, slow_schedulers, wait_for
 from tests.support.incidents import create, incident
 from tests.support.watches import Follow
 
@@ -58,7 +59,8 @@ class LeaseWatch:
             self.terms.append(term)
 
     def holder(self) -> str | None:
-        lease = get_json("lease", self.name, "-n", self.namespace)
+        """Who holds the Lease now (None before the first replica made it)."""
+        lease = api().get(Ref("Lease", self.namespace, self.name)) or {}
         return (lease.get("spec") or {}).get("holderIdentity") or None
 
 

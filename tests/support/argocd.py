@@ -81,6 +81,9 @@ class ArgoCD(LocalProcesses):
             env = {**os.environ, "ARGOCD_FAKE_IN_CLUSTER": "true", "ARGOCD_GPG_ENABLED": "false",
                    "ARGOCD_TLS_DATA_PATH": str(self.dir / "tls"), "ARGOCD_SSH_DATA_PATH": str(self.dir / "ssh"),
                    "ARGOCD_GNUPGHOME": str(self.dir / "gpg"), "TMPDIR": str(self.dir / "tmp"),
+                   # Its git askpass socket: by default one /tmp path for every repo-server on the machine,
+                   # so with two workers' Argo CDs one answered the other's git ("unknown nonce").
+                   "ARGOCD_ASK_PASS_SOCK": str(self.dir / "askpass.sock"),
                    # What argocd-cm's timeout.reconciliation sets in a real install, for both: how often the
                    # controller compares each Application with Git, and how long the repo-server keeps a
                    # branch's resolved commit (without it a new commit waits 3 minutes to be seen).
