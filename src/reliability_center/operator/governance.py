@@ -103,7 +103,7 @@ def review(turn: Turn, runbook: Runbook, index: int, facts: Facts) -> Review:
         status.state, status.reason = "Rejected", "Rejected"  # type: ignore[assignment]
         status.message = f"rejected by {tally.rejected.user} (Approval {tally.rejected.approval})"
         status.finished_at = now_iso()
-        metrics.APPROVALS.labels("rejected").inc()
+        turn.count(metrics.APPROVALS.labels("rejected").inc)
         turn.note("step:Rejected", status.message, step.name)
         return Review(Outcome.DECIDE)
     deadline = datetime.fromisoformat(state.deadline.replace("Z", "+00:00")) if state.deadline else None
@@ -112,11 +112,11 @@ def review(turn: Turn, runbook: Runbook, index: int, facts: Facts) -> Review:
         status.message = f"no approval within {rule.timeout} (asked at {state.requested_at}): {tally.missing}"
         status.finished_at = now_iso()
         turn.condition("ApprovalExpired", "True", "ApprovalTimeout", f"step {step.name!r}: {status.message}")
-        metrics.APPROVALS.labels("expired").inc()
+        turn.count(metrics.APPROVALS.labels("expired").inc)
         turn.status.timeline.append(_record(turn, step, "reliability-center", "expired", status.message))
         return Review(Outcome.DECIDE)
     if tally.approved and not was:
-        metrics.APPROVALS.labels("approved").inc()
+        turn.count(metrics.APPROVALS.labels("approved").inc)
         users = ", ".join(v.user for v in tally.votes if v.counted)
         turn.note("step:Approved", f"approved by {users} for plan {digest}", step.name)
     wake = min(REPLAN_EVERY, (deadline - now).total_seconds()) if deadline and not tally.approved else None
@@ -164,7 +164,7 @@ def _ended(turn: Turn, step: Step, status: StepStatus, result: Result) -> None:
     else:
         status.state = "Failed"
     status.reason, status.message, status.finished_at = result.reason, result.message, now_iso()  # type: ignore[union-attr]
-    metrics.STEP_RESULTS.labels(step.action, str(step.level), status.state).inc()
+    turn.count(metrics.STEP_RESULTS.labels(step.action, str(step.level), status.state).inc)
     turn.note(f"step:{status.state}", status.message, step.name)
 
 
@@ -180,7 +180,7 @@ def _audit_votes(turn: Turn, step: Step, before: list[Vote], now: list[Vote]) ->
             outcome, message = "counted", f"approval counted ({vote.approval})"
         else:
             outcome, message = "not-counted", f"approval {vote.approval} not counted: {vote.reason}"
-            metrics.APPROVALS.labels("not-counted").inc()
+            turn.count(metrics.APPROVALS.labels("not-counted").inc)
         turn.status.timeline.append(_record(turn, step, vote.user, outcome, message, vote.approval))
 
 

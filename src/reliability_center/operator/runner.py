@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -238,6 +239,8 @@ class Turn:
         """Once resolved: the snapshots this incident took, by step."""
         self.seen = self.status.model_dump()
         """The status as read: a turn that changed nothing writes nothing."""
+        self.decided: list[Callable[[], None]] = []
+        """Metrics of this turn's decisions, recorded once the status holding them is saved."""
 
     @property
     def shadow(self) -> bool:
@@ -251,16 +254,23 @@ class Turn:
     def note(self, event: str, message: str = "", step: str | None = None) -> None:
         self.status.timeline.append(TimelineEntry(time=now_iso(), event=event, message=message[:1024], step=step))
 
+    def count(self, record: Callable[[], None]) -> None:
+        """A metric of a decision (a phase, a step's result, a gate): recorded when the status that holds
+        the decision is saved, so a turn redone after a conflict does not count it twice."""
+        self.decided.append(record)
+
     def phase(self, phase: str) -> None:
         if self.shadow and phase in ("Mitigated", "Escalated"):
             phase = "Shadowed"  # nothing was changed: it would have been mitigated or escalated
         if self.status.phase != phase:
             self.status.phase = phase  # type: ignore[assignment]
-            metrics.INCIDENT_PHASES.labels(self.incident.spec.category, phase).inc()
+            category = self.incident.spec.category
+            self.count(metrics.INCIDENT_PHASES.labels(category, phase).inc)
             self.note(f"phase:{phase}")
             since = {"Mitigated": metrics.TIME_TO_MITIGATE, "Closed": metrics.TIME_TO_CLOSE}.get(phase)
             if since is not None and self.status.times.detected:
-                since.labels(self.incident.spec.category).observe(seconds_since(self.status.times.detected))
+                seconds = seconds_since(self.status.times.detected)
+                self.count(lambda: since.labels(category).observe(seconds))
 
     def save(self) -> None:
         self.status.timeline = self.status.timeline[-TIMELINE_LIMIT:]
@@ -277,6 +287,9 @@ class Turn:
         self.runner.echoes.wrote(updated["metadata"]["uid"], self.rv)
         self.body = {**self.body, "metadata": updated["metadata"]}
         self.seen = self.status.model_dump()
+        for record in self.decided:
+            record()
+        self.decided.clear()
 
     def write_context(self, step: str, level: int, take_ownership: bool = False) -> WriteContext:
         return WriteContext(incident=self.body, trace_id=self.status.trace_id or "", tenant=self.incident.spec.tenant,
@@ -458,8 +471,9 @@ class Turn:
             if outcome in ("applied", "created", "proposed") and not self.status.times.first_action:
                 self.status.times.first_action = entry.time
                 if self.status.times.detected:
-                    metrics.TIME_TO_FIRST_ACTION.labels(self.incident.spec.category).observe(
-                        seconds_since(self.status.times.detected))
+                    seconds = seconds_since(self.status.times.detected)
+                    self.count(lambda: metrics.TIME_TO_FIRST_ACTION.labels(self.incident.spec.category).observe(
+                        seconds))
         self.warn_self_heal(ctx)
         status.snapshots += [s for s in ctx.snapshots if s not in status.snapshots]
         self.status.snapshots += [s for s in ctx.snapshots if s not in self.status.snapshots]
@@ -493,7 +507,7 @@ class Turn:
             status.state = "Failed"
             status.reason, status.message, status.finished_at = result.reason, result.message, now_iso()
         if status.state != "Running":
-            metrics.STEP_RESULTS.labels(step.action, str(step.level), status.state).inc()
+            self.count(metrics.STEP_RESULTS.labels(step.action, str(step.level), status.state).inc)
             self.note(f"step:{status.state}", status.message, step.name)
         # A step that is only being polled (nothing new) is not saved again: fewer writes while it waits.
         changed = status.model_dump(exclude={"attempts"}) != {k: v for k, v in before.items() if k != "attempts"}
@@ -701,7 +715,7 @@ class Turn:
         self.status.gates = self.gates(runbook, error)
         for gate in self.status.gates:
             if before.get(gate.name) != (gate.passed, gate.reason):
-                metrics.GATES.labels(gate.name, str(gate.passed).lower()).inc()
+                self.count(metrics.GATES.labels(gate.name, str(gate.passed).lower()).inc)
                 self.note(f"gate:{gate.name}", f"{'passed' if gate.passed else 'failing'} ({gate.reason}): "
                                                f"{gate.evidence}")
         if verdicts.all_passed(self.status.gates):
