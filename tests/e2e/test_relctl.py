@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.support.cluster import BIN, ROOT, TEST_LABELS, apply_docs, kubectl
-from tests.support.incidents import create, incident, patch_plan as plan
+from tests.support.incidents import create, incident, patch_plan as plan, wait_phase
 
 #: The console script pip installed beside this interpreter: the command an engineer runs.
 RELCTL = str(Path(sys.executable).with_name("relctl"))
@@ -47,6 +47,8 @@ def printer_columns(plural: str, wide: bool = False) -> list[str]:
 def two(namespace: str, kube) -> str:
     create(namespace, incident("slow", category="perf", module="search", labels={"team": "search"}))
     create(namespace, incident("bill", category="billing", module="billing", severity="critical"))
+    for name in ("slow", "bill"):  # settled: the tables below are read one after the other
+        wait_phase(namespace, name, {"Mitigated", "Escalated", "Failed"})
     return namespace
 
 
