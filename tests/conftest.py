@@ -5,6 +5,7 @@ cannot start, those tests fail — they are never skipped."""
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import pathlib
 import signal
@@ -90,6 +91,27 @@ def crds(cluster: str, node_watch) -> None:
             "-f", str(ROOT / "manifests" / "rbac" / "incident_editor_role.yaml"))
     kubectl("create", "clusterrolebinding", "rc-test-approvers", "--clusterrole=reliability-center-approver",
             "--group=rc-test-approvers", check=False)  # exists already when the cluster outlived a run
+    sweep_stale_namespaces()
+
+
+#: Older than any test session runs: a test namespace this old belongs to a session that was killed.
+STALE_AFTER = datetime.timedelta(hours=1)
+
+
+def sweep_stale_namespaces() -> None:
+    """Delete the test namespaces (``t-*``, ``solo-*``) that killed sessions left in a reused cluster;
+    a session deletes its own, and other sessions' live ones are younger than ``STALE_AFTER``."""
+    from reliability_center.gateway import Ref
+    from reliability_center.gateway.kube import NotFound
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for ns in api().list("Namespace"):
+        meta = ns["metadata"]
+        created = datetime.datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00"))
+        if meta["name"].startswith(("t-", "solo-")) and not meta.get("deletionTimestamp") \
+                and now - created > STALE_AFTER:
+            with contextlib.suppress(NotFound):
+                api().delete(Ref("Namespace", None, meta["name"]))
 
 
 @pytest.fixture(scope="session")
