@@ -116,9 +116,7 @@ def sweep_stale_namespaces() -> None:
 
 @pytest.fixture(scope="session")
 def kube(cluster: str, crds: None):
-    from reliability_center.gateway import Kube
-
-    return Kube()
+    return api()  # the one client the helpers in tests/support/cluster.py use too
 
 
 @pytest.fixture

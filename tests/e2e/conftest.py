@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.conftest import NAMESPACE_PREFIX
-from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, load_yaml, wait_for
+from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, load_yaml, wait_for
 from tests.support.incidents import approve, create, incident, status
 
 
@@ -33,9 +33,7 @@ def window_incident(operator) -> Iterator[tuple[str, datetime.datetime, dict]]:
     kubectl("create", "namespace", namespace)
     apply_docs(namespace, load_yaml("examples/protected-app/app.yaml"))
     category = f"w{uuid.uuid4().hex[:8]}"
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category}, "steps": [
+    apply_runbook(category, {"steps": [
                            {"name": "later", "level": 2, "action": "feature-flags-off",
                             "params": {"modules": ["billing"], "flags": ["auto-dunning"]},
                             # Wall-clock times in a zone half an hour off UTC's: a window read as UTC
@@ -43,7 +41,7 @@ def window_incident(operator) -> Iterator[tuple[str, datetime.datetime, dict]]:
                             "approval": {"required": True, "window": {
                                 "start": opens.astimezone(ZONE).strftime("%H:%M"),
                                 "end": closes.astimezone(ZONE).strftime("%H:%M"), "timezone": ZONE.key,
-                                "days": [opens.astimezone(ZONE).strftime("%a").lower()]}}}]}}])
+                                "days": [opens.astimezone(ZONE).strftime("%a").lower()]}}}]})
     wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook")
     create(namespace, incident("win", category=category))
     approve(namespace, "win", "later")

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from tests.conftest import METRICS_PORT, OPERATOR_LOG
-from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, wait_for
+from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, wait_for
 from tests.support.incidents import app_content, changed, create, incident, settle_app, steps, wait_phase
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -17,9 +17,7 @@ pytestmark = pytest.mark.usefixtures("operator")
 
 def runbook(steps_: list[dict]) -> str:
     category = f"a{uuid.uuid4().hex[:8]}"
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category}, "steps": steps_}}])
+    apply_runbook(category, {"steps": steps_})
     wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook")
     return category
 

@@ -21,7 +21,7 @@ import pytest
 
 from tests.conftest import CACHE, start_operator, stop_operator
 from tests.support import apiserver
-from tests.support.cluster import TEST_LABELS, apply_docs, get_json, slow_schedulers, wait_for
+from tests.support.cluster import apply_runbook, get_json, slow_schedulers, wait_for
 from tests.support.incidents import create, incident, status
 
 pytestmark = pytest.mark.exclusive
@@ -54,14 +54,12 @@ def test_a_ten_second_apiserver_outage_mid_mitigation_ends_in_a_complete_mitigat
     ns = solo_namespace
     slow_schedulers(ns, DEPLOYMENTS, "outage", min_ready=3)
     category = f"o{uuid.uuid4().hex[:8]}"
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category}, "steps": [
+    apply_runbook(category, {"steps": [
         {"name": "flags", "level": 1, "action": "feature-flags-off", "params": {"modules": ["search"]}},
         {"name": "restart", "level": 1, "action": "restart-one-by-one",
          "params": {"role": "scheduler", "modules": ["outage"]}},
         {"name": "replay", "level": 1, "action": "replay-jobs", "params": {"cronJob": "ocr-replay", "count": 2}},
-    ]}}])
+    ]})
     url = f"http://127.0.0.1:{free_port()}/healthz"
     proc = start_operator(CACHE / f"operator-outage-{ns}.log", {"RC_NAMESPACES": ns, "RC_HEALTH_URL": url})
     try:

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, wait_for
+from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, wait_for
 from tests.support.incidents import APPROVERS, approve, create, incident, plan_digest, status, steps, wait_phase
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -25,12 +25,10 @@ FLAG = "dunning-retries.tenant.acme"
 def governed_runbook(**approval) -> str:
     """A runbook whose one level 2 step turns billing's dunning-retries off once approved."""
     category = f"ap{uuid.uuid4().hex[:8]}"
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category}, "limits": {"maxRunsPerHour": 100},
+    apply_runbook(category, {"limits": {"maxRunsPerHour": 100},
                                 "steps": [{"name": "switch", "level": 2, "action": "feature-flags-off",
                                            "params": {"modules": ["billing"], "flags": ["dunning-retries"]},
-                                           "approval": {"required": True, **approval}}]}}])
+                                           "approval": {"required": True, **approval}}]})
     wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook")
     return category
 

@@ -13,7 +13,7 @@ import yaml
 from reliability_center.gateway import Ref
 from tests.gitea.conftest import create_repo, gitea  # noqa: F401  (gitea is a fixture)
 from tests.support.argocd import synced
-from tests.support.cluster import ROOT, TEST_LABELS, apply_docs, get_json, load_yaml, repository_secret, wait_for
+from tests.support.cluster import ROOT, apply_docs, apply_runbook, get_json, load_yaml, repository_secret, wait_for
 from tests.support.incidents import create, incident, wait_phase
 
 pytestmark = pytest.mark.gitea
@@ -54,9 +54,7 @@ def test_a_perf_incidents_level_3_step_proposes_its_declared_fix_that_argo_cd_sy
                                      "argoApplication": f"{argocd.namespace}/{namespace}"}}])
     seed = next(s for s in load_yaml(ROOT / "runbooks" / "perf.yaml")[0]["spec"]["steps"] if s["level"] == 3)
     category = f"fx{uuid.uuid4().hex[:8]}"
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category}, "steps": [seed]}}])
+    apply_runbook(category, {"steps": [seed]})
     wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook")
 
     create(namespace, incident("slow", category=category, module="search"))

@@ -28,7 +28,7 @@ from tests.e2e.test_collisions import resolve
 from tests.e2e.test_flags_store import Versions
 from tests.gitea.conftest import create_repo, gitea  # noqa: F401  (gitea is a fixture)
 from tests.support.argocd import synced
-from tests.support.cluster import TEST_LABELS, apply_docs, get_json, load_yaml, wait_for
+from tests.support.cluster import apply_docs, apply_runbook, get_json, load_yaml, wait_for
 from tests.support.incidents import create, incident, status, wait_phase
 
 pytestmark = [pytest.mark.gitea, pytest.mark.usefixtures("operator")]
@@ -49,11 +49,9 @@ def flags_runbook() -> str:
     """One Level 1 step: every non-critical search flag off. Argo CD's field manager owns the
     ConfigMap's data, so the step declares that it takes those fields (takeOwnership)."""
     category = f"c{uuid.uuid4().hex[:8]}"
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category}, "limits": {"maxRunsPerHour": 100, "maxRefires": 100},
+    apply_runbook(category, {"limits": {"maxRunsPerHour": 100, "maxRefires": 100},
                                 "steps": [{"name": "act", "level": 1, "action": "feature-flags-off",
-                                           "params": {"modules": ["search"]}, "takeOwnership": True}]}}])
+                                           "params": {"modules": ["search"]}, "takeOwnership": True}]})
     wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook status")
     return category
 

@@ -19,7 +19,7 @@ import pytest
 from reliability_center.gateway import Ref
 from tests.conftest import ALERT_CATEGORY_PREFIX
 from tests.gitea.conftest import create_repo, gitea  # noqa: F401  (gitea is a fixture)
-from tests.support.cluster import TEST_LABELS, apply_docs, get_json, repository_secret, wait_for
+from tests.support.cluster import apply_docs, apply_runbook, get_json, repository_secret, wait_for
 from tests.support.incidents import settle_app
 
 pytestmark = pytest.mark.gitea
@@ -52,10 +52,7 @@ def test_an_alert_opens_an_incident_that_mitigates_and_closes_once_its_five_gate
          "data": {"gitopsRepoURL": repo.url, "gitopsProvider": "gitea",
                   "gitopsCredentialsSecret": "gitops-credentials"}}])
     category = f"{ALERT_CATEGORY_PREFIX}{uuid.uuid4().hex[:8]}"
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category},
-                                "resolveWhenSignalsResolve": True,
+    apply_runbook(category, {"resolveWhenSignalsResolve": True,
                                 "slo": {"query": 'max(rc_test_error_ratio{namespace="{namespace}",tenant="{tenant}"})',
                                         "threshold": 0.5, "for": "5s"},
                                 "postmortem": ["Review the error-ratio alert threshold"],
@@ -63,7 +60,7 @@ def test_an_alert_opens_an_incident_that_mitigates_and_closes_once_its_five_gate
                                     {"name": "stop-invoicing", "level": 1, "action": "feature-flags-off",
                                      "params": {"modules": ["billing"], "flags": ["auto-invoicing"]}},
                                     {"name": "fix", "level": 3, "action": "patch-plan",
-                                     "params": {"title": "[{category}] {incident}: the fix"}}]}}])
+                                     "params": {"title": "[{category}] {incident}: the fix"}}]})
     wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), 30, "runbook")
     series = {"namespace": app, "tenant": "acme", "module": "billing", "category": category}
     monitoring.add_rule(f"ErrorRatioHigh{category.replace('-', '')}",

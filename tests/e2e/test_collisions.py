@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, wait_for
+from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, wait_for
 from tests.support.incidents import (app_content, approve, changed, create, incident, settle_app, status, steps,
                                      wait_phase)
 
@@ -33,11 +33,9 @@ def one_step_runbook(action: str, params: dict | None = None) -> str:
     category = f"c{uuid.uuid4().hex[:8]}"
     # Isolation and pausing change fields of the app's own field manager: declared, as the seed runbooks do.
     take = action in ("isolate-tenant", "pause-ingestion")
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category}, "limits": {"maxRunsPerHour": 100, "maxRefires": 100},
+    apply_runbook(category, {"limits": {"maxRunsPerHour": 100, "maxRefires": 100},
                                 "steps": [{"name": "act", "level": 1, "action": action, "params": params or {},
-                                           "takeOwnership": take}]}}])
+                                           "takeOwnership": take}]})
     wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook status")
     return category
 
@@ -168,12 +166,10 @@ def test_a_protected_object_met_half_way_escalates_and_the_writes_before_it_are_
 
 def test_an_incident_that_failed_is_resolved_and_restored_too(app):
     category = f"c{uuid.uuid4().hex[:8]}"
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category}, "steps": [
+    apply_runbook(category, {"steps": [
                            {"name": "flags", "level": 1, "action": "feature-flags-off", "params": {"modules": ["search"]}},
                            {"name": "breaker", "level": 1, "action": "circuit-breaker",
-                            "params": {"integration": "no-such-integration"}}]}}])
+                            "params": {"integration": "no-such-integration"}}]})
     wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook")
     settle_app(app)
     before = app_content(app)

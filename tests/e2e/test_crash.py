@@ -26,7 +26,7 @@ import pytest
 
 from reliability_center.gateway.holds import HOLD_PREFIX
 from tests.conftest import CACHE, WarmOperators, stop_operator
-from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, load_yaml, rollout_status, wait_for
+from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, load_yaml, rollout_status, wait_for
 from tests.support.incidents import app_content, changed, create, incident, status
 
 KILLS_WANTED = 20
@@ -56,10 +56,7 @@ def crash_namespace(solo_namespace):
 
 
 def runbook(category: str) -> None:
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category},
-                                "limits": {"maxRunsPerHour": 100, "maxRefires": 100, "maxIsolatedTenants": 3},
+    apply_runbook(category, {"limits": {"maxRunsPerHour": 100, "maxRefires": 100, "maxIsolatedTenants": 3},
                                 "steps": [
         {"name": "flags", "level": 1, "action": "feature-flags-off", "params": {"modules": ["search"]}},
         {"name": "breaker", "level": 1, "action": "circuit-breaker", "params": {"integration": "ocr-provider"}},
@@ -69,7 +66,7 @@ def runbook(category: str) -> None:
         {"name": "replay", "level": 1, "action": "replay-jobs", "params": {"cronJob": "ocr-replay", "count": 3}},
         {"name": "pause", "level": 1, "action": "pause-ingestion", "params": {"modules": ["ocr"]},
          "takeOwnership": True},
-    ]}}])
+    ]})
 
 
 WRITES = ("applied", "created", "exists", "unchanged")

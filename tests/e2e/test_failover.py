@@ -28,7 +28,7 @@ import pytest
 
 from reliability_center.gateway import Ref
 from tests.conftest import CACHE, WarmOperators, stop_operator
-from tests.support.cluster import TEST_LABELS, api, apply_docs, get_json, slow_schedulers, wait_for
+from tests.support.cluster import api, apply_runbook, get_json, slow_schedulers, wait_for
 from tests.support.incidents import create, incident
 from tests.support.watches import Follow
 
@@ -90,16 +90,13 @@ def test_the_standby_takes_over_every_time_and_no_two_replicas_ever_write_at_onc
                                                                                     kube):
     ns = failover_namespace
     category = f"f{uuid.uuid4().hex[:8]}"
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category},
-                                "limits": {"maxRunsPerHour": 100, "maxRefires": 100},
+    apply_runbook(category, {"limits": {"maxRunsPerHour": 100, "maxRefires": 100},
                                 "steps": [
         {"name": "flags", "level": 1, "action": "feature-flags-off", "params": {"modules": ["search"]}},
         {"name": "restart", "level": 1, "action": "restart-one-by-one",
          "params": {"role": "scheduler", "modules": ["failover"]}},
         {"name": "replay", "level": 1, "action": "replay-jobs", "params": {"cronJob": "ocr-replay", "count": 2}},
-    ]}}])
+    ]})
     lease = f"rc-leader-{uuid.uuid4().hex[:6]}"
     log = CACHE / f"operator-failover-{ns}.log"
     operators = WarmOperators(log, {"RC_NAMESPACES": ns, "RC_LEADER_ELECTION": "true", "RC_LEADER_NAMESPACE": ns,

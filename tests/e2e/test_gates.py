@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 from reliability_center.gateway import audit
-from tests.support.cluster import get_json, kubectl, wait_for
+from tests.support.cluster import apply_runbook, get_json, kubectl, wait_for
 from tests.support.incidents import create, incident, settle_app, status, wait_phase
 
 RELCTL = [str(Path(sys.executable).with_name("relctl"))]
@@ -98,17 +98,15 @@ def test_a_write_missing_from_the_durable_audit_fails_audit_complete_naming_it(a
 def test_an_inverse_that_would_not_apply_is_found_at_mitigation_and_fails_rollback_tested(namespace):
     """The rehearsal runs when level 1 is done; a flag edited by someone while a later step still
     waits (a slow restart) makes the dry-run of its inverse fail: known before anyone resolves."""
-    from tests.support.cluster import TEST_LABELS, apply_docs, slow_schedulers
+    from tests.support.cluster import slow_schedulers
 
     slow_schedulers(namespace, ["sched-slow"], "slowmod", min_ready=6)
     category = f"g{uuid.uuid4().hex[:8]}"
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category}, "steps": [
+    apply_runbook(category, {"steps": [
                            {"name": "flags", "level": 1, "action": "feature-flags-off",
                             "params": {"modules": ["billing"], "flags": ["auto-invoicing"]}},
                            {"name": "restart", "level": 1, "action": "restart-one-by-one",
-                            "params": {"role": "scheduler", "modules": ["slowmod"]}}]}}])
+                            "params": {"role": "scheduler", "modules": ["slowmod"]}}]})
     wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), 30, "runbook")
     create(namespace, incident("slow", category=category, module="billing"))
     wait_for(lambda: {s["name"]: s["state"] for s in status(namespace, "slow").get("steps") or []}.get("restart")

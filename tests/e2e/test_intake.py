@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import (ALERT_CATEGORY_PREFIX, INTAKE_PORT, INTAKE_TOKEN, INTAKE_TOKEN_FILE, INTAKE_URL,
                             METRICS_PORT)
-from tests.support.cluster import ROOT, TEST_LABELS, apply_docs, get_json, kubectl, wait_for
+from tests.support.cluster import ROOT, apply_runbook, get_json, kubectl, wait_for
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -75,10 +75,7 @@ def metric(name: str, **labels: str) -> float:
 def alert_category() -> Iterator[str]:
     """An allowed category (alert-*) that a Runbook handles: one read-only level 1 step."""
     category = f"{ALERT_CATEGORY_PREFIX}{uuid.uuid4().hex[:8]}"
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category},
-                                "steps": [{"name": "blast-radius", "level": 1, "action": "blast-radius"}]}}])
+    apply_runbook(category, {"steps": [{"name": "blast-radius", "level": 1, "action": "blast-radius"}]})
     wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook status")
     yield category
     kubectl("delete", "runbook", f"rb-{category}", "--wait=false", check=False)

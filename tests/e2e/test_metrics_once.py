@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY
 from reliability_center.gateway import Ref
 from reliability_center.operator.context import settings
 from reliability_center.operator.runner import StepRunner
-from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, load_yaml
+from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, load_yaml
 from tests.support.incidents import create, incident
 
 
@@ -31,11 +31,9 @@ def test_a_turn_redone_after_a_conflict_counts_its_decisions_once(solo_namespace
     ns = solo_namespace
     apply_docs(ns, load_yaml("examples/protected-app/app.yaml"))
     category = f"m{uuid.uuid4().hex[:8]}"
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category}, "steps": [
+    apply_runbook(category, {"steps": [
                            {"name": "stop-invoicing", "level": 1, "action": "feature-flags-off",
-                            "params": {"modules": ["billing"], "flags": ["auto-invoicing"]}}]}}])
+                            "params": {"modules": ["billing"], "flags": ["auto-invoicing"]}}]})
     create(ns, incident("twice", category=category, module="billing"))
     read = get_json("incident", "twice", "-n", ns)
     kubectl("label", "incident", "twice", "-n", ns, "seen-by=a-human")  # the read is now stale

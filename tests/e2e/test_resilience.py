@@ -6,17 +6,14 @@ import uuid
 
 import pytest
 
-from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, wait_for
+from tests.support.cluster import apply_docs, get_json, kubectl, runbook_doc, wait_for
 from tests.support.incidents import approve, create, incident, status, steps, wait_phase
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 
-def runbook_doc(category: str, steps_: list[dict]) -> dict:
-    return {"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-            "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-            "spec": {"match": {"category": category}, "limits": {"maxRunsPerHour": 100, "maxRefires": 100},
-                     "steps": steps_}}
+def runbook(category: str, steps_: list[dict]) -> dict:
+    return runbook_doc(category, {"limits": {"maxRunsPerHour": 100, "maxRefires": 100}, "steps": steps_})
 
 
 def test_a_runbook_edited_while_an_incident_runs_does_not_stick_it(app):
@@ -25,7 +22,7 @@ def test_a_runbook_edited_while_an_incident_runs_does_not_stick_it(app):
                                                                                      "flags": ["auto-invoicing"]}}
     later = {"name": "later", "level": 2, "action": "feature-flags-off",
              "params": {"modules": ["billing"], "flags": ["dunning-retries"]}, "approval": {"required": True}}
-    apply_docs(None, [runbook_doc(category, [flags, later])])
+    apply_docs(None, [runbook(category, [flags, later])])
     wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook")
     create(app, incident("pinned", category=category))
     st = wait_phase(app, "pinned", "Mitigated")
@@ -33,7 +30,7 @@ def test_a_runbook_edited_while_an_incident_runs_does_not_stick_it(app):
     generation = st["runbookGeneration"]
     # The step the incident waits on disappears from the runbook, and the other one changes.
     edited = dict(flags, params={"modules": ["search"]})
-    apply_docs(None, [runbook_doc(category, [edited])])
+    apply_docs(None, [runbook(category, [edited])])
     wait_for(lambda: get_json("runbook", f"rb-{category}")["metadata"]["generation"] > generation, what="the edit")
     approve(app, "pinned", "later")
     wait_for(lambda: steps(status(app, "pinned")).get("later") == "Succeeded", what="the pinned step to run")

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, wait_for
+from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, wait_for
 from tests.support.incidents import APPROVERS, approve, create, incident, status, wait_phase
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -22,9 +22,7 @@ def runbook(params: dict, approval: dict | None = None) -> str:
     step = {"name": "revoke", "level": 2, "action": "revoke-access", "params": params,
             # The binding's subjects belong to whoever made it (here test-setup): taken over, audited.
             "takeOwnership": True, "approval": approval or {"required": False}}
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category}, "steps": [step]}}])
+    apply_runbook(category, {"steps": [step]})
     wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook")
     return category
 

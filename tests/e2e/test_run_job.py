@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tests.support.cluster import TEST_LABELS, apply_docs, get_json, kubectl, wait_for
+from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, wait_for
 from tests.support.incidents import approve, incident, plan_digest, status, steps, wait_phase
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -19,11 +19,9 @@ CRON = "repair-reprocess-ocr-batch"
 
 def test_a_repair_job_runs_dry_first_waits_for_approval_then_runs_for_real(app):
     category = f"rj{uuid.uuid4().hex[:8]}"
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category}, "steps": [
+    apply_runbook(category, {"steps": [
                            {"name": "repair", "level": 2, "action": "run-job", "params": {"cronJob": CRON},
-                            "approval": {"required": True}}]}}])
+                            "approval": {"required": True}}]})
     wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook")
     made = json.loads(kubectl("create", "-n", app, "-f", "-", "-o", "json",
                               input=json.dumps(incident("ocr", category=category))).stdout)
@@ -62,11 +60,9 @@ def test_a_repair_job_runs_dry_first_waits_for_approval_then_runs_for_real(app):
 
 def test_a_failing_dry_run_never_asks_for_approval(app):
     category = f"rj{uuid.uuid4().hex[:8]}"
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category}, "steps": [
+    apply_runbook(category, {"steps": [
                            {"name": "repair", "level": 2, "action": "run-job",
-                            "params": {"cronJob": "no-such-cronjob"}, "approval": {"required": True}}]}}])
+                            "params": {"cronJob": "no-such-cronjob"}, "approval": {"required": True}}]})
     wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook")
     kubectl("create", "-n", app, "-f", "-", input=json.dumps(incident("ocr", category=category)))
     st = wait_phase(app, "ocr", {"Failed", "Escalated"})

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from tests.conftest import CACHE, start_operator, stop_operator
 from reliability_center.gateway import Ref
-from tests.support.cluster import TEST_LABELS, apply_docs, get_json, load_yaml, wait_for
+from tests.support.cluster import apply_docs, apply_runbook, get_json, load_yaml, wait_for
 from tests.support.incidents import create, incident
 from tests.support.watches import Follow
 
@@ -75,11 +75,9 @@ def test_two_hundred_waiting_incidents_hold_no_thread_and_a_new_one_is_answered_
                          for d in kube.list("Deployment", ns, "reliability.center/role=scheduler")),
              timeout=180, interval=0.5, what="400 schedulers available")
     category = f"s{uuid.uuid4().hex[:8]}"
-    apply_docs(None, [{"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
-                       "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
-                       "spec": {"match": {"category": category}, "limits": {"maxRunsPerHour": 1000},
+    apply_runbook(category, {"limits": {"maxRunsPerHour": 1000},
                                 "steps": [{"name": "restart", "level": 1, "action": "restart-one-by-one",
-                                           "params": {"role": "scheduler"}, "timeout": "10m"}]}}])
+                                           "params": {"role": "scheduler"}, "timeout": "10m"}]})
     replicasets = ReplicaSetWatch(ns)
     proc = start_operator(CACHE / f"operator-waiting-{ns}.log", {"RC_NAMESPACES": ns, "RC_WORKERS": str(WORKERS)})
     peak = 0

@@ -82,6 +82,18 @@ def apply_docs(namespace: str | None, docs: list[dict[str, Any]], server_side: b
             raise AssertionError(f"apply {doc['kind']} {ns}/{doc['metadata']['name']} failed: {exc.summary()}") from None
 
 
+def runbook_doc(category: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A test's Runbook ``rb-<category>``, matching incidents of ``category``; labelled so that its session
+    deletes it (Runbooks are cluster-scoped)."""
+    return {"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook",
+            "metadata": {"name": f"rb-{category}", "labels": TEST_LABELS},
+            "spec": {"match": {"category": category}, **spec}}
+
+
+def apply_runbook(category: str, spec: dict[str, Any]) -> None:
+    apply_docs(None, [runbook_doc(category, spec)])
+
+
 def create_object(namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
     """POST one object of a kind the operator knows (Incident, ConfigMap...)."""
     from reliability_center.gateway.kube import KINDS
