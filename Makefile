@@ -15,7 +15,8 @@ setup:
 tools:
 	bash hack/build-tools.sh >/dev/null
 
-cluster: tools
+# The cluster's binaries only (kube-*, kubectl, etcd, kwok, kwokctl): hack/cluster.sh builds them.
+cluster:
 	bash hack/cluster.sh up
 
 cluster-down:

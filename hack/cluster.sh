@@ -2,7 +2,8 @@
 # Starts (up) or stops (down) the local cluster: the real kube-apiserver,
 # kube-controller-manager, kube-scheduler and etcd built by build-tools.sh,
 # with kwok faking the nodes, launched by kwokctl's binary runtime. No Docker.
-# Writes the kubeconfig to $RC_CACHE/kubeconfig and prints its path.
+# Writes the kubeconfig to $RC_CACHE/kubeconfig (kubeconfig-$RC_CLUSTER for a cluster named by
+# RC_CLUSTER: CI makes one per run) and prints its path.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/versions.env"
@@ -10,7 +11,7 @@ cache=${RC_CACHE:-$HOME/.cache/reliability-center}
 bin="$cache/bin"
 name=${RC_CLUSTER:-reliability-center}
 export KWOK_WORKDIR="$cache/kwok"
-kubeconfig="$cache/kubeconfig"
+if [ "$name" = reliability-center ]; then kubeconfig="$cache/kubeconfig"; else kubeconfig="$cache/kubeconfig-$name"; fi
 # fd 9 (the lock below) is closed for kwokctl: the servers it starts would inherit it and hold
 # the lock for as long as the cluster runs, and every later `up` would wait forever.
 kwokctl() { "$bin/kwokctl" --name "$name" --config "$here/kwokctl.yaml" "$@" 9>&-; }
@@ -29,7 +30,9 @@ up() {
   mkdir -p "$cache"
   exec 9>"$cache/cluster.lock"
   flock 9
-  [ -n "${RC_NO_BUILD:-}" ] || "$here/build-tools.sh" >/dev/null 9>&-
+  # The cluster's own binaries only (Gitea, Helm and Argo CD are built by whoever runs them).
+  [ -n "${RC_NO_BUILD:-}" ] || "$here/build-tools.sh" kube-apiserver kube-controller-manager kube-scheduler kubectl \
+    etcd kwok kwokctl >/dev/null 9>&-
   if [ -d "$KWOK_WORKDIR/clusters/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" != "$(recipe)" ]; then
     echo "cluster recipe changed: making the cluster anew" >&2
     kwokctl delete cluster >&2 || true
