@@ -6,11 +6,17 @@ PY    := $(VENV)/bin/python
 export RC_CACHE := $(CACHE)
 export PATH := $(CACHE)/bin:$(VENV)/bin:$(PATH)
 
-.PHONY: setup tools cluster cluster-down demo test test-unit test-e2e crds bench clean-cluster
+.PHONY: setup lock tools cluster cluster-down demo test test-unit test-e2e crds bench clean-cluster
 
 setup:
 	bash hack/install-deps.sh
 	bash hack/setup-venv.sh $(VENV)
+
+# uv.lock pins every Python package (transitive ones too); setup, CI, the demo and the image install it
+# exactly. After a change to pyproject.toml: `make lock`; to move every pin to the newest allowed: `make lock
+# UPGRADE=1`. Commit uv.lock.
+lock:
+	$$(bash hack/setup-venv.sh $(VENV) --uv-only) lock --python python3 $(if $(UPGRADE),--upgrade)
 
 tools:
 	bash hack/build-tools.sh >/dev/null

@@ -16,6 +16,7 @@ from reliability_center.gateway.kube import describe
 from reliability_center.operator import context
 from reliability_center.operator import incident as _incident  # noqa: F401  (registers handlers)
 from reliability_center.operator import runbook as _runbook  # noqa: F401  (registers handlers)
+from reliability_center.operator import scope
 
 log = logging.getLogger("reliability_center.operator")
 
@@ -104,6 +105,12 @@ async def apiserver_reachable(**_: Any) -> str:
     return "ok"
 
 
+@kopf.on.probe(id="namespaces")
+def namespaces(**_: Any) -> dict[str, Any]:
+    """Which watched namespaces exist (served) and which do not yet (operator/scope.py)."""
+    return scope.served.report()
+
+
 @kopf.on.probe(id="leader")
 def leader(**_: Any) -> bool:
     return context.leading()
@@ -115,6 +122,8 @@ def run() -> None:
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     namespaces = list(ours.watch.namespaces)
+    if namespaces:
+        scope.install(namespaces)  # Runbooks are served even before any watched namespace exists
     kopf.run(
         standalone=True,
         clusterwide=not namespaces,

@@ -1,0 +1,145 @@
+"""A fresh cluster where the operator's namespaces do not exist yet (issue: first contact).
+
+The operator is restricted to ``shop`` and ``billing`` and starts before either exists, on a brand-new
+local cluster of its own (hack/cluster.sh with its own RC_CLUSTER name, made and deleted by this test), so no
+other operator can report on the Runbook in its place and nothing an earlier run left can help it. Oracles:
+the cluster's own objects (the Runbook's status, the Incidents' status written by this operator, the only
+one on that cluster) and the operator's /healthz.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import config
+
+from tests.conftest import CACHE, start_operator, stop_operator
+from tests.support.cluster import KUBECTL, ROOT, wait_for
+from tests.support.processes import free_port
+
+WATCHED = ("shop", "billing")
+
+
+class FreshCluster:
+    def __init__(self) -> None:
+        self.name = f"fresh-{uuid.uuid4().hex[:8]}"
+        self.env = {"RC_CLUSTER": self.name, "RC_NODES": "0", "RC_NO_BUILD": "1"}
+
+    def up(self) -> str:
+        result = subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "up"], capture_output=True, text=True,
+                                timeout=300, env={**_environ(), **self.env})
+        assert result.returncode == 0, f"the fresh cluster did not start:\n{result.stderr[-3000:]}"
+        self.kubeconfig = result.stdout.strip().splitlines()[-1]
+        from reliability_center.gateway import Kube
+
+        self.kube = Kube(config.new_client_from_config(config_file=self.kubeconfig))
+        return self.kubeconfig
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        result = subprocess.run([KUBECTL, "--kubeconfig", self.kubeconfig, *args], input=input, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+    def delete(self) -> None:
+        subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "delete"], capture_output=True, timeout=120,
+                       env={**_environ(), **self.env}, check=False)
+
+
+def _environ() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+@pytest.fixture
+def fresh() -> Iterator[FreshCluster]:
+    cluster = FreshCluster()
+    try:
+        cluster.up()
+        cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
+        yield cluster
+    finally:
+        cluster.delete()
+
+
+def runbook() -> dict[str, Any]:
+    return {"apiVersion": "reliability.center/v1alpha1", "kind": "Runbook", "metadata": {"name": "fresh"},
+            "spec": {"match": {"category": "fresh"},
+                     "steps": [{"name": "blast-radius", "level": 1, "action": "blast-radius"}]}}
+
+
+def incident(name: str) -> dict[str, Any]:
+    return {"apiVersion": "reliability.center/v1alpha1", "kind": "Incident", "metadata": {"name": name},
+            "spec": {"category": "fresh", "severity": "high", "tenant": "acme"}}
+
+
+def runbook_status(cluster: FreshCluster) -> dict[str, Any]:
+    from reliability_center.gateway import Ref
+
+    return (cluster.kube.get(Ref("Runbook", None, "fresh")) or {}).get("status") or {}
+
+
+def health(url: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return json.loads(response.read())
+    except OSError:
+        return None
+
+
+def handled(cluster: FreshCluster, namespace: str, name: str) -> dict[str, Any] | None:
+    from reliability_center.gateway import Ref
+
+    status = (cluster.kube.get(Ref("Incident", namespace, name)) or {}).get("status") or {}
+    return status if status.get("phase") == "Mitigated" and status.get("runbook") == "fresh" else None
+
+
+def test_an_operator_restricted_to_namespaces_that_do_not_exist_serves_runbooks_then_each_namespace_as_it_comes(
+        fresh: FreshCluster) -> None:
+    url = f"http://127.0.0.1:{free_port()}/healthz"
+    proc = start_operator(CACHE / f"operator-{fresh.name}.log",
+                          {"KUBECONFIG": fresh.kubeconfig, "RC_NAMESPACES": ",".join(WATCHED), "RC_HEALTH_URL": url})
+    try:
+        # Neither namespace exists: the cluster-scoped Runbook is served all the same, within seconds.
+        fresh.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(runbook()))
+        applied = time.monotonic()
+        wait_for(lambda: any(c["type"] == "Ready" and c["status"] == "True"
+                             for c in runbook_status(fresh).get("conditions") or []),
+                 timeout=20, what="the Runbook to be Ready")
+        ready_after = time.monotonic() - applied
+        assert ready_after < 10, f"Ready {ready_after:.1f}s after apply"
+        said = wait_for(lambda: (h := health(url)) and h.get("namespaces"), timeout=30, what="/healthz")
+        assert said == {"scope": "namespaces", "patterns": list(WATCHED), "serving": [],
+                        "notYetExisting": list(WATCHED)}
+
+        # The namespaces appear: an Incident in each is handled.
+        for round_ in ("first", "again"):
+            for ns in WATCHED:
+                fresh.kubectl("create", "namespace", ns)
+            for ns in WATCHED:
+                fresh.kube.create({**incident(f"inc-{round_}"), "metadata": {"name": f"inc-{round_}", "namespace": ns}},
+                                  manager="test-setup")
+            for ns in WATCHED:
+                wait_for(lambda ns=ns: handled(fresh, ns, f"inc-{round_}"), timeout=30,
+                         what=f"incident inc-{round_} in {ns} to be handled ({round_})")
+            said = wait_for(lambda: (h := health(url)) and h["namespaces"]["serving"] == sorted(WATCHED)
+                            and h["namespaces"], timeout=30, what="/healthz to name both namespaces")
+            assert said["notYetExisting"] == []
+            if round_ == "first":
+                # Every watched namespace goes (Incidents and all), then comes back, empty.
+                for ns in WATCHED:
+                    fresh.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=90s")
+                wait_for(lambda: (h := health(url)) and h["namespaces"]["serving"] == [] and h, timeout=30,
+                         what="/healthz to say both namespaces are gone")
+        assert proc.poll() is None, "the operator exited"
+    finally:
+        stop_operator(proc)
