@@ -16,28 +16,40 @@ export DEMO_L3_NAMESPACE=${DEMO_L3_NAMESPACE:-shop-gitops}
 "$here/build-tools.sh" kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl gitea >/dev/null
 export KUBECONFIG=$(RC_NO_BUILD=1 "$here/cluster.sh" up)
 
+health() {  # what the operator says of itself, namespaces included
+  echo "operator /healthz: $("$py" -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+    "http://127.0.0.1:$health_port/healthz" 2>/dev/null || echo unreachable)"
+}
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "CRDs and the four seed runbooks"
+step "CRDs, admission policies (who created, who approved), the approver role, the four seed runbooks"
 kubectl apply --server-side --force-conflicts -f "$root/crds" >/dev/null
 kubectl wait --for=condition=Established --timeout=60s -f "$root/crds" >/dev/null
+kubectl apply --server-side --force-conflicts -f "$root/manifests/admission/policies.yaml" \
+  -f "$root/manifests/rbac/approval_approver_role.yaml" >/dev/null
+# The Level 2 approver of the walk to Closed (hack/demo_level3.py): a group bound to the approver role.
+kubectl create clusterrolebinding reliability-center-demo-approvers --clusterrole=reliability-center-approver \
+  --group=reliability-center-demo-approvers --dry-run=client -o yaml | kubectl apply --server-side -f - >/dev/null
 kubectl apply --server-side --force-conflicts -f "$root/runbooks" >/dev/null  # the repo's version wins
 kubectl delete runbooks -l 'reliability.center/test' --ignore-not-found >/dev/null  # left by test runs
 
-step "operator (log: $cache/operator-demo.log)"
-# Only the demo's namespaces: other operators (tests) may share the cluster. In Kopf's pattern
-# "a,b" a later name only re-admits what an earlier "!" excluded (so it means "a" alone): hence
-# "!*,a,b". PatchPlans are polled every second so the Level 3 walk does not wait on the default 3 s.
-# RC_ARGOCD_NAMESPACE: where the Level 3 walk's Argo CD keeps its Application (when built).
-RC_NAMESPACES="!*,$ns,$DEMO_L3_NAMESPACE" RC_PATCHPLAN_POLL=1 RC_ARGOCD_NAMESPACE=argocd-demo \
+step "operator (log: $cache/operator-demo.log), started before its namespaces exist"
+# Only the demo's namespaces: other operators (tests) may share the cluster. Neither exists yet on a
+# fresh cluster: the cluster-scoped Runbooks are served all the same (operator/scope.py), and each
+# namespace from the moment it appears. PatchPlans are polled every second so the Level 3 walk does not
+# wait on the default 3 s. RC_ARGOCD_NAMESPACE: where the Level 3 walk's Argo CD keeps its Application.
+kubectl delete namespace "$ns" "$DEMO_L3_NAMESPACE" --ignore-not-found --wait=true >/dev/null
+health_port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+RC_NAMESPACES="$ns,$DEMO_L3_NAMESPACE" RC_PATCHPLAN_POLL=1 RC_ARGOCD_NAMESPACE=argocd-demo \
+  RC_HEALTH_URL="http://127.0.0.1:$health_port/healthz" \
   "$py" -m reliability_center.operator >"$cache/operator-demo.log" 2>&1 &
 operator=$!
 trap 'kill $operator 2>/dev/null || true' EXIT
 kubectl wait -f "$root/runbooks" --for=condition=Ready --timeout=60s >/dev/null
 kubectl get -f "$root/runbooks"
+health
 
 step "sample protected app in namespace $ns (3 tenants, flags, schedulers, ingestion, ledger)"
-kubectl delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
 kubectl create namespace "$ns" >/dev/null
 kubectl apply --server-side -n "$ns" -f "$root/examples/protected-app/app.yaml" >/dev/null
 for d in $(kubectl get deployments -n "$ns" -o name); do
@@ -80,12 +92,13 @@ kubectl wait -n "$ns" incident/dunning-failing --timeout=30s \
   --for=jsonpath='{.status.gates[4].name}'=postmortem-shared >/dev/null 2>&1 || true
 relctl gates dunning-failing -n "$ns"
 echo "(no GitOps repository is configured in this demo namespace: the postmortem pull request cannot be"
-echo " opened, so the incident stays Verifying; with gitopsRepoURL set, merging that pull request closes it;"
-echo " the Level 3 walk below sets one, in namespace $DEMO_L3_NAMESPACE)"
+echo " opened, so the incident stays Verifying; with gitopsRepoURL set, merging that pull request closes it:"
+echo " the walk below sets one in namespace $DEMO_L3_NAMESPACE and takes a billing incident there to Closed)"
 
 step "dunning-failing: the postmortem draft (relctl postmortem)"
 relctl postmortem dunning-failing -n "$ns"
 
 "$py" "$here/demo_level3.py"
+health
 
 printf '\nThe cluster keeps running (KUBECONFIG=%s); stop it with: make cluster-down\n' "$KUBECONFIG"

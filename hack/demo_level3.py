@@ -13,7 +13,12 @@ namespace from the repository through an automated Application that the settings
 Without it, the demo applies the merged manifests itself, says so, and the operator checks the live
 objects instead.
 
-Every wait is a poll with a deadline. Environment: RC_CACHE, DEMO_L3_NAMESPACE (default shop-gitops).
+Then all three levels to Closed: a billing incident in the same namespace whose Level 2 step a second identity
+approves (``relctl approve --as``), whose Level 3 correction the reviewer merges, that ``relctl resolve`` restores,
+and whose postmortem pull request the reviewer merges: Closed, with its five gates.
+
+Every wait is a poll with a deadline. Environment: RC_CACHE, DEMO_L3_NAMESPACE (default shop-gitops),
+DEMO_GITEA_DIR (default $RC_CACHE/gitea-demo).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CACHE = Path(os.environ.get("RC_CACHE", Path.home() / ".cache" / "reliability-center"))
-GITEA_DIR = CACHE / "gitea-demo"
+GITEA_DIR = Path(os.environ.get("DEMO_GITEA_DIR") or CACHE / "gitea-demo")  # CI gives each run its own
 NS = os.environ.get("DEMO_L3_NAMESPACE", "shop-gitops")
 INCIDENT = "export-without-tenant-id"
 REPO = "shop-gitops"
@@ -257,23 +262,26 @@ def show_app(status: dict[str, Any]) -> None:
 
 # --- the cluster --------------------------------------------------------------------------------------
 
-def plan() -> dict[str, Any] | None:
+def plan(incident: str = INCIDENT, purpose: str = "fix") -> dict[str, Any] | None:
+    """The incident's PatchPlan for its fix, or for its postmortem (named <incident>-postmortem)."""
     items = json.loads(kubectl("get", "patchplans", "-n", NS, "-o", "json",
-                               "-l", f"reliability.center/incident={INCIDENT}"))["items"]
+                               "-l", f"reliability.center/incident={incident}"))["items"]
+    items = [p for p in items if p["metadata"]["name"].endswith("-postmortem") == (purpose == "postmortem")]
     return items[0] if items else None
 
 
 class Phases:
     """Prints each phase the PatchPlan passes through (with its Ready condition's reason), once."""
 
-    def __init__(self) -> None:
+    def __init__(self, incident: str = INCIDENT, purpose: str = "fix") -> None:
         self.seen: set[tuple[str, str]] = set()
         self.t0 = time.monotonic()
+        self.incident, self.purpose = incident, purpose
 
     def until(self, wanted: set[str], timeout: float,
               also: Callable[[dict[str, Any]], Any] = lambda status: True) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
-            p = plan()
+            p = plan(self.incident, self.purpose)
             if not p:
                 return None
             status = p.get("status") or {}
@@ -284,7 +292,7 @@ class Phases:
                 print(f"  +{time.monotonic() - self.t0:5.1f}s  {p['metadata']['name']}: {phase:<11} "
                       f"{ready.get('reason', '')}: {' '.join(str(ready.get('message', '')).split())[:110]}")
             return p if phase in wanted and also(status) else None
-        return wait_for(probe, timeout, f"PatchPlan of {INCIDENT} in {'/'.join(sorted(wanted))}")
+        return wait_for(probe, timeout, f"{self.purpose} PatchPlan of {self.incident} in {'/'.join(sorted(wanted))}")
 
 
 def main() -> None:
@@ -403,11 +411,91 @@ or as {owner}, password in {GITEA_DIR}/env):
   all:         {repo_url}/pulls?state=all
   the plan:    kubectl get patchplan {name} -n {NS} -o yaml   (status.pullRequest, status.revert)
   stop Gitea:  bash hack/gitea.sh stop {GITEA_DIR}""")
+    walk_to_closed(admin, reviewer, owner, argocd)
     if argocd:
         print(f"""Argo CD (running on after the demo, logs in {ARGOCD_DIR}):
   kubectl get application -n {ARGOCD_NS}
   kubectl get application {NS} -n {ARGOCD_NS} -o yaml   (status.sync, status.health, status.operationState)
   stop it:     kill $(cut -d' ' -f2 {ARGOCD_DIR}/pids)""")
+
+
+# --- all three levels, to Closed ----------------------------------------------------------------------
+
+BILLING = "dunning-failing"
+L2_STEP = "disable-dunning"
+APPROVER, APPROVERS = "demo-approver", "reliability-center-demo-approvers"
+
+
+def incident_status(name: str) -> dict[str, Any]:
+    return json.loads(kubectl("get", "incident", name, "-n", NS, "-o", "json")).get("status") or {}
+
+
+def step_of(name: str, step: str) -> dict[str, Any]:
+    return next((s for s in incident_status(name).get("steps") or [] if s["name"] == step), {})
+
+
+def flags(name: str = "flags-billing") -> dict[str, str]:
+    data = json.loads(kubectl("get", "configmap", name, "-n", NS, "-o", "json")).get("data") or {}
+    return {k: v for k, v in sorted(data.items()) if ".tenant." in k}
+
+
+def merge_plan_of(reviewer: httpx.Client, admin: httpx.Client, owner: str, incident: str, purpose: str,
+                  argocd: Any) -> dict[str, Any]:
+    """The plan's pull request opened, shown, merged by the reviewer, synced (by Argo CD or the demo)."""
+    phases = Phases(incident, purpose)
+    proposed = phases.until({"Proposed"}, 120)
+    pr = proposed["status"]["pullRequest"]
+    print(f"\n{purpose} pull request #{pr['number']}: {pr['url']}\ndiff:")
+    show_diff(admin, owner, pr["number"])
+    merged = merge(reviewer, owner, pr["number"])
+    print(f"  merged by {merged['merged_by']['login']} as {merged['merge_commit_sha'][:12]}")
+    if purpose == "fix" and not argocd:
+        phases.until({"Merged"}, 60)
+        play_argo_cd(admin, owner, pr["number"], merged["merge_commit_sha"])
+    return phases.until({"Verified"} if purpose == "fix" else {"Merged", "Synced", "Verified"}, 120)
+
+
+def walk_to_closed(admin: httpx.Client, reviewer: httpx.Client, owner: str, argocd: Any) -> None:
+    """The billing incident through all three levels, resolved, its postmortem merged: Closed, five gates."""
+    step(f"incident {BILLING} in {NS}: level 1 acts at once, level 2 ({L2_STEP}) waits for an approver")
+    before = flags()
+    kubectl("apply", "-n", NS, "-f", str(ROOT / "examples" / "incidents" / "billing.yaml"))
+    waiting = wait_for(lambda: (s := step_of(BILLING, L2_STEP)).get("approval", {}).get("planDigest") and s, 90,
+                       f"step {L2_STEP} to show its plan")
+    print(run("relctl", "steps", BILLING, "-n", NS).rstrip())
+    print(f"\nthe planned change put to approval (status.steps[{L2_STEP}].evidence):")
+    print("  " + json.dumps(waiting.get("evidence") or {}, indent=2).replace("\n", "\n  "))
+    print(f"flags-billing tenant keys now: {json.dumps(flags())}")
+
+    step(f"{APPROVER} (group {APPROVERS}, bound to ClusterRole reliability-center-approver) approves, "
+         "as the apiserver authenticates them")
+    print(run("relctl", "approve", BILLING, L2_STEP, "-n", NS, "--as", APPROVER, "--as-group", APPROVERS,
+              "-m", "dunning retries off until the fix ships").rstrip())
+    done = wait_for(lambda: (s := step_of(BILLING, L2_STEP)).get("state") in ("Succeeded", "Failed", "Blocked") and s,
+                    60, f"step {L2_STEP} to run")
+    print(f"  {L2_STEP}: {done['state']} {done.get('reason', '')}: {done.get('message', '')}")
+    print(f"  flags-billing tenant keys after the write: {json.dumps(flags())}")
+
+    step(f"level 3: {BILLING}'s correction as a pull request; the reviewer merges it")
+    verified = merge_plan_of(reviewer, admin, owner, BILLING, "fix", argocd)
+    print(f"  {verified['metadata']['name']}: {verified['status']['phase']}")
+    wait_for(lambda: incident_status(BILLING).get("phase") == "Mitigated", 90, f"{BILLING} to be Mitigated")
+
+    step(f"relctl resolve {BILLING}: levels 1 and 2 restored from their snapshots")
+    print(run("relctl", "resolve", BILLING, "-n", NS).rstrip())
+    wait_for(lambda: incident_status(BILLING).get("phase") in ("Verifying", "Closed"), 60, f"{BILLING} to verify")
+    wait_for(lambda: flags() == before, 60, "flags-billing to hold its keys of before the incident again")
+    print(f"  flags-billing tenant keys: {json.dumps(flags())} (as before the incident)")
+
+    step(f"the postmortem pull request; the reviewer merges it; the five gates pass")
+    merge_plan_of(reviewer, admin, owner, BILLING, "postmortem", argocd)
+    closed = wait_for(lambda: (s := incident_status(BILLING)).get("phase") == "Closed" and s, 120,
+                      f"{BILLING} to be Closed")
+    print(run("relctl", "gates", BILLING, "-n", NS).rstrip())
+    passed = [g["name"] for g in closed["gates"] if g["passed"]]
+    print(f"  Closed at {closed['times']['closed']}: {len(passed)} of {len(closed['gates'])} gates passed")
+    step(f"relctl describe incident {BILLING} -n {NS}")
+    print(run("relctl", "describe", "incident", BILLING, "-n", NS, "--last", "8").rstrip())
 
 
 if __name__ == "__main__":
