@@ -149,10 +149,14 @@ def fresh_repo(admin: httpx.Client, owner: str) -> str:
                                        "readme": "Default", "description": "GitOps repository of the demo shop"}))
     # A new repository's first commit is indexed asynchronously: poll until main is served.
     wait_for(lambda: admin.get(f"/repos/{owner}/{REPO}/branches/main").status_code == 200, 30, f"{REPO}@main")
-    manifests = (ROOT / "examples" / "protected-app" / "app.yaml").read_text()
-    ok(admin.post(f"/repos/{owner}/{REPO}/contents/apps/{NS}/app.yaml",
-                  json={"content": base64.b64encode(manifests.encode()).decode(), "branch": "main",
-                        "message": "the shop's manifests"}))
+    # One file per object, <kind>-<name>.yaml, as the seed runbooks' Level 3 paths expect; one commit.
+    import yaml
+
+    docs = [d for d in yaml.safe_load_all((ROOT / "examples" / "protected-app" / "app.yaml").read_text()) if d]
+    files = [{"operation": "create", "path": f"apps/{NS}/{d['kind'].lower()}-{d['metadata']['name']}.yaml",
+              "content": base64.b64encode(yaml.safe_dump(d, sort_keys=False).encode()).decode()} for d in docs]
+    ok(admin.post(f"/repos/{owner}/{REPO}/contents", json={"files": files, "branch": "main",
+                                                            "message": "the shop's manifests"}))
     ok(admin.put(f"/repos/{owner}/{REPO}/collaborators/{REVIEWER}", json={"permission": "write"}))
     return f"{admin.base_url.scheme}://{admin.base_url.netloc.decode()}/{owner}/{REPO}"
 
@@ -176,9 +180,9 @@ def play_argo_cd(client: httpx.Client, owner: str, number: int, before: str) -> 
         gone = changed["status"] in ("deleted", "removed")
         text = ok(client.get(f"/repos/{owner}/{REPO}/raw/{path}", params={"ref": before if gone else "main"})).text
         if gone:
-            kubectl("delete", "--ignore-not-found", "-f", "-", stdin=text)
+            kubectl("delete", "--ignore-not-found", "-n", NS, "-f", "-", stdin=text)
         else:
-            kubectl("apply", "--server-side", "-f", "-", stdin=text)
+            kubectl("apply", "--server-side", "-n", NS, "-f", "-", stdin=text)  # the Application's destination
         where = f"{path}@{before[:12]}" if gone else f"{path}@main"
         print(f"  (playing Argo CD) kubectl {'delete' if gone else 'apply'} -f {where}")
 

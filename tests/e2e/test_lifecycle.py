@@ -116,7 +116,7 @@ def test_level_3_proposes_a_patchplan_owned_by_the_incident(app):
     assert plan["spec"]["title"] == "[billing] bill: billing/accounting correction"
     # The declared fix (the Git-declared flag off, under the default apps/<namespace> layout), and the record.
     assert [(c["path"], c.get("yamlPath"), c.get("value")) for c in plan["spec"]["changes"]] == [
-        (f"apps/{app}/flags-billing.yaml", "data.auto-dunning", "false"), (f"incidents/{app}/bill.md", None, None)]
+        (f"apps/{app}/configmap-flags-billing.yaml", "data.auto-dunning", "false"), (f"incidents/{app}/bill.md", None, None)]
 
 
 @pytest.mark.session_end

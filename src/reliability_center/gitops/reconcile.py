@@ -371,14 +371,18 @@ def _verdict(plan: PatchPlan, rt: Runtime, revision: str, before: str | None = N
         return lc.SyncVerdict(True, "NotObserved", "no Argo CD Application and no cluster access: "
                               "merged is as far as the operator can see", ObservedSync(revision=revision))
     paths = [c.path for c in plan.spec.changes]
-    docs = manifests_at(rt.workspace, revision, paths)
+    namespace = plan.metadata.namespace
+    docs = manifests_at(rt.workspace, revision, paths, namespace)
     kept = {lc.manifest_key(d) for d in docs}
-    removed = [d for d in manifests_at(rt.workspace, before, paths) if lc.manifest_key(d) not in kept] if before else []
+    removed = [d for d in manifests_at(rt.workspace, before, paths, namespace)
+               if lc.manifest_key(d) not in kept] if before else []
     return lc.objects_verdict(docs, rt.read_objects(docs + removed) if docs or removed else {}, revision, removed)
 
 
-def manifests_at(ws: Workspace, revision: str, paths: list[str]) -> list[dict[str, Any]]:
-    """The Kubernetes manifests in ``paths`` as of ``revision`` (other YAML is ignored)."""
+def manifests_at(ws: Workspace, revision: str, paths: list[str], namespace: str | None = None) -> list[dict[str, Any]]:
+    """The Kubernetes manifests in ``paths`` as of ``revision`` (other YAML is ignored). A manifest that names
+    no namespace is read in ``namespace`` (the plan's), where Argo CD's destination or ``kubectl apply -n``
+    puts it; the cluster read ignores it for a cluster-scoped kind."""
     ws.fetch_sha(revision)
     docs: list[dict[str, Any]] = []
     yaml = YAML(typ="safe")
@@ -387,10 +391,17 @@ def manifests_at(ws: Workspace, revision: str, paths: list[str]) -> list[dict[st
         if text is None or not path.endswith((".yaml", ".yml", ".json")):
             continue
         try:
-            docs += [d for d in yaml.load_all(text) if lc.is_manifest(d)]
+            docs += [_in_namespace(d, namespace) for d in yaml.load_all(text) if lc.is_manifest(d)]
         except YAMLError:
             continue
     return docs
+
+
+def _in_namespace(doc: dict[str, Any], namespace: str | None) -> dict[str, Any]:
+    meta = doc.get("metadata") or {}
+    if meta.get("namespace") or not namespace:
+        return doc
+    return {**doc, "metadata": {**meta, "namespace": namespace}}
 
 
 def _wait_sync(plan: PatchPlan, status: PatchPlanStatus, rt: Runtime) -> lc.Transition | None:

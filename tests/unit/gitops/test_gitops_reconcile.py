@@ -125,6 +125,27 @@ def test_a_revert_of_an_added_manifest_is_rolled_back_only_once_the_object_is_go
     assert advance(plan, rt).phase == "RolledBack"
 
 
+def test_a_manifest_that_names_no_namespace_is_looked_for_in_the_plans_namespace(env):
+    """A GitOps repository's manifests often leave the namespace to Argo CD's destination (or kubectl -n):
+    the sync is observed in the plan's namespace, not as an object that can never be found."""
+    origin, ws, forge = env
+    manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: limits\ndata:\n  a: '1'\n"
+    plan = make_plan(origin, changes=[{"path": "apps/web/limits.yaml", "operation": "createFile", "content": manifest}])
+    asked: list[list[str]] = []
+
+    def read_objects(docs):
+        asked.append([d["metadata"].get("namespace") for d in docs])
+        return {"v1/ConfigMap/shop/limits": {"apiVersion": "v1", "kind": "ConfigMap",
+                                             "metadata": {"name": "limits", "namespace": "shop"}, "data": {"a": "1"}}}
+
+    rt = rc.Runtime(forge=forge, workspace=ws, read_objects=read_objects)
+    branch = advance(plan, rt).pull_request.branch
+    forge.merge(1, merge_commit=origin.merge(branch))
+    assert advance(plan, rt).phase == "Merged"
+    assert advance(plan, rt).phase == "Synced"
+    assert asked[-1] == ["shop"]
+
+
 def test_a_merge_between_the_pr_read_and_the_base_read_is_seen_as_the_merge(env):
     """The pass reads the PR (open), then the base (which now holds the merge): the plan goes Merged,
     never through a BaseConflict with its own merge (and a comment saying so on the PR)."""
