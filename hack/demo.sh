@@ -24,6 +24,8 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "CRDs, admission policies (who created, who approved), the approver role, the four seed runbooks"
 kubectl apply --server-side --force-conflicts -f "$root/crds" >/dev/null
+# kubectl wait fails at once (not waits) on a CRD whose status has no conditions yet, as on a new cluster.
+for _ in $(seq 120); do kubectl wait --for=condition=Established --timeout=60s -f "$root/crds" >/dev/null 2>&1 && break; sleep 0.5; done
 kubectl wait --for=condition=Established --timeout=60s -f "$root/crds" >/dev/null
 kubectl apply --server-side --force-conflicts -f "$root/manifests/admission/policies.yaml" \
   -f "$root/manifests/rbac/approval_approver_role.yaml" >/dev/null

@@ -16,7 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.cluster import CACHE, SESSION, ROOT, api, apply_docs, create_object, kubectl, load_yaml, wait_for
+from tests.support.cluster import (CACHE, SESSION, ROOT, api, apply_docs, create_object, kubectl, load_yaml, wait_established,
+                                   wait_for)
 from tests.support.monitoring import Monitoring
 from tests.support.processes import free_port
 
@@ -80,10 +81,10 @@ def node_watch(cluster: str):
 @pytest.fixture(scope="session")
 def crds(cluster: str, node_watch) -> None:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
+    wait_established(ROOT / "crds")
     for extra in sorted((ROOT / "tests" / "e2e" / "fixtures").glob("*-crd.yaml")):
         kubectl("apply", "--server-side", "--force-conflicts", "-f", str(extra))
-        kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(extra))
+        wait_established(extra)
     # Approvals as the install makes them: the admission policies, the approver role bound to the
     # group the tests impersonate (tests/support/incidents.approve).
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "manifests" / "admission" / "policies.yaml"),

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from tests.conftest import METRICS_PORT, start_operator, stop_operator
-from tests.support.cluster import BIN, ROOT, apply_docs, get_json, kubectl, load_yaml, wait_for
+from tests.support.cluster import BIN, ROOT, apply_docs, get_json, kubectl, load_yaml, wait_established, wait_for
 
 HELM = BIN / "helm"
 CHART = ROOT / "charts" / "reliability-center"
@@ -354,7 +354,7 @@ def apply_crds_as_documented() -> None:
     step = "kubectl apply --server-side --force-conflicts -f charts/reliability-center/crds/"
     assert step in readme, "the README no longer documents the CRD step this test runs"
     kubectl(*step.split()[1:-1], str(CHART / "crds"))
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CHART / "crds"))
+    wait_established(CHART / "crds")
 
 
 def test_the_crds_upgrade_from_the_previous_chart(previous_chart: pathlib.Path, solo_namespace: str) -> None:

@@ -21,7 +21,7 @@ import pytest
 from kubernetes import config
 
 from tests.conftest import CACHE, start_operator, stop_operator
-from tests.support.cluster import KUBECTL, ROOT, wait_for
+from tests.support.cluster import KUBECTL, ROOT, wait_established, wait_for
 from tests.support.processes import free_port
 
 WATCHED = ("shop", "billing")
@@ -65,7 +65,7 @@ def fresh() -> Iterator[FreshCluster]:
     try:
         cluster.up()
         cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
-        cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
+        wait_established(ROOT / "crds", kubeconfig=cluster.kubeconfig)
         yield cluster
     finally:
         cluster.delete()

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from tests.support.cluster import BIN, CACHE, apply_docs, get_json, kubectl, wait_for
+from tests.support.cluster import BIN, CACHE, apply_docs, get_json, kubectl, wait_established, wait_for
 from tests.support.processes import LocalProcesses, free_port
 
 #: Same worker id as tests/conftest.py (not imported from there: it will import this module).
@@ -128,7 +128,7 @@ class ArgoCD(LocalProcesses):
         # kubectl's default field manager, forced: the whole CRD is this version's, whoever applied it before.
         args = [a for f in files for a in ("-f", f)]
         kubectl("apply", "--server-side", "--force-conflicts", *args)
-        kubectl("wait", "--for=condition=Established", "--timeout=60s", *args)
+        wait_established(*files)
         kubectl("create", "namespace", self.namespace, check=False)  # outlives a session: reused
         part_of = {"app.kubernetes.io/part-of": "argocd"}
         apply_docs(self.namespace, [

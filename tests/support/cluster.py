@@ -197,6 +197,25 @@ def rollout_status(namespace: str, kind: str, name: str, timeout: float = 60) ->
     wait_for(done, timeout=timeout, interval=0.1, what=f"rollout of {kind} {namespace}/{name}")
 
 
+def wait_established(*paths: str | pathlib.Path, kubeconfig: str | None = None, timeout: float = 60) -> None:
+    """Wait until the CRDs in these files (or directories of them) are Established. ``kubectl wait
+    --for=condition=Established`` fails at once, instead of waiting, when it reads a CRD whose status has no
+    conditions yet ("accessor error: <nil>"), which is what a brand-new cluster shows right after the create."""
+    files = [f for p in map(pathlib.Path, paths) for f in (sorted(p.glob("*.yaml")) if p.is_dir() else [p])]
+    names = [d["metadata"]["name"] for f in files for d in load_yaml(f) if d.get("kind") == "CustomResourceDefinition"]
+    config = ["--kubeconfig", kubeconfig] if kubeconfig else []
+
+    def established() -> bool:
+        shown = kubectl(*config, "get", "crd", *names, "-o", "json", check=False).stdout
+        items = (json.loads(shown) if shown else {}).get("items") or ([json.loads(shown)] if shown else [])
+        ready = {i["metadata"]["name"] for i in items
+                 if any(c["type"] == "Established" and c["status"] == "True"
+                        for c in (i.get("status") or {}).get("conditions") or [])}
+        return ready == set(names)
+
+    wait_for(established, timeout=timeout, what=f"CRDs {', '.join(names)} to be Established", interval=0.2)
+
+
 def wait_for(probe: Callable[[], T | None], timeout: float = 30, what: str = "condition", interval: float = 0.05) -> T:
     """Poll ``probe`` until it returns something truthy, or fail with the last value seen."""
     deadline = time.monotonic() + timeout
