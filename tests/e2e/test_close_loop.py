@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 
-from reliability_center.gateway import Ref
 from tests.conftest import ALERT_CATEGORY_PREFIX
 from tests.gitea.conftest import create_repo, gitea  # noqa: F401  (gitea is a fixture)
 from tests.support.cluster import apply_docs, apply_runbook, get_json, repository_secret, wait_for
-from tests.support.incidents import settle_app
+from tests.support.incidents import merge_plan, settle_app
 
 pytestmark = pytest.mark.gitea
 
@@ -33,13 +32,6 @@ def incidents(namespace: str) -> list[dict[str, Any]]:
 
 def phase_of(namespace: str, name: str) -> str | None:
     return (get_json("incident", name, "-n", namespace).get("status") or {}).get("phase")
-
-
-def merge_plan(kube, repo, namespace: str, plan: str) -> None:
-    """The reviewer merges the plan's pull request in Gitea."""
-    number = wait_for(lambda: ((kube.get(Ref("PatchPlan", namespace, plan)) or {}).get("status") or {})
-                      .get("pullRequest", {}).get("number"), 60, f"the pull request of {plan}")
-    repo.merge(number)
 
 
 def test_an_alert_opens_an_incident_that_mitigates_and_closes_once_its_five_gates_pass(

@@ -93,6 +93,15 @@ def audit_targets(st: dict[str, Any]) -> list[str]:
     return [e["target"] for e in st.get("timeline") or [] if e.get("target") and e["event"].endswith(":applied")]
 
 
+def merge_plan(kube: Any, repo: Any, namespace: str, plan: str) -> None:
+    """The reviewer merges the plan's pull request in Gitea (``repo``: tests/gitea/conftest.Repo)."""
+    from reliability_center.gateway import Ref
+
+    number = wait_for(lambda: ((kube.get(Ref("PatchPlan", namespace, plan)) or {}).get("status") or {})
+                      .get("pullRequest", {}).get("number"), 60, f"the pull request of {plan}")
+    repo.merge(number)
+
+
 def patch_plan(name: str, incident_name: str) -> dict:
     """A PatchPlan of an incident, for tests that read plans (relctl): its repository is never reached."""
     return {"apiVersion": "reliability.center/v1alpha1", "kind": "PatchPlan",

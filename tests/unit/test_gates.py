@@ -51,6 +51,50 @@ def test_audit_complete_needs_the_restore_record_and_every_field():
     assert any("lacks traceId" in m for m in gate.missing)
 
 
+VOTE = {"time": "2026-11-28T10:01:00Z", "traceId": "t1", "tenant": "acme", "actor": "alice", "action": "approval",
+        "target": "Approval/shop/inc-switch-x1", "step": "switch", "before": None, "after": None,
+        "outcome": "counted", "message": "approval counted (inc-switch-x1)"}
+REFUSAL = {"time": "2026-11-28T10:00:01Z", "traceId": "t1", "tenant": "acme", "actor": "system:reliability-center",
+           "action": "feature-flags-off", "target": "ConfigMap/shop/flags-globex", "step": "degrade", "before": None,
+           "after": None, "outcome": "denied", "message": "TenantScope: left out: belongs to tenant 'globex'"}
+
+
+def test_a_vote_and_a_refusal_are_complete_records_of_a_decision_without_digests():
+    """Neither changed the cluster: no before/after to carry, and the gate does not ask for one."""
+    gate = verdict("audit-complete", observations(records=[RECORD, REFUSAL, VOTE, RESTORE]))
+    assert gate.passed, gate.missing
+    assert gate.evidence == "1 writes, 4 durable audit records"
+
+
+def test_each_kind_of_record_is_checked_for_what_it_must_carry():
+    records = [RECORD, RESTORE, {**VOTE, "message": ""}, {**REFUSAL, "traceId": ""}, {**RECORD, "before": None},
+               {**RECORD, "outcome": "teleported"}, {**RESTORE, "after": None}]
+    gate = verdict("audit-complete", observations(records=records))
+    assert not gate.passed
+    assert gate.missing == [
+        "record approval Approval/shop/inc-switch-x1: lacks message",
+        "record feature-flags-off ConfigMap/shop/flags-globex: lacks traceId",
+        f"record feature-flags-off {TARGET}: lacks before",
+        f"record feature-flags-off {TARGET}: lacks a known outcome (not 'teleported')",
+        f"record restore:feature-flags-off {TARGET}: lacks after"]
+
+
+def test_no_outcome_belongs_to_two_kinds():
+    from reliability_center.engine import record_kinds
+
+    outcomes = [o for kind in record_kinds.KINDS for o in kind.outcomes]
+    assert len(outcomes) == len(set(outcomes))
+    assert record_kinds.kind_of("counted") is record_kinds.DECISION
+    assert record_kinds.kind_of("denied") is record_kinds.REFUSAL
+    assert record_kinds.kind_of("proposed") is record_kinds.PROPOSAL
+
+
+def test_a_target_found_already_as_wanted_has_its_record():
+    unchanged = {**RECORD, "outcome": "unchanged", "message": "already in the desired state"}
+    gate = verdict("audit-complete", observations(held=[], records=[unchanged]))
+    assert gate.passed, gate.missing
+
+
 def test_gateway_only_names_the_manager_that_changed_our_field_after_us():
     obs = observations(foreign={"rc-snap-1": {"/data/invoicing": ["kubectl-edit (Update)"]}})
     gate = verdict("gateway-only", obs)

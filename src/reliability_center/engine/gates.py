@@ -2,8 +2,9 @@
 
 An incident that is resolved (``Verifying``) reaches ``Closed`` only when all five pass:
 
-1. ``audit-complete``: every write of every step has a durable audit record with its trace id,
-   tenant, action, actor, target and before/after digests.
+1. ``audit-complete``: every write of every step has a durable audit record, and every durable
+   record carries what its kind needs (``engine/record_kinds.py``: a write its trace id, tenant,
+   actor, action, target and before/after digests; a vote or a refusal what was decided and why).
 2. ``gateway-only``: on every object the incident changed, the fields it set are owned by our field
    manager: no other writer changed them since our write (managedFields name who did).
 3. ``rollback-tested``: the Level 1 inverses were dry-run on the apiserver before they were needed;
@@ -22,12 +23,9 @@ from typing import Any
 
 from reliability_center.api.incident import Gate, PlanState, StepStatus
 from reliability_center.api.runbook import SLOCheck
+from reliability_center.engine import record_kinds
 
 GATES = ("audit-complete", "gateway-only", "rollback-tested", "slo-normal", "postmortem-shared")
-#: Outcomes of a write that changed (or would change, in shadow mode) the cluster.
-WROTE = frozenset({"applied", "created", "exists", "proposed", "dry-run"})
-#: What every durable record must carry.
-RECORD_FIELDS = ("traceId", "tenant", "actor", "action", "target", "after")
 #: PatchPlan phases after the merge of its pull request.
 MERGED = frozenset({"Merged", "Synced", "Verified"})
 
@@ -74,7 +72,9 @@ def gate(name: str, passed: bool, reason: str, evidence: str, missing: Iterable[
 
 def audit_complete(obs: Observations) -> Gate:
     missing: list[str] = []
-    found = {(r.get("step"), r.get("target")) for r in obs.records if r.get("outcome") in WROTE}
+    # A target found already as wanted ("unchanged") has its record as much as one written.
+    found = {(r.get("step"), r.get("target")) for r in obs.records
+             if record_kinds.kind_of(r.get("outcome")) in (record_kinds.WRITE, record_kinds.PROPOSAL)}
     restores = {(r.get("step"), r.get("target")) for r in obs.records if str(r.get("action", "")).startswith("restore:")}
     for write in obs.held:
         if (write.step, write.target) not in found:
@@ -88,9 +88,7 @@ def audit_complete(obs: Observations) -> Gate:
                 if (step.name, write.target) not in restores:
                     missing.append(f"step {step.name}: no audit record of the restore of {write.target}")
     for record in obs.records:
-        lacking = [f for f in RECORD_FIELDS if not record.get(f)]
-        if record.get("outcome") in WROTE and not record.get("before") and record.get("outcome") != "proposed":
-            lacking.append("before")
+        lacking = record_kinds.lacking(record)
         if lacking:
             missing.append(f"record {record.get('action')} {record.get('target')}: lacks {', '.join(lacking)}")
     missing = list(dict.fromkeys(missing))

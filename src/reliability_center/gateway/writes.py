@@ -180,9 +180,9 @@ class WriteGateway:
         ops = plan_once(current, edits)
         self._owned_elsewhere(ctx, action, target, current, ops)
         after = {e.label: e.value for e in edits}
+        # Found already set (an earlier attempt's write), its before is its after: a write record carries both.
         record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, str(target), ctx.step,
-                                   digest({e.label: read(current, e.path) for e in edits}) if ops else None,
-                                   digest(after), "")
+                                   digest({e.label: read(current, e.path) for e in edits}), digest(after), "")
         if ctx.shadow:
             if ops and ctx.server_dry_run:
                 self.kube.json_patch(target, ops, dry_run=True)

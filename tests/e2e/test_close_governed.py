@@ -1,0 +1,82 @@
+"""An incident as it really goes: a Level 1 step meets another tenant's object and leaves it out, a
+Level 2 step runs once someone other than the incident's creator approved it, a person resolves it,
+a reviewer merges its postmortem in Gitea — and it reaches ``Closed`` with its five gates passed.
+
+Oracles: the cluster's objects (the flag ConfigMaps, the durable audit log as kubectl reads it), the
+forge's own main branch (the postmortem file).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from tests.gitea.conftest import create_repo, gitea  # noqa: F401  (gitea is a fixture)
+from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, repository_secret, wait_for
+from tests.support.incidents import approve, create, incident, merge_plan, status, steps, wait_phase
+
+pytestmark = [pytest.mark.gitea, pytest.mark.usefixtures("operator")]
+
+#: Another tenant's billing flags: the steps select every billing flags store and must leave this one out.
+GLOBEX_FLAGS = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "flags-billing-globex",
+                             "labels": {"reliability.center/role": "flags", "reliability.center/module": "billing",
+                                        "reliability.center/tenant": "globex"}},
+                "data": {"auto-invoicing": "true", "dunning-retries": "true"}}
+
+
+def gitops_settings(app: str, gitea, repo) -> None:  # noqa: F811
+    apply_docs(app, [
+        repository_secret("gitops-credentials", repo.url, username=gitea.user, token=gitea.token),
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "reliability-center-settings"},
+         "data": {"gitopsRepoURL": repo.url, "gitopsProvider": "gitea",
+                  "gitopsCredentialsSecret": "gitops-credentials"}}])
+
+
+def durable_log(app: str, name: str) -> list[dict]:
+    log = get_json("incident", name, "-n", app)["status"]["auditLog"]
+    return [json.loads(v) for v in get_json("configmap", log, "-n", app)["data"].values()]
+
+
+def test_an_incident_with_an_approved_level_2_step_and_a_left_out_target_closes(kube, app, gitea):  # noqa: F811
+    repo = create_repo(gitea, {"README.md": "GitOps repository (governed close test)\n"})
+    gitops_settings(app, gitea, repo)
+    apply_docs(app, [GLOBEX_FLAGS])
+    category = f"cg{uuid.uuid4().hex[:8]}"
+    apply_runbook(category, {"steps": [
+        {"name": "degrade", "level": 1, "action": "feature-flags-off",
+         "params": {"modules": ["billing"], "flags": ["auto-invoicing"]}},
+        {"name": "switch", "level": 2, "action": "feature-flags-off",
+         "params": {"modules": ["billing"], "flags": ["dunning-retries"]}, "approval": {"required": True}}]})
+    wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook")
+    create(app, incident("bill", category=category))  # tenant acme, created by the test's own user
+
+    approve(app, "bill", "switch", user="alice")
+    wait_for(lambda: steps(status(app, "bill")).get("switch") == "Succeeded", what="the approved step to run")
+    st = wait_phase(app, "bill", "Mitigated")
+    assert steps(st) == {"degrade": "Succeeded", "switch": "Succeeded"}
+    flags = get_json("configmap", "flags-billing", "-n", app)["data"]
+    assert flags["auto-invoicing.tenant.acme"] == "false" and flags["dunning-retries.tenant.acme"] == "false"
+    assert get_json("configmap", "flags-billing-globex", "-n", app)["data"] == GLOBEX_FLAGS["data"]
+
+    kubectl("patch", "incident", "bill", "-n", app, "--type=merge", "-p", '{"spec":{"resolved":true}}')
+    wait_phase(app, "bill", {"Verifying", "Closed"})
+    merge_plan(kube, repo, app, "bill-postmortem")
+    st = wait_phase(app, "bill", "Closed", timeout=90)
+
+    gates = {g["name"]: g for g in st["gates"]}
+    assert len(gates) == 5 and all(g["passed"] for g in gates.values()), gates
+    assert gates["audit-complete"]["reason"] == "EveryWriteAudited"
+    # The decisions the gate accepted are in the durable log as the cluster stores it.
+    records = durable_log(app, "bill")
+    assert ("alice", "approval", "counted") in {(r["actor"], r["action"], r["outcome"]) for r in records}
+    refused = {(r["step"], r["outcome"]) for r in records if r["target"] == f"ConfigMap/{app}/flags-billing-globex"}
+    assert refused == {("degrade", "denied"), ("switch", "denied")}
+    # Restored, and the other tenant's store never touched; the postmortem is on the forge's main branch.
+    flags = get_json("configmap", "flags-billing", "-n", app)["data"]
+    assert not {"auto-invoicing.tenant.acme", "dunning-retries.tenant.acme"} & set(flags)
+    assert get_json("configmap", "flags-billing-globex", "-n", app)["data"] == GLOBEX_FLAGS["data"]
+    assert "bill" in repo.file(f"postmortems/{app}/bill.md")
+    assert status(app, "bill")["phase"] == "Closed"
