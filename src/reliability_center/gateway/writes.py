@@ -31,7 +31,7 @@ from reliability_center.gateway.kube import FIELD_MANAGER, Conflict, Kube, NotFo
 from reliability_center.gateway.leaves import ABSENT, digest, leaves, read
 from reliability_center.gateway.tracking import managing_application, release_ops
 from reliability_center.policy.limits import Isolations, release_isolation, reserve_isolation
-from reliability_center.policy.writes import ALLOWED, Verdict, check_write
+from reliability_center.policy.writes import ALLOWED, Verdict, check_namespace, check_write
 
 log = logging.getLogger("reliability_center.gateway")
 
@@ -367,12 +367,19 @@ class WriteGateway:
         other incident holds it, and only if it still holds the value we set; a field
         someone else changed since is left alone and reported as a conflict. The
         JSON patch carries a ``test`` per field, so the check and the write are atomic.
+
+        The target is read from the snapshot, so it passes the same checks as a write, and must
+        lie in the incident's namespace: PolicyDenied (audited) otherwise.
         """
         data = (self.kube.get(Ref("ConfigMap", ctx.namespace, snapshot)) or {}).get("data")
         if not data:
             raise NotFound(f"snapshot {snapshot} is gone")
         spec = json.loads(data["target"])
         target = Ref(spec["kind"], spec["namespace"], spec["name"])
+        scope = check_namespace(incident_namespace=ctx.namespace, target=str(target), target_namespace=target.namespace)
+        if not scope.allowed:
+            verdict = Verdict(False, scope.reason, f"snapshot {snapshot}: {scope.message}")
+            raise PolicyDenied(verdict, self._refusal(ctx, action, str(target), verdict))
         before, after = json.loads(data["before"]), json.loads(data["after"])
         result = RestoreResult(str(target))
         for attempt in range(ATTEMPTS):
@@ -381,6 +388,7 @@ class WriteGateway:
             if current is None:
                 (result.restored if WHOLE in before else result.conflicts).append(WHOLE)
                 break
+            self._check(ctx, action, str(target), (current.get("metadata") or {}).get("labels") or {})
             plan = plan_release(current, snapshot, self._alive(ctx.namespace))
             result.restored, result.kept, result.conflicts = plan.restored, plan.kept, plan.conflicts
             try:

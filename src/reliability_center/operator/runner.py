@@ -550,7 +550,7 @@ class Turn:
         write = self.write_context(status.name, status.level)
         if self.status.phase != "Verifying":
             self.status.times.resolved = self.status.times.resolved or now_iso()
-        conflicts, kept = [], []
+        conflicts, kept, refused = [], [], []
         snapshots = self.held.get(status.name, [])
         for snapshot in reversed(snapshots):
             try:
@@ -558,19 +558,28 @@ class Turn:
             except NotFound as exc:
                 conflicts.append(f"{snapshot}: {exc}")
                 continue
+            except PolicyDenied as denied:  # a snapshot naming a target this incident may not write
+                self.status.timeline.append(denied.entry)
+                metrics.REFUSALS.labels(denied.verdict.reason).inc()
+                refused.append(denied.verdict)
+                continue
             if result.entry:
                 self.status.timeline.append(result.entry)
             conflicts += [f"{result.target}{p}" for p in result.conflicts]
             kept += [f"{result.target}{p}" for p in result.kept]
         status.state = "Restored"
-        status.reason = "RestoreConflict" if conflicts else "Restored"
-        parts = [f"{len(snapshots)} snapshots restored"]
+        status.reason = refused[0].reason if refused else "RestoreConflict" if conflicts else "Restored"
+        parts = [f"{len(snapshots) - len(refused)} snapshots restored"]
+        if refused:
+            parts.insert(0, f"{len(refused)} refused: " + "; ".join(v.message for v in refused))
         if kept:
             parts.append("kept for other open incidents: " + ", ".join(kept))
         if conflicts:
             parts.append("not restored, changed by someone else since: " + ", ".join(conflicts))
         status.message = "; ".join(parts)[:1024]
         self.note("step:Restored", status.message, status.name)
+        if refused:
+            self.condition("RestoreRefused", "True", refused[0].reason, status.message)
         if conflicts:
             self.condition("RestoreConflicts", "True", "ChangedSinceMitigation", status.message)
         self.save()

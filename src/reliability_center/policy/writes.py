@@ -1,4 +1,4 @@
-"""May this write happen? Protected data classes, tenant scope, autonomy level."""
+"""May this write happen? Protected data classes, tenant scope, autonomy level, the incident's namespace."""
 
 from __future__ import annotations
 
@@ -37,3 +37,13 @@ def check_write(*, level: int, incident_tenant: str, target: str, target_labels:
         return Verdict(False, "TenantScope",
                        f"{target} belongs to tenant {owner!r}, not to the incident's tenant {incident_tenant!r}")
     return ALLOWED
+
+
+def check_namespace(*, incident_namespace: str, target: str, target_namespace: str | None) -> Verdict:
+    """An incident acts in its own namespace only, whatever a record read back says (a restore's target
+    comes from a snapshot ConfigMap: a forged one must not steer the operator into another namespace)."""
+    if target_namespace == incident_namespace:
+        return ALLOWED
+    return Verdict(False, "OutsideIncidentNamespace",
+                   f"{target} is outside the incident's namespace {incident_namespace!r}: "
+                   "an incident acts only in its own namespace")
