@@ -340,6 +340,10 @@ NEEDED = [
     ("update", "/configmaps", "", APP),
     ("patch", "/configmaps", "", APP),
     ("delete", "/configmaps", "", APP),
+    # Its own records (snapshots, audit logs, ledgers): the admission policy reliability-center-records asks this.
+    ("create", "reliability.center/records", "", APP),
+    ("update", "reliability.center/records", "", APP),
+    ("delete", "reliability.center/records", "", APP),
     ("get", "/secrets", "", INSTALL_NS),  # credentials: the operator's own namespace only
     ("patch", "apps/deployments", "", APP),
     ("watch", "apps/deployments", "", APP),  # a step waiting on a rollout is woken by it
