@@ -17,12 +17,13 @@ mkdir -p "$bin"
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=${CGO_ENABLED:-1}
 
 all=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl helm gitea argocd)
-# Cold build of each, measured on the 2-CPU dev machine (empty Go module and build caches,
-# downloads included; from the stamps' times, built in the order above): seconds.
-declare -A cold=([kube-apiserver]=442 [kube-controller-manager]=154 [kube-scheduler]=16 [kubectl]=38 [etcd]=45
-                 [kwok]=110 [kwokctl]=20 [helm]=227 [gitea]=469 [argocd]=405)
+# Cold build of each on a fresh 2-CPU machine (empty Go module and build caches, downloads included),
+# from this script's own progress lines, in the order `make demo` then `make test` build them
+# (2026-12-06, at 9e336cc): seconds.
+declare -A cold=([kube-apiserver]=268 [kube-controller-manager]=115 [kube-scheduler]=8 [kubectl]=19 [etcd]=22
+                 [kwok]=80 [kwokctl]=18 [gitea]=209 [helm]=123 [argocd]=242)
 # The first of a family pays for the module download and the shared packages.
-first_of_family() { case $1 in kube-*|kubectl) echo 442 ;; kwok*) echo 110 ;; *) echo "${cold[$1]}" ;; esac; }
+first_of_family() { case $1 in kube-*|kubectl) echo 268 ;; kwok*) echo 80 ;; *) echo "${cold[$1]}" ;; esac; }
 family() { case $1 in kube-*|kubectl) echo k8s ;; kwok*) echo kwok ;; *) echo "$1" ;; esac; }
 
 version_of() {
