@@ -19,7 +19,7 @@ from reliability_center.engine import gates as verdicts
 from reliability_center.engine.postmortem import render
 from reliability_center.gateway import Kube, Ref, WriteContext, WriteGateway, audit
 from reliability_center.gateway.holds import WHOLE, foreign_owners
-from reliability_center.gateway.kube import FIELD_MANAGER, describe
+from reliability_center.gateway.kube import FIELD_MANAGER, Fenced, describe, transient
 from reliability_center.gateway.leaves import ABSENT
 from reliability_center.gateway.writes import INCIDENT_UID_LABEL, STEP_ANNOTATION
 
@@ -117,13 +117,19 @@ def observe(kube: Kube, status: IncidentStatus, incident: Incident, body: dict[s
 
 
 def rehearse(gateway: WriteGateway, write: WriteContext, snapshots: list[str]) -> tuple[bool, str]:
-    """Dry-run every inverse on the apiserver (nothing is written): would the rollback apply?"""
+    """Dry-run every inverse on the apiserver (nothing is written): would the rollback apply?
+
+    Only an answer decides: an apiserver that was overloaded or away (429, 5xx, a timeout), or a
+    lease lost meantime, says nothing about the inverses, so that error is raised and the runner
+    retries the turn with backoff (``runner.retryable``), the restore waiting for it."""
     failures = []
     for snapshot in snapshots:
         try:
             result = gateway.restore(write, snapshot, action="rollback-test", dry_run=True)
-        except Exception as exc:  # a refusal of the dry-run is the finding, whatever its kind
-            failures.append(f"{snapshot}: {describe(exc)}")
+        except Exception as exc:
+            if transient(exc) or isinstance(exc, Fenced):
+                raise
+            failures.append(f"{snapshot}: {describe(exc)}")  # a refusal of the dry-run is the finding
             continue
         failures += [f"{result.target}{path}: changed by someone else since" for path in result.conflicts]
     if failures:
