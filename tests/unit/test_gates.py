@@ -138,6 +138,14 @@ def test_rollback_tested_needs_the_dry_run_and_verified_fix_plans():
     assert verdict("rollback-tested", observations(held=[], rollback=None)).passed  # nothing to roll back
 
 
+def test_rollback_tested_fails_while_a_field_a_lost_hold_left_stays_at_our_value():
+    gate = verdict("rollback-tested", observations(lost={"rc-snap-1": ["/data/invoicing"]}))
+    assert not gate.passed and gate.reason == "HoldLost"
+    assert gate.missing == [f"{TARGET}/data/invoicing: its hold annotation was removed, so the restore left it at "
+                            "the value step degrade set (HoldLost); put it back by hand once it is no longer needed"]
+    assert verdict("rollback-tested", observations(lost={})).passed  # put back by hand: nothing left
+
+
 def test_slo_gate_compares_the_worst_value_and_says_why():
     assert not verdict("slo-normal", observations(slo_values=[0.2])).passed
     assert verdict("slo-normal", observations(slo_values=[0.2])).reason == "SLONotMet"

@@ -12,8 +12,8 @@ import copy
 import jsonpatch
 import pytest
 
-from reliability_center.gateway.holds import (Edit, HeldElsewhere, holds, plan_release, plan_write, same,
-                                               whole_hold)
+from reliability_center.gateway.holds import (Edit, HeldElsewhere, gone_holds, holds, plan_release, plan_write,
+                                               same, whole_hold)
 from reliability_center.gateway.leaves import ABSENT, read
 
 
@@ -189,3 +189,60 @@ def test_an_atomic_selector_owned_whole_counts_for_an_item_added_inside_it():
         "spec": {"podSelector": {"matchLabels": {"app": "api"}}}}
     ops = plan_write(policy, [Edit("/spec/podSelector/matchExpressions", {"key": "t"}, item=True)], "s").ops
     assert foreign_owners(policy, ops, "reliability-center") == {"/spec/podSelector/matchExpressions": ["helm (Apply)"]}
+
+
+def unannotated(doc: dict) -> dict:
+    """``kubectl annotate ... reliability.center/hold-<hash>-``, or another writer's PUT without them."""
+    out = copy.deepcopy(doc)
+    out["metadata"]["annotations"] = {k: v for k, v in out["metadata"]["annotations"].items()
+                                      if not k.startswith("reliability.center/hold-")}
+    return out
+
+
+def test_a_write_records_the_holds_it_leaves_as_the_object_carries_them():
+    doc = flags(a="true")
+    plan = plan_write(doc, [Edit("/data/a", "false"), Edit("/data/b", "x")], "s")
+    written = apply(doc, plan.ops)
+    assert plan.holds == holds(written) and len(plan.holds) == 2
+    joined = plan_write(written, [Edit("/data/a", "false")], "t")
+    assert {k: h.holders for k, h in joined.holds.items()} == {Edit("/data/a", "false").key: ("s", "t")}
+
+
+def test_a_hold_someone_removed_is_lost_not_restored():
+    doc = flags(a="true", b="on")
+    plan = plan_write(doc, [Edit("/data/a", "false"), Edit("/data/b", "off"), Edit("/data/c", "new")], "s")
+    stripped = unannotated(apply(doc, plan.ops))
+    stripped["data"]["b"] = "someone's"
+    release = plan_release(stripped, "s", lambda _: True)
+    assert not release.ops and not release.restored  # nothing left to release: the old, silent "restored"
+    gone = gone_holds(stripped, plan.holds, plan.after)
+    assert (gone.lost, gone.back, gone.changed) == (["/data/a", "/data/c"], [], ["/data/b"])
+
+
+def test_holds_released_already_or_kept_by_others_are_not_lost():
+    doc = flags(a="true")
+    first = plan_write(doc, [Edit("/data/a", "false")], "s")
+    doc = apply(doc, first.ops)
+    doc = write(doc, "t", Edit("/data/a", "false"))
+    kept = release(doc, "s")  # t still holds it: the annotation stays, with t alone
+    assert gone_holds(kept, first.holds, first.after).lost == []
+    back = release(kept, "t")  # the last holder put it back, annotation and all
+    gone = gone_holds(back, first.holds, first.after)
+    assert (gone.lost, gone.back) == ([], ["/data/a"])
+
+
+def test_lost_holds_on_list_items_and_created_objects_are_judged_by_the_object():
+    path = "/spec/ingress"
+    policy = {"apiVersion": "v1", "kind": "NetworkPolicy", "metadata": {"name": "p", "annotations": {}},
+              "spec": {"ingress": [{"from": "a"}, {"from": "b"}]}}
+    plan = plan_write(policy, [Edit(path, {"from": "x"}, item=True), Edit(path, {"from": "a"}, item=True,
+                                                                          remove=True)], "s")
+    stripped = unannotated(apply(policy, plan.ops))
+    assert stripped["spec"]["ingress"] == [{"from": "b"}, {"from": "x"}]
+    assert gone_holds(stripped, plan.holds, plan.after).lost == ["/spec/ingress/-", '/spec/ingress[-{"from": "a"}]']
+    key, value = whole_hold("s")
+    created = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "iso", "annotations": {}},
+               "data": {"k": "v"}}
+    taken = {key: holds({"metadata": {"annotations": {key: value}}})[key]}
+    assert gone_holds(created, taken, {"/data/k": "v"}).lost == ["/"]
+    assert gone_holds({**created, "data": {"k": "changed"}}, taken, {"/data/k": "v"}).changed == ["/"]

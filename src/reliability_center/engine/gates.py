@@ -18,7 +18,7 @@ The observations are gathered by ``operator/closing.py``; nothing here reads the
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reliability_center.api.incident import Gate, PlanState, StepStatus
@@ -60,6 +60,9 @@ class Observations:
     """The values of the SLO query over its duration; None when Prometheus could not answer."""
     slo_error: str = ""
     postmortem_error: str = ""
+    lost: dict[str, list[str]] = field(default_factory=dict)
+    """By snapshot: the fields its write set whose hold annotation someone removed, still at the value it
+    set (so its restore left them, and nothing will restore them)."""
     shadow: bool = False
     field_manager: str = "reliability-center"
 
@@ -120,6 +123,11 @@ def gateway_only(obs: Observations) -> Gate:
 def rollback_tested(obs: Observations) -> Gate:
     missing: list[str] = []
     parts: list[str] = []
+    for write in obs.held:
+        for path in obs.lost.get(write.snapshot, []):
+            missing.append(f"{write.target}{'' if path == '/' else path}: its hold annotation was removed, so the "
+                           f"restore left it at the value step {write.step} set (HoldLost); put it back by hand "
+                           "once it is no longer needed")
     if obs.held and not obs.shadow:
         if obs.rollback is None:
             missing.append("the inverses were never dry-run before the resolve")
@@ -137,7 +145,8 @@ def rollback_tested(obs: Observations) -> Gate:
         else:
             missing.append(f"PatchPlan {plan.name} is {plan.phase}, not Verified: its revert is not proven")
     if missing:
-        return gate("rollback-tested", False, "RollbackNotProven", "; ".join(parts), missing)
+        reason = "HoldLost" if obs.lost else "RollbackNotProven"
+        return gate("rollback-tested", False, reason, "; ".join(parts), missing)
     return gate("rollback-tested", True, "RollbackProven", "; ".join(parts))
 
 

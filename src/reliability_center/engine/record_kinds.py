@@ -7,7 +7,8 @@ kind is about:
 - a **write** changed the cluster (or would have, in shadow mode): the digests of the fields
   before and after it;
 - a **proposal** opened a PatchPlan: what it proposes (there was nothing before it);
-- a **restore** put a write's fields back (or dry-ran it, or left them to someone): both digests;
+- a **restore** put a write's fields back (or dry-ran it, or left them to someone, or found the
+  hold on them removed): both digests;
 - a **refusal** is a write not made (policy, another tenant's object): why, in its message;
 - a **decision** is a person's act on the incident (a vote on a governed step), or the operator's
   on their behalf (an approval that expired): what was decided, in its message.
@@ -36,7 +37,8 @@ class RecordKind:
 
 WRITE = RecordKind("write", frozenset({"applied", "created", "exists", "dry-run", "unchanged"}), ("before", "after"))
 PROPOSAL = RecordKind("proposal", frozenset({"proposed"}), ("after",))
-RESTORE = RecordKind("restore", frozenset({"restored", "kept", "conflict", "restore-tested"}), ("before", "after"))
+RESTORE = RecordKind("restore", frozenset({"restored", "kept", "conflict", "hold-lost", "restore-tested"}),
+                     ("before", "after"))
 REFUSAL = RecordKind("refusal", frozenset({"denied"}), ("message",))
 DECISION = RecordKind("decision", frozenset({"counted", "not-counted", "rejected", "expired"}), ("message",))
 KINDS = (WRITE, PROPOSAL, RESTORE, REFUSAL, DECISION)

@@ -89,6 +89,14 @@ class Hold:
     def edit(self) -> Edit:
         return Edit(self.path, self.value, self.item, self.removed)
 
+    @classmethod
+    def parse(cls, raw: str) -> Hold:
+        """From its wire form; ValueError, KeyError or TypeError when it is not one."""
+        body = json.loads(raw)
+        before = ABSENT if body["before"] == ABSENT else body["before"]
+        return cls(body["path"], body["value"], before, tuple(body["holders"]), bool(body.get("item")),
+                   bool(body.get("removed")))
+
 
 def annotation_pointer(key: str) -> str:
     return "/metadata/annotations/" + escape(key)
@@ -101,10 +109,7 @@ def holds(obj: dict[str, Any] | None) -> dict[str, Hold]:
         if not key.startswith(HOLD_PREFIX):
             continue
         try:
-            body = json.loads(raw)
-            before = ABSENT if body["before"] == ABSENT else body["before"]
-            out[key] = Hold(body["path"], body["value"], before, tuple(body["holders"]), bool(body.get("item")),
-                            bool(body.get("removed")))
+            out[key] = Hold.parse(raw)
         except (ValueError, KeyError, TypeError):
             continue  # not ours to interpret: left alone
     return out
@@ -180,6 +185,9 @@ class WritePlan:
     """Edit labels already held by other incidents at this value: this holder joins them."""
     unchanged: list[str] = field(default_factory=list)
     """Edit labels already at the wanted value though nobody holds them: not ours to restore."""
+    holds: dict[str, Hold] = field(default_factory=dict)
+    """By annotation key, each hold as the write leaves it: the snapshot keeps them, so that a
+    release can tell a hold someone removed from one never taken (``gone_holds``)."""
 
     @property
     def holds_all(self) -> bool:
@@ -207,6 +215,7 @@ def plan_write(current: dict[str, Any], edits: list[Edit], holder: str,
         if hold is not None and holder in hold.holders:
             plan.before[edit.label] = hold.before  # an earlier attempt of this step holds it already
             plan.held.append(edit.label)
+            plan.holds[edit.key] = hold
             continue
         if hold is not None and not same(hold.value, edit.value) and any(alive(h) for h in hold.holders):
             raise HeldElsewhere(edit.path, hold.value, hold.holders)
@@ -229,14 +238,16 @@ def _value(plan: WritePlan, patch: _Patch, current: dict[str, Any], edit: Edit, 
             plan.unchanged.append(edit.label)  # someone else's setting: not ours to restore
             return
         patch.set(edit.path, now, edit.value)
-        patch.hold(edit.key, None, Hold(edit.path, edit.value, now, (holder,)))
+        plan.holds[edit.key] = Hold(edit.path, edit.value, now, (holder,))
+        patch.hold(edit.key, None, plan.holds[edit.key])
     else:
         plan.before[edit.label] = hold.before
         plan.joined.append(edit.label)
         if not same(now, edit.value):  # changed since (by a person, or a gone holder's value): ours again
             patch.set(edit.path, now, edit.value)
         holders = hold.holders if same(hold.value, edit.value) else ()  # a gone holders' value is taken over
-        patch.hold(edit.key, hold, replace(hold, value=edit.value, holders=holders + (holder,)))
+        plan.holds[edit.key] = replace(hold, value=edit.value, holders=holders + (holder,))
+        patch.hold(edit.key, hold, plan.holds[edit.key])
     plan.held.append(edit.label)
 
 
@@ -247,9 +258,11 @@ def _whole(plan: WritePlan, patch: _Patch, edit: Edit, hold: Hold | None, holder
     plan.before[edit.label], plan.after[edit.label] = ABSENT, None
     plan.held.append(edit.label)
     if holder in hold.holders:
+        plan.holds[edit.key] = hold
         return  # created or joined by an earlier attempt of this step
     plan.joined.append(edit.label)
-    patch.hold(edit.key, hold, replace(hold, holders=hold.holders + (holder,)))
+    plan.holds[edit.key] = replace(hold, holders=hold.holders + (holder,))
+    patch.hold(edit.key, hold, plan.holds[edit.key])
 
 
 def _item(plan: WritePlan, patch: _Patch, current: dict[str, Any], edit: Edit, hold: Hold | None,
@@ -265,7 +278,8 @@ def _item(plan: WritePlan, patch: _Patch, current: dict[str, Any], edit: Edit, h
             patch.set(edit.path, ABSENT, [edit.value])
         else:
             patch.ops.append({"op": "add", "path": edit.path + "/-", "value": edit.value})
-        patch.hold(edit.key, None, Hold(edit.path, edit.value, ABSENT if items is ABSENT else [], (holder,), True))
+        plan.holds[edit.key] = Hold(edit.path, edit.value, ABSENT if items is ABSENT else [], (holder,), True)
+        patch.hold(edit.key, None, plan.holds[edit.key])
     else:
         plan.before[edit.label] = hold.before
         plan.joined.append(edit.label)
@@ -274,7 +288,8 @@ def _item(plan: WritePlan, patch: _Patch, current: dict[str, Any], edit: Edit, h
                 patch.set(edit.path, ABSENT, [edit.value])
             else:
                 patch.ops.append({"op": "add", "path": edit.path + "/-", "value": edit.value})
-        patch.hold(edit.key, hold, replace(hold, holders=hold.holders + (holder,)))
+        plan.holds[edit.key] = replace(hold, holders=hold.holders + (holder,))
+        patch.hold(edit.key, hold, plan.holds[edit.key])
     plan.held.append(edit.label)
 
 
@@ -300,14 +315,16 @@ def _removed(plan: WritePlan, patch: _Patch, current: dict[str, Any], edit: Edit
                  "next": items[index + 1] if index + 1 < len(items) else None}
         patch.ops += [{"op": "test", "path": f"{edit.path}/{index}", "value": edit.value},
                       {"op": "remove", "path": f"{edit.path}/{index}"}]
-        patch.hold(edit.key, None, Hold(edit.path, edit.value, where, (holder,), True, True))
+        plan.holds[edit.key] = Hold(edit.path, edit.value, where, (holder,), True, True)
+        patch.hold(edit.key, None, plan.holds[edit.key])
     else:
         plan.before[edit.label] = hold.before
         plan.joined.append(edit.label)
         if index >= 0:  # put back since (by a person): taken out again
             patch.ops += [{"op": "test", "path": f"{edit.path}/{index}", "value": edit.value},
                           {"op": "remove", "path": f"{edit.path}/{index}"}]
-        patch.hold(edit.key, hold, replace(hold, holders=hold.holders + (holder,)))
+        plan.holds[edit.key] = replace(hold, holders=hold.holders + (holder,))
+        patch.hold(edit.key, hold, plan.holds[edit.key])
     plan.held.append(edit.label)
 
 
@@ -381,6 +398,45 @@ def plan_release(current: dict[str, Any], holder: str, alive: Callable[[str], bo
             plan.conflicts.append(label)
     plan.ops = patch.ops
     return plan
+
+
+@dataclass
+class GoneHolds:
+    """Holds a write took whose annotation is no longer on the object, judged by the fields themselves."""
+
+    lost: list[str] = field(default_factory=list)
+    """Edit labels still at the value the write set, with nothing holding them: someone removed the
+    annotation (``kubectl annotate ... -``, another writer's PUT without it). Nobody can tell any more
+    whether the value is still needed, so it is left as it is and reported."""
+    back: list[str] = field(default_factory=list)
+    """Edit labels at their value before the write again (a release that ran already, or a person)."""
+    changed: list[str] = field(default_factory=list)
+    """Edit labels at neither value: someone changed them since."""
+
+
+def gone_holds(current: dict[str, Any], taken: dict[str, Hold], after: dict[str, Any]) -> GoneHolds:
+    """Of the holds a write took (``taken``, by annotation key, as its snapshot recorded them), those
+    whose annotation ``current`` no longer carries at all; a hold only others still carry is theirs.
+    ``after``: the write's values by edit label (for an object it created: whether it is as created)."""
+    present, out = holds(current), GoneHolds()
+    for key, hold in taken.items():
+        if key in present:
+            continue
+        label = hold.edit.label
+        if hold.path == WHOLE:
+            intact = all(same(read(current, p), v) for p, v in after.items() if p != WHOLE)
+            (out.lost if intact else out.changed).append(label)
+        elif hold.removed:
+            (out.back if _position(read(current, hold.path), hold.value) >= 0 else out.lost).append(label)
+        elif hold.item:
+            (out.lost if _position(read(current, hold.path), hold.value) >= 0 else out.back).append(label)
+        elif same(read(current, hold.path), hold.value):
+            out.lost.append(label)
+        elif same(read(current, hold.path), hold.before):
+            out.back.append(label)
+        else:
+            out.changed.append(label)
+    return out
 
 
 def _release_item(plan: ReleasePlan, patch: _Patch, current: dict[str, Any], hold: Hold, label: str) -> None:

@@ -25,8 +25,8 @@ from typing import Any
 from reliability_center.api.incident import TimelineEntry
 from reliability_center.api.runbook import Limits
 from reliability_center.gateway import audit, records
-from reliability_center.gateway.holds import (WHOLE, Edit, HeldElsewhere, foreign_owners, holds, plan_once,
-                                              plan_release, plan_write, same, whole_hold)
+from reliability_center.gateway.holds import (WHOLE, Edit, HeldElsewhere, Hold, foreign_owners, gone_holds, holds,
+                                              plan_once, plan_release, plan_write, same, whole_hold)
 from reliability_center.gateway.kube import FIELD_MANAGER, Conflict, Kube, NotFound, Ref
 from reliability_center.gateway.leaves import ABSENT, digest, leaves, read
 from reliability_center.gateway.tracking import managing_application, release_ops
@@ -88,7 +88,14 @@ class RestoreResult:
     kept: list[str] = field(default_factory=list)
     """Fields other incidents still hold: they stay until the last of them resolves."""
     conflicts: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    """Fields whose hold annotation someone removed, still at the value the step set: left as they are."""
     entry: TimelineEntry | None = None
+
+
+def taken_holds(data: dict[str, str]) -> dict[str, Hold]:
+    """The holds a snapshot's write left on its object (none recorded by snapshots older than this record)."""
+    return {key: Hold.parse(json.dumps(body)) for key, body in json.loads(data.get("holds") or "{}").items()}
 
 
 def snapshot_name(ctx: WriteContext, target: Ref) -> str:
@@ -157,7 +164,7 @@ class WriteGateway:
         if not plan.held:
             return WriteResult(str(target), "unchanged", None,
                                self._audit(ctx, record, "unchanged", "already in the desired state"), after)
-        taken_now = self._snapshot(ctx, target, current, holder, plan.before, plan.after)
+        taken_now = self._snapshot(ctx, target, current, holder, plan.before, plan.after, plan.holds)
         if plan.ops:
             try:
                 self.kube.json_patch(target, plan.ops)
@@ -209,7 +216,7 @@ class WriteGateway:
                 self.kube.create(obj, dry_run=True)
             return WriteResult(str(target), "dry-run", None, self._audit(ctx, record, "dry-run", "shadow mode: would create"),
                                after)
-        self._snapshot(ctx, target, None, holder, {WHOLE: ABSENT}, after)
+        self._snapshot(ctx, target, None, holder, {WHOLE: ABSENT}, after, {key: Hold.parse(value)})
         self.kube.create(obj)  # Conflict when it exists: the caller reads it and joins its hold
         return WriteResult(str(target), "created", holder, self._audit(ctx, record, "created", ""), after)
 
@@ -292,11 +299,12 @@ class WriteGateway:
         return alive
 
     def _snapshot(self, ctx: WriteContext, target: Ref, current: dict[str, Any] | None, holder: str,
-                  before: dict[str, Any], after: dict[str, Any]) -> bool:
+                  before: dict[str, Any], after: dict[str, Any], taken: dict[str, Hold]) -> bool:
         """Create the durable snapshot before the first write; returns whether it was taken just now.
 
         Its name is the holder's name on the object. An earlier attempt's snapshot is
-        kept: it saw the state before this step's first write.
+        kept: it saw the state before this step's first write. ``taken``: the holds the
+        write leaves on the object, so that a hold someone removes is noticed (``restore``).
         """
         meta = ctx.incident["metadata"]
         snapshot = {
@@ -316,6 +324,7 @@ class WriteGateway:
                                       "apiVersion": (current or {}).get("apiVersion", "")}),
                 "before": json.dumps(before, sort_keys=True),
                 "after": json.dumps(after, sort_keys=True),
+                "holds": json.dumps({key: json.loads(hold.wire()) for key, hold in taken.items()}, sort_keys=True),
                 "tenant": ctx.tenant,
                 "traceId": ctx.trace_id,
             },
@@ -381,6 +390,7 @@ class WriteGateway:
             verdict = Verdict(False, scope.reason, f"snapshot {snapshot}: {scope.message}")
             raise PolicyDenied(verdict, self._refusal(ctx, action, str(target), verdict))
         before, after = json.loads(data["before"]), json.loads(data["after"])
+        taken = taken_holds(data)
         result = RestoreResult(str(target))
         for attempt in range(ATTEMPTS):
             result = RestoreResult(str(target))
@@ -390,7 +400,9 @@ class WriteGateway:
                 break
             self._check(ctx, action, str(target), (current.get("metadata") or {}).get("labels") or {})
             plan = plan_release(current, snapshot, self._alive(ctx.namespace))
-            result.restored, result.kept, result.conflicts = plan.restored, plan.kept, plan.conflicts
+            gone = gone_holds(current, taken, after)  # holds not on the object any more: nothing to release
+            result.restored, result.kept = plan.restored + gone.back, plan.kept
+            result.conflicts, result.lost = plan.conflicts + gone.changed, gone.lost
             try:
                 intact = all(same(read(current, p), v) for p, v in after.items() if p != WHOLE)
                 if plan.delete and intact:
@@ -406,9 +418,11 @@ class WriteGateway:
             except Conflict:
                 if attempt == ATTEMPTS - 1:
                     raise
-        if not dry_run and result.restored and not result.kept:
+        if not dry_run and result.restored and not result.kept and not result.lost:
             self._give_back(target)
-        if result.conflicts:
+        if result.lost:
+            outcome = "hold-lost"
+        elif result.conflicts:
             outcome = "conflict"
         elif dry_run:
             outcome = "restore-tested"
@@ -419,6 +433,9 @@ class WriteGateway:
             parts.append(f"still held by other incidents: {', '.join(result.kept)}")
         if result.conflicts:
             parts.append(f"left alone (changed by someone else since): {', '.join(result.conflicts)}")
+        if result.lost:
+            parts.append(f"left at the value this step set, its hold annotation removed by someone: "
+                         f"{', '.join(result.lost)}")
         record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, str(target), ctx.step,
                                    digest(after), digest(before), outcome, "; ".join(parts))
         result.entry = record.timeline() if dry_run else audit.emit(self.kube, ctx.incident, record)

@@ -18,10 +18,10 @@ from reliability_center.api.runbook import Runbook, SLOCheck
 from reliability_center.engine import gates as verdicts
 from reliability_center.engine.postmortem import render
 from reliability_center.gateway import Kube, Ref, WriteContext, WriteGateway, audit
-from reliability_center.gateway.holds import WHOLE, foreign_owners
+from reliability_center.gateway.holds import WHOLE, foreign_owners, gone_holds
 from reliability_center.gateway.kube import FIELD_MANAGER, Fenced, describe, transient
 from reliability_center.gateway.leaves import ABSENT
-from reliability_center.gateway.writes import INCIDENT_UID_LABEL, STEP_ANNOTATION
+from reliability_center.gateway.writes import INCIDENT_UID_LABEL, STEP_ANNOTATION, taken_holds
 
 
 INCIDENT_LABEL = "reliability.center/incident"
@@ -48,18 +48,23 @@ def plan_states(plans: list[dict[str, Any]]) -> list[PlanState]:
 
 def held_writes(kube: Kube, namespace: str, uid: str) -> list[verdicts.HeldWrite]:
     """The incident's writes that hold fields, from their snapshots (read from the cluster, not status)."""
+    return [write for write, _ in _snapshots(kube, namespace, uid)]
+
+
+def _snapshots(kube: Kube, namespace: str, uid: str) -> list[tuple[verdicts.HeldWrite, dict[str, str]]]:
+    """Each write that holds fields, with its snapshot's data, oldest first."""
     out = []
     for cm in kube.list("ConfigMap", namespace, f"{INCIDENT_UID_LABEL}={uid}"):
         data = cm.get("data") or {}
         target, before, after = json.loads(data["target"]), json.loads(data["before"]), json.loads(data["after"])
-        out.append(verdicts.HeldWrite(
+        out.append((verdicts.HeldWrite(
             snapshot=cm["metadata"]["name"],
             step=(cm["metadata"].get("annotations") or {}).get(STEP_ANNOTATION, ""),
             target=str(Ref(target["kind"], target["namespace"], target["name"])),
             paths=tuple(sorted(p for p in after if p != WHOLE)),
             created=before.get(WHOLE) == ABSENT,
-            taken_at=cm["metadata"].get("creationTimestamp", "")))
-    return sorted(out, key=lambda w: (w.taken_at, w.snapshot))
+            taken_at=cm["metadata"].get("creationTimestamp", "")), data))
+    return sorted(out, key=lambda pair: (pair[0].taken_at, pair[0].snapshot))
 
 
 def slo_query(slo: SLOCheck, incident: Incident, namespace: str) -> str:
@@ -92,16 +97,22 @@ def query_prometheus(url: str, query: str) -> tuple[list[float] | None, str]:
 def observe(kube: Kube, status: IncidentStatus, incident: Incident, body: dict[str, Any], runbook: Runbook | None,
             plans: list[PlanState], prometheus_url: str, postmortem_error: str) -> verdicts.Observations:
     namespace, uid = body["metadata"]["namespace"], body["metadata"]["uid"]
-    held = held_writes(kube, namespace, uid)
+    snapshots = _snapshots(kube, namespace, uid)
+    held = [write for write, _ in snapshots]
     objects: dict[str, dict[str, Any] | None] = {}
     foreign: dict[str, dict[str, list[str]] | None] = {}
-    for write in held:
+    lost: dict[str, list[str]] = {}
+    for write, data in snapshots:
         if write.target not in objects:
             kind, ns, name = write.target.split("/", 2)
             objects[write.target] = kube.get(Ref(kind, ns, name))
         current = objects[write.target]
         foreign[write.snapshot] = None if current is None else foreign_owners(
             current, [{"op": "replace", "path": p} for p in write.paths], FIELD_MANAGER, since=write.taken_at)
+        if current is not None:  # a hold removed by someone leaves our value with nothing to restore it
+            gone = gone_holds(current, taken_holds(data), json.loads(data["after"])).lost
+            if gone:
+                lost[write.snapshot] = gone
     rollback = next(({"status": c.status, "reason": c.reason, "message": c.message}
                      for c in status.conditions if c.type == "RollbackTested"), None)
     slo = runbook.spec.slo if runbook else None
@@ -111,7 +122,7 @@ def observe(kube: Kube, status: IncidentStatus, incident: Incident, body: dict[s
         query = slo_query(slo, incident, namespace)
         values, error = query_prometheus(prometheus_url, query)
     return verdicts.Observations(
-        steps=status.steps, held=held, records=audit.read_log(kube, namespace, uid), foreign=foreign,
+        steps=status.steps, held=held, records=audit.read_log(kube, namespace, uid), foreign=foreign, lost=lost,
         rollback=rollback, plans=plans, slo=slo, slo_query=query, slo_values=values, slo_error=error,
         postmortem_error=postmortem_error, shadow=status.mode == "shadow")
 

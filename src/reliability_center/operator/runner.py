@@ -550,7 +550,7 @@ class Turn:
         write = self.write_context(status.name, status.level)
         if self.status.phase != "Verifying":
             self.status.times.resolved = self.status.times.resolved or now_iso()
-        conflicts, kept, refused = [], [], []
+        conflicts, kept, refused, lost = [], [], [], []
         snapshots = self.held.get(status.name, [])
         for snapshot in reversed(snapshots):
             try:
@@ -567,8 +567,10 @@ class Turn:
                 self.status.timeline.append(result.entry)
             conflicts += [f"{result.target}{p}" for p in result.conflicts]
             kept += [f"{result.target}{p}" for p in result.kept]
+            lost += [f"{result.target}{p}" for p in result.lost]
         status.state = "Restored"
-        status.reason = refused[0].reason if refused else "RestoreConflict" if conflicts else "Restored"
+        status.reason = refused[0].reason if refused else "HoldLost" if lost else "RestoreConflict" if conflicts \
+            else "Restored"
         parts = [f"{len(snapshots) - len(refused)} snapshots restored"]
         if refused:
             parts.insert(0, f"{len(refused)} refused: " + "; ".join(v.message for v in refused))
@@ -576,12 +578,17 @@ class Turn:
             parts.append("kept for other open incidents: " + ", ".join(kept))
         if conflicts:
             parts.append("not restored, changed by someone else since: " + ", ".join(conflicts))
+        if lost:
+            parts.append("not restored, still at the value the step set but its hold annotation was removed "
+                         "(nobody can tell any more whether it is still needed): " + ", ".join(lost))
         status.message = "; ".join(parts)[:1024]
         self.note("step:Restored", status.message, status.name)
         if refused:
             self.condition("RestoreRefused", "True", refused[0].reason, status.message)
         if conflicts:
             self.condition("RestoreConflicts", "True", "ChangedSinceMitigation", status.message)
+        if lost:
+            self.condition("HoldLost", "True", "HoldAnnotationRemoved", status.message)
         self.save()
 
     def await_step(self, decision: AwaitStep) -> None:
@@ -739,9 +746,11 @@ class Turn:
                        "; ".join(f"{g.name}: {g.reason}" for g in failing)[:1024])
         if self.status.model_dump() != start:
             self.save()
-        # Only the SLO changes on its own; PatchPlan changes wake the incident.
-        slo = next(g for g in self.status.gates if g.name == "slo-normal")
-        return None if slo.passed else self.runner.settings.gates.interval
+        # Only the SLO and a field left by a lost hold (a person puts it back) change on their own;
+        # PatchPlan changes wake the incident.
+        by_name = {g.name: g for g in self.status.gates}
+        recheck = not by_name["slo-normal"].passed or by_name["rollback-tested"].reason == "HoldLost"
+        return self.runner.settings.gates.interval if recheck else None
 
     def gates(self, runbook: Runbook | None, postmortem_error: str) -> list[Gate]:
         obs = closing.observe(self.runner.kube, self.status, self.incident, self.body, runbook, self.status.plans,
