@@ -89,7 +89,8 @@ def crds(cluster: str, node_watch) -> None:
     # group the tests impersonate (tests/support/incidents.approve).
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "manifests" / "admission" / "policies.yaml"),
             "-f", str(ROOT / "manifests" / "rbac" / "approval_approver_role.yaml"),
-            "-f", str(ROOT / "manifests" / "rbac" / "incident_editor_role.yaml"))
+            "-f", str(ROOT / "manifests" / "rbac" / "incident_editor_role.yaml"),
+            "-f", str(ROOT / "manifests" / "rbac" / "patchplan_editor_role.yaml"))
     kubectl("create", "clusterrolebinding", "rc-test-approvers", "--clusterrole=reliability-center-approver",
             "--group=rc-test-approvers", check=False)  # exists already when the cluster outlived a run
     sweep_stale_namespaces()

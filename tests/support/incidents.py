@@ -93,13 +93,14 @@ def audit_targets(st: dict[str, Any]) -> list[str]:
     return [e["target"] for e in st.get("timeline") or [] if e.get("target") and e["event"].endswith(":applied")]
 
 
-def merge_plan(kube: Any, repo: Any, namespace: str, plan: str) -> None:
-    """The reviewer merges the plan's pull request in Gitea (``repo``: tests/gitea/conftest.Repo)."""
+def merge_plan(kube: Any, repo: Any, namespace: str, plan: str, which: str = "pullRequest") -> dict[str, Any]:
+    """The reviewer merges the plan's pull request (``which="revert"``: its revert's) in Gitea (``repo``:
+    tests/gitea/conftest.Repo); returns the pull request as Gitea shows it once merged."""
     from reliability_center.gateway import Ref
 
     number = wait_for(lambda: ((kube.get(Ref("PatchPlan", namespace, plan)) or {}).get("status") or {})
-                      .get("pullRequest", {}).get("number"), 60, f"the pull request of {plan}")
-    repo.merge(number)
+                      .get(which, {}).get("number"), 60, f"the {which} of {plan}")
+    return repo.merge(number)
 
 
 def patch_plan(name: str, incident_name: str) -> dict:

@@ -20,6 +20,9 @@ TENANT = r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"
 TRACE_ID = r"^[A-Za-z0-9._-]{1,128}$"
 #: The timeline keeps the newest entries; an object must stay well under etcd's 1.5 MiB.
 TIMELINE_LIMIT = 100
+#: The Incident annotation admission writes with the user who turned ``spec.resolved`` true
+#: (``manifests/admission``): the actor of the durable audit record of the resolve.
+RESOLVED_BY = "reliability.center/resolved-by"
 
 
 class Signal(Model):

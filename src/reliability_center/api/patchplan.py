@@ -13,6 +13,10 @@ Operation = Literal["mergePatch", "setValue", "jsonPatch", "createFile"]
 Phase = Literal["Pending", "Proposed", "Merged", "Synced", "Verified", "Rejected",
                 "RollingBack", "RolledBack", "Failed"]
 
+#: The PatchPlan annotation admission writes with the user who turned ``spec.rollback`` true
+#: (``manifests/admission``): the actor of the durable audit record of the request.
+ROLLBACK_REQUESTED_BY = "reliability.center/rollback-requested-by"
+
 #: Relative, no leading slash or backslash (hidden and ``..`` segments get CEL rules with their own
 #: messages): checked again, with every rule in words, by gitops/paths.py before any write.
 REPO_PATH = r"^[A-Za-z0-9_.][A-Za-z0-9_.\-/]{0,511}$"

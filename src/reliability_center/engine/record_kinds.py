@@ -10,8 +10,10 @@ kind is about:
 - a **restore** put a write's fields back (or dry-ran it, or left them to someone, or found the
   hold on them removed): both digests;
 - a **refusal** is a write not made (policy, another tenant's object): why, in its message;
-- a **decision** is a person's act on the incident (a vote on a governed step), or the operator's
-  on their behalf (an approval that expired): what was decided, in its message.
+- a **decision** is a person's act on the incident: a vote on a governed step, the resolve, the
+  merge of one of its pull requests (the forge says who merged), a rollback request of its fix; or
+  the operator's on their behalf (an approval that expired, a resolve because every alert resolved):
+  what was decided, in its message.
 
 A refusal or a decision changes nothing in the cluster, so it has no digest to carry. The
 ``audit-complete`` gate (``engine/gates.py``) checks each record against its kind; the kind
@@ -40,7 +42,8 @@ PROPOSAL = RecordKind("proposal", frozenset({"proposed"}), ("after",))
 RESTORE = RecordKind("restore", frozenset({"restored", "kept", "conflict", "hold-lost", "restore-tested"}),
                      ("before", "after"))
 REFUSAL = RecordKind("refusal", frozenset({"denied"}), ("message",))
-DECISION = RecordKind("decision", frozenset({"counted", "not-counted", "rejected", "expired"}), ("message",))
+DECISION = RecordKind("decision", frozenset({"counted", "not-counted", "rejected", "expired", "resolved", "merged",
+                                             "rollback-requested"}), ("message",))
 KINDS = (WRITE, PROPOSAL, RESTORE, REFUSAL, DECISION)
 
 _BY_OUTCOME = {outcome: kind for kind in KINDS for outcome in kind.outcomes}

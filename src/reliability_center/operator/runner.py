@@ -30,7 +30,9 @@ from reliability_center.actions.patch_plan import repository_from
 from reliability_center.actions.base import ActionContext, Escalate, Failed, Running, Skipped, Succeeded
 from reliability_center.actions.validate import check_runbook
 from reliability_center.api.common import Condition, now_iso, set_condition
-from reliability_center.api.incident import TIMELINE_LIMIT, Gate, Incident, IncidentStatus, StepStatus, TimelineEntry
+from reliability_center.api.incident import (RESOLVED_BY, TIMELINE_LIMIT, Gate, Incident, IncidentStatus, PlanState,
+                                             StepStatus, TimelineEntry)
+from reliability_center.api.patchplan import ROLLBACK_REQUESTED_BY
 from reliability_center.api.runbook import Runbook, RunbookStatus
 from reliability_center.engine import gates as verdicts
 from reliability_center.engine.matching import match_runbook
@@ -64,6 +66,8 @@ def seconds_since(moment: str) -> float:
 
 #: A PatchPlan's forward path: a plan seen Verified went through Merged and Synced, even if no pass saw them.
 PLAN_PATH = ("Pending", "Proposed", "Merged", "Synced", "Verified", "RollingBack", "RolledBack")
+#: Phases of a plan whose pull request was merged (its merge is audited on the way into them).
+MERGED_OR_LATER = frozenset(PLAN_PATH[2:])
 
 
 def passed_through(last: str | None, now: str) -> list[str]:
@@ -291,6 +295,24 @@ class Turn:
             record()
         self.decided.clear()
 
+    def act(self, actor: str, action: str, target: str, outcome: str, message: str) -> None:
+        """A person's act on the incident (its resolve, a merge, a rollback request), by whom the apiserver
+        or the forge says: a durable audit record, not only a timeline entry (the timeline keeps 100)."""
+        record = audit.AuditRecord(self.status.trace_id or "", self.incident.spec.tenant, actor, action, target, "",
+                                   None, None, outcome, message[:1024])
+        self.status.timeline.append(audit.emit(self.runner.kube, self.body, record, durable=not self.shadow))
+
+    def mark_resolved(self) -> None:
+        """Resolved from now (once): when, and who turned ``spec.resolved`` true, as admission stamped it."""
+        if self.status.times.resolved:
+            return
+        self.status.times.resolved = now_iso()
+        who = (self.body["metadata"].get("annotations") or {}).get(RESOLVED_BY)
+        self.act(who or "unknown", "resolve", str(self.ref), "resolved",
+                 f"spec.resolved set by {who}" if who else
+                 f"spec.resolved set; by whom is unknown: no {RESOLVED_BY} annotation (the admission policy "
+                 "reliability-center-incident-resolver that stamps it is not installed)")
+
     def write_context(self, step: str, level: int, take_ownership: bool = False) -> WriteContext:
         return WriteContext(incident=self.body, trace_id=self.status.trace_id or "", tenant=self.incident.spec.tenant,
                             step=step, level=level, shadow=self.shadow, take_ownership=take_ownership)
@@ -398,7 +420,7 @@ class Turn:
             self.condition("Matched", "False", match.reason, match.message)
             self.condition("Ready", "False", match.reason, match.message)
             if self.incident.spec.resolved:
-                self.status.times.resolved = self.status.times.resolved or now_iso()
+                self.mark_resolved()
                 self.phase("Verifying")  # nothing was done: nothing to restore
             self.save()
             return None
@@ -549,7 +571,7 @@ class Turn:
         status = self.status.steps[index]
         write = self.write_context(status.name, status.level)
         if self.status.phase != "Verifying":
-            self.status.times.resolved = self.status.times.resolved or now_iso()
+            self.mark_resolved()
         conflicts, kept, refused, lost = [], [], [], []
         snapshots = self.held.get(status.name, [])
         for snapshot in reversed(snapshots):
@@ -621,7 +643,7 @@ class Turn:
     def finish(self, decision: Finish, runbook: Runbook) -> None:
         before = self.status.model_dump()
         if decision.phase == "Verifying":
-            self.status.times.resolved = self.status.times.resolved or now_iso()
+            self.mark_resolved()
             if any(s.action == "isolate-tenant" for s in runbook.spec.steps):
                 self.runner.gateway.release_isolation(self.write_context("", 1))
         if decision.phase in ("Mitigated", "Escalated") and self.status.phase != decision.phase and not self.shadow \
@@ -641,11 +663,13 @@ class Turn:
             raw = closing.plans_of(self.runner.kube, self.ref.namespace, self.ref.name)
         states = closing.plan_states(raw)
         seen = {p.name: p.phase for p in self.status.plans}
+        bodies = {p["metadata"]["name"]: p for p in raw}
         for plan in states:
             if seen.get(plan.name) != plan.phase:
                 link = f": {plan.pull_request}" if plan.pull_request else ""
                 for phase in passed_through(seen.get(plan.name), plan.phase):
                     self.note(f"patchplan:{phase}", f"{plan.purpose} PatchPlan {plan.name}{link}")
+                self.plan_acts(bodies[plan.name], plan, seen.get(plan.name))
         self.status.plans = states
         fixes = [p for p in states if p.purpose == "fix"]
         undone = [p for p in fixes if p.phase in ("Rejected", "RolledBack", "Failed")]
@@ -655,6 +679,27 @@ class Turn:
         elif fixes and all(p.phase == "Verified" for p in fixes):
             self.condition("FixDeployed", "True", "FixVerified",
                            "the level 3 fix was merged, synced and its revert verified")
+
+    def plan_acts(self, body: dict[str, Any], plan: PlanState, was: str | None) -> None:
+        """The people behind a PatchPlan's new phase: who merged its pull request (the forge's word), who
+        asked for its rollback (admission's stamp), who merged the revert."""
+        status, target = body.get("status") or {}, f"PatchPlan/{self.ref.namespace}/{plan.name}"
+        pr, revert = status.get("pullRequest") or {}, status.get("revert") or {}
+        if pr.get("mergeCommit") and was not in MERGED_OR_LATER:
+            self.act(pr.get("mergedBy") or "unknown", "merge", target, "merged",
+                     f"{plan.purpose} pull request {pr.get('url')} merged on the forge by "
+                     f"{pr.get('mergedBy') or 'a user the forge did not name'} as {pr['mergeCommit'][:12]}")
+        if plan.phase in ("RollingBack", "RolledBack") and was not in ("RollingBack", "RolledBack") \
+                and (body.get("spec") or {}).get("rollback"):
+            who = (body["metadata"].get("annotations") or {}).get(ROLLBACK_REQUESTED_BY)
+            self.act(who or "unknown", "rollback", target, "rollback-requested",
+                     f"revert of {plan.purpose} PatchPlan {plan.name} requested by {who}" if who else
+                     f"revert of {plan.purpose} PatchPlan {plan.name} requested; by whom is unknown: no "
+                     f"{ROLLBACK_REQUESTED_BY} annotation (admission policy reliability-center-rollback-requester)")
+        if plan.phase == "RolledBack" and was != "RolledBack" and revert.get("mergeCommit"):
+            self.act(revert.get("mergedBy") or "unknown", "merge-revert", target, "merged",
+                     f"revert pull request {revert.get('url')} merged on the forge by "
+                     f"{revert.get('mergedBy') or 'a user the forge did not name'} as {revert['mergeCommit'][:12]}")
 
     def fix_outcome(self, outcome: Finish) -> Finish:
         """An incident escalated only to propose its fix through Git is mitigated once that fix is Verified."""
