@@ -40,9 +40,35 @@ def test_rate_limit_escalates_the_incident_past_the_limit(app):
     admitted = {c["type"]: c for c in st["conditions"]}["Admitted"]
     assert admitted["status"] == "False" and admitted["reason"] == "RateLimited"
     assert steps(st) == {"flags": "Skipped"}
-    # The state lives in the cluster: a ConfigMap with the admissions, not the operator's memory.
-    guards = get_json("configmap", f"rc-guards-rb-{cat}", "-n", app)
+    # The state lives in the cluster: a ConfigMap with the tenant's admissions, not the operator's memory.
+    guards = get_json("configmap", f"rc-guards-rb-{cat}.tenant-acme", "-n", app)
     assert guards["data"]["admissions"].count('"incident_uid"') == 2
+
+
+def admitted(namespace: str, name: str) -> dict:
+    """The Admitted condition of an incident the operator has finished with (escalated: a Level 3 hand-over)."""
+    st = wait_phase(namespace, name, "Escalated", timeout=120)
+    return {c["type"]: c for c in st["conditions"]}["Admitted"]
+
+
+def test_other_tenants_admissions_never_let_a_tenant_at_its_limit_through(namespace):
+    # Seen before: the history was the last 200 admissions of all tenants, so 200 other tenants' incidents
+    # pushed acme's out and its 11th was admitted. A Level 3 hand-over writes nothing to any app.
+    cat = category()
+    # maxRefires at its most: the rate limit alone is under test, not ten firings of one fingerprint.
+    custom_runbook(cat, [{"name": "human", "level": 3, "action": "escalate"}], maxRunsPerHour=10, maxRefires=100)
+    for i in range(10):
+        create(namespace, incident(f"acme-{i}", category=cat, tenant="acme"))
+    assert [admitted(namespace, f"acme-{i}")["reason"] for i in range(10)] == ["Allowed"] * 10
+    create(namespace, incident("acme-10", category=cat, tenant="acme"))
+    assert admitted(namespace, "acme-10")["reason"] == "RateLimited"
+    for i in range(200):
+        create(namespace, incident(f"other-{i}", category=cat, tenant=f"tenant-{i}"))
+    assert [admitted(namespace, f"other-{i}")["reason"] for i in range(200)] == ["Allowed"] * 200
+    create(namespace, incident("acme-11", category=cat, tenant="acme"))
+    refused = admitted(namespace, "acme-11")
+    assert refused["status"] == "False" and refused["reason"] == "RateLimited", refused
+    assert "10 mitigations for tenant 'acme'" in refused["message"]
 
 
 def test_the_same_incident_firing_again_after_mitigation_escalates_instead_of_looping(app):

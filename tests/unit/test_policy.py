@@ -1,7 +1,8 @@
 import pytest
 
 from reliability_center.api.runbook import Limits
-from reliability_center.policy.limits import Admission, GuardState, admit, fingerprint, mark_mitigated, record, seconds, storm_guard
+from reliability_center.policy.limits import (Admission, GuardState, admit, fingerprint, mark_mitigated, record, retention,
+                                             seconds, storm_guard)
 from reliability_center.policy.writes import check_write
 
 NOW = "2026-11-27T12:00:00Z"
@@ -104,3 +105,30 @@ def test_the_storm_guard_counts_and_reserves_in_one_decision():
     state = release_isolation(release_isolation(state, "uid-0"), "uid-1")
     assert state.tenants == {"acme": {"uid-3": "inc-3"}}  # globex's only holder left; acme still held
     assert reserve_isolation(state, "initech", "uid-9", "inc-9", limits)[0].allowed
+
+
+def test_a_limit_above_two_hundred_runs_an_hour_still_triggers():
+    limits = Limits(max_runs_per_hour=300)
+    s = state()
+    for i in range(300):
+        s = record(s, Admission(str(i), f"2026-11-27T11:{1 + i // 10:02d}:{i % 10:02d}Z", "perf/acme/-"))
+    assert len(s.admissions) == 300
+    verdict = admit(s, limits, incident_uid="n", tenant="acme", print_="perf/acme/-", now=NOW)
+    assert not verdict.allowed and verdict.reason == "RateLimited" and "300 mitigations" in verdict.message
+
+
+def test_the_history_is_pruned_by_time_not_by_count():
+    s = state(Admission("old", "2026-11-27T10:30:00Z", "perf/acme/-"), Admission("recent", "2026-11-27T11:30:00Z", "perf/acme/-"))
+    s = record(s, Admission("new", NOW, "perf/acme/-"))
+    assert [a.incident_uid for a in s.admissions] == ["recent", "new"]  # older than an hour: gone
+    two_hours = Limits(cooldown="2h")
+    s = record(state(Admission("old", "2026-11-27T10:30:00Z", "perf/acme/-")), Admission("new", NOW, "perf/acme/-"),
+               retention(two_hours))
+    assert [a.incident_uid for a in s.admissions] == ["old", "new"]  # the cooldown still needs it
+
+
+def test_a_cooldown_longer_than_an_hour_is_kept():
+    limits = Limits(cooldown="2h")
+    last = Admission("a", "2026-11-27T10:30:00Z", "perf/acme/-")
+    verdict = admit(state(last), limits, incident_uid="n", tenant="acme", print_="perf/acme/-", now=NOW)
+    assert not verdict.allowed and verdict.reason == "CoolingDown" and "1800s left" in verdict.message

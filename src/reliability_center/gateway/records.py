@@ -9,6 +9,7 @@ Conflict and the caller stops rather than acting on stale state.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,10 @@ from reliability_center.policy.limits import Admission, GuardState, Isolations
 def patch_status(kube: Kube, ref: Ref, status: dict[str, Any], resource_version: str) -> dict[str, Any]:
     """Our status, only on the object as it was read: a stale writer gets a Conflict, not the last word."""
     return kube.merge_patch(ref, {"metadata": {"resourceVersion": resource_version}, "status": status}, sub="status")
+
+
+SEEN_LIMIT = 1000
+"""ConfigMaps a ``seen`` cache remembers (one per runbook and tenant): past that, the least recently written go."""
 
 
 def update_configmap(kube: Kube, ref: Ref, change: Callable[[dict[str, str]], dict[str, str]],
@@ -53,14 +58,28 @@ def update_configmap(kube: Kube, ref: Ref, change: Callable[[dict[str, str]], di
         except (Conflict, NotFound):  # NotFound: the one remembered in ``seen`` was deleted since
             continue
         if seen is not None:
-            seen[ref] = written
+            seen[ref] = written  # popped above: re-inserted newest, so the oldest go first
+            while len(seen) > SEEN_LIMIT:
+                seen.pop(next(iter(seen)))
         return data
     raise Conflict(f"{ref} kept changing")
 
 
-def update_guards(kube: Kube, namespace: str, runbook: str, change: Callable[[GuardState], GuardState],
+def guards_name(runbook: str, tenant: str) -> str:
+    """The ConfigMap holding one runbook's admissions for one tenant (``*``, all tenants, has its own)."""
+    name = f"rc-guards-{runbook}." + ("all-tenants" if tenant == "*" else f"tenant-{tenant}")
+    if len(name) <= 253:
+        return name
+    return f"rc-guards-{hashlib.sha256(f'{runbook}/{tenant}'.encode()).hexdigest()[:32]}"  # a long runbook name
+
+
+def update_guards(kube: Kube, namespace: str, runbook: str, tenant: str, change: Callable[[GuardState], GuardState],
                   seen: dict[Any, dict[str, Any]] | None = None) -> GuardState:
-    """Compare-and-swap the admission history of one runbook in one namespace."""
+    """Compare-and-swap the admission history of one runbook for one tenant in one namespace.
+
+    One ConfigMap per tenant: its size is bounded by the tenant's own limit, and
+    tenants admitted at once do not contend for one object.
+    """
     result = GuardState()
 
     def on_data(data: dict[str, str]) -> dict[str, str]:
@@ -69,7 +88,10 @@ def update_guards(kube: Kube, namespace: str, runbook: str, change: Callable[[Gu
         result = change(GuardState([Admission(**a) for a in raw]))
         return {"admissions": json.dumps([a.__dict__ for a in result.admissions])}
 
-    update_configmap(kube, Ref("ConfigMap", namespace, f"rc-guards-{runbook}"[:253]), on_data, seen)
+    update_configmap(kube, Ref("ConfigMap", namespace, guards_name(runbook, tenant)), on_data, seen,
+                     metadata={"labels": {"reliability.center/guards": "true"},
+                               "annotations": {"reliability.center/runbook": runbook,
+                                               "reliability.center/tenant": tenant}})
     return result
 
 

@@ -440,12 +440,12 @@ class Turn:
                                   now=facts.now)
             if not verdict.allowed:
                 return state
-            return guard.record(state, guard.Admission(uid, facts.now, print_))
+            return guard.record(state, guard.Admission(uid, facts.now, print_), guard.retention(runbook.spec.limits))
 
         if self.shadow:
             self.condition("Admitted", "True", "Shadow", "shadow mode: guards not counted")
             return
-        records.update_guards(self.runner.kube, self.ref.namespace, runbook.metadata.name, change,
+        records.update_guards(self.runner.kube, self.ref.namespace, runbook.metadata.name, spec.tenant, change,
                               self.runner.guards_seen)
         if verdict.allowed:
             self.condition("Admitted", "True", "Allowed", "within rate limits and cooldowns")
@@ -650,7 +650,8 @@ class Turn:
                 and not any(c.type == "Admitted" and c.status == "False" for c in self.status.conditions):
             uid = self.body["metadata"]["uid"]
             records.update_guards(self.runner.kube, self.ref.namespace, runbook.metadata.name,
-                                  lambda state: guard.mark_mitigated(state, uid), self.runner.guards_seen)
+                                  self.incident.spec.tenant, lambda state: guard.mark_mitigated(state, uid),
+                                  self.runner.guards_seen)
         self.condition("AwaitingApproval", "False", "NothingAwaiting", "")
         self.reached(self.fix_outcome(decision))
         if self.status.model_dump() != before:

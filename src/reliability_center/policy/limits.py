@@ -1,8 +1,11 @@
 """Rate limits, cooldowns, ineffective-remediation and storm guards, as pure functions.
 
-Their state (admission history) lives in a ConfigMap in the Incident's
-namespace, so it survives operator restarts and is shared by replicas; the
-gateway reads and writes it with optimistic concurrency.
+Their state (admission history) lives in the cluster, one ConfigMap per
+runbook and tenant in the Incident's namespace, so it survives operator
+restarts and is shared by replicas; the gateway reads and writes it with
+optimistic concurrency. A tenant's history holds only its own admissions, pruned
+by time (what the limits look back on), so other tenants' incidents never push it
+out, and it is bounded by the tenant's own limit.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from reliability_center.api.runbook import Limits
 from reliability_center.policy.writes import ALLOWED, Verdict
 
 _UNITS = {"s": 1, "m": 60, "h": 3600}
+HOUR = timedelta(hours=1)
 
 
 def seconds(duration: str) -> int:
@@ -41,7 +45,7 @@ class Admission:
 
 @dataclass
 class GuardState:
-    """The admissions of one runbook in one namespace (kept newest last, bounded)."""
+    """The admissions of one runbook for one tenant in one namespace (newest last, pruned by time: ``record``)."""
 
     admissions: list[Admission] = field(default_factory=list)
 
@@ -54,19 +58,25 @@ def fingerprint(category: str, tenant: str, module: str | None) -> str:
     return f"{category}/{tenant}/{module or '-'}"
 
 
+def retention(limits: Limits) -> timedelta:
+    """How far back the guards look: an hour (rate limit, re-fires), or the cooldown when it is longer."""
+    return max(HOUR, timedelta(seconds=seconds(limits.cooldown)))
+
+
 def admit(state: GuardState, limits: Limits, *, incident_uid: str, tenant: str, print_: str, now: str) -> Verdict:
     """May this Incident start its mitigation? Idempotent for an Incident already admitted."""
     if any(a.incident_uid == incident_uid for a in state.admissions):
         return ALLOWED
     moment = _parse(now)
-    hour_ago = moment - timedelta(hours=1)
-    mine = [a for a in state.for_tenant(tenant) if _parse(a.time) > hour_ago]
+    hour_ago = moment - HOUR
+    history = state.for_tenant(tenant)
+    mine = [a for a in history if _parse(a.time) > hour_ago]
     if len(mine) >= limits.max_runs_per_hour:
         return Verdict(False, "RateLimited",
                        f"{len(mine)} mitigations for tenant {tenant!r} in the last hour (limit {limits.max_runs_per_hour})")
     cooldown = seconds(limits.cooldown)
-    if cooldown and mine:
-        last = max(_parse(a.time) for a in mine)
+    if cooldown and history:  # a cooldown may be longer than the hour the rate limit looks back on
+        last = max(_parse(a.time) for a in history)
         if moment - last < timedelta(seconds=cooldown):
             left = cooldown - int((moment - last).total_seconds())
             return Verdict(False, "CoolingDown", f"cooldown {limits.cooldown} for tenant {tenant!r}: {left}s left")
@@ -107,10 +117,13 @@ def release_isolation(state: Isolations, uid: str) -> Isolations:
     return Isolations({t: holders for t, holders in tenants.items() if holders})
 
 
-def record(state: GuardState, admission: Admission, keep: int = 200) -> GuardState:
+def record(state: GuardState, admission: Admission, keep: timedelta = HOUR) -> GuardState:
+    """Add an admission; forget those older than ``keep`` before it (``retention``): no count, only time, bounds
+    the history, so a limit above any count still holds and nobody else's admissions push these out."""
     if any(a.incident_uid == admission.incident_uid for a in state.admissions):
         return state
-    return GuardState((state.admissions + [admission])[-keep:])
+    since = _parse(admission.time) - keep
+    return GuardState([a for a in state.admissions if _parse(a.time) > since] + [admission])
 
 
 def mark_mitigated(state: GuardState, incident_uid: str) -> GuardState:
