@@ -27,7 +27,7 @@ from datetime import datetime
 import pytest
 
 from reliability_center.gateway import Ref
-from tests.conftest import CACHE, WarmOperators, stop_operator
+from tests.conftest import CACHE, WarmOperators, start_operator, stop_operator
 from tests.support.cluster import api, apply_runbook, get_json, slow_schedulers, wait_for
 from tests.support.incidents import create, incident
 from tests.support.watches import Follow
@@ -86,6 +86,32 @@ def failover_namespace(solo_namespace):
     return solo_namespace
 
 
+def test_a_leader_that_loses_its_lease_exits_instead_of_living_on_without_campaigning(solo_namespace, kube):
+    # Seen before: the elector stood down and the process lived on, its probe and its queues idle, never
+    # campaigning again. Now the process exits (non-zero), as controller-runtime's manager does.
+    ns, lease = solo_namespace, f"rc-leader-{uuid.uuid4().hex[:6]}"
+    log = CACHE / f"operator-lease-lost-{ns}.log"
+    proc = start_operator(log, {"RC_NAMESPACES": ns, "RC_LEADER_ELECTION": "true", "RC_LEADER_NAMESPACE": ns,
+                                "RC_LEADER_LEASE": lease, "RC_LEADER_LEASE_SECONDS": str(LEASE),
+                                "RC_LEADER_RENEW_DEADLINE": str(DEADLINE), "RC_LEADER_RETRY_PERIOD": str(RETRY)})
+    try:
+        ref = Ref("Lease", ns, lease)
+        leader = wait_for(lambda: ((kube.get(ref) or {}).get("spec") or {}).get("holderIdentity"), timeout=60,
+                          what="the operator to take the Lease")
+        # Another candidate takes the Lease (a compare-and-swap, as a standby does once it expired).
+        current = kube.get(ref)
+        kube.replace({**current, "spec": {**current["spec"], "holderIdentity": "another-replica"}})
+        code, = wait_for(lambda: (c := proc.poll()) is not None and (c,), timeout=DEADLINE + 30, interval=0.1,
+                         what="the operator to exit")
+        assert code == 1, code
+        lines = [line for line in log.read_text().splitlines() if leader in line or "leader election lost" in line]
+        assert any('"leadership lost"' in line for line in lines), lines[-5:]
+        assert any("the operator exits: leader election lost" in line for line in lines), lines[-5:]
+        assert ((kube.get(ref) or {}).get("spec") or {}).get("holderIdentity") == "another-replica"
+    finally:
+        stop_operator(proc, signal.SIGKILL)
+
+
 def test_the_standby_takes_over_every_time_and_no_two_replicas_ever_write_at_once(failover_namespace, seed_runbooks,
                                                                                     kube):
     ns = failover_namespace
@@ -139,6 +165,9 @@ def test_the_standby_takes_over_every_time_and_no_two_replicas_ever_write_at_onc
         # Woken, it notices by its own clock that its renewal is too old, and stands down.
         wait_for(lambda: any('"leadership lost"' in line and frozen in line for line in log.read_text().splitlines()),
                  timeout=30, what="the woken replica to stand down")
+        # And it exits (a fresh process would start as a standby), rather than live on without campaigning.
+        assert wait_for(lambda: running[frozen].poll() is not None, timeout=30, what="the woken replica to exit")
+        assert running[frozen].returncode == 1
         mitigated(ns, "inc-frozen")
     finally:
         for proc in running.values():

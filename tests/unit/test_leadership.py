@@ -49,3 +49,115 @@ def test_the_fence_lets_a_leader_write_only_while_its_renewal_is_fresh():
     elector.renewed = time.monotonic() - TIMING.renew_deadline - 0.1
     with pytest.raises(Fenced):
         elector.fence()  # paused past its deadline: fenced, whatever it believes
+
+
+# -- the timings, checked as client-go checks them ----------------------------------------------
+
+import asyncio  # noqa: E402
+
+import pytest  # noqa: E402
+
+from reliability_center.operator.leadership import Elector  # noqa: E402
+
+
+@pytest.mark.parametrize("lease, renew, retry, message", [
+    (10, 10, 2, "leaseDuration (10s) must be greater than renewDeadline (10s)"),
+    (5, 10, 2, "leaseDuration (5s) must be greater than renewDeadline (10s)"),
+    (15, 2, 2, "renewDeadline (2s) must be greater than retryPeriod (2s)"),
+    (15, 10, 0, "retryPeriod must be greater than zero"),
+    (0, -1, 1, "leaseDuration must be greater than zero"),
+])
+def test_timings_where_a_standby_could_take_over_while_the_holder_writes_are_refused(lease, renew, retry, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Timing(lease_duration=lease, renew_deadline=renew, retry_period=retry)
+
+
+def test_the_default_and_the_shipped_timings_are_valid():
+    Timing()
+    Timing(lease_duration=10, renew_deadline=7, retry_period=2)  # the chart's and the manifests'
+
+
+def test_the_operator_refuses_to_start_with_invalid_timings(monkeypatch):
+    from reliability_center.operator import context, main
+    from reliability_center.operator.settings import LeadershipSettings, Settings
+
+    monkeypatch.setattr(context, "settings", lambda: Settings(leadership=LeadershipSettings(
+        enabled=True, lease_duration=5, renew_deadline=10, retry_period=2)))
+    monkeypatch.setattr(main.kopf, "run", lambda **_: pytest.fail("the operator started"))
+    with pytest.raises(SystemExit, match="RC_LEADER_RENEW_DEADLINE.*leaseDuration \\(5s\\) must be greater"):
+        main.run()
+
+
+# -- the election loop, with a scripted Lease (no cluster) --------------------------------------
+
+FAST = Timing(lease_duration=0.3, renew_deadline=0.2, retry_period=0.01)
+
+
+class Scripted(Elector):
+    """An elector whose rounds answer from a script (True: this replica holds the Lease)."""
+
+    def __init__(self, held):
+        super().__init__(kube=None, namespace="ns", name="lease", me="a", timing=FAST)  # type: ignore[arg-type]
+        self.held, self.rounds = held, 0
+
+    def attempt(self) -> bool:
+        self.rounds += 1
+        if self.held(self.rounds):
+            self.renewed = __import__("time").monotonic()
+            return True
+        return False
+
+
+def test_a_failing_catch_up_is_retried_and_never_stops_the_renewals():
+    async def scenario():
+        elector = Scripted(lambda _: True)
+        calls = []
+
+        async def catch_up():
+            calls.append(elector.rounds)
+            if len(calls) < 3:
+                raise RuntimeError("503 from the apiserver")
+
+        elector.on_lead.append(catch_up)
+        task = asyncio.get_running_loop().create_task(elector.run())
+        while len(calls) < 3 or elector.rounds < calls[-1] + 5:
+            assert not task.done(), "the election ended"
+            await asyncio.sleep(0.01)
+        elector.stopped = True
+        await asyncio.wait_for(task, 1)
+        return elector, calls
+
+    elector, calls = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert len(calls) == 3  # retried until it succeeded, then not again
+    assert elector.rounds > calls[-1] + 4  # and the Lease was renewed all along
+    assert elector.leading.is_set()
+
+
+def test_a_leader_that_loses_the_lease_stops_leading_and_the_election_ends():
+    async def scenario():
+        elector = Scripted(lambda round_: round_ <= 3)  # renewed three times, then someone else holds it
+        await asyncio.wait_for(elector.run(), 5)  # returns: the process exits (operator/main.py)
+        return elector
+
+    elector = asyncio.run(scenario())
+    assert not elector.leading.is_set()
+    assert elector.rounds > 3
+
+
+def test_a_catch_up_still_running_when_the_lease_is_lost_is_cancelled():
+    async def scenario():
+        elector = Scripted(lambda round_: round_ <= 2)
+        cancelled = asyncio.Event()
+
+        async def slow_catch_up():
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        elector.on_lead.append(slow_catch_up)
+        await asyncio.wait_for(elector.run(), 5)
+        return cancelled.is_set()
+
+    assert asyncio.run(scenario())

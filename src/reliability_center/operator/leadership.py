@@ -18,7 +18,12 @@ holder, the way client-go and controller-runtime elect leaders, gives:
 
 Both replicas watch and queue; only the leader's workers take passes. A standby
 that becomes leader starts from the cluster's state (status, holds, snapshots),
-like an operator that restarts.
+like an operator that restarts. The work a standby let pass (``on_lead``) is
+caught up in a task of its own, retried until it succeeds, so that a failing
+catch-up never stops the renewals. A leader that loses the Lease does not
+campaign again: ``run`` returns and the process exits (operator/main.py), as
+controller-runtime's manager does ("leader election lost"); a fresh process
+starts as a standby, with nothing left over from its term.
 """
 
 from __future__ import annotations
@@ -48,7 +53,21 @@ class Timing:
     renew_deadline: float = 10.0
     """Seconds without a successful renewal after which the holder stops writing (< lease_duration)."""
     retry_period: float = 2.0
-    """Seconds between two renewals, or two looks of a standby."""
+    """Seconds between two renewals, or two looks of a standby (< renew_deadline)."""
+
+    def __post_init__(self) -> None:
+        # client-go's NewLeaderElector refuses the same: a holder must stop writing before a standby may
+        # take over, and must get more than one try at renewing before it stops.
+        for name, value in (("leaseDuration", self.lease_duration), ("renewDeadline", self.renew_deadline),
+                            ("retryPeriod", self.retry_period)):
+            if not value > 0:
+                raise ValueError(f"{name} must be greater than zero (got {value:g}s)")
+        if self.renew_deadline >= self.lease_duration:
+            raise ValueError(f"leaseDuration ({self.lease_duration:g}s) must be greater than renewDeadline "
+                             f"({self.renew_deadline:g}s): a standby could take the Lease while the holder still writes")
+        if self.retry_period >= self.renew_deadline:
+            raise ValueError(f"renewDeadline ({self.renew_deadline:g}s) must be greater than retryPeriod "
+                             f"({self.retry_period:g}s): the holder would stop writing before its next renewal")
 
 
 @dataclass
@@ -130,21 +149,40 @@ class Elector:
         return True
 
     async def run(self) -> None:
-        while not self.stopped:
-            try:
-                held = await asyncio.to_thread(self.attempt)
-            except Exception as exc:  # the apiserver may be away: the deadline decides, not one failure
-                log.warning("leader election %s/%s: %s", self.namespace, self.name, exc)
-                held = False
-            if held and not self.leading.is_set():
-                log.info("leadership acquired", extra={"leader": self.me, "lease": f"{self.namespace}/{self.name}"})
-                self.leading.set()
-                for catch_up in self.on_lead:
+        """Campaign, then renew; returns when leadership is lost (the caller ends the process) or ``stopped``."""
+        catching_up: asyncio.Task[None] | None = None
+        try:
+            while not self.stopped:
+                try:
+                    held = await asyncio.to_thread(self.attempt)
+                except Exception as exc:  # the apiserver may be away: the deadline decides, not one failure
+                    log.warning("leader election %s/%s: %s", self.namespace, self.name, exc)
+                    held = False
+                if held and not self.leading.is_set():
+                    log.info("leadership acquired", extra={"leader": self.me, "lease": f"{self.namespace}/{self.name}"})
+                    self.leading.set()
+                    catching_up = asyncio.get_running_loop().create_task(self.catch_up(), name="leader-catch-up")
+                elif not held and self.leading.is_set() and time.monotonic() - self.renewed > self.timing.renew_deadline:
+                    log.error("leadership lost", extra={"leader": self.me, "lease": f"{self.namespace}/{self.name}"})
+                    self.leading.clear()
+                    return
+                await asyncio.sleep(self.timing.retry_period)
+        finally:
+            if catching_up is not None and not catching_up.done():
+                catching_up.cancel()
+                await asyncio.gather(catching_up, return_exceptions=True)
+
+    async def catch_up(self) -> None:
+        """The work a standby let pass, each part retried until it succeeds, while this replica leads."""
+        for catch_up in self.on_lead:
+            while self.leading.is_set():
+                try:
                     await catch_up()
-            elif not held and self.leading.is_set() and time.monotonic() - self.renewed > self.timing.renew_deadline:
-                log.warning("leadership lost", extra={"leader": self.me, "lease": f"{self.namespace}/{self.name}"})
-                self.leading.clear()
-            await asyncio.sleep(self.timing.retry_period)
+                    break
+                except Exception as exc:  # retried: the renewals go on meanwhile, in their own loop
+                    log.warning("catching up as the new leader failed: %s; again in %gs", exc, self.timing.retry_period,
+                                extra={"leader": self.me, "lease": f"{self.namespace}/{self.name}"})
+                    await asyncio.sleep(self.timing.retry_period)
 
     def release(self) -> None:
         """On a clean shutdown: let a standby take over at once instead of after lease_duration."""

@@ -6,8 +6,11 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import importlib
 import logging
+import os
+import threading
 from typing import Any
 
 import kopf
@@ -17,6 +20,7 @@ from reliability_center.operator import context
 from reliability_center.operator import incident as _incident  # noqa: F401  (registers handlers)
 from reliability_center.operator import runbook as _runbook  # noqa: F401  (registers handlers)
 from reliability_center.operator import scope
+from reliability_center.operator.leadership import Timing
 
 log = logging.getLogger("reliability_center.operator")
 
@@ -49,6 +53,11 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 _tasks: set[asyncio.Task[None]] = set()  # a reference, so the running task is not garbage-collected
 
+STOP: concurrent.futures.Future[str] = concurrent.futures.Future()
+"""Kopf's stop flag: set with the reason when the process must end (leader election lost or failed)."""
+EXIT_GRACE = 10.0
+"""Seconds the operator has to stop cleanly once the election ended it; then the process exits regardless."""
+
 
 @kopf.on.startup()
 async def elect(**_: Any) -> None:
@@ -58,7 +67,36 @@ async def elect(**_: Any) -> None:
         return
     task = asyncio.get_running_loop().create_task(election.run(), name="leader-election")
     _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
+    task.add_done_callback(_election_ended)
+
+
+def _election_ended(task: asyncio.Task[None]) -> None:
+    """The election ended: on a clean shutdown, nothing to do; otherwise the process exits, as
+    controller-runtime's does when leadership is lost, instead of living on without campaigning."""
+    _tasks.discard(task)
+    election = context.elector()
+    if election is not None and election.stopped:
+        return
+    if task.cancelled():
+        reason = "leader election cancelled"
+    elif task.exception() is not None:
+        reason = f"leader election failed: {task.exception()!r}"
+        log.error(reason, exc_info=task.exception())
+    else:
+        reason = "leader election lost"
+    stop(reason)
+
+
+def stop(reason: str) -> None:
+    """End the operator: Kopf stops (its cleanup handlers run), and ``run`` exits non-zero."""
+    if STOP.done():
+        return
+    log.error("the operator exits: %s", reason)
+    STOP.set_result(reason)
+    # A stop that hangs (a request stuck in a worker thread) must not keep a process that may not write.
+    watchdog = threading.Timer(EXIT_GRACE, os._exit, args=(1,))
+    watchdog.daemon = True
+    watchdog.start()
 
 
 @kopf.on.cleanup()
@@ -118,6 +156,12 @@ def leader(**_: Any) -> bool:
 
 def run() -> None:
     ours = context.settings()
+    if ours.leadership.enabled:
+        try:
+            Timing(ours.leadership.lease_duration, ours.leadership.renew_deadline, ours.leadership.retry_period)
+        except ValueError as exc:
+            raise SystemExit(f"invalid leader election timings (RC_LEADER_LEASE_SECONDS, RC_LEADER_RENEW_DEADLINE, "
+                             f"RC_LEADER_RETRY_PERIOD): {exc}") from None
     kopf.configure(verbose=False, log_format=kopf.LogFormat.JSON, log_prefix=False)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
@@ -129,4 +173,7 @@ def run() -> None:
         clusterwide=not namespaces,
         namespaces=namespaces,
         liveness_endpoint=ours.serving.health_url or None,
+        stop_flag=STOP,
     )
+    if STOP.done():
+        raise SystemExit(f"reliability-center operator: {STOP.result()}")
