@@ -116,11 +116,11 @@ def test_the_operator_logs_structured_json(app):
         assert line["audit"]["tenant"] == "acme" and line["timestamp"]
 
 
-def metric(text: str, name: str, **labels: str) -> float:
+def metric(text: str, family: str, /, **labels: str) -> float:
     """One sample of the Prometheus text format (0 when the series does not exist yet)."""
     wanted = "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
     for line in text.splitlines():
-        if line.startswith(name + wanted + " "):
+        if line.startswith(family + wanted + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
@@ -140,7 +140,11 @@ def test_the_operator_serves_prometheus_metrics_that_count_this_incident(app):
            ("reliability_center_time_to_first_action_seconds_count", {"category": category})]
     shared = [("reliability_center_step_results_total",
                {"action": "feature-flags-off", "level": "1", "state": "Succeeded"}),
-              ("reliability_center_gateway_writes_total", {"action": "feature-flags-off", "outcome": "applied"})]
+              ("reliability_center_gateway_writes_total", {"action": "feature-flags-off", "outcome": "applied"}),
+              # The incidents' work queue, by client-go's names: this incident was added and passed over.
+              ("workqueue_adds_total", {"name": "incidents"}),
+              ("workqueue_queue_duration_seconds_count", {"name": "incidents"}),
+              ("workqueue_work_duration_seconds_count", {"name": "incidents"})]
     before = scrape()
     create(app, incident("bill", category=category, module="billing"))
     wait_phase(app, "bill", "Mitigated")
@@ -149,6 +153,9 @@ def test_the_operator_serves_prometheus_metrics_that_count_this_incident(app):
     assert [metric(after, n, **l) for n, l in own] == [1, 1, 1]
     # The gauge counts the incidents in each phase now (from the operator's index): this one.
     assert metric(after, "reliability_center_incidents", category=category, phase="Mitigated") == 1
+    # Both queues report, each under its name (the PatchPlans' queue has been idle: zeros, but served).
+    for name in ("incidents", "patchplans"):
+        assert f'workqueue_depth{{name="{name}"}}' in after and f'workqueue_retries_total{{name="{name}"}}' in after
 
 
 def test_a_field_another_manager_owns_is_left_to_it_unless_the_step_declares_takeownership(app):

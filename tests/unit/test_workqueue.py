@@ -134,3 +134,94 @@ def test_an_urgent_key_goes_before_the_ones_already_queued():
         return order
 
     assert run(scenario())[:2] == ["first", "new"]
+
+
+def test_a_key_forgotten_while_queued_and_added_again_is_never_passed_by_two_workers_at_once():
+    # Seen before: forget() dropped the key from the dirty set but left it in the queue; added again it was
+    # queued a second time, and once it changed while a worker ran its pass, the next free worker took the
+    # stale entry and ran a second pass over the same key at once.
+    async def scenario():
+        running, overlaps, seen = set(), [], []
+        gates = {"b": asyncio.Event(), "a": asyncio.Event()}
+
+        async def handle(key, body):
+            if key in running:
+                overlaps.append(body)
+            running.add(key)
+            seen.append((key[1], body))
+            if len([k for k, _ in seen if k == key[1]]) == 1:
+                await gates[key[1]].wait()
+            running.discard(key)
+            return None
+
+        queue = WorkQueue(handle, workers=2, name="test-stingy")
+        queue.add(("ns", "b"))  # keeps one worker busy
+        queue.add(("ns", "a"), {"v": 1})
+        queue.forget(("ns", "a"))  # deleted while it waited for a worker
+        queue.add(("ns", "a"), {"v": 2})  # and made again under the same name
+        queue.start()
+        while len(seen) < 2:
+            await asyncio.sleep(0)
+        queue.add(("ns", "a"), {"v": 3})  # it changes while its pass runs
+        gates["b"].set()  # a worker is free again
+        for _ in range(20):
+            await asyncio.sleep(0)
+        gates["a"].set()
+        while len(seen) < 3:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.02)
+        await queue.stop()
+        return overlaps, seen
+
+    overlaps, seen = run(scenario())
+    assert overlaps == []
+    # The forgotten pass never ran; the change got one more pass, after the first.
+    assert seen == [("b", None), ("a", {"v": 2}), ("a", {"v": 3})]
+
+
+def sample(name, queue, **labels):
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, {"name": queue, **labels}) or 0.0
+
+
+def test_the_queue_reports_client_gos_metrics_by_queue_name():
+    from reliability_center.operator.workqueue import Retry
+
+    async def scenario():
+        gate, passes = asyncio.Event(), []
+
+        async def handle(key, body):
+            passes.append(key)
+            await gate.wait()
+            if key == ("ns", "fails") and passes.count(key) == 1:
+                return Retry(0.01)  # failed: retried
+            if key == ("ns", "raises") and passes.count(key) == 1:
+                raise RuntimeError("a bug")  # the last line: retried too
+            return 0.01 if passes.count(key) == 1 and key == ("ns", "looks-again") else None  # a planned look
+
+        queue = WorkQueue(handle, workers=1, name="test-metrics")
+        for name in ("fails", "looks-again", "raises"):
+            queue.add(("ns", name))
+        queue.add(("ns", "fails"))  # folded: not an add
+        queue.start()
+        while not passes:
+            await asyncio.sleep(0)
+        depth = sample("workqueue_depth", "test-metrics")
+        gate.set()
+        while len(passes) < 5:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.02)
+        await queue.stop()
+        return depth, passes
+
+    depth, passes = run(scenario())
+    # The raising pass is retried after 5 s, after the test: five passes, from three adds and two re-adds.
+    assert sorted(passes) == sorted([("ns", "fails")] * 2 + [("ns", "looks-again")] * 2 + [("ns", "raises")]), passes
+    assert depth == 2  # one taken by the worker, two waiting
+    assert sample("workqueue_depth", "test-metrics") == 0
+    assert sample("workqueue_adds_total", "test-metrics") == 5  # three adds, then one per re-add
+    assert sample("workqueue_retries_total", "test-metrics") == 2  # the Retry and the exception, not the planned look
+    assert sample("workqueue_queue_duration_seconds_count", "test-metrics") == 5
+    assert sample("workqueue_work_duration_seconds_count", "test-metrics") == 5
+    assert sample("workqueue_work_duration_seconds_bucket", "test-metrics", le="10.0") == 5

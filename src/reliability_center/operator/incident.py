@@ -16,7 +16,7 @@ import kopf
 from reliability_center.gateway import Ref
 from reliability_center.gateway.kube import describe, transient
 from reliability_center.operator import context, metrics
-from reliability_center.operator.workqueue import Key, WorkQueue
+from reliability_center.operator.workqueue import Key, Retry, WorkQueue
 
 log = logging.getLogger("reliability_center.incident")
 #: Seconds before a pass that could not read its Incident (the apiserver away) tries again.
@@ -95,7 +95,7 @@ def _reconcile(key: Key, body: dict[str, Any] | None, runbooks: list[dict[str, A
             if not transient(exc):
                 raise
             log.warning("incident %s/%s: %s; reading it again in %ss", *key, describe(exc), READ_RETRY)
-            return READ_RETRY  # the apiserver is away: the next pass reads it again
+            return Retry(READ_RETRY)  # the apiserver is away: the next pass reads it again
         if body is None:
             return None
     return context.runner().reconcile(body, runbooks)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -20,6 +20,18 @@ APPROVALS = Counter("reliability_center_approvals_total",
                     "Level 2 approval outcomes: approved (enough counted), rejected, expired, not-counted votes",
                     ["outcome"])
 GATES = Counter("reliability_center_gate_results_total", "Post-repair gate verdicts that changed", ["gate", "passed"])
+
+# The work queues' (operator/workqueue.py), with client-go's names, labels and buckets (10 ns to 10 s).
+_QUEUE_BUCKETS = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+QUEUE_DEPTH = Gauge("workqueue_depth", "Current depth of workqueue", ["name"])
+QUEUE_ADDS = Counter("workqueue_adds_total", "Total number of adds handled by workqueue", ["name"])
+QUEUE_LATENCY = Histogram("workqueue_queue_duration_seconds",
+                          "How long in seconds an item stays in workqueue before being requested.", ["name"],
+                          buckets=_QUEUE_BUCKETS)
+QUEUE_WORK_DURATION = Histogram("workqueue_work_duration_seconds",
+                                "How long in seconds processing an item from workqueue takes.", ["name"],
+                                buckets=_QUEUE_BUCKETS)
+QUEUE_RETRIES = Counter("workqueue_retries_total", "Total number of retries handled by workqueue", ["name"])
 
 _INCIDENT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600)
 TIME_TO_FIRST_ACTION = Histogram("reliability_center_time_to_first_action_seconds",

@@ -40,7 +40,7 @@ from reliability_center.gitops.forges.git import default_cache
 from reliability_center.gitops.paths import PathPolicy
 from reliability_center.gitops.workspace import Credentials, GitError, Workspace, sanitize
 from reliability_center.operator import context
-from reliability_center.operator.workqueue import Echoes, Key, WorkQueue
+from reliability_center.operator.workqueue import Echoes, Key, Retry, WorkQueue
 
 log = logging.getLogger("reliability_center.patchplan")
 
@@ -102,7 +102,7 @@ async def _pass(key: Key, body: dict[str, Any] | None) -> float | None:
 @kopf.on.startup()
 async def start_queue(**_: Any) -> None:
     global QUEUE
-    QUEUE = WorkQueue(_pass, WORKERS, context.gate())
+    QUEUE = WorkQueue(_pass, WORKERS, context.gate(), name="patchplans")
     QUEUE.start()
 
 
@@ -155,7 +155,7 @@ def reconcile_patchplan(key: Key, body: dict[str, Any] | None, kube: Kube | None
         level = logging.WARNING if transient(exc) else logging.ERROR
         log.log(level, "PatchPlan %s/%s: %s; retrying in %ss", *key, describe(exc), POLL_INTERVAL,
                 exc_info=not transient(exc))
-        return POLL_INTERVAL
+        return Retry(POLL_INTERVAL)
 
 
 class _Gone(Exception):

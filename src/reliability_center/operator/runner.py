@@ -46,7 +46,7 @@ from reliability_center.gateway.tracking import ARGO_NAMESPACE
 from reliability_center.gitops import argocd
 from reliability_center.operator import closing, governance, metrics
 from reliability_center.operator.settings import SETTINGS_CONFIGMAP, Settings
-from reliability_center.operator.workqueue import Echoes, Wakes
+from reliability_center.operator.workqueue import Echoes, Retry, Wakes
 from reliability_center.policy import limits as guard
 from reliability_center.policy.writes import Verdict
 
@@ -137,7 +137,7 @@ class StepRunner:
                               ref.namespace, ref.name, failures, delay)
             if not retryable(exc) or failures >= QUIET_FAILURES:
                 self._report(ref, exc, failures, delay)
-            return delay
+            return Retry(delay)
         self.failures.pop(uid, None)
         return wake
 

@@ -6,7 +6,11 @@ could not be deleted while the operator is down). So the event handler only adds
 the Incident's key here, and this queue gives what a controller needs:
 
 - a key is queued at most once, and processed by one worker at a time; events that
-  arrive meanwhile are folded into one more pass with the newest body;
+  arrive meanwhile are folded into one more pass with the newest body. As in
+  client-go's workqueue ("Stingy"), a key waiting for a pass is *dirty*, a key
+  being passed is *processing*, and the queue holds exactly the keys that are
+  dirty and not processing: a dirty key whose pass is running is queued again when
+  that pass is done, never handed to a second worker;
 - a pass answers how long until the key wants another look (a rollout settling, a
   window opening, a retry's backoff) and the key is added back then, by a timer on
   the event loop, not by a thread that sleeps;
@@ -15,6 +19,10 @@ the Incident's key here, and this queue gives what a controller needs:
 
 State here is memory only, and that is enough: progress lives in each Incident's
 status, and a restarted operator lists every Incident and queues each one.
+
+Its metrics are client-go's, labelled by the queue's name (operator/metrics.py):
+``workqueue_depth``, ``workqueue_adds_total``, ``workqueue_queue_duration_seconds``,
+``workqueue_work_duration_seconds``, ``workqueue_retries_total``.
 """
 
 from __future__ import annotations
@@ -22,9 +30,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections import deque
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from reliability_center.operator import metrics
 
 log = logging.getLogger("reliability_center.workqueue")
 
@@ -49,6 +60,11 @@ class Echoes:
 
     def ours(self, uid: str, resource_version: str | None) -> bool:
         return resource_version in self._written.get(uid, ())
+
+
+class Retry(float):
+    """A pass's answer that it failed and wants to be retried after this many seconds (a plain float is a
+    planned look: a rollout settling, a window opening). Counted in ``workqueue_retries_total``."""
 
 
 Handle = Callable[[Key, "dict[str, Any] | None"], Awaitable["float | None"]]
@@ -77,19 +93,29 @@ class Wakes:
 
 
 class WorkQueue:
-    def __init__(self, handle: Handle, workers: int, gate: asyncio.Event | None = None):
+    def __init__(self, handle: Handle, workers: int, gate: asyncio.Event | None = None, name: str = "incidents"):
         self._handle = handle
         self._workers = workers
         self._gate = gate
         """Set while this replica may act (the leader); a standby keeps its queue and takes no pass."""
-        self._urgent: deque[Key] = deque()
-        self._normal: deque[Key] = deque()
+        self.name = name
+        """The ``name`` label of the queue's metrics."""
+        self._urgent: OrderedDict[Key, None] = OrderedDict()
+        self._normal: OrderedDict[Key, None] = OrderedDict()
+        """The keys waiting for a worker: exactly those dirty and not processing, each once."""
         self._ready = asyncio.Event()
         self._dirty: dict[Key, dict[str, Any] | None] = {}
         """Keys waiting for a pass, with the newest body seen (None: read it afresh)."""
-        self._active: set[Key] = set()
+        self._processing: set[Key] = set()
+        """Keys a worker is passing over: never handed to another until done."""
+        self._queued_at: dict[Key, float] = {}
         self._timers: dict[Key, tuple[float, asyncio.TimerHandle]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._depth = metrics.QUEUE_DEPTH.labels(name)
+        self._adds = metrics.QUEUE_ADDS.labels(name)
+        self._latency = metrics.QUEUE_LATENCY.labels(name)
+        self._work_duration = metrics.QUEUE_WORK_DURATION.labels(name)
+        self._retries = metrics.QUEUE_RETRIES.labels(name)
 
     def add(self, key: Key, body: dict[str, Any] | None = None, urgent: bool = False) -> None:
         """Queue a pass over ``key`` (once, however often it is added before it runs).
@@ -102,19 +128,39 @@ class WorkQueue:
             if body is not None:
                 self._dirty[key] = body
             return
+        self._adds.inc()
         self._dirty[key] = body
-        if key not in self._active:
+        if key not in self._processing:  # a key being passed is queued again when its pass is done
             self._push(key, urgent)
 
     def _push(self, key: Key, urgent: bool = False) -> None:
-        (self._urgent if urgent else self._normal).append(key)
+        (self._urgent if urgent else self._normal)[key] = None
+        self._queued_at[key] = time.monotonic()
+        self._depth.inc()
         self._ready.set()
 
-    async def _next(self) -> Key:
+    def _unqueue(self, key: Key) -> None:
+        for lane in (self._urgent, self._normal):
+            if key in lane:
+                del lane[key]
+                del self._queued_at[key]
+                self._depth.dec()
+
+    async def _get(self) -> tuple[Key, dict[str, Any] | None]:
+        """The next key for a worker, now processing, with its newest body."""
         while not (self._urgent or self._normal):
             self._ready.clear()
             await self._ready.wait()
-        return self._urgent.popleft() if self._urgent else self._normal.popleft()
+        key, _ = (self._urgent if self._urgent else self._normal).popitem(last=False)
+        self._depth.dec()
+        self._latency.observe(time.monotonic() - self._queued_at.pop(key))
+        self._processing.add(key)
+        return key, self._dirty.pop(key)
+
+    def _done(self, key: Key) -> None:
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._push(key)  # changed while it ran: one more pass
 
     def add_after(self, key: Key, delay: float) -> None:
         """Queue a pass after ``delay`` seconds; an earlier timer of the key wins."""
@@ -131,11 +177,13 @@ class WorkQueue:
         self._timers[key] = (when, loop.call_at(when, self._fire, key))
 
     def forget(self, key: Key) -> None:
-        """The object is gone: drop its timer and any queued pass."""
+        """The object is gone: drop its timer and any queued pass (a pass already running ends as it will)."""
         timer = self._timers.pop(key, None)
         if timer is not None:
             timer[1].cancel()
-        self._dirty.pop(key, None)
+        if key in self._dirty:
+            del self._dirty[key]
+            self._unqueue(key)  # queued only if not processing: the queue holds dirty keys only
 
     def _fire(self, key: Key) -> None:
         self._timers.pop(key, None)
@@ -148,7 +196,7 @@ class WorkQueue:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._work(), name=f"rc-incident-worker-{i}") for i in range(self._workers)]
+        self._tasks = [loop.create_task(self._work(), name=f"rc-{self.name}-worker-{i}") for i in range(self._workers)]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -162,20 +210,18 @@ class WorkQueue:
         while True:
             if self._gate is not None:
                 await self._gate.wait()
-            key = await self._next()
-            if key not in self._dirty:
-                continue  # forgotten while queued
-            body = self._dirty.pop(key)
-            self._active.add(key)
+            key, body = await self._get()
             delay: float | None
+            started = time.monotonic()
             try:
                 delay = await self._handle(key, body)
             except Exception:  # the handler reports its own errors; this is the last line
                 log.exception("pass over %s/%s failed", *key)
-                delay = 5.0
+                delay = Retry(5.0)
             finally:
-                self._active.discard(key)
-                if key in self._dirty:
-                    self._push(key)  # changed while it ran: one more pass
+                self._work_duration.observe(time.monotonic() - started)
+                self._done(key)
+            if isinstance(delay, Retry):
+                self._retries.inc()
             if delay is not None:
                 self.add_after(key, delay)
