@@ -38,3 +38,20 @@ def test_an_apiserver_error_is_described_by_its_own_message_not_its_headers():
     exc = api_error(403, '{"message":"configmaps \\"x\\" is forbidden: exceeded quota: q"}')
     assert describe(exc) == 'ApiError 403: configmaps "x" is forbidden: exceeded quota: q'
     assert describe(ValueError("bug")) == "ValueError: bug"
+
+
+def test_the_in_cluster_client_pools_as_many_connections_as_the_kubeconfig_one(tmp_path, monkeypatch):
+    from kubernetes.config import incluster_config
+
+    from reliability_center.gateway.kube import POOL_SIZE, load_api_client
+
+    # A Pod's service account, as the kubelet mounts it (paths moved to a scratch directory).
+    (tmp_path / "token").write_text("a-token")
+    (tmp_path / "ca.crt").write_text("not read until a connection is made")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(tmp_path / "token"))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(tmp_path / "ca.crt"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    api = load_api_client()
+    assert api.configuration.host == "https://10.96.0.1:443"
+    assert api.rest_client.pool_manager.connection_pool_kw["maxsize"] == POOL_SIZE == 32

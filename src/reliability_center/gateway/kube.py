@@ -148,19 +148,24 @@ def _raise(exc: ApiException) -> None:
     raise exc
 
 
+POOL_SIZE = 32
+"""Pooled connections to the apiserver, in a Pod as out of one: the reconciles and the intake run on many
+threads (the client's default is five per CPU the process sees)."""
+
+
 def load_api_client(config_file: str | None = None, context: str | None = None) -> client.ApiClient:
     """In-cluster credentials when running in a Pod, else $KUBECONFIG at its current context.
 
     ``config_file`` and ``context`` are relctl's ``--kubeconfig`` and ``--context``: either one
     picks the kubeconfig even in a Pod, as kubectl does.
     """
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and not (config_file or context):
-        config.load_incluster_config()
-        return client.ApiClient()
     cfg = client.Configuration()
-    config.load_kube_config(client_configuration=cfg, config_file=config_file or os.environ.get("KUBECONFIG"),
-                            context=context)
-    cfg.connection_pool_maxsize = 32  # Kopf runs sync handlers on many threads
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not (config_file or context):
+        config.load_incluster_config(client_configuration=cfg)
+    else:
+        config.load_kube_config(client_configuration=cfg, config_file=config_file or os.environ.get("KUBECONFIG"),
+                                context=context)
+    cfg.connection_pool_maxsize = POOL_SIZE
     return client.ApiClient(cfg)
 
 
