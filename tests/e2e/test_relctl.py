@@ -177,3 +177,28 @@ def test_a_bad_flag_or_argument_is_a_usage_error_exit_2(namespace):
         result = run(*args, "-n", namespace)
         assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, (args, result.stderr)
         assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_get_and_its_watch_ask_the_apiserver_as_the_user_and_groups_named_by_as(namespace):
+    # Seen before: get and get -w sent raw requests with the kubeconfig's own (admin) credentials, whatever
+    # --as said. The oracle is the apiserver's RBAC: a group that may list incidents here, but not watch them.
+    ns = namespace
+    apply_docs(ns, [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "incident-lister"},
+         "rules": [{"apiGroups": ["reliability.center"], "resources": ["incidents"], "verbs": ["get", "list"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "incident-lister"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "incident-lister"},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "listers"}]}])
+    create(ns, incident("seen", category="c-none", module="search"))
+
+    nobody = run("get", "incidents", "-n", ns, "--as", "nobody")
+    assert nobody.returncode == 1 and 'User "nobody" cannot list resource "incidents"' in nobody.stderr, nobody
+    listed = ok("get", "incidents", "-n", ns, "--as", "carol", "--as-group", "listers")
+    assert listed.splitlines()[1].split()[0] == "seen"
+    try:  # the list is allowed, the watch is not: it must end with the apiserver's refusal, not stream
+        watched = subprocess.run([RELCTL, "get", "incidents", "-n", ns, "-w", "--as", "carol", "--as-group", "listers"],
+                                 capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("relctl get -w kept watching: it did not ask as carol") from None
+    assert watched.returncode == 1 and 'User "carol" cannot watch resource "incidents"' in watched.stderr, watched
+    assert watched.stdout.splitlines()[1].split()[0] == "seen"  # listed first, as carol

@@ -140,3 +140,17 @@ def test_describe_shows_steps_approvals_plans_with_their_links_and_the_last_entr
     assert ["slow-fix", "fix", "Merged", "http://git/pr/7"] in [line.split() for line in text.splitlines()]
     assert "Timeline (last 3 of 13" in text and "e9" not in text and "e10" in text and "e12" in text
     assert ["Ready", "False", "Escalated", "m"] in [line.split() for line in text.splitlines()]
+
+
+@pytest.mark.parametrize("argv", [
+    ["get", "incidents", "-n", "x", "--as-group", "sre"],
+    ["--as-group", "sre", "describe", "incident", "x", "-n", "x"],
+    ["approve", "inc", "step", "-n", "x", "--as-group", "sre", "--as-group", "oncall"],
+])
+def test_as_group_without_as_is_a_usage_error_as_in_kubectl(argv, tmp_path, capsys):
+    # Seen before: the groups were dropped silently and the command ran as the kubeconfig's own user.
+    config = tmp_path / "config"
+    config.write_text(yaml.safe_dump(kubeconfig({"a": "ns-a"}, current="a")))
+    code, out, err = relctl(["--kubeconfig", str(config), *argv], capsys)
+    assert (code, out, len(err.splitlines())) == (2, "", 1), err
+    assert err.startswith("error: --as-group needs --as: groups are impersonated along with a user (see 'relctl ")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
 
 import click
 import yaml
@@ -31,15 +30,9 @@ RESOURCES = {alias: kind for kind, aliases in {
 def _raw(kube: Kube, path: str, query: dict[str, Any], accept: str, timeout: float | None = 30) -> Any:
     """A GET with kubectl's Accept header; the response unread, for a watch to stream.
 
-    Through the client the gateway loaded (same credentials); Kube's own reads only ask for JSON.
+    Through the gateway's client (same credentials, same --as/--as-group); its own reads only ask for JSON.
     """
-    api = kube.api
-    url = api.configuration.host + path
-    params = urlencode({k: v for k, v in query.items() if v not in (None, "")})
-    headers = {"Accept": accept}
-    api.update_params_for_auth(headers, None, ["BearerToken"], path, "GET", None)
-    response = api.rest_client.request("GET", url + ("?" + params if params else ""), headers=headers,
-                                       _request_timeout=timeout)
+    response = kube.read_raw(path, {k: v for k, v in query.items() if v not in (None, "")}, accept, timeout)
     if not 200 <= response.status <= 299:
         body = response.read()
         try:

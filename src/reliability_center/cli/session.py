@@ -35,6 +35,8 @@ class Session:
 
     @cached_property
     def kube(self) -> Kube:
+        if self.as_group and not self.as_user:  # kubectl refuses it too, rather than drop the groups
+            raise click.UsageError("--as-group needs --as: groups are impersonated along with a user")
         try:
             return Kube(load_api_client(self.kubeconfig, self.context),
                         impersonate=(self.as_user, self.as_group) if self.as_user else None)

@@ -215,25 +215,37 @@ class Kube:
                  parse: bool = True) -> Any:
         if method != "GET" and self.fence is not None and not (query or {}).get("dryRun"):
             self.fence()  # a replica that is not the leader writes nothing (operator/leadership.py)
-        url = self.api.configuration.host + path
-        if query:
-            url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
-        headers: Any = {"Accept": "application/json", "Content-Type": content_type}
-        self.api.update_params_for_auth(headers, None, ["BearerToken"], path, method, body)
-        if self.impersonate:
-            headers = HTTPHeaderDict(headers)  # one Impersonate-Group header per group, as the apiserver reads them
-            headers["Impersonate-User"] = self.impersonate[0]
-            for group in self.impersonate[1]:
-                headers.add("Impersonate-Group", group)
         try:
-            response = self.api.rest_client.request(method, url, headers=headers, body=body,
-                                                     _request_timeout=timeout)
+            response = self._send(method, path, query, body, {"Accept": "application/json", "Content-Type": content_type},
+                                  timeout)
             data = response.read()
         except ApiException as exc:
             _raise(exc)
         if not 200 <= response.status <= 299:
             _raise(ApiException(http_resp=response))
         return json.loads(data) if data and parse else data
+
+    def _send(self, method: str, path: str, query: dict[str, Any] | None, body: Any, headers: dict[str, str],
+              timeout: float | None) -> Any:
+        """Every request of this client: its credentials and its impersonation (relctl's --as), whatever it asks."""
+        url = self.api.configuration.host + path
+        if query:
+            url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+        sent: Any = dict(headers)
+        self.api.update_params_for_auth(sent, None, ["BearerToken"], path, method, body)
+        if self.impersonate:
+            sent = HTTPHeaderDict(sent)  # one Impersonate-Group header per group, as the apiserver reads them
+            sent["Impersonate-User"] = self.impersonate[0]
+            for group in self.impersonate[1]:
+                sent.add("Impersonate-Group", group)
+        return self.api.rest_client.request(method, url, headers=sent, body=body, _request_timeout=timeout)
+
+    def read_raw(self, path: str, query: dict[str, Any], accept: str, timeout: float | None = 30) -> Any:
+        """A GET with another Accept (kubectl's ``as=Table``), the response unread, for a watch to stream.
+
+        The status is the caller's to check; the credentials and impersonation are this client's.
+        """
+        return self._send("GET", path, query, None, {"Accept": accept}, timeout)
 
     # -- reads ---------------------------------------------------------------
     def whoami(self) -> dict[str, Any]:
