@@ -45,6 +45,7 @@ async def on_incident(body: kopf.Body, type: str | None, namespace: str, name: s
     metrics.INCIDENTS.index = incidents_by_phase
     if type == "DELETED":
         context.queue().forget((namespace, name))
+        context.runner().forget(body.metadata.uid)
         return
     if context.runner().echoes.ours(body.metadata.uid, body.metadata.get("resourceVersion")):
         return  # the echo of our own status patch: nothing new to act on

@@ -58,6 +58,9 @@ BACKOFF = (0.2, 60.0, 5.0)
 #: Failed turns in a row before a passing error (a conflict, an apiserver hiccup) is written to status.
 QUIET_FAILURES = 3
 RETRY_REASON = "ProgressingWithRetry"
+#: Incidents whose failures in a row are remembered at most (the oldest failing first forgotten: it
+#: restarts its backoff from 0.2 s).
+FAILURES_KEPT = 10000
 
 
 def seconds_since(moment: str) -> float:
@@ -102,11 +105,16 @@ class StepRunner:
         #: Guard ConfigMaps as last written (saves a read per admission; checked by resourceVersion).
         self.guards_seen: dict[Any, dict[str, Any]] = {}
         #: Failed turns in a row per incident uid: the retry backoff. Memory only, and that is enough:
-        #: a restarted operator lists every Incident and reconciles each at once.
+        #: a restarted operator lists every Incident and reconciles each at once. Forgotten when the
+        #: incident is deleted (``forget``), and bounded, for a deletion that races a failing pass.
         self.failures: dict[str, int] = {}
         self.echoes = Echoes()
         self.wakes = Wakes()
         self._identity: str | None = None
+
+    def forget(self, uid: str) -> None:
+        """The incident is gone: nothing of it is kept."""
+        self.failures.pop(uid, None)
 
     def identity(self) -> str:
         """The user the operator writes as: its approvals never count (separation of duties)."""
@@ -127,7 +135,10 @@ class StepRunner:
                 return None
             if isinstance(exc, Fenced):
                 return BACKOFF[0]  # leadership lapsed mid-pass: the queue waits for it, nothing to report
-            failures = self.failures[uid] = self.failures.get(uid, 0) + 1
+            failures = self.failures.pop(uid, 0) + 1
+            self.failures[uid] = failures  # newest last: the oldest go first past FAILURES_KEPT
+            while len(self.failures) > FAILURES_KEPT:
+                self.failures.pop(next(iter(self.failures)))
             delay = min(BACKOFF[0] * 2 ** min(failures - 1, 20), BACKOFF[2] if retryable(exc) else BACKOFF[1])
             if retryable(exc):
                 log.warning("incident %s/%s: %s (attempt %d); retrying in %.1fs", ref.namespace, ref.name,
