@@ -231,3 +231,15 @@ def action(name: str, *, params: type[Params], levels: tuple[int, ...] = (1, 2),
 def ref(obj: dict[str, Any]) -> str:
     meta = obj["metadata"]
     return f"{obj.get('kind')}/{meta.get('namespace')}/{meta['name']}"
+
+
+JOB_NAME_MAX = 63
+"""A Job's name goes into its pods' ``batch.kubernetes.io/job-name`` label: 63 characters at most, or the
+apiserver refuses the Job."""
+
+
+def job_name(template: str, purpose: str, key: str) -> str:
+    """``<template>-<purpose>-<key>``, the template's name cut short when the whole would not fit a label
+    (the key, derived from the incident and step, keeps it distinct and deterministic)."""
+    room = JOB_NAME_MAX - len(purpose) - len(key) - 2
+    return f"{template[:room].rstrip('-')}-{purpose}-{key}"

@@ -12,7 +12,7 @@ import hashlib
 
 from pydantic import Field
 
-from reliability_center.actions.base import ActionContext, Failed, Params, Result, Succeeded, action
+from reliability_center.actions.base import ActionContext, Failed, Params, Result, Succeeded, action, job_name
 from reliability_center.gateway import Ref
 
 
@@ -23,9 +23,9 @@ class ReplayParams(Params):
     backoff_limit: int = Field(default=2, ge=0, le=6, description="Attempts per Job before it fails.")
 
 
-def job_name(cron_job: str, uid: str, step: str, index: int) -> str:
+def replay_name(cron_job: str, uid: str, step: str, index: int) -> str:
     suffix = hashlib.sha256(f"{uid}|{step}|{index}".encode()).hexdigest()[:8]
-    return f"{cron_job}-replay-{suffix}"
+    return job_name(cron_job, "replay", suffix)
 
 
 @action("replay-jobs", params=ReplayParams, reversible=False, summary="Replay idempotent jobs, bounded")
@@ -46,7 +46,7 @@ def run(ctx: ActionContext, params: ReplayParams) -> Result:
                       **{k: v for k, v in labels.items() if k.startswith("reliability.center/")},
                       "reliability.center/replay-of": params.cron_job,
                       "reliability.center/incident": ctx.write.incident["metadata"]["name"][:63]}
-        name = job_name(params.cron_job, uid, ctx.step.name, index)
+        name = replay_name(params.cron_job, uid, ctx.step.name, index)
         ctx.create({"apiVersion": "batch/v1", "kind": "Job",
                     "metadata": {"name": name, "labels": job_labels,
                                  "annotations": {"reliability.center/trace-id": ctx.write.trace_id}},

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import Field
 
 from reliability_center.actions.base import (ActionContext, Failed, Params, Planned, Result, Running, Succeeded,
-                                             action)
+                                             action, job_name)
 from reliability_center.gateway import Ref
 from reliability_center.gateway.leaves import digest
 
@@ -68,7 +68,7 @@ def job_state(job: dict | None) -> str:
 
 def _names(ctx: ActionContext, params: JobParams) -> tuple[str, str]:
     key = hashlib.sha256(f"{ctx.write.incident['metadata']['uid']}|{ctx.step.name}".encode()).hexdigest()[:8]
-    return f"{params.cron_job}-dryrun-{key}", f"{params.cron_job}-apply-{key}"
+    return job_name(params.cron_job, "dryrun", key), job_name(params.cron_job, "apply", key)
 
 
 def _template(ctx: ActionContext, params: JobParams) -> tuple[dict | None, Result | None]:

@@ -1,0 +1,43 @@
+"""Job names the actions make: deterministic, and short enough for the label the Job controller puts them in."""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import pytest
+
+from reliability_center.actions.replay_jobs import ReplayParams, replay_name
+from reliability_center.actions.run_job import JobParams, _names
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+UID = "8d3c7a52-5b1e-4a8e-9f0e-2d6c1b7e4f10"
+
+
+def run_job_names(cron: str, step: str = "reindex") -> tuple[str, str]:
+    ctx = SimpleNamespace(write=SimpleNamespace(incident={"metadata": {"uid": UID}}), step=SimpleNamespace(name=step))
+    return _names(ctx, JobParams(cron_job=cron))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("length", [1, 20, 47, 48, 49, 50])
+def test_run_job_names_fit_a_label_whatever_the_cronjob_s_name(length):
+    cron = ("a-" * 30)[:length - 1] + "z"
+    dry, apply = run_job_names(cron)
+    assert all(DNS_LABEL.match(n) for n in (dry, apply)), (dry, apply)  # at most 63 characters
+    assert dry != apply and (dry, apply) == run_job_names(cron)  # distinct, and the same on a retry
+    assert run_job_names(cron, step="other") != (dry, apply)
+
+
+@pytest.mark.parametrize("length", [1, 20, 47, 48, 51, 52])
+def test_replay_job_names_fit_a_label_whatever_the_cronjob_s_name(length):
+    cron = ReplayParams(cron_job=("b-" * 30)[:length - 1] + "z").cron_job
+    names = [replay_name(cron, UID, "replay", i) for i in range(10)]
+    assert all(DNS_LABEL.match(n) for n in names), names
+    assert len(set(names)) == 10 and names == [replay_name(cron, UID, "replay", i) for i in range(10)]
+
+
+def test_names_that_fitted_are_unchanged_so_a_retry_adopts_the_job_an_older_version_made():
+    dry, apply = run_job_names("ocr-reprocess")
+    assert re.fullmatch(r"ocr-reprocess-dryrun-[0-9a-f]{8}", dry) and re.fullmatch(r"ocr-reprocess-apply-[0-9a-f]{8}",
+                                                                                  apply)
+    assert re.fullmatch(r"ocr-replay-replay-[0-9a-f]{8}", replay_name("ocr-replay", UID, "s", 0))
