@@ -1,9 +1,12 @@
 """Safety invariant 1, statically: only the gateway writes to the cluster. No exemptions.
 
-Two checks, on every module of the package outside ``gateway/``: it imports no
-``kubernetes`` module, and it calls none of the writing methods of ``Kube`` on
-anything. The gateway's ``writes`` (the protected app) and ``records`` (the
-operator's own objects and people's relctl changes) are the only doors.
+Three checks, on every module of the package outside ``gateway/``: it imports no
+``kubernetes`` module, it calls none of the writing methods of ``Kube`` on
+anything, and it sends no raw request (the client's ``rest_client``, ``call_api``,
+its auth headers, or ``Kube``'s private ``_request``/``_send``, whatever the verb: a
+raw ``PATCH`` is a write the method names do not show, and a raw read skips the
+impersonation the client adds). The gateway's ``writes`` (the protected app) and
+``records`` (the operator's own objects and people's relctl changes) are the only doors.
 """
 
 import ast
@@ -19,6 +22,8 @@ ALLOWED = {
     ("gateway", "apply"), ("gateway", "create"),  # actions/base.py: ActionContext → WriteGateway
     ("lc", "apply"),  # gitops.lifecycle.apply: a pure status transition
 }
+#: Raw requests: the kubernetes client's own transport, and Kube's private doors under its methods.
+RAW = {"rest_client", "call_api", "update_params_for_auth", "pool_manager", "_request", "_send"}
 #: ``replace`` is also every string's and datetime's: it counts only on a client-like receiver.
 CLIENTS = {"kube", "Kube", "client", "api", "self"}
 
@@ -62,6 +67,26 @@ def test_no_module_outside_the_gateway_calls_a_writing_method_of_the_client():
                     continue
                 offenders.append(f"{rel}:{node.lineno} {who}.{what}(...)")
     assert offenders == [], f"cluster writes outside the gateway: {offenders}"
+
+
+def raw_requests(tree: ast.AST) -> list[tuple[int, str]]:
+    return [(node.lineno, node.attr) for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr in RAW]
+
+
+def test_no_module_outside_the_gateway_sends_a_raw_request():
+    offenders = [f"{rel}:{line} .{attr}" for rel, tree in modules_outside_gateway() for line, attr in raw_requests(tree)]
+    assert offenders == [], f"raw requests outside the gateway: {offenders}"
+
+
+def test_the_check_sees_a_raw_request_whatever_its_verb():
+    """The detector itself: raw PATCHes and GETs, through the client's transport or Kube's private door."""
+    tree = ast.parse("def f(kube, api):\n"
+                     "    api.rest_client.request('PATCH', url, headers=h, body=b)\n"
+                     "    kube._request('PATCH', path, body={})\n"
+                     "    kube.api.call_api(path, 'GET')\n"
+                     "    context.kube()._send('DELETE', path, None, None, {}, 30)\n")
+    assert sorted(raw_requests(tree)) == [(2, "rest_client"), (3, "_request"), (4, "call_api"), (5, "_send")]
 
 
 def test_the_check_sees_a_write_outside_the_gateway():
