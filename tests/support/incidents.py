@@ -80,7 +80,9 @@ def app_content(namespace: str) -> dict[str, str]:
 
 
 def changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
-    return {k for k in after if before.get(k) != after[k]}
+    """The objects made, changed or deleted between two ``app_content``s: both key sets, so an object a
+    restore deleted is seen as well as one it left behind."""
+    return {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
 
 
 def settle_app(namespace: str) -> None:
