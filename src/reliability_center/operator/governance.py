@@ -138,7 +138,7 @@ def _plan(turn: Turn, runbook: Runbook, step: Step, status: StepStatus, facts: F
         params = spec.params.model_validate(step.params or {})
         result = spec.plan(ctx, params) if spec.plan is not None else spec.run(ctx, params)
     except PolicyDenied as denied:
-        metrics.REFUSALS.labels(denied.verdict.reason).inc()
+        turn.count(metrics.REFUSALS.labels(denied.verdict.reason).inc)  # once the status holding it is saved
         turn.status.timeline.append(denied.entry)
         status.state = "Blocked"
         return Escalate(denied.verdict.reason, f"{denied.verdict.message}; escalated to level 3: a human decides, "

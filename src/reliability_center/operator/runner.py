@@ -490,17 +490,18 @@ class Turn:
         except PolicyDenied as denied:
             # Refused by policy (protected data, another incident's hold): a human takes over.
             ctx.entries.append(denied.entry)
-            metrics.REFUSALS.labels(denied.verdict.reason).inc()
+            self.count(metrics.REFUSALS.labels(denied.verdict.reason).inc)
             result = Escalate(denied.verdict.reason, denied.verdict.message)
             status.state = "Blocked"
         except (Invalid, NotFound, ValidationError) as exc:
             result = Failed("InvalidChange", str(exc)[:1024])
-        metrics.STEP_SECONDS.labels(step.action).observe((datetime.now(timezone.utc) - clock).total_seconds())
+        took = (datetime.now(timezone.utc) - clock).total_seconds()
+        self.count(lambda: metrics.STEP_SECONDS.labels(step.action).observe(took))
         self.report_left_out(ctx, status)
         self.status.timeline.extend(ctx.entries)
         for entry in ctx.entries:
             outcome = (entry.event or ":").split(":", 1)[1]
-            metrics.WRITES.labels(step.action, outcome).inc()
+            self.count(metrics.WRITES.labels(step.action, outcome).inc)
             if outcome in ("applied", "created", "proposed") and not self.status.times.first_action:
                 self.status.times.first_action = entry.time
                 if self.status.times.detected:
