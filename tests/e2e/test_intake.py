@@ -11,21 +11,27 @@ import copy
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from reliability_center.gateway import Ref
 from tests.conftest import (ALERT_CATEGORY_PREFIX, INTAKE_PORT, INTAKE_TOKEN, INTAKE_TOKEN_FILE, INTAKE_URL,
                             METRICS_PORT)
-from tests.support.cluster import ROOT, apply_runbook, get_json, kubectl, wait_for
+from tests.gitea.conftest import create_repo, gitea  # noqa: F401  (gitea is a fixture)
+from tests.support.cluster import ROOT, apply_docs, apply_runbook, get_json, kubectl, repository_secret, wait_for
 
 pytestmark = pytest.mark.usefixtures("operator")
 
+RELCTL = str(Path(sys.executable).with_name("relctl"))
 FIRING = json.loads((ROOT / "tests" / "unit" / "fixtures" / "alertmanager_firing.json").read_text())
 
 
@@ -239,14 +245,29 @@ def test_concurrent_posts_of_different_alerts_of_one_group_lose_none(kube, names
     assert sorted(s["fingerprint"] for s in found[name]["spec"]["signals"]) == [f"f{i:02x}" for i in range(12)]
 
 
-def test_a_closed_incident_makes_the_next_firing_a_new_episode(kube, namespace, alert_category):
+@pytest.mark.gitea
+def test_a_closed_incident_makes_the_next_firing_a_new_episode(kube, namespace, alert_category, gitea):  # noqa: F811
+    # The first episode is closed by the operator, as in production: a person resolves it, its postmortem
+    # pull request is merged in the real Gitea, its five gates pass (this test never writes its status).
+    repo = create_repo(gitea, {"README.md": "GitOps repository (intake episodes)\n"})
+    apply_docs(namespace, [
+        repository_secret("gitops-credentials", repo.url, username=gitea.user, token=gitea.token),
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "reliability-center-settings"},
+         "data": {"gitopsRepoURL": repo.url, "gitopsProvider": "gitea",
+                  "gitopsCredentialsSecret": "gitops-credentials"}}])
     first = payload(namespace, alert_category, am_alert("e1"), group="episodes")
     base = expected_name(first, alert_category)
     assert post(first).status_code == 200
     wait_for(lambda: (incidents(kube, namespace)[base].get("status") or {}).get("phase") == "Mitigated",
              timeout=60, what="the first episode to be mitigated")
-    kubectl("patch", "incident", base, "-n", namespace, "--subresource=status", "--type=merge",
-            "-p", json.dumps({"status": {"phase": "Closed"}}))
+    resolved = subprocess.run([RELCTL, "resolve", base, "-n", namespace], capture_output=True, text=True, timeout=60)
+    assert resolved.returncode == 0, resolved.stderr
+    number = wait_for(lambda: ((kube.get(Ref("PatchPlan", namespace, f"{base}-postmortem")) or {}).get("status")
+                               or {}).get("pullRequest", {}).get("number"), timeout=90,
+                      what="the postmortem pull request")
+    repo.merge(number)  # the reviewer
+    wait_for(lambda: (incidents(kube, namespace)[base].get("status") or {}).get("phase") == "Closed",
+             timeout=90, what="the operator to close the first episode")
     # Only resolves, and every episode closed: nothing is opened.
     late = payload(namespace, alert_category, am_alert("e1", status="resolved", ends="2026-11-28T15:45:00Z"),
                    group="episodes")
