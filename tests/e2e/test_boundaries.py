@@ -227,7 +227,8 @@ def test_a_forged_snapshot_does_not_steer_a_restore_into_another_namespace(attac
         tenant_configmap(),
         {"apiVersion": f"{RBAC}/v1", "kind": "Role", "metadata": {"name": "exports-reader"},
          "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]},
-        {"apiVersion": f"{RBAC}/v1", "kind": "RoleBinding", "metadata": {"name": "exports-reader", "labels": {TENANT: "acme"}},
+        {"apiVersion": f"{RBAC}/v1", "kind": "RoleBinding",
+         "metadata": {"name": "exports-reader", "labels": {TENANT: "acme", "reliability.center/revocable": "true"}},
          "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "exports-reader"},
          "subjects": [{"apiGroup": RBAC, "kind": "User", "name": "alice"}, {"apiGroup": RBAC, "kind": "User", "name": "bob"}]},
     ])

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.usefixtures("operator")
 
 RBAC = "rbac.authorization.k8s.io"
 TENANT = "reliability.center/tenant"
+REVOCABLE = "reliability.center/revocable"
 
 
 def runbook(params: dict, approval: dict | None = None) -> str:
@@ -39,13 +40,15 @@ def account(name: str, namespace: str) -> dict:
     return {"kind": "ServiceAccount", "name": name, "namespace": namespace}
 
 
-def bind(namespace: str, subjects: list[dict], tenant: str = "acme") -> None:
-    """A Role that reads the exports ConfigMaps, and the RoleBinding that gives it away."""
+def bind(namespace: str, subjects: list[dict], tenant: str = "acme", revocable: bool = True) -> None:
+    """A Role that reads the exports ConfigMaps, and the RoleBinding that gives it away (opted in to
+    revoke-access by its label unless ``revocable`` is False)."""
+    labels = {TENANT: tenant, **({REVOCABLE: "true"} if revocable else {})}
     apply_docs(namespace, [
         {"apiVersion": f"{RBAC}/v1", "kind": "Role", "metadata": {"name": "exports-reader"},
          "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]},
         {"apiVersion": f"{RBAC}/v1", "kind": "RoleBinding",
-         "metadata": {"name": "exports-reader", "labels": {TENANT: tenant}},
+         "metadata": {"name": "exports-reader", "labels": labels},
          "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "exports-reader"}, "subjects": subjects},
     ])
 
@@ -127,6 +130,19 @@ def test_a_rolebinding_of_another_tenant_is_refused_and_left_as_it_is(namespace)
     assert subjects(namespace) == original and can_read(namespace, user("alice"))
     events = [e for e in get_json("events", "-n", namespace)["items"] if e["reason"] == "AuditRefused"]
     assert any("TenantScope" in e["message"] and "exports-reader" in e["message"] for e in events)
+
+
+def test_a_rolebinding_not_opted_in_is_refused_and_left_as_it_is(namespace):
+    """Without the label reliability.center/revocable=true the operator leaves a binding alone, whatever
+    its RBAC lets it do (policy.writes.check_place): its own bindings, an admin's, any the owner did not offer."""
+    original = [user("alice"), user("bob")]
+    bind(namespace, original, revocable=False)
+    category = runbook({"roleBinding": "exports-reader", "subjects": [{"kind": "User", "name": "alice"}]})
+    create(namespace, incident("leak", category=category))
+    revoke = step(namespace, "leak", {"Blocked", "Escalated", "Failed", "Succeeded"})
+    assert (revoke["state"], revoke["reason"]) == ("Blocked", "RoleBindingNotOptedIn"), revoke
+    assert subjects(namespace) == original and can_read(namespace, user("alice"))
+    assert hold_annotations(namespace) == []
 
 
 def test_a_missing_rolebinding_fails_the_step_with_the_reason(namespace):

@@ -31,7 +31,7 @@ from reliability_center.gateway.kube import FIELD_MANAGER, Conflict, Kube, NotFo
 from reliability_center.gateway.leaves import ABSENT, digest, leaves, read
 from reliability_center.gateway.tracking import managing_application, release_ops
 from reliability_center.policy.limits import Isolations, release_isolation, reserve_isolation
-from reliability_center.policy.writes import ALLOWED, Verdict, check_namespace, check_write
+from reliability_center.policy.writes import ALLOWED, Verdict, check_namespace, check_place, check_write
 
 log = logging.getLogger("reliability_center.gateway")
 
@@ -104,8 +104,10 @@ def snapshot_name(ctx: WriteContext, target: Ref) -> str:
 
 
 class WriteGateway:
-    def __init__(self, kube: Kube):
+    def __init__(self, kube: Kube, operator_namespace: str = ""):
         self.kube = kube
+        #: The operator's own namespace: never written through the gateway (policy.writes.check_place).
+        self.operator_namespace = operator_namespace
 
     # -- the forward path ----------------------------------------------------------
     def apply(self, ctx: WriteContext, desired: dict[str, Any], *, action: str, seen: dict[str, Any] | None = None,
@@ -141,7 +143,7 @@ class WriteGateway:
 
     def _patch(self, ctx: WriteContext, current: dict[str, Any], edits: list[Edit], action: str,
                target: Ref) -> WriteResult:
-        self._check(ctx, action, str(target), (current.get("metadata") or {}).get("labels") or {})
+        self._check(ctx, action, target, (current.get("metadata") or {}).get("labels") or {})
         holder = snapshot_name(ctx, target)
         try:
             plan = plan_write(current, edits, holder, alive=self._alive(ctx.namespace))
@@ -183,7 +185,7 @@ class WriteGateway:
 
     def _patch_once(self, ctx: WriteContext, current: dict[str, Any], edits: list[Edit], action: str,
                     target: Ref) -> WriteResult:
-        self._check(ctx, action, str(target), (current.get("metadata") or {}).get("labels") or {})
+        self._check(ctx, action, target, (current.get("metadata") or {}).get("labels") or {})
         ops = plan_once(current, edits)
         self._owned_elsewhere(ctx, action, target, current, ops)
         after = {e.label: e.value for e in edits}
@@ -203,7 +205,7 @@ class WriteGateway:
 
     def _create_held(self, ctx: WriteContext, desired: dict[str, Any], action: str, target: Ref) -> WriteResult:
         """Create the object, held whole by this step: the last holder's restore deletes it."""
-        self._check(ctx, action, str(target), (desired.get("metadata") or {}).get("labels") or {})
+        self._check(ctx, action, target, (desired.get("metadata") or {}).get("labels") or {})
         holder = snapshot_name(ctx, target)
         obj = copy.deepcopy(desired)
         key, value = whole_hold(holder)
@@ -222,7 +224,7 @@ class WriteGateway:
 
     def create(self, ctx: WriteContext, obj: dict[str, Any], *, action: str) -> WriteResult:
         """Create a new object that is never restored (a replay Job); adopt it if a retried step made it."""
-        self._check(ctx, action, str(Ref.of(obj)), (obj.get("metadata") or {}).get("labels") or {})
+        self._check(ctx, action, Ref.of(obj), (obj.get("metadata") or {}).get("labels") or {})
         return self._create(ctx, obj, action, before=digest({WHOLE: ABSENT}), outcome="created")
 
     def propose(self, ctx: WriteContext, plan: dict[str, Any], *, action: str) -> WriteResult:
@@ -273,10 +275,14 @@ class WriteGateway:
         """Audit a write the step decided not to make (a target out of the incident's tenant scope)."""
         return self._refusal(ctx, action, target, verdict)
 
-    def _check(self, ctx: WriteContext, action: str, target: str, labels: dict[str, str]) -> None:
-        verdict = check_write(level=ctx.level, incident_tenant=ctx.tenant, target=target, target_labels=labels)
+    def _check(self, ctx: WriteContext, action: str, target: Ref, labels: dict[str, str], *,
+               restoring: bool = False) -> None:
+        verdict = check_place(kind=target.kind, target=str(target), target_namespace=target.namespace,
+                              target_labels=labels, operator_namespace=self.operator_namespace, restoring=restoring)
+        if verdict.allowed:
+            verdict = check_write(level=ctx.level, incident_tenant=ctx.tenant, target=str(target), target_labels=labels)
         if not verdict.allowed:
-            raise PolicyDenied(verdict, self._refusal(ctx, action, target, verdict))
+            raise PolicyDenied(verdict, self._refusal(ctx, action, str(target), verdict))
 
     def _refusal(self, ctx: WriteContext, action: str, target: str, verdict: Verdict) -> TimelineEntry:
         record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, target, ctx.step, None, None, "denied",
@@ -398,7 +404,7 @@ class WriteGateway:
             if current is None:
                 (result.restored if WHOLE in before else result.conflicts).append(WHOLE)
                 break
-            self._check(ctx, action, str(target), (current.get("metadata") or {}).get("labels") or {})
+            self._check(ctx, action, target, (current.get("metadata") or {}).get("labels") or {}, restoring=True)
             plan = plan_release(current, snapshot, self._alive(ctx.namespace))
             gone = gone_holds(current, taken, after)  # holds not on the object any more: nothing to release
             result.restored, result.kept = plan.restored + gone.back, plan.kept

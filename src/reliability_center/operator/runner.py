@@ -99,7 +99,7 @@ def retryable(exc: BaseException) -> bool:
 class StepRunner:
     def __init__(self, kube: Kube, settings: Settings):
         self.kube = kube
-        self.gateway = WriteGateway(kube)
+        self.gateway = WriteGateway(kube, settings.safety.operator_namespace)
         self.settings = settings
         self._runbooks: dict[tuple[str, Any], Runbook | None] = {}
         #: Guard ConfigMaps as last written (saves a read per admission; checked by resourceVersion).

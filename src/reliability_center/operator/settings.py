@@ -46,6 +46,10 @@ class SafetySettings:
     whatever its ``spec.mode``; for trying the operator on a live cluster. A namespace can do the
     same alone with ``mode: shadow`` in its reliability-center-settings ConfigMap."""
 
+    operator_namespace: str = _env("RC_OPERATOR_NAMESPACE", "") or _env("RC_LOCK_NAMESPACE", "")
+    """The operator's own namespace (an install sets RC_LOCK_NAMESPACE to it): never written by a step,
+    whatever RBAC grants (policy.writes.check_place)."""
+
 
 @dataclass(frozen=True)
 class ServingSettings:

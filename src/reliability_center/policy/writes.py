@@ -47,3 +47,34 @@ def check_namespace(*, incident_namespace: str, target: str, target_namespace: s
     return Verdict(False, "OutsideIncidentNamespace",
                    f"{target} is outside the incident's namespace {incident_namespace!r}: "
                    "an incident acts only in its own namespace")
+
+
+#: Namespaces the operator never writes in, whatever RBAC grants: the cluster's own (kube-system runs the
+#: control plane's add-ons, CoreDNS and on EKS aws-auth; kube-public and kube-node-lease are the cluster's).
+SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
+
+#: revoke-access narrows only the RoleBindings this label opts in (value "true"): the operator's `bind`
+#: would otherwise let it rewrite any binding of the namespaces it serves, its own included.
+REVOCABLE_LABEL = "reliability.center/revocable"
+
+
+def check_place(*, kind: str, target: str, target_namespace: str | None, target_labels: dict[str, str],
+                operator_namespace: str, restoring: bool = False) -> Verdict:
+    """Where a gateway write may land, whatever RBAC says: never a cluster-scoped object, a system
+    namespace or the operator's own namespace (its credentials, locks and leader Lease); a RoleBinding only
+    if its label opts it in. ``restoring``: putting back what a write took out (a RoleBinding's removed
+    subjects) needs no opt-in: taking the label off must not keep a revoked subject out for ever."""
+    if not target_namespace:
+        return Verdict(False, "ClusterScoped", f"{target} is cluster-scoped: the operator writes only in the "
+                                               "namespaces it serves")
+    if target_namespace in SYSTEM_NAMESPACES:
+        return Verdict(False, "SystemNamespace", f"{target} is in {target_namespace}, a system namespace: "
+                                                 "the operator never writes there")
+    if operator_namespace and target_namespace == operator_namespace:
+        return Verdict(False, "OperatorNamespace", f"{target} is in the operator's own namespace "
+                                                   f"{operator_namespace!r}: it never acts on itself")
+    if kind == "RoleBinding" and not restoring and target_labels.get(REVOCABLE_LABEL) != "true":
+        return Verdict(False, "RoleBindingNotOptedIn",
+                       f"{target} does not carry the label {REVOCABLE_LABEL}=true: revoke-access narrows only "
+                       "the RoleBindings their owners opted in")
+    return ALLOWED
