@@ -12,6 +12,7 @@ import socket
 import subprocess
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -154,7 +155,12 @@ def test_the_operator_role_grants_no_wildcards_and_no_secret_writes(kustomize_re
                                                                     helm_render: list[Doc]) -> None:
     for rendered in (kustomize_render, helm_render):
         roles = [one(rendered, "ClusterRole", "reliability-center-operator"),
-                 one(rendered, "Role", "reliability-center-namespace")]
+                 one(rendered, "Role", "reliability-center-namespace"),
+                 one(rendered, "ClusterRole", "reliability-center-tenant")]
+        # Cluster-wide, the operator reads, and writes only the status of its own cluster-scoped Runbooks.
+        writes = [r for r in roles[0]["rules"] if set(r["verbs"]) - {"get", "list", "watch"}]
+        assert writes == [{"apiGroups": ["reliability.center"], "resources": ["runbooks/status"],
+                           "verbs": ["get", "patch"]}], writes
         for role in roles:
             for rule in role["rules"]:
                 for field in ("apiGroups", "resources", "verbs"):
@@ -162,7 +168,9 @@ def test_the_operator_role_grants_no_wildcards_and_no_secret_writes(kustomize_re
                 assert not set(rule["verbs"]) & {"escalate", "impersonate", "deletecollection"}, rule
                 if "bind" in rule["verbs"]:
                     # revoke-access updates RoleBindings; the apiserver's escalation check asks for bind on
-                    # the role they reference (roleRef cannot change: this binds no new role to anyone).
+                    # the role they reference. bind lets its holder add subjects to a binding of that role
+                    # (roleRef cannot change, subjects can): it is granted only in the namespaces served, and
+                    # the gateway only takes subjects out of bindings labelled reliability.center/revocable.
                     assert rule["verbs"] == ["bind"] and set(rule["resources"]) <= {"roles", "clusterroles"}, rule
                 assert "nonResourceURLs" not in rule and "resourceNames" not in rule, rule
                 if "" in rule["apiGroups"] and "secrets" in rule["resources"]:
@@ -175,8 +183,10 @@ def test_the_operator_role_grants_no_wildcards_and_no_secret_writes(kustomize_re
                                                          and set(rule["verbs"]) <= {"get", "patch"}), rule
         assert not any("secrets" in rule["resources"] for rule in roles[0]["rules"]), \
             "no Secret may be read cluster-wide: credentials live in the operator's namespace"
-        assert sorted(r for rule in roles[1]["rules"] for r in rule["resources"]) == ["leases", "secrets"], \
-            "the namespaced Role is for the PatchPlan Lease locks and the credentials Secrets only"
+        assert not any("secrets" in rule["resources"] for rule in roles[2]["rules"]), \
+            "no Secret may be read in a served namespace: credentials live in the operator's namespace"
+        assert sorted(r for rule in roles[1]["rules"] for r in rule["resources"]) == ["leases", "records", "secrets"], \
+            "the namespaced Role is for the PatchPlan Lease locks (records of ours) and the credentials Secrets only"
 
 
 def test_the_deployment_is_locked_down_and_wired_to_the_settings(kustomize_render: list[Doc]) -> None:
@@ -232,7 +242,8 @@ def test_the_chart_values_change_what_they_say(cluster: str) -> None:
     assert {d["kind"] for d in single} >= {"Deployment"} and "PodDisruptionBudget" not in {d["kind"] for d in single}
     assert env(single)["RC_LEADER_ELECTION"] == "false"  # one replica acts alone
     no_user_roles = helm_template("--set", "rbac.userRoles=false")
-    assert {d["metadata"]["name"] for d in no_user_roles if d["kind"] == "ClusterRole"} == {"reliability-center-operator"}
+    assert {d["metadata"]["name"] for d in no_user_roles if d["kind"] == "ClusterRole"} == {"reliability-center-operator",
+                                                                                     "reliability-center-tenant"}
 
 
 def test_the_chart_passes_helm_lint(cluster: str) -> None:
@@ -545,3 +556,136 @@ def test_the_operator_does_its_work_under_its_service_account(operator_as_its_se
                  timeout=30, what="the PatchPlan to be deleted")
     finally:
         kubectl("delete", "patchplan", "patchplan-sample", "-n", ns, "--wait=false", check=False)
+
+
+# ------------------------------------------------------------------------------ effective rights, per namespace
+
+
+def readme_rights() -> dict[str, dict[str, set[str]]]:
+    """The README's table of the operator's rights: {where: {resource: verbs}}."""
+    section = (ROOT / "README.md").read_text().split("### The operator's rights, namespace by namespace", 1)[1]
+    table: dict[str, dict[str, set[str]]] = {}
+    for line in section.split("\n\n| where | resource | verbs |\n|---|---|---|\n", 1)[1].splitlines():
+        if not line.startswith("| "):
+            break
+        where, resource, verbs = (cell.strip() for cell in line.strip("|").split("|"))
+        table.setdefault(where, {})[resource.strip("`")] = set(verbs.split())
+    assert set(table) == {"cluster-wide", "each namespace served", "the operator's namespace"}, table.keys()
+    return table
+
+
+def expected_rights(namespace: str, *, served: bool, own: bool) -> dict[str, set[str]]:
+    table, rights = readme_rights(), {}
+    for where, wanted in (("cluster-wide", True), ("each namespace served", served), ("the operator's namespace", own)):
+        for resource, verbs in table[where].items() if wanted else ():
+            rights.setdefault(resource, set()).update(verbs)
+    return rights
+
+
+def can_i_list(user: str, namespace: str) -> dict[str, set[str]]:
+    """`kubectl auth can-i --list` as the apiserver answers it (a SelfSubjectRulesReview, impersonated):
+    {resource as kubectl prints it (deployments.apps, incidents.reliability.center/status): verbs};
+    non-resource URLs left out."""
+    out = kubectl("auth", "can-i", "--list", f"--as={user}", "-n", namespace).stdout
+    rights: dict[str, set[str]] = {}
+    for line in out.splitlines()[1:]:
+        cells = line.split()
+        if not cells or cells[0].startswith("["):  # a non-resource URL row
+            continue
+        verbs = set(" ".join(cells[1:]).rsplit("[", 1)[1].rstrip("]").split())
+        rights.setdefault(cells[0], set()).update(verbs)
+    return rights
+
+
+def effective_rights(account: str, bare_account: str, namespace: str) -> dict[str, set[str]]:
+    """What ``account`` may do in ``namespace`` beyond what ``bare_account`` (a ServiceAccount of the same
+    namespace with no binding of its own: the rights every ServiceAccount and authenticated user hold) may."""
+    mine, everyone = can_i_list(account, namespace), can_i_list(bare_account, namespace)
+    extra = {r: verbs - everyone.get(r, set()) for r, verbs in mine.items()}
+    return {r: verbs for r, verbs in extra.items() if verbs}
+
+
+def assert_rights_as_documented(account: str, bare_account: str, namespaces: dict[str, dict[str, bool]]) -> None:
+    for namespace, where in namespaces.items():
+        found, wanted = effective_rights(account, bare_account, namespace), expected_rights(namespace, **where)
+        assert found == wanted, (
+            f"{account} in {namespace} ({where}): beyond the README's table: "
+            f"{ {r: v - wanted.get(r, set()) for r, v in found.items() if v - wanted.get(r, set())} }; "
+            f"missing: { {r: v - found.get(r, set()) for r, v in wanted.items() if v - found.get(r, set())} }")
+
+
+def test_the_kustomize_install_grants_what_the_readme_says_in_each_namespace(operator_rbac: None,
+                                                                           solo_namespace: str) -> None:
+    """manifests/default serves every namespace: the tenant rows hold everywhere, kube-system included
+    (refused there by the gateway's policy, not by RBAC: the README's trade-off)."""
+    apply_docs(INSTALL_NS, [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "rc-bare"}}])
+    assert_rights_as_documented(OPERATOR, f"system:serviceaccount:{INSTALL_NS}:rc-bare", {
+        solo_namespace: {"served": True, "own": False},
+        "kube-system": {"served": True, "own": False},
+        INSTALL_NS: {"served": True, "own": True},
+    })
+
+
+@pytest.fixture
+def chart_serving_one_namespace(crds: None) -> Iterator[tuple[str, str, str, str]]:
+    """The chart's RBAC, applied for real, for a release in its own namespace serving one namespace
+    (namespaces: [served]); another namespace exists and is not served. Yields (install namespace,
+    ServiceAccount user, served, not served)."""
+    suffix = uuid.uuid4().hex[:6]
+    install, served, other = (f"solo-rbac-{suffix}-{what}" for what in ("rc", "app", "other"))
+    release = f"rc-{suffix}"
+    for name in (install, served, other):
+        apply_docs(None, [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}])
+    rendered = docs(helm("template", release, str(CHART), "--namespace", install, "--set", f"namespaces={{{served}}}",
+                         "--set", "rbac.userRoles=false"))
+    rbac = [d for d in rendered if d["kind"] in RBAC_KINDS]
+    for doc in rbac:
+        if doc["kind"] in {"ServiceAccount", "Role", "RoleBinding"}:
+            doc["metadata"].setdefault("namespace", install)
+    apply_docs(None, rbac)
+    apply_docs(install, [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "rc-bare"}}])
+    try:
+        yield install, f"system:serviceaccount:{install}:{release}-reliability-center", served, other
+    finally:
+        for doc in rbac:
+            if doc["kind"] in {"ClusterRole", "ClusterRoleBinding"}:
+                kubectl("delete", doc["kind"].lower(), doc["metadata"]["name"], "--wait=false", check=False)
+        for name in (install, served, other):
+            kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def test_the_chart_with_namespaces_grants_writes_only_there(chart_serving_one_namespace: tuple[str, str, str, str]) -> None:
+    install, account, served, other = chart_serving_one_namespace
+    assert_rights_as_documented(account, f"system:serviceaccount:{install}:rc-bare", {
+        served: {"served": True, "own": False},
+        other: {"served": False, "own": False},
+        "kube-system": {"served": False, "own": False},
+        install: {"served": False, "own": True},
+    })
+    # The cluster's own word, for the writes the issue named: none outside the namespace served.
+    for verb, resource, namespace in (("patch", "deployments.apps", "kube-system"), ("create", "jobs.batch", other),
+                                      ("patch", "configmaps", "kube-system"), ("patch", "rolebindings", other),
+                                      ("bind", "clusterroles", None), ("patch", "rolebindings", install)):
+        where = ["-n", namespace] if namespace else []
+        answer = kubectl("auth", "can-i", verb, resource, f"--as={account}", *where, check=False).stdout.strip()
+        assert answer == "no", f"{account} may {verb} {resource} in {namespace or 'the cluster'}"
+    assert kubectl("auth", "can-i", "patch", "deployments.apps", f"--as={account}", "-n", served).stdout.strip() == "yes"
+
+
+def test_the_kustomize_namespaced_overlay_binds_as_the_chart_does(cluster: str) -> None:
+    """manifests/namespaced: no tenant ClusterRoleBinding, one RoleBinding per namespace of RC_NAMESPACES,
+    the same bindings the chart renders for that list."""
+    overlay = docs(kubectl("kustomize", str(ROOT / "manifests" / "namespaced")).stdout)
+    listed = env(overlay)["RC_NAMESPACES"].split(",")
+    assert listed and all(listed)
+    chart = helm_template("--set", f"namespaces={{{','.join(listed)}}}")
+    for rendered in (overlay, chart):
+        bindings = {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): (d["roleRef"], d["subjects"])
+                    for d in rendered if d["kind"] in {"RoleBinding", "ClusterRoleBinding"}}
+        assert ("ClusterRoleBinding", None, "reliability-center-tenant") not in bindings
+        tenant = {k[1] for k in bindings if k[0] == "RoleBinding" and k[2] == "reliability-center-tenant"}
+        assert tenant == set(listed), tenant
+    assert by_key(overlay).keys() >= {k for k in by_key(chart) if k[0] in COMPARED}
+    for k in (k for k in by_key(chart) if k[0] in {"RoleBinding", "ClusterRoleBinding"}):
+        assert (by_key(overlay)[k]["roleRef"], by_key(overlay)[k]["subjects"]) == (
+            by_key(chart)[k]["roleRef"], by_key(chart)[k]["subjects"]), k
