@@ -8,7 +8,9 @@ Secrets, a credentials Secret names where it may be sent:
 - the label ``reliability.center/secret-type: repository``;
 - ``url``: one repository URL, or a prefix ending in ``/`` for every repository
   under it (on a path-segment boundary: ``https://git.example.com/team/`` covers
-  ``.../team/gitops.git``, not ``.../team-b/...``);
+  ``.../team/gitops.git``, not ``.../team-b/...``). Both URLs are normalised first
+  (``parse``) the way git resolves them before sending, so ``.../team/../platform/``
+  is ``.../platform/``; a URL that servers could read differently is refused;
 - ``namespaces``: the namespaces whose PatchPlans may use it (comma-separated,
   ``*`` for all); absent, only plans in the Secret's own namespace.
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from reliability_center.gitops.workspace import sanitize
 
@@ -37,32 +39,99 @@ class Location:
     scheme: str
     host: str
     port: int | None
-    path: str  # no trailing slash, no .git
+    path: str  # decoded, dot segments resolved; no trailing slash, no .git
 
     @property
     def netloc(self) -> str:
         return f"{self.host}:{self.port}" if self.port else self.host
 
 
-def locate(url: str) -> Location | None:
+class UnsafeURL(ValueError):
+    """A URL whose destination the operator cannot tell for certain: no credentials go there."""
+
+
+#: Characters that, decoded in a path, mean different places to different servers: an encoded
+#: ``/`` or ``\`` may or may not split a segment, a ``%`` left after one decoding is decoded again
+#: by some, and ``;`` starts path parameters (``..;`` is ``..`` to Tomcat).
+_AMBIGUOUS_IN_PATH = {"/": "an encoded '/' (%2F)", "\\": "a backslash", "%": "a double-encoded '%' (%25)",
+                      ";": "a ';'"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def parse(url: str) -> Location:
+    """Where ``url`` leads, the way git (libcurl) resolves it; ``UnsafeURL`` when servers may disagree.
+
+    Normalised: scheme and host case (the host also IDNA-encoded, a trailing dot dropped), the
+    default port, userinfo (never part of where), percent-encoding (decoded once, so ``%2e%2e`` is
+    ``..``), dot segments (RFC 3986 5.2.4, as libcurl resolves them before sending), a trailing
+    ``/`` and ``.git``. Refused rather than guessed: an encoded ``/``, a backslash, ``%25``, ``;``,
+    an empty segment (``//``: curl keeps it, a server that merges slashes does not, and a ``..``
+    after it then climbs one level further there), a query or fragment, control characters.
+    """
     if "://" not in url:
-        return None  # scp-like ssh addresses carry no HTTP credentials from a Secret
+        raise UnsafeURL("it is not scheme://host/path (scp-like ssh addresses carry no HTTP credentials)")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        raise UnsafeURL("it contains whitespace or control characters")
+    if "\\" in url:
+        raise UnsafeURL("it contains a backslash, which some URL parsers read as '/'")
     parts = urlsplit(url)
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise UnsafeURL("it has a query or fragment")
     try:
         port = parts.port
-    except ValueError:
+    except ValueError as exc:
+        raise UnsafeURL(f"its port is invalid ({exc})") from None
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise UnsafeURL("it names no host")
+    if "%" in host:
+        raise UnsafeURL("its host is percent-encoded")
+    try:
+        host = host.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise UnsafeURL("its host is not a valid domain name") from None
+    scheme = parts.scheme.lower()
+    return Location(scheme, host, None if port == _DEFAULT_PORTS.get(scheme) else port, _path(parts.path))
+
+
+def _path(raw: str) -> str:
+    segments = []
+    for raw_segment in raw.split("/")[1:]:
+        try:
+            segment = unquote(raw_segment, errors="strict")
+        except UnicodeDecodeError:
+            raise UnsafeURL("its path has percent-encoded bytes that are not UTF-8") from None
+        for char, what in _AMBIGUOUS_IN_PATH.items():
+            if char in segment:
+                raise UnsafeURL(f"its path contains {what}")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in segment):
+            raise UnsafeURL("its path contains an encoded control character")
+        segments.append(segment)
+    if segments and segments[-1] == "":
+        segments.pop()  # one trailing slash names the same repository
+    if "" in segments:
+        raise UnsafeURL("its path has an empty segment ('//')")
+    resolved: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if resolved:
+                resolved.pop()
+        elif segment != ".":
+            resolved.append(segment)
+    path = "/" + "/".join(resolved) if resolved else ""
+    return path[:-4] if path.endswith(".git") else path
+
+
+def locate(url: str) -> Location | None:
+    try:
+        return parse(url)
+    except UnsafeURL:
         return None
-    if not parts.hostname:
-        return None
-    path = parts.path.rstrip("/")
-    if path.endswith(".git"):
-        path = path[:-4]
-    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
-    return Location(parts.scheme.lower(), parts.hostname.lower(), None if port == default else port, path)
 
 
 def url_allowed(pattern: str, url: str) -> bool:
-    """``pattern`` names ``url`` exactly (``.git`` aside), or is a ``/``-ended prefix of it."""
+    """``pattern`` names ``url`` exactly (``.git`` aside), or is a ``/``-ended prefix of it, once both
+    are normalised (``parse``); a URL whose destination is ambiguous matches nothing."""
     target, allowed = locate(url), locate(pattern)
     if target is None or allowed is None:
         return False
@@ -77,9 +146,10 @@ def host_refusal(url: str, allowed_hosts: list[str]) -> str | None:
     """Why the repository's host is outside the admin's allow-list (None: allowed, or no list)."""
     if not allowed_hosts:
         return None
-    where = locate(url)
-    if where is None:
-        return "the repository URL must be http(s)://host/... when RC_GITOPS_ALLOWED_HOSTS is set"
+    try:
+        where = parse(url)
+    except UnsafeURL as exc:
+        return f"the repository URL {sanitize(url)} cannot be checked against RC_GITOPS_ALLOWED_HOSTS: {exc}"
     if any(fnmatch.fnmatchcase(where.netloc, h) or fnmatch.fnmatchcase(where.host, h) for h in allowed_hosts):
         return None
     return f"host {where.netloc} is not in the operator's allowed repository hosts ({', '.join(allowed_hosts)})"
@@ -95,6 +165,10 @@ def credentials_refusal(url: str, plan_namespace: str, secret_namespace: str, se
     pattern = (data.get("url") or "").strip()
     if not pattern:
         return f"{name} names no 'url': it may be sent nowhere"
+    try:
+        parse(url)
+    except UnsafeURL as exc:
+        return f"{name} is sent to no URL whose destination is ambiguous, and {sanitize(url)} is: {exc}"
     if not url_allowed(pattern, url):
         return f"{name} may be sent to {sanitize(pattern)} only, not to {sanitize(url)}"
     namespaces = [n.strip() for n in (data.get("namespaces") or secret_namespace).split(",") if n.strip()]
