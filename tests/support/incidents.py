@@ -51,12 +51,18 @@ def plan_digest(namespace: str, name: str, step: str, timeout: float = 60) -> st
 
 
 def approve(namespace: str, name: str, step: str, user: str = "alice", groups: tuple[str, ...] = (APPROVERS,),
-            decision: str = "Approve", digest: str | None = None, check: bool = True) -> Any:
-    """Create an Approval as a real user (kubectl impersonation: the apiserver authenticates them as that user)."""
+            decision: str = "Approve", digest: str | None = None, check: bool = True, bound: bool = True) -> Any:
+    """Create an Approval as a real user (kubectl impersonation: the apiserver authenticates them as that user),
+    bound to the incident as ``relctl approve`` binds it (its uid, an owner reference); ``bound=False``: by name only."""
+    digest = digest or plan_digest(namespace, name, step)
     body = {"apiVersion": "reliability.center/v1alpha1", "kind": "Approval",
             "metadata": {"generateName": f"{name}-{step}-"[:50]},
-            "spec": {"incident": name, "step": step, "decision": decision,
-                     "planDigest": digest or plan_digest(namespace, name, step)}}
+            "spec": {"incident": name, "step": step, "decision": decision, "planDigest": digest}}
+    if bound:
+        uid = get_json("incident", name, "-n", namespace)["metadata"]["uid"]
+        body["spec"]["incidentUID"] = uid
+        body["metadata"]["ownerReferences"] = [{"apiVersion": "reliability.center/v1alpha1", "kind": "Incident",
+                                                "name": name, "uid": uid}]
     return kubectl("create", "-n", namespace, "-f", "-", "-o", "name", f"--as={user}",
                    *(f"--as-group={g}" for g in groups), input=json.dumps(body), check=check)
 

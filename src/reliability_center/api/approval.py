@@ -5,6 +5,11 @@ RBAC grants it (``create`` on approvals, and the ``approve`` verb on the inciden
 checks with the authorizer), admission stamps the approver from ``request.userInfo`` (a name the
 client typed must be its own), and it is immutable once created, so the audit trail is a list of
 objects nobody can edit after the fact. ``manifests/admission`` holds the policies.
+
+A name is not an identity: an Incident deleted and created again keeps its name, and its plan's
+digest repeats once the targets are back as they were. So an Approval names the Incident's uid
+too (``spec.incidentUID``, immutable like the rest of the spec), and ``relctl approve`` makes it
+a dependent of the Incident (an owner reference), so it is garbage-collected with it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ CREATED_BY = "reliability.center/created-by"
 
 class ApprovalSpec(Model):
     incident: str = Field(pattern=DNS_LABEL, max_length=253, description="The Incident, in this namespace.")
+    incident_uid: str = Field(default="", alias="incidentUID", max_length=128,
+                              description="The Incident's metadata.uid (relctl approve sets it): a vote counts "
+                                          "only for that incident, never for a later one of the same name.")
     step: str = Field(pattern=DNS_LABEL, max_length=63, description="The level 2 step approved or rejected.")
     decision: Decision = Field(description="Approve or Reject.")
     plan_digest: str = Field(pattern=DIGEST, description="The digest of the planned change this decision is for "

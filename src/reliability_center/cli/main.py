@@ -156,10 +156,16 @@ def _decide(name: str, step: str, decision: str, comment: str) -> None:
     if not digest:
         raise CliError(f"step {step} of incident {name} has no plan awaiting approval "
                        f"(state {steps[step].get('state')}): nothing to {decision.lower()}")
+    # Bound to this incident, not its name (a later one of the same name does not inherit the vote),
+    # and owned by it, so it goes when the incident does.
+    uid = body["metadata"]["uid"]
+    owner = {"apiVersion": body["apiVersion"], "kind": "Incident", "name": name, "uid": uid}
     made = records.create(s.kube, {"apiVersion": "reliability.center/v1alpha1", "kind": "Approval",
-                                   "metadata": {"generateName": f"{name[:40]}-{step[:15]}-", "namespace": s.ns},
-                                   "spec": {"incident": name, "step": step, "decision": decision,
-                                            "planDigest": digest, **({"comment": comment} if comment else {})}})
+                                   "metadata": {"generateName": f"{name[:40]}-{step[:15]}-", "namespace": s.ns,
+                                                "ownerReferences": [owner]},
+                                   "spec": {"incident": name, "incidentUID": uid, "step": step,
+                                            "decision": decision, "planDigest": digest,
+                                            **({"comment": comment} if comment else {})}})
     verb = "approved" if decision == "Approve" else "rejected"
     click.echo(f"incident {name}: step {step} {verb} by {made['spec'].get('approver') or '?'} for plan {digest} "
                f"(Approval {made['metadata']['name']}); relctl steps {name} -n {s.ns} shows whether it counted")

@@ -1,6 +1,8 @@
 """Who has approved a governed step, and is it enough? Pure: the Approval objects are given.
 
-An Approval counts when the apiserver stamped an approver (admission, ``manifests/admission``)
+An Approval counts when it names the Incident's uid (not only its name: an incident deleted and
+created again under the same name is another incident, and last week's votes are not for it), the
+apiserver stamped an approver (admission, ``manifests/admission``)
 who is one of the runbook's ``approvers`` (a user or a group), is neither the Incident's
 creator nor the operator itself (separation of duties), and approved the plan as it is now
 (its digest). ``minApprovals`` distinct people must approve, one of them in ``requiredGroup``
@@ -30,6 +32,7 @@ class Ballot:
     digest: str
     at: str | None = None
     order: int = 0
+    incident_uid: str = ""
     """Creation order: an Approval is immutable, so its resourceVersion is etcd's revision at creation
     (finer than creationTimestamp's second)."""
 
@@ -39,7 +42,7 @@ class Ballot:
         version = str(meta.get("resourceVersion") or "0")
         return cls(meta["name"], spec.get("approver") or "", tuple(spec.get("groups") or ()),
                    spec.get("decision", "Approve"), spec.get("planDigest", ""), meta.get("creationTimestamp"),
-                   int(version) if version.isdigit() else 0)
+                   int(version) if version.isdigit() else 0, spec.get("incidentUID") or "")
 
 
 @dataclass(frozen=True)
@@ -59,14 +62,22 @@ def _allowed(rule: Approval, ballot: Ballot) -> bool:
     return not rule.approvers or ballot.user in rule.approvers or bool(set(ballot.groups) & set(rule.approvers))
 
 
-def weigh(rule: Approval, ballots: list[Ballot], digest: str, creator: str | None, operator: str | None) -> Tally:
-    """The votes on one step, each counted or not with why, oldest first."""
+def weigh(rule: Approval, ballots: list[Ballot], digest: str, creator: str | None, operator: str | None,
+          incident_uid: str) -> Tally:
+    """The votes on one step of the incident whose uid is ``incident_uid``, each counted or not with
+    why, oldest first."""
     votes: list[Vote] = []
     counted: dict[str, Ballot] = {}
     rejected: Vote | None = None
     for ballot in sorted(ballots, key=lambda b: (b.at or "", b.order, b.name)):
         why = ""
-        if not ballot.user:
+        if not ballot.incident_uid:
+            why = ("names no incident uid (spec.incidentUID): relctl approve sets it; an Approval made by hand "
+                   "must carry the Incident's metadata.uid")
+        elif ballot.incident_uid != incident_uid:
+            why = (f"was given for another incident of the same name (uid {ballot.incident_uid}), "
+                   f"not this one ({incident_uid})")
+        elif not ballot.user:
             why = "no approver was stamped at admission (is the reliability-center admission policy installed?)"
         elif operator and ballot.user == operator:
             why = "the operator's own identity never approves its own steps"

@@ -94,7 +94,7 @@ def review(turn: Turn, runbook: Runbook, index: int, facts: Facts) -> Review:
                if (a.get("spec") or {}).get("incident") == turn.ref.name
                and (a.get("spec") or {}).get("step") == step.name]
     creator = (turn.body["metadata"].get("annotations") or {}).get(CREATED_BY)
-    tally = weigh(rule, ballots, digest, creator, turn.runner.identity())
+    tally = weigh(rule, ballots, digest, creator, turn.runner.identity(), turn.body["metadata"]["uid"])
     _audit_votes(turn, step, state.votes, tally.votes)
     state.votes, state.missing, state.needed = tally.votes, tally.missing, rule.min_approvals
     state.approved = tally.approved
