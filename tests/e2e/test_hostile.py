@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from tests.support.cluster import apply_runbook, get_json, kubectl, wait_for
+from tests.support.cluster import ROOT, apply_docs, apply_runbook, get_json, kubectl, runbook_doc, wait_for
 from tests.support.incidents import APPROVERS, approve, incident, plan_digest, status, steps
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -116,3 +116,104 @@ def test_a_hand_made_approval_without_the_incident_uid_is_not_counted_and_says_w
                     what="the vote weighed")
     assert not vote["counted"] and vote["reason"].startswith("names no incident uid (spec.incidentUID)")
     assert flag(app) is None
+
+
+# ---------------------------------------------------------------- item 7: runbookRef, run-job env
+
+RBAC = "rbac.authorization.k8s.io"
+
+
+def condition(app: str, name: str, kind: str) -> dict:
+    return next((c for c in status(app, name).get("conditions") or [] if c["type"] == kind), {})
+
+
+def test_an_editor_cannot_run_a_runbook_whose_match_their_incident_does_not_meet_by_naming_it(app):
+    mallory = editor(app, "mallory")
+    # bob reads the exports through a RoleBinding; a level 2 runbook of another category (no
+    # approval: its match is what confines it) would take him out of it.
+    apply_docs(app, [
+        {"apiVersion": f"{RBAC}/v1", "kind": "Role", "metadata": {"name": "exports-reader"},
+         "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}]},
+        {"apiVersion": f"{RBAC}/v1", "kind": "RoleBinding",
+         "metadata": {"name": "exports-reader", "labels": {"reliability.center/tenant": "acme"}},
+         "roleRef": {"apiGroup": RBAC, "kind": "Role", "name": "exports-reader"},
+         "subjects": [{"apiGroup": RBAC, "kind": "User", "name": "bob"}]}])
+    security = f"sec{uuid.uuid4().hex[:8]}"
+    apply_runbook(security, {"steps": [{"name": "revoke", "level": 2, "action": "revoke-access",
+                                        "params": {"roleBinding": "exports-reader"}, "takeOwnership": True,
+                                        "approval": {"required": False}}]})
+    wait_for(lambda: get_json("runbook", f"rb-{security}").get("status", {}).get("conditions"), what="runbook")
+    before = get_json("rolebinding", "exports-reader", "-n", app)
+    # Her own rights do not reach the binding: the apiserver says so.
+    own = as_user(mallory, "patch", "rolebinding", "exports-reader", "-n", app, "--type=json",
+                  "-p", '[{"op":"remove","path":"/subjects/0"}]', check=False)
+    assert own.returncode != 0 and "forbidden" in own.stderr
+
+    mine = incident("steer", category=f"other{uuid.uuid4().hex[:6]}", runbookRef=f"rb-{security}")
+    as_user(mallory, "create", "-n", app, "-f", "-", input=json.dumps(mine))
+    matched = wait_for(lambda: condition(app, "steer", "Matched") or None, what="the Matched condition")
+    assert (matched["status"], matched["reason"]) == ("False", "RunbookDoesNotMatch"), matched
+    assert f"its match wants category '{security}'" in matched["message"]
+    after = get_json("rolebinding", "exports-reader", "-n", app)
+    assert after["subjects"] == before["subjects"]
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert kubectl("auth", "can-i", "list", "configmaps", "-n", app, "--as=bob").stdout.strip() == "yes"
+
+
+@pytest.fixture
+def runbook_owner() -> str:
+    """pat holds exactly ClusterRole reliability-center-runbook-editor (writes Runbooks), no right in any namespace."""
+    kubectl("apply", "--server-side", "--force-conflicts", "-f",
+            str(ROOT / "manifests" / "rbac" / "runbook_editor_role.yaml"))
+    binding = f"rc-test-runbook-owner-{uuid.uuid4().hex[:8]}"
+    user = f"pat-{binding[-8:]}"
+    kubectl("create", "clusterrolebinding", binding, "--clusterrole=reliability-center-runbook-editor",
+            f"--user={user}")
+    yield user
+    kubectl("delete", "clusterrolebinding", binding, check=False)
+
+
+def test_a_runbook_owner_cannot_add_a_variable_to_a_cronjobs_job_and_run_code_as_its_service_account(
+        app, runbook_owner):
+    mallory = editor(app, "mallory")
+    apply_docs(app, [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "batch"}},
+        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "compact"},
+         "spec": {"schedule": "0 3 * * *", "suspend": True, "jobTemplate": {"spec": {"template": {"spec": {
+             "serviceAccountName": "batch", "restartPolicy": "Never",
+             "containers": [{"name": "job", "image": "registry.invalid/shop/compact:1.0",
+                             "command": ["bash", "-c", "compact --batch $BATCH_SIZE"],
+                             "env": [{"name": "BATCH_SIZE", "value": "100"}]}]}}}}}}])
+    assert kubectl("auth", "can-i", "create", "jobs", "-n", app, f"--as={runbook_owner}").stdout.strip() == "no"
+
+    def runbook(env: dict[str, str]) -> str:
+        category = f"job{uuid.uuid4().hex[:8]}"
+        doc = runbook_doc(category, {"steps": [{"name": "compact", "level": 2, "action": "run-job",
+                                                "params": {"cronJob": "compact", "env": env},
+                                                "dryRunFirst": True, "approval": {"required": True}}]})
+        as_user(runbook_owner, "apply", "--server-side", "-f", "-", input=json.dumps(doc))
+        wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook")
+        return category
+
+    # The dry-run Job runs before anyone approves: with BASH_ENV, bash would source the file first.
+    hostile = runbook({"BATCH_SIZE": "5", "BASH_ENV": "/proc/self/environ"})
+    as_user(mallory, "create", "-n", app, "-f", "-", input=json.dumps(incident("compact", category=hostile)))
+    refused = wait_for(lambda: (s := switch_named(app, "compact", "compact")).get("state") == "Failed" and s,
+                       what="the step refused")
+    assert refused["reason"] == "EnvNotDeclared" and "env names BASH_ENV, which no container of CronJob " \
+        "compact declares (it declares BATCH_SIZE)" in refused["message"]
+    assert not [j for j in get_json("jobs", "-n", app)["items"]
+                if j["metadata"].get("labels", {}).get("reliability.center/run-of") == "compact"]
+
+    # A declared variable is what a step may set: that Job is made, with the value.
+    declared = runbook({"BATCH_SIZE": "5"})
+    as_user(mallory, "create", "-n", app, "-f", "-", input=json.dumps(incident("tuned", category=declared)))
+    job = wait_for(lambda: next((j for j in get_json("jobs", "-n", app)["items"]
+                                 if j["metadata"].get("labels", {}).get("reliability.center/run-of") == "compact"),
+                                None), what="the dry-run Job with a declared variable")
+    env = {e["name"]: e.get("value") for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["BATCH_SIZE"] == "5" and env["DRY_RUN"] == "true" and "BASH_ENV" not in env
+
+
+def switch_named(app: str, name: str, step: str) -> dict:
+    return next((s for s in status(app, name).get("steps") or [] if s["name"] == step), {})

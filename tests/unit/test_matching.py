@@ -1,11 +1,25 @@
+import pytest
+
 from reliability_center.engine.matching import match_runbook
 from tests.unit.factories import incident, runbook
 
 
-def test_explicit_runbook_ref_wins_over_category():
-    result = match_runbook(incident(runbook_ref="other"), [runbook("perf"), runbook("other", category="billing")])
-    assert result.runbook is not None and result.runbook.metadata.name == "other"
+def test_a_runbook_ref_chooses_among_the_runbooks_that_match():
+    result = match_runbook(incident(runbook_ref="perf-b"), [runbook("perf-a"), runbook("perf-b")])
+    assert result.runbook is not None and result.runbook.metadata.name == "perf-b"
     assert result.reason == "Matched"
+
+
+@pytest.mark.parametrize("named, wants", [
+    (runbook("revoke", category="cross-tenant"), "category 'cross-tenant' (the incident's is 'perf')"),
+    (runbook("crit", severities=["critical"]), "severity in ['critical'] (the incident's is"),
+    (runbook("eu", labels={"region": "eu"}), "label region=eu"),
+])
+def test_a_runbook_ref_to_a_runbook_whose_match_the_incident_does_not_meet_is_refused(named, wants):
+    result = match_runbook(incident(runbook_ref=named.metadata.name, severity="low"), [runbook("perf"), named])
+    assert result.runbook is None and result.reason == "RunbookDoesNotMatch"
+    assert f"runbookRef {named.metadata.name!r} names a Runbook that does not answer this incident" in result.message
+    assert wants in result.message
 
 
 def test_runbook_ref_to_a_missing_runbook_says_so():

@@ -7,6 +7,11 @@ is the plan the approvers approve. Once approved (``run``) the real Job runs and
 completion or failure is observed. Both Job names derive from the incident and step, so a
 retry adopts them; both are owned by the Incident.
 
+The step's ``env`` sets values of variables the CronJob's containers declare (by name, in their
+``env``), never new ones: a variable such as ``BASH_ENV`` or ``LD_PRELOAD`` would otherwise make
+whoever writes a runbook run code of their choosing as the CronJob's ServiceAccount, in every
+namespace the runbook answers. ``DRY_RUN``, ``TRACE_ID`` and ``REPORT_CONFIGMAP`` are the operator's.
+
 A Job is not undone on resolve: what it changes is the application's data, which only the
 job knows. Its contract (the seed's "dry-run then apply, with snapshot") is the template's:
 with ``DRY_RUN=true`` it reports what it would change, and it snapshots what it repairs.
@@ -27,6 +32,8 @@ from reliability_center.gateway.leaves import digest
 
 #: The report a dry-run Job writes is read from at most this many keys (a report, not a dump).
 REPORT_KEYS = 50
+#: The variables the operator sets in every Job it makes: a step's env may not name them.
+OPERATOR_ENV = ("DRY_RUN", "TRACE_ID", "REPORT_CONFIGMAP")
 
 
 class JobParams(Params):
@@ -38,11 +45,13 @@ class JobParams(Params):
 def _job(cron: dict, name: str, params: JobParams, dry_run: bool, ctx: ActionContext) -> dict:
     spec = copy.deepcopy(cron["spec"]["jobTemplate"].get("spec") or {})
     spec["backoffLimit"] = params.backoff_limit
-    env = [{"name": k, "value": v} for k, v in {**params.env, "DRY_RUN": "true" if dry_run else "false",
-                                                 "TRACE_ID": ctx.write.trace_id,
-                                                 "REPORT_CONFIGMAP": report_name(name)}.items()]
-    for container in spec.get("template", {}).get("spec", {}).get("containers", []):
-        container["env"] = [e for e in container.get("env", []) if e["name"] not in {x["name"] for x in env}] + env
+    ours = {"DRY_RUN": "true" if dry_run else "false", "TRACE_ID": ctx.write.trace_id,
+            "REPORT_CONFIGMAP": report_name(name)}
+    for container in _containers(spec):
+        # A step's value replaces only a variable this container declares (env_refusal checked the names).
+        values = {**{k: v for k, v in params.env.items() if k in _declared(container)}, **ours}
+        env = [{"name": k, "value": v} for k, v in values.items()]
+        container["env"] = [e for e in container.get("env", []) if e["name"] not in values] + env
     labels = {k: v for k, v in (cron["metadata"].get("labels") or {}).items() if k.startswith("reliability.center/")}
     incident = ctx.write.incident
     # Owned by the Incident: deleting it collects its Jobs (and their pods), as its snapshots are.
@@ -52,6 +61,32 @@ def _job(cron: dict, name: str, params: JobParams, dry_run: bool, ctx: ActionCon
             "metadata": {"name": name, "labels": {**labels, "reliability.center/run-of": cron["metadata"]["name"]},
                          "ownerReferences": [owner]},
             "spec": spec}
+
+
+def _containers(job_spec: dict) -> list[dict]:
+    return job_spec.get("template", {}).get("spec", {}).get("containers", [])
+
+
+def _declared(container: dict) -> set[str]:
+    return {e["name"] for e in container.get("env") or [] if e.get("name")}
+
+
+def env_refusal(cron: dict, params: JobParams) -> Failed | None:
+    """Why the step's env may not go into this CronJob's Job: a name the operator sets, or one no
+    container of the CronJob declares (None: every name is declared)."""
+    name = cron["metadata"]["name"]
+    reserved = sorted(set(params.env) & set(OPERATOR_ENV))
+    if reserved:
+        return Failed("EnvNotAllowed", f"env may not set {', '.join(reserved)}: the operator sets "
+                                       f"{', '.join(OPERATOR_ENV)} in every Job it runs")
+    declared = set().union(*(_declared(c) for c in _containers(cron["spec"]["jobTemplate"].get("spec") or {})))
+    undeclared = sorted(set(params.env) - declared)
+    if undeclared:
+        return Failed("EnvNotDeclared",
+                      f"env names {', '.join(undeclared)}, which no container of CronJob {name} declares "
+                      f"(it declares {', '.join(sorted(declared)) or 'none'}): a step may set the value of a "
+                      f"variable the CronJob declares in its containers' env, never add one")
+    return None
 
 
 def report_name(job: str) -> str:
@@ -75,6 +110,9 @@ def _template(ctx: ActionContext, params: JobParams) -> tuple[dict | None, Resul
     cron = ctx.read.get(Ref("CronJob", ctx.namespace, params.cron_job))
     if cron is None:
         return None, Failed("TemplateNotFound", f"CronJob {params.cron_job} not found in {ctx.namespace}")
+    refused = env_refusal(cron, params)
+    if refused is not None:
+        return None, refused
     return cron, None
 
 

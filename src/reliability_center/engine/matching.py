@@ -1,4 +1,10 @@
-"""Match an Incident to a Runbook: an explicit ``runbookRef`` first, else category, severity and labels."""
+"""Match an Incident to a Runbook by category, severity and labels; ``runbookRef`` picks one of those.
+
+A reference is a choice among the runbooks that answer the incident, never a way around them:
+whoever may create Incidents in a namespace would otherwise run any Runbook there, whatever its
+match says (a Level 2 one written for another category, say). A Runbook that does not answer
+the incident is refused by name, with what its match wants.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,8 @@ from reliability_center.api.runbook import Runbook
 @dataclass(frozen=True)
 class MatchResult:
     runbook: Runbook | None
-    reason: str  # the condition reason: Matched, RunbookNotFound, RunbookNotReady, NoRunbookMatched, AmbiguousRunbook
+    reason: str  # the condition reason: Matched, RunbookNotFound, RunbookNotReady, RunbookDoesNotMatch,
+    # NoRunbookMatched, AmbiguousRunbook
     message: str
 
 
@@ -22,14 +29,20 @@ def is_ready(runbook: Runbook) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in status.conditions)
 
 
-def _answers(runbook: Runbook, incident: Incident) -> bool:
-    match = runbook.spec.match
+def _mismatches(runbook: Runbook, incident: Incident) -> list[str]:
+    """What in the runbook's match the incident does not meet, in words (empty: it answers it)."""
+    match, why = runbook.spec.match, []
     if match.category != incident.spec.category:
-        return False
+        why.append(f"category {match.category!r} (the incident's is {incident.spec.category!r})")
     if match.severities and incident.spec.severity not in match.severities:
-        return False
+        why.append(f"severity in {match.severities} (the incident's is {incident.spec.severity!r})")
     labels = incident.metadata.labels
-    return all(labels.get(k) == v for k, v in match.labels.items())
+    why += [f"label {k}={v}" for k, v in sorted(match.labels.items()) if labels.get(k) != v]
+    return why
+
+
+def _answers(runbook: Runbook, incident: Incident) -> bool:
+    return not _mismatches(runbook, incident)
 
 
 def match_runbook(incident: Incident, runbooks: list[Runbook]) -> MatchResult:
@@ -40,7 +53,12 @@ def match_runbook(incident: Incident, runbooks: list[Runbook]) -> MatchResult:
             return MatchResult(None, "RunbookNotFound", f"runbookRef {ref!r} names no Runbook")
         if not is_ready(found):
             return MatchResult(None, "RunbookNotReady", f"Runbook {ref!r} is not Ready")
-        return MatchResult(found, "Matched", f"Runbook {ref!r} named by runbookRef")
+        wanted = _mismatches(found, incident)
+        if wanted:
+            return MatchResult(None, "RunbookDoesNotMatch",
+                               f"runbookRef {ref!r} names a Runbook that does not answer this incident: its match "
+                               f"wants {', '.join(wanted)}; a reference only chooses among the Runbooks that match")
+        return MatchResult(found, "Matched", f"Runbook {ref!r} named by runbookRef (and its match answers)")
     candidates = [rb for rb in runbooks if _answers(rb, incident) and is_ready(rb)]
     if not candidates:
         return MatchResult(
