@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from tests.support.cluster import ROOT, apply_docs, apply_runbook, get_json, kubectl, runbook_doc, wait_for
-from tests.support.incidents import APPROVERS, approve, incident, plan_digest, status, steps
+from tests.support.incidents import APPROVERS, approval_schema_current, approve, incident, plan_digest, status, steps
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -72,6 +72,7 @@ def test_approvals_of_a_deleted_incident_do_not_count_for_one_recreated_under_it
     as_user(mallory, "create", "-n", app, "-f", "-", input=json.dumps(incident("bill", category=category)))
     first = get_json("incident", "bill", "-n", app)["metadata"]["uid"]
     digest = plan_digest(app, "bill", "switch")
+    approval_schema_current()
     relctl("approve", "bill", "switch", "-n", app, "--as", "alice", "--as-group", APPROVERS)
     made = get_json("approvals", "-n", app)["items"]
     assert [(a["spec"]["incidentUID"], a["metadata"]["ownerReferences"][0]["uid"]) for a in made] == [(first, first)]
@@ -102,6 +103,7 @@ def test_an_approval_relctl_made_is_deleted_with_its_incident(app):
     category = governed_runbook()
     kubectl("create", "-n", app, "-f", "-", input=json.dumps(incident("bill", category=category)))
     plan_digest(app, "bill", "switch")
+    approval_schema_current()
     relctl("reject", "bill", "switch", "-n", app, "--as", "alice", "--as-group", APPROVERS)
     assert len(get_json("approvals", "-n", app)["items"]) == 1
     kubectl("delete", "incident", "bill", "-n", app)

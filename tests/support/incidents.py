@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from tests.support.cluster import apply_docs, create_object, get_json, kubectl, rollout_status, wait_for
+from tests.support.cluster import ROOT, apply_docs, create_object, get_json, kubectl, rollout_status, wait_for
 
 #: The group the test session binds to ClusterRole reliability-center-approver (tests/conftest.py, crds).
 APPROVERS = "rc-test-approvers"
@@ -53,18 +53,34 @@ def plan_digest(namespace: str, name: str, step: str, timeout: float = 60) -> st
 def approve(namespace: str, name: str, step: str, user: str = "alice", groups: tuple[str, ...] = (APPROVERS,),
             decision: str = "Approve", digest: str | None = None, check: bool = True, bound: bool = True) -> Any:
     """Create an Approval as a real user (kubectl impersonation: the apiserver authenticates them as that user),
-    bound to the incident as ``relctl approve`` binds it (its uid, an owner reference); ``bound=False``: by name only."""
+    bound to the incident as ``relctl approve`` binds it (its uid, an owner reference); ``bound=False``: by
+    name only."""
     digest = digest or plan_digest(namespace, name, step)
     body = {"apiVersion": "reliability.center/v1alpha1", "kind": "Approval",
             "metadata": {"generateName": f"{name}-{step}-"[:50]},
             "spec": {"incident": name, "step": step, "decision": decision, "planDigest": digest}}
     if bound:
+        approval_schema_current()
         uid = get_json("incident", name, "-n", namespace)["metadata"]["uid"]
         body["spec"]["incidentUID"] = uid
         body["metadata"]["ownerReferences"] = [{"apiVersion": "reliability.center/v1alpha1", "kind": "Incident",
                                                 "name": name, "uid": uid}]
     return kubectl("create", "-n", namespace, "-f", "-", "-o", "name", f"--as={user}",
                    *(f"--as-group={g}" for g in groups), input=json.dumps(body), check=check)
+
+
+def approval_schema_current() -> None:
+    """The cluster is shared by sessions of several checkouts, each applying its own CRDs when it starts:
+    one older than spec.incidentUID would make the apiserver drop it from Approvals. Ours again, if so."""
+    def current() -> bool:
+        crd = get_json("crd", "approvals.reliability.center")
+        spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        return "incidentUID" in spec
+
+    if not current():
+        kubectl("apply", "--server-side", "--force-conflicts", "-f",
+                str(ROOT / "crds" / "reliability.center_approvals.yaml"))
+        wait_for(current, what="the Approval CRD with spec.incidentUID")
 
 
 def steps(st: dict[str, Any]) -> dict[str, str]:

@@ -166,6 +166,9 @@ def _decide(name: str, step: str, decision: str, comment: str) -> None:
                                    "spec": {"incident": name, "incidentUID": uid, "step": step,
                                             "decision": decision, "planDigest": digest,
                                             **({"comment": comment} if comment else {})}})
+    if made["spec"].get("incidentUID") != uid:
+        raise CliError(f"Approval {made['metadata']['name']} was stored without the incident's uid: the cluster's "
+                       f"Approval CRD is older than this relctl (apply crds/), and the operator will not count it")
     verb = "approved" if decision == "Approve" else "rejected"
     click.echo(f"incident {name}: step {step} {verb} by {made['spec'].get('approver') or '?'} for plan {digest} "
                f"(Approval {made['metadata']['name']}); relctl steps {name} -n {s.ns} shows whether it counted")
