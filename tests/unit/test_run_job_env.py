@@ -12,8 +12,9 @@ def cron(*containers: dict) -> dict:
             "spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": list(containers)}}}}}}
 
 
+SECRET = {"secretKeyRef": {"name": "s", "key": "t"}}
 MAIN = {"name": "main", "image": "i", "env": [{"name": "BATCH_SIZE", "value": "100"},
-                                              {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "t"}}}]}
+                                              {"name": "TOKEN", "valueFrom": SECRET}]}
 SIDE = {"name": "side", "image": "i", "env": [{"name": "LOG_LEVEL", "value": "info"}]}
 CTX = SimpleNamespace(write=SimpleNamespace(trace_id="t1", incident={
     "apiVersion": "reliability.center/v1alpha1", "metadata": {"name": "inc", "uid": "u1"}}))
@@ -25,7 +26,8 @@ def env_of(job: dict) -> dict[str, dict[str, str]]:
 
 
 def test_a_variable_no_container_declares_is_refused_by_name():
-    refused = env_refusal(cron(MAIN, SIDE), JobParams(cron_job="reindex", env={"BASH_ENV": "/tmp/x", "BATCH_SIZE": "5"}))
+    params = JobParams(cron_job="reindex", env={"BASH_ENV": "/tmp/x", "BATCH_SIZE": "5"})
+    refused = env_refusal(cron(MAIN, SIDE), params)
     assert refused is not None and refused.reason == "EnvNotDeclared"
     assert refused.message.startswith("env names BASH_ENV, which no container of CronJob reindex declares "
                                       "(it declares BATCH_SIZE, LOG_LEVEL, TOKEN)")
