@@ -7,7 +7,8 @@ who is one of the runbook's ``approvers`` (a user or a group), is neither the In
 creator nor the operator itself (separation of duties), and approved the plan as it is now
 (its digest). ``minApprovals`` distinct people must approve, one of them in ``requiredGroup``
 when the runbook names one. A rejection from anyone allowed to approve ends the step Rejected,
-whatever plan it was for: a no is never outdated by a new plan.
+whatever plan it was for: a no is never outdated by a new plan. None of this holds unless the
+apiserver's admission vouches for who made each Approval: while it does not, no vote counts.
 """
 
 from __future__ import annotations
@@ -63,9 +64,16 @@ def _allowed(rule: Approval, ballot: Ballot) -> bool:
 
 
 def weigh(rule: Approval, ballots: list[Ballot], digest: str, creator: str | None, operator: str | None,
-          incident_uid: str) -> Tally:
+          incident_uid: str, unvouched: str = "", unvouched_until: str | None = None) -> Tally:
     """The votes on one step of the incident whose uid is ``incident_uid``, each counted or not with
-    why, oldest first."""
+    why, oldest first. ``unvouched``: why the apiserver does not vouch for who made an Approval
+    (``engine/admission.py``); while it does not, no vote counts, neither yes nor no.
+    ``unvouched_until``: the last time (UTC, ``...Z``) it was seen not vouching; an Approval made
+    then or before never counts, even once admission is back (anyone could have typed its name)."""
+    if unvouched:
+        votes = [Vote(approval=b.name, user=b.user or "?", decision=b.decision, at=b.at, counted=False,
+                      reason=unvouched) for b in sorted(ballots, key=lambda b: (b.at or "", b.order, b.name))]
+        return Tally(votes[-50:], False, None, unvouched)
     votes: list[Vote] = []
     counted: dict[str, Ballot] = {}
     rejected: Vote | None = None
@@ -77,6 +85,9 @@ def weigh(rule: Approval, ballots: list[Ballot], digest: str, creator: str | Non
         elif ballot.incident_uid != incident_uid:
             why = (f"was given for another incident of the same name (uid {ballot.incident_uid}), "
                    f"not this one ({incident_uid})")
+        elif unvouched_until and (ballot.at or "") <= unvouched_until:
+            why = (f"made at {ballot.at or '?'}, when the apiserver did not vouch for who made an Approval "
+                   f"(seen so until {unvouched_until}): make it again")
         elif not ballot.user:
             why = "no approver was stamped at admission (is the reliability-center admission policy installed?)"
         elif operator and ballot.user == operator:

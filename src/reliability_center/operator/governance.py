@@ -39,6 +39,8 @@ log = logging.getLogger("reliability_center.governance")
 #: While a step waits for approval its plan is computed again this often (seconds): a target
 #: changed meanwhile shows as a new digest, and the approvals given for the old one stop counting.
 REPLAN_EVERY = 60.0
+#: Seconds an answer on the admission policies may be old when a step is about to be approved.
+ADMISSION_FRESH = 5.0
 
 
 class Outcome(Enum):
@@ -94,7 +96,16 @@ def review(turn: Turn, runbook: Runbook, index: int, facts: Facts) -> Review:
                if (a.get("spec") or {}).get("incident") == turn.ref.name
                and (a.get("spec") or {}).get("step") == step.name]
     creator = (turn.body["metadata"].get("annotations") or {}).get(CREATED_BY)
-    tally = weigh(rule, ballots, digest, creator, turn.runner.identity(), turn.body["metadata"]["uid"])
+    check = turn.runner.admission
+    vouched = check.verdict()
+    if vouched.in_force:
+        tally = weigh(rule, ballots, digest, creator, turn.runner.identity(), turn.body["metadata"]["uid"],
+                      unvouched_until=check.unvouched_until)
+        if tally.approved:
+            vouched = check.verdict(max_age=ADMISSION_FRESH)  # never approve on an old answer
+    if not vouched.in_force:
+        tally = weigh(rule, ballots, digest, creator, turn.runner.identity(), turn.body["metadata"]["uid"],
+                      unvouched=vouched.message)
     _audit_votes(turn, step, state.votes, tally.votes)
     state.votes, state.missing, state.needed = tally.votes, tally.missing, rule.min_approvals
     state.approved = tally.approved

@@ -149,6 +149,26 @@ def namespaces(**_: Any) -> dict[str, Any]:
     return scope.served.report()
 
 
+@kopf.on.startup()
+async def check_admission(**_: Any) -> None:
+    """Does the apiserver vouch for approvals (operator/admission.py)? Logged either way; asked again later."""
+    try:
+        await asyncio.to_thread(context.runner().admission.verdict)
+    except Exception as exc:  # noqa: BLE001 - the operator runs on; no vote counts until a check succeeds
+        log.error("could not check the admission policies at startup: %s", describe(exc))
+
+
+@kopf.on.probe(id="admission")
+def admission_in_force(**_: Any) -> str:
+    """At the health endpoint: whether votes can count. Not a liveness failure (a restart would not
+    install the policies); the steps that wait for approval say the same."""
+    try:
+        verdict = context.runner().admission.verdict()
+    except Exception as exc:  # noqa: BLE001 - reported, not raised: the probe says what is wrong
+        return f"NOT in force (CannotCheck): {describe(exc)}"
+    return "in force" if verdict.in_force else f"NOT in force ({verdict.reason}): {verdict.message}"
+
+
 @kopf.on.probe(id="leader")
 def leader(**_: Any) -> bool:
     return context.leading()

@@ -45,6 +45,7 @@ from reliability_center.gateway.kube import (KINDS, Conflict, Fenced, Invalid, N
 from reliability_center.gateway.tracking import ARGO_NAMESPACE
 from reliability_center.gitops import argocd
 from reliability_center.operator import closing, governance, metrics
+from reliability_center.operator.admission import AdmissionCheck
 from reliability_center.operator.settings import SETTINGS_CONFIGMAP, Settings
 from reliability_center.operator.workqueue import Echoes, Retry, Wakes
 from reliability_center.policy import limits as guard
@@ -111,6 +112,8 @@ class StepRunner:
         self.echoes = Echoes()
         self.wakes = Wakes()
         self._identity: str | None = None
+        #: Whether the apiserver vouches for approvals: no vote counts while it does not.
+        self.admission = AdmissionCheck(kube, settings.admission.namespace, self.identity, settings.admission.every)
 
     def forget(self, uid: str) -> None:
         """The incident is gone: nothing of it is kept."""

@@ -104,6 +104,18 @@ class LeadershipSettings:
 
 
 @dataclass(frozen=True)
+class AdmissionSettings:
+    namespace: str = (_env("RC_ADMISSION_CHECK_NAMESPACE", "") or _env("RC_LEADER_NAMESPACE", "")
+                      or _env("RC_LOCK_NAMESPACE", "") or "default")
+    """Where the dry-run checks of the admission policies are made (nothing is stored there):
+    the operator's own namespace in an install."""
+
+    every: float = float(_env("RC_ADMISSION_CHECK_EVERY", "30"))
+    """Seconds a verdict on the admission policies stands before it is asked again (when votes are
+    weighed or /healthz is read; before a step is approved it is asked afresh anyway)."""
+
+
+@dataclass(frozen=True)
 class Settings:
     watch: WatchSettings = field(default_factory=WatchSettings)
     safety: SafetySettings = field(default_factory=SafetySettings)
@@ -111,6 +123,7 @@ class Settings:
     leadership: LeadershipSettings = field(default_factory=LeadershipSettings)
     intake: IntakeSettings = field(default_factory=IntakeSettings)
     gates: GateSettings = field(default_factory=GateSettings)
+    admission: AdmissionSettings = field(default_factory=AdmissionSettings)
 
 
 SETTINGS_CONFIGMAP = "reliability-center-settings"
