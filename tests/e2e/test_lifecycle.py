@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.support.cluster import get_json, kubectl, wait_for
-from tests.support.incidents import (APPROVERS, app_content, approve, changed, create, incident, settle_app, status,
-                                     steps, wait_phase)
+from tests.support.incidents import (APPROVERS, app_content, approval_schema_current, approve, changed, create,
+                                     incident, settle_app, status, steps, wait_phase)
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -78,6 +78,7 @@ def test_a_level_2_step_runs_once_approved(app):
     st = wait_phase(app, "bill", "Mitigated")
     assert steps(st)["disable-dunning"] == "AwaitingApproval"
     assert {c["type"]: c["status"] for c in st["conditions"]}["AwaitingApproval"] == "True"
+    approval_schema_current()
     relctl("approve", "bill", "disable-dunning", "-n", app, "--as", "alice", "--as-group", APPROVERS)
     wait_for(lambda: steps(status(app, "bill"))["disable-dunning"] == "Succeeded", what="the approved step")
     assert cm(app, "flags-billing")["dunning-retries.tenant.acme"] == "false"
