@@ -9,10 +9,13 @@ The attacker of most tests holds exactly the built-in ``edit`` ClusterRole in on
 
 from __future__ import annotations
 
+import base64
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -68,6 +71,75 @@ def flag(app: str) -> str | None:
 
 def switch(app: str, name: str) -> dict:
     return next((s for s in status(app, name).get("steps") or [] if s["name"] == "switch"), {})
+
+
+# ---------------------------------------------------------------- item 5: a credential's URL prefix
+
+TOKEN = "hostile-test-token-that-must-stay-home"
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """The forge's host: records the path and the Authorization header of every request."""
+
+    seen: list[tuple[str, str]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        Recorder.seen.append((self.path, self.headers.get("Authorization", "")))
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="forge"')
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def forge_host() -> Iterator[str]:
+    Recorder.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_editor_cannot_steer_a_teams_credential_out_of_its_url_prefix_with_dot_segments(namespace, forge_host):
+    kubectl("apply", "--server-side", "--force-conflicts", "-f",
+            str(ROOT / "manifests" / "rbac" / "patchplan_editor_role.yaml"))
+    mallory = editor(namespace, "mallory")
+    # The admin's Secret: the team's token, for the team's repositories only.
+    apply_docs(namespace, [{"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                            "metadata": {"name": "team-token",
+                                         "labels": {"reliability.center/secret-type": "repository"}},
+                            "stringData": {"username": "rc", "token": TOKEN, "url": f"{forge_host}/team/"}}])
+
+    def plan(name: str, url: str) -> None:
+        as_user(mallory, "apply", "-n", namespace, "-f", "-", input=json.dumps({
+            "apiVersion": "reliability.center/v1alpha1", "kind": "PatchPlan", "metadata": {"name": name},
+            "spec": {"repository": {"url": url, "provider": "git", "baseBranch": "main",
+                                    "credentialsSecret": "team-token"},
+                     "title": "t", "changes": [{"path": "apps/x.yaml", "operation": "createFile", "content": "x: 1\n"}]}}))
+
+    def ready(name: str) -> dict | None:
+        status = get_json("patchplan", name, "-n", namespace).get("status") or {}
+        return next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
+
+    escapes = {"dots": f"{forge_host}/team/../platform/cluster.git",
+               "encoded": f"{forge_host}/team/%2e%2e/platform/cluster.git",
+               "merged-slashes": f"{forge_host}/team/x//../../platform/cluster.git"}
+    for name, url in escapes.items():
+        plan(name, url)
+    decided = {name: wait_for(lambda: ready(name), what=f"the operator's verdict on {name}") for name in escapes}
+    assert Recorder.seen == []  # the forge's host heard nothing, let alone the token
+    for name, condition in decided.items():
+        assert condition["reason"] == "CredentialsRefused" and "team-token" in condition["message"], condition
+
+    # The control: a repository under the prefix gets the token, and the host records it.
+    plan("inside", f"{forge_host}/team/cluster.git")
+    wait_for(lambda: Recorder.seen, what="the operator to reach the team's repository")
+    assert all(path.startswith("/team/") for path, _ in Recorder.seen), Recorder.seen
+    assert any(auth.startswith("Basic") and base64.b64decode(auth.split()[-1]).decode().endswith(TOKEN)
+               for _, auth in Recorder.seen)
 
 
 # ---------------------------------------------------------------- item 3: approvals replayed
