@@ -212,6 +212,10 @@ def operator(kube, seed_runbooks: None) -> Iterator[subprocess.Popen[bytes]]:
                                      "RC_INTAKE_CONFIG": str(INTAKE_CONFIG_FILE),
                                      "RC_PROMETHEUS_URL": f"http://127.0.0.1:{PROMETHEUS_PORT}",
                                      "RC_GATE_INTERVAL": "2",
+                                     # The repositories these tests build keep manifests under apps/ (and a.yaml):
+                                     # the admin's allow-list; the default (the Runbooks' own paths) is proven by
+                                     # tests/e2e/test_patchplan_boundaries.py with an in-process pass.
+                                     "RC_GITOPS_ALLOW": "apps/**,a.yaml,incidents/*/*.md,postmortems/*/*.md",
                                      # This worker's Argo CD (tests/support/argocd.py), when a test starts it.
                                      "RC_ARGOCD_NAMESPACE": f"argocd-{WORKER}"})
     wait_for(lambda: all(

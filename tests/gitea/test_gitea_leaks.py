@@ -30,6 +30,7 @@ import pytest
 from reliability_center.api.patchplan import PatchPlan
 from reliability_center.gitops import reconcile as rc
 from reliability_center.gitops.forges import ForgeOptions, MergePullRequestOptions, new_forge
+from reliability_center.gitops.paths import PathPolicy
 from reliability_center.gitops.workspace import Credentials, Workspace
 from tests.gitea.test_gitea_patchplan import Runtime, make_plan
 from tests.unit.gitops.conftest import DEPLOYMENT, git
@@ -88,7 +89,8 @@ class GitRuntime:
     def step(self, plan: PatchPlan):
         forge = new_forge(self.url, "git", None, ForgeOptions(cache_dir=str(self.cache)))
         try:
-            new = rc.step(plan, rc.Runtime(forge=forge, workspace=Workspace(self.url, self.cache)))
+            new = rc.step(plan, rc.Runtime(forge=forge, workspace=Workspace(self.url, self.cache),
+                                          policy=PathPolicy(allow=("apps/**",))))
         finally:
             forge.close()
         if new is not None:

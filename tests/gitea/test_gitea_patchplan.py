@@ -15,6 +15,8 @@ from tests.gitea.conftest import DEPLOYMENT, Repo
 
 pytestmark = pytest.mark.gitea
 
+#: The allow-list these plans need (the operator's default is the installed Runbooks' paths).
+APPS = ("apps/**",)
 SCALE = [{"path": "apps/shop/deployment.yaml", "operation": "setValue", "yamlPath": "spec.replicas", "value": 5}]
 
 
@@ -45,7 +47,7 @@ class Runtime:
     """A reconcile runtime the way the operator builds one per tick (forge closed after use)."""
 
     def __init__(self, repo: Repo, cache, policy: PathPolicy | None = None, token: str | None = None):
-        self.repo, self.cache, self.policy = repo, cache, policy or PathPolicy()
+        self.repo, self.cache, self.policy = repo, cache, policy or PathPolicy(allow=APPS)
         self.creds = Credentials(username=repo.gitea.user, token=token or repo.gitea.token)
         self.locks = RecordingLocks()
 
@@ -126,7 +128,7 @@ def test_revert_pr_whose_merge_restores_the_previous_content(repo, cache, style)
      "deny-list pattern '**/.gitattributes'"),
 ])
 def test_refused_paths_never_reach_the_remote(repo, cache, change, words):
-    rt = Runtime(repo, cache, PathPolicy(deny=PathPolicy().deny + ("apps/billing/**",)))
+    rt = Runtime(repo, cache, PathPolicy(allow=APPS, deny=PathPolicy().deny + ("apps/billing/**",)))
     plan = make_plan(repo, changes=[change])
     failed = rt.step(plan)
     assert failed.phase == "Failed"

@@ -17,6 +17,12 @@ Phase = Literal["Pending", "Proposed", "Merged", "Synced", "Verified", "Rejected
 #: (``manifests/admission``): the actor of the durable audit record of the request.
 ROLLBACK_REQUESTED_BY = "reliability.center/rollback-requested-by"
 
+#: On every PatchPlan the operator proposes (gateway.propose): the admission policy
+#: reliability-center-patchplans (manifests/admission/policies.yaml) then lets no one but the operator
+#: create, relabel or change its spec, apart from asking for its rollback.
+MADE_BY_LABEL = "reliability.center/made-by"
+MADE_BY_OPERATOR = "reliability-center"
+
 #: Relative, no leading slash or backslash (hidden and ``..`` segments get CEL rules with their own
 #: messages): checked again, with every rule in words, by gitops/paths.py before any write.
 REPO_PATH = r"^[A-Za-z0-9_.][A-Za-z0-9_.\-/]{0,511}$"

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reliability_center.api.incident import TimelineEntry
+from reliability_center.api.patchplan import MADE_BY_LABEL, MADE_BY_OPERATOR
 from reliability_center.api.runbook import Limits
 from reliability_center.gateway import audit, records
 from reliability_center.gateway.holds import (WHOLE, Edit, HeldElsewhere, Hold, foreign_owners, gone_holds, holds,
@@ -232,6 +233,8 @@ class WriteGateway:
         if plan.get("kind") != "PatchPlan":
             raise ValueError("level 3 may only propose a PatchPlan")
         meta = ctx.incident["metadata"]
+        # Marked as ours: admission then keeps its spec from everyone else (a namespace's editors included).
+        plan["metadata"]["labels"] = {**(plan["metadata"].get("labels") or {}), MADE_BY_LABEL: MADE_BY_OPERATOR}
         plan["metadata"]["ownerReferences"] = [{"apiVersion": ctx.incident["apiVersion"], "kind": "Incident",
                                                 "name": meta["name"], "uid": meta["uid"]}]
         return self._create(ctx, plan, action, before=None, outcome="proposed")

@@ -231,6 +231,25 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
+def application_refusal(app: dict[str, Any] | None, name: str, namespace: str) -> str | None:
+    """Why the Argo CD Application ``name`` may not vouch for a plan of ``namespace`` (None: it may).
+
+    A plan's sync and health are read from its Application, and so is its Verified: an Application
+    that deploys another namespace would let a namespace's editor borrow another tenant's state (and
+    read it back in the plan's status). Only an Application whose destination is the plan's own
+    namespace counts. A missing one is not refused here: the sync verdict says ApplicationNotFound.
+    """
+    if app is None:
+        return None
+    destination = ((app.get("spec") or {}).get("destination") or {}).get("namespace") or ""
+    if destination == namespace:
+        return None
+    deploys = f"deploys to namespace {destination}" if destination else \
+        "names no destination namespace (its manifests pick their own)"
+    return (f"Argo CD Application {name} {deploys}, not {namespace}: a PatchPlan may only name an Application "
+            f"whose spec.destination.namespace is the plan's own namespace")
+
+
 def argo_verdict(app: dict[str, Any] | None, revision: str, name: str = "",
                  includes: Callable[[str], bool] | None = None) -> SyncVerdict:
     """Whether an Argo CD Application shows ``revision`` synced and healthy, in a way we can trust.

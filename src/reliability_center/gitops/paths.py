@@ -21,11 +21,15 @@ _ATTRIBUTES = "git attributes: filters and merge drivers change what a checkout 
 _CI = "CI definitions: the forge or a CI server runs their code"
 _OWNERS = "code ownership: it decides who must approve a pull request"
 _BOTS = "dependency-update automation: it opens pull requests of its own"
+_BUILD = "build and script files: CI jobs run them with the pipeline's secrets"
 
 #: Never edited by a PatchPlan, each with the words a refusal gives: git internals,
-#: CI definitions (code execution on the forge), code ownership (who must review),
-#: and git attributes/modules (filters and fetches of other repos). The forges
-#: supported are Gitea (Forgejo reads the same files), GitHub, GitLab and plain git.
+#: CI definitions and what CI runs (build files, scripts: code execution with the
+#: pipeline's secrets), code ownership (who must review), and git attributes/modules
+#: (filters and fetches of other repos). The forges supported are Gitea (Forgejo reads
+#: the same files), GitHub, GitLab and plain git. Matched without regard to case (a
+#: checkout on a case-insensitive file system reads ``makefile`` as ``Makefile``). A
+#: belt, not the wall: the allow-list (by default the paths the runbooks use) is.
 DENY_REASONS: dict[str, str] = {
     ".git/**": _GIT,
     "**/.git/**": _GIT,
@@ -46,13 +50,76 @@ DENY_REASONS: dict[str, str] = {
     # CODEOWNERS locations GitHub, GitLab and Gitea all read
     "CODEOWNERS": _OWNERS,
     "docs/CODEOWNERS": _OWNERS,
-    # CI servers next to any forge
+    # CI servers next to any forge (a pipeline file may sit in any directory: its path is configurable)
     ".circleci/**": _CI,
-    "Jenkinsfile": _CI,
+    "**/Jenkinsfile": _CI,
+    "**/Jenkinsfile.*": _CI,
+    "**/*.Jenkinsfile": _CI,
+    "**/*.groovy": _CI,
+    "**/azure-pipelines.yml": _CI,
+    "**/azure-pipelines.yaml": _CI,
+    "**/azure-pipelines/**": _CI,
+    "**/bitbucket-pipelines.yml": _CI,
+    "**/bitbucket-pipelines.yaml": _CI,
+    "**/.gitlab-ci.yml": _CI,
+    "**/.gitlab-ci.yaml": _CI,
+    "**/.travis.yml": _CI,
+    "**/appveyor.yml": _CI,
+    "**/cloudbuild.yaml": _CI,
+    "**/cloudbuild.yml": _CI,
+    "**/buildspec.yml": _CI,
+    "**/buildspec.yaml": _CI,
+    "**/codefresh.yml": _CI,
+    "**/.buildkite/**": _CI,
+    "**/tekton/**": _CI,
     ".woodpecker.yml": _CI,
     ".woodpecker.yaml": _CI,
     ".woodpecker/**": _CI,
     ".drone.yml": _CI,
+    # What CI jobs execute: build files, task runners, container builds, scripts by name and by place
+    "**/Makefile": _BUILD,
+    "**/GNUmakefile": _BUILD,
+    "**/Makefile.*": _BUILD,
+    "**/*.mk": _BUILD,
+    "**/*.make": _BUILD,
+    "**/Taskfile.yml": _BUILD,
+    "**/Taskfile.yaml": _BUILD,
+    "**/justfile": _BUILD,
+    "**/Rakefile": _BUILD,
+    "**/Tiltfile": _BUILD,
+    "**/Dockerfile": _BUILD,
+    "**/Dockerfile.*": _BUILD,
+    "**/*.Dockerfile": _BUILD,
+    "**/Containerfile": _BUILD,
+    "**/package.json": _BUILD,
+    "**/pyproject.toml": _BUILD,
+    "**/setup.py": _BUILD,
+    "**/setup.cfg": _BUILD,
+    "**/tox.ini": _BUILD,
+    "**/noxfile.py": _BUILD,
+    "**/conftest.py": _BUILD,
+    "**/build.gradle": _BUILD,
+    "**/build.gradle.kts": _BUILD,
+    "**/pom.xml": _BUILD,
+    "**/*.sh": _BUILD,
+    "**/*.bash": _BUILD,
+    "**/*.zsh": _BUILD,
+    "**/*.ps1": _BUILD,
+    "**/*.psm1": _BUILD,
+    "**/*.bat": _BUILD,
+    "**/*.cmd": _BUILD,
+    "**/*.py": _BUILD,
+    "**/*.rb": _BUILD,
+    "**/*.pl": _BUILD,
+    "**/*.js": _BUILD,
+    "**/*.mjs": _BUILD,
+    "**/*.cjs": _BUILD,
+    "**/*.ts": _BUILD,
+    "**/scripts/**": _BUILD,
+    "**/script/**": _BUILD,
+    "**/hack/**": _BUILD,
+    "**/ci/**": _BUILD,
+    "**/bin/**": _BUILD,
     # git itself
     ".gitmodules": _SUBMODULES,
     "**/.gitattributes": _ATTRIBUTES,
@@ -65,27 +132,74 @@ HIDDEN_REASON = ("hidden path: {segment!r} starts with a dot (tools keep their s
                  "Argo CD parameter overrides such as .argocd-source-<app>.yaml, CI configuration, git settings)")
 
 
+#: Records the operator itself adds to every plan: the incident's (actions/patch_plan.py) and the
+#: postmortem's (operator/closing.py).
+RECORD_PATHS: tuple[str, ...] = ("incidents/*/*.md", "postmortems/*/*.md")
+
+#: Where the default allow-list comes from, in the words a refusal gives.
+RUNBOOK_ALLOW = ("the paths the installed Runbooks' patch-plan steps use, with the incidents/ and postmortems/ "
+                 "records; RC_GITOPS_ALLOW replaces it")
+
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def template_glob(template: str) -> str | None:
+    """The glob a runbook's change path (a template) renders into: ``{appPath}`` (the Argo CD
+    Application's source path) spans directories, every other placeholder stays in one segment.
+    None when the template would match anything (only placeholders) or is not a path."""
+    if not isinstance(template, str) or not template or "*" in template or "?" in template:
+        return None
+    pattern = _PLACEHOLDER.sub(lambda m: "**" if m.group(1) == "appPath" else "*", template)
+    if re.fullmatch(r"[*/]*(\.[*])?", pattern):
+        return None  # "{appPath}", "{a}/{b}", "{x}.*": no literal part, so no bound at all
+    return pattern
+
+
+def runbook_allow(runbooks: Iterable[Mapping[str, object]]) -> tuple[str, ...]:
+    """The default allow-list: the records' paths, and every path a patch-plan step of these Runbooks renders."""
+    patterns = list(RECORD_PATHS)
+    for runbook in runbooks:
+        for step in (runbook.get("spec") or {}).get("steps") or []:  # type: ignore[union-attr]
+            if step.get("action") != "patch-plan":
+                continue
+            for change in (step.get("params") or {}).get("changes") or []:
+                glob = template_glob(change.get("path")) if isinstance(change, dict) else None
+                if glob and glob not in patterns:
+                    patterns.append(glob)
+    return tuple(patterns)
+
+
 @dataclass(frozen=True)
 class PathPolicy:
-    """Allow-list and deny-list (glob patterns; ``**`` spans directories) and size limits."""
+    """Allow-list and deny-list (glob patterns; ``**`` spans directories) and size limits.
 
-    allow: tuple[str, ...] = ("**",)
+    The allow-list has no catch-all default: the operator fills it from the installed Runbooks
+    (``runbook_allow``) unless the cluster admin sets ``RC_GITOPS_ALLOW``; empty, it allows nothing.
+    """
+
+    allow: tuple[str, ...] = RECORD_PATHS
     deny: tuple[str, ...] = DEFAULT_DENY
     max_diff_lines: int = 2000
     max_files: int = 100
     #: Bytes of the changed lines per plan: the line limit alone lets one huge line through.
     max_diff_bytes: int = 64 * 1024
+    #: Where the allow-list came from, for the refusal's message.
+    allow_from: str = "configured"
 
     @classmethod
     def from_strings(cls, allow: str | None = None, deny: str | None = None,
-                     max_diff_lines: int | None = None, max_diff_bytes: int | None = None) -> PathPolicy:
-        """Comma-separated patterns (environment variables, ConfigMap values); deny adds to the defaults."""
+                     max_diff_lines: int | None = None, max_diff_bytes: int | None = None,
+                     runbooks: Iterable[Mapping[str, object]] = ()) -> PathPolicy:
+        """Comma-separated patterns (environment variables, ConfigMap values); deny adds to the defaults.
+        Without ``allow``, the allow-list is ``runbook_allow(runbooks)``."""
         base = cls()
+        explicit = tuple(p.strip() for p in allow.split(",") if p.strip()) if allow else ()
         return cls(
-            allow=tuple(p.strip() for p in allow.split(",") if p.strip()) if allow else base.allow,
+            allow=explicit or runbook_allow(runbooks),
             deny=base.deny + tuple(p.strip() for p in (deny or "").split(",") if p.strip()),
             max_diff_lines=max_diff_lines or base.max_diff_lines,
             max_diff_bytes=max_diff_bytes or base.max_diff_bytes,
+            allow_from="RC_GITOPS_ALLOW" if explicit else RUNBOOK_ALLOW,
         )
 
 
@@ -122,14 +236,15 @@ def check_path(path: str, policy: PathPolicy, lookup: Lookup | None = None) -> s
     segments = path.split("/")
     if any(seg.lower() == ".git" for seg in segments):
         raise PathRefused(path, "inside the .git directory (git internals are never edited)")
-    denied = next((p for p in policy.deny if glob_match(p, path)), None)
+    denied = next((p for p in policy.deny if glob_match(p, path, ignore_case=True)), None)
     if denied:
         raise PathRefused(path, f"matches the deny-list pattern {denied!r} ({deny_reason(denied)})")
     hidden = next((seg for seg in segments if seg.startswith(".")), None)
     if hidden:
         raise PathRefused(path, HIDDEN_REASON.format(segment=hidden))
     if not any(glob_match(p, path) for p in policy.allow):
-        raise PathRefused(path, f"not in the allow-list: it matches none of its patterns ({', '.join(policy.allow)})")
+        raise PathRefused(path, f"not in the allow-list ({policy.allow_from}): it matches none of its patterns "
+                                f"({', '.join(policy.allow) or 'none: nothing may be edited'})")
     if lookup is not None:
         _check_symlinks(path, segments, lookup)
     return path
@@ -245,13 +360,13 @@ def fs_lookup(root: str) -> Lookup:
     return lookup
 
 
-def glob_match(pattern: str, path: str) -> bool:
+def glob_match(pattern: str, path: str, *, ignore_case: bool = False) -> bool:
     """``*`` and ``?`` stay within a segment; ``**`` spans any number of segments (even none)."""
-    return _compile(pattern).fullmatch(path) is not None
+    return _compile(pattern, ignore_case).fullmatch(path) is not None
 
 
-@lru_cache(maxsize=256)
-def _compile(pattern: str) -> re.Pattern[str]:
+@lru_cache(maxsize=512)
+def _compile(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
     out = ""
     i = 0
     while i < len(pattern):
@@ -270,4 +385,4 @@ def _compile(pattern: str) -> re.Pattern[str]:
         else:
             out += re.escape(pattern[i])
             i += 1
-    return re.compile(out)
+    return re.compile(out, re.IGNORECASE if ignore_case else 0)

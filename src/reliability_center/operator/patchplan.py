@@ -65,11 +65,20 @@ _ECHOES = Echoes()
 QUEUE: WorkQueue | None = None
 
 
-@functools.cache
-def policy() -> PathPolicy:
+#: The Runbooks as Kopf's index holds them (operator/runbook.py), once a PatchPlan event brought it.
+RUNBOOKS: dict[str, kopf.Index] = {}
+
+
+def policy(kube: Kube) -> PathPolicy:
+    """The path policy: RC_GITOPS_ALLOW when the admin set it, else the installed Runbooks' change paths."""
     max_lines, max_bytes = os.environ.get("RC_GITOPS_MAX_DIFF_LINES"), os.environ.get("RC_GITOPS_MAX_DIFF_BYTES")
-    return PathPolicy.from_strings(os.environ.get("RC_GITOPS_ALLOW"), os.environ.get("RC_GITOPS_DENY"),
-                                   int(max_lines) if max_lines else None, int(max_bytes) if max_bytes else None)
+    allow = os.environ.get("RC_GITOPS_ALLOW")
+    index = RUNBOOKS.get("index")
+    runbooks = () if allow else ([rb for values in index.values() for rb in values] if index is not None
+                                 else kube.list("Runbook"))
+    return PathPolicy.from_strings(allow, os.environ.get("RC_GITOPS_DENY"),
+                                   int(max_lines) if max_lines else None, int(max_bytes) if max_bytes else None,
+                                   runbooks=runbooks)
 
 
 @functools.cache
@@ -84,7 +93,9 @@ def parse(body: dict[str, Any]) -> PatchPlan:
 
 
 @kopf.on.event(GROUP, VERSION, "patchplans")
-async def on_patchplan(body: kopf.Body, type: str | None, namespace: str, name: str, **_: Any) -> None:
+async def on_patchplan(body: kopf.Body, type: str | None, namespace: str, name: str, runbook_index: kopf.Index,
+                       **_: Any) -> None:
+    RUNBOOKS["index"] = runbook_index
     if QUEUE is None:
         return
     if type == "DELETED":
@@ -182,6 +193,11 @@ def step(kube: Kube, plan: PatchPlan) -> tuple[PatchPlanStatus | None, float | N
     unchanged), and the seconds a rate-limited forge asked to wait (None when it did not)."""
     phase = lc.phase_of(plan.status)
     repo = plan.spec.repository
+    if plan.spec.argo_application:  # before any git: another namespace's Application never vouches for a plan
+        refusal = lc.application_refusal(read_application(kube, plan), plan.spec.argo_application,
+                                         plan.metadata.namespace or "")
+        if refusal:
+            return _note(plan, lc.Transition(phase, "ApplicationRefused", refusal)), None
     try:
         credentials = read_credentials(kube, plan)
     except CredentialsRefused as exc:  # decided before any network call; looked at again each pass
@@ -198,7 +214,7 @@ def step(kube: Kube, plan: PatchPlan) -> tuple[PatchPlanStatus | None, float | N
         rt = reconcile.Runtime(
             forge=forge,
             workspace=workspace,
-            policy=policy(),
+            policy=policy(kube),
             locks=LeaseLocks(kube, plan),
             read_application=(lambda: read_application(kube, plan)) if plan.spec.argo_application else None,
             read_objects=lambda docs: read_objects(kube, docs),

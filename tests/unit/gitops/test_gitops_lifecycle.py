@@ -258,3 +258,21 @@ def test_an_open_plan_is_polled_less_and_less_often_as_it_waits():
                        f"{int(t) % 3600 // 60:02d}:{int(t) % 60:02d}Z", 3, 300)
         polls += 1
     assert polls < 70
+
+
+# --- issue 19, item 9: an Application vouches only for plans of the namespace it deploys to
+
+
+def test_an_application_deploying_the_plans_namespace_may_vouch_for_it():
+    assert lc.application_refusal({"spec": {"destination": {"namespace": "shop"}}}, "argocd/shop", "shop") is None
+    assert lc.application_refusal(None, "argocd/gone", "shop") is None  # ApplicationNotFound comes later
+
+
+@pytest.mark.parametrize("destination, words", [
+    ({"namespace": "billing"}, "deploys to namespace billing, not shop"),
+    ({"server": "https://kubernetes.default.svc"}, "names no destination namespace"),
+    (None, "names no destination namespace"),
+])
+def test_an_application_deploying_elsewhere_is_refused_in_words(destination, words):
+    refusal = lc.application_refusal({"spec": {"destination": destination}}, "argocd/billing", "shop")
+    assert refusal is not None and words in refusal and "argocd/billing" in refusal

@@ -9,6 +9,7 @@ import pytest
 from reliability_center.gitops.edits import changed_lines, unified_diff
 from reliability_center.gitops.paths import (
     DEFAULT_DENY,
+    RECORD_PATHS,
     DiffSize,
     PathPolicy,
     PathRefused,
@@ -17,6 +18,8 @@ from reliability_center.gitops.paths import (
     check_paths,
     fs_lookup,
     glob_match,
+    runbook_allow,
+    template_glob,
 )
 
 POLICY = PathPolicy(allow=("apps/**", "tenants/*/values.yaml"), deny=PathPolicy().deny + ("apps/billing/**",))
@@ -42,7 +45,7 @@ POLICY = PathPolicy(allow=("apps/**", "tenants/*/values.yaml"), deny=PathPolicy(
     (".argocd-source-web.yaml", "hidden path: '.argocd-source-web.yaml' starts with a dot"),
     ("apps/web/.argocd-source-web.yaml", "hidden path: '.argocd-source-web.yaml' starts with a dot"),
     ("apps/.config/web.yaml", "hidden path: '.config' starts with a dot"),
-    ("infra/cluster.yaml", "not in the allow-list: it matches none of its patterns (apps/**, tenants/*/values.yaml)"),
+    ("infra/cluster.yaml", "not in the allow-list (configured): it matches none of its patterns (apps/**, tenants/*/values.yaml)"),
     ("tenants/a/b/values.yaml", "not in the allow-list"),
     ("", "empty path"),
 ])
@@ -136,9 +139,10 @@ def test_other_denied_files_say_what_they_are(path, words):
         check_path(path, PathPolicy())
 
 
-@pytest.mark.parametrize("path", ["docs/README.md", "apps/codeowners.yaml", "apps/Jenkinsfile.md", "ci/values.yaml"])
+@pytest.mark.parametrize("path", ["docs/README.md", "apps/codeowners.yaml", "apps/jenkinsfile-notes.md",
+                                  "apps/ci-values.yaml", "apps/makefile-notes.yaml", "apps/scripts.yaml"])
 def test_deny_entries_do_not_catch_look_alikes(path):
-    assert check_path(path, PathPolicy()) == path
+    assert check_path(path, PathPolicy(allow=("**",))) == path
 
 
 def test_every_default_deny_entry_has_words():
@@ -187,7 +191,7 @@ def test_byte_limit_defaults_to_64_kib():
 
 def test_too_many_files():
     with pytest.raises(PathRefused, match="file-count limit: the plan touches 3 files; the limit is 2"):
-        check_paths(["apps/a.yaml", "apps/b.yaml", "apps/c.yaml"], PathPolicy(max_files=2))
+        check_paths(["apps/a.yaml", "apps/b.yaml", "apps/c.yaml"], PathPolicy(allow=("apps/**",), max_files=2))
 
 
 @pytest.mark.parametrize("pattern, path, matches", [
@@ -211,3 +215,60 @@ def test_policy_from_strings_keeps_the_default_deny_list():
     assert policy.allow == ("apps/**", "tenants/**")
     assert ".git/**" in policy.deny and "secrets/**" in policy.deny and "CODEOWNERS" in policy.deny
     assert policy.max_diff_lines == 50 and policy.max_diff_bytes == 4096
+
+
+# --- issue 19, item 9: what CI runs is denied wherever it sits; the allow-list is the runbooks' paths
+
+
+@pytest.mark.parametrize("path", [
+    "apps/shop/Jenkinsfile", "deploy/Jenkinsfile.release", "azure-pipelines.yml", "apps/azure-pipelines.yaml",
+    "apps/shop/bitbucket-pipelines.yml", "apps/cloudbuild.yaml", "apps/buildspec.yml",
+])
+def test_ci_definitions_below_the_root_are_denied(path):
+    with pytest.raises(PathRefused, match=r"\(CI definitions: the forge or a CI server"):
+        check_path(path, PathPolicy(allow=("**",)))
+
+
+@pytest.mark.parametrize("path", [
+    "Makefile", "apps/shop/Makefile", "apps/shop/makefile", "GNUmakefile", "rules.mk", "apps/Dockerfile",
+    "scripts/deploy.yaml", "apps/shop/hack/values.yaml", "ci/values.yaml", "apps/bin/tool",
+    "apps/run.sh", "tools/migrate.py", "apps/shop/package.json", "apps/conftest.py", "apps/RUN.SH",
+])
+def test_what_ci_jobs_execute_is_denied_by_name_and_by_place(path):
+    with pytest.raises(PathRefused, match=r"\(build and script files: CI jobs run them"):
+        check_path(path, PathPolicy(allow=("**",)))
+
+
+PERF = {"spec": {"steps": [
+    {"name": "restart", "action": "restart-one-by-one", "params": {"changes": [{"path": "never/used.yaml"}]}},
+    {"name": "fix", "action": "patch-plan", "params": {"changes": [
+        {"path": "{appPath}/deployment-{module}.yaml"}, {"path": "tenants/{tenant}/values.yaml"},
+        {"path": "{appPath}"}, {"path": "{a}/{b}"}, {"path": "apps/*"}]}},
+]}}
+
+
+def test_the_default_allow_list_is_the_runbooks_change_paths_and_the_records():
+    allow = runbook_allow([PERF, {"spec": {}}])
+    assert allow == ("incidents/*/*.md", "postmortems/*/*.md", "**/deployment-*.yaml", "tenants/*/values.yaml")
+    policy = PathPolicy.from_strings(runbooks=[PERF])
+    for ok in ["apps/shop/deployment-search.yaml", "deployment-search.yaml", "tenants/acme/values.yaml",
+               "incidents/shop/inc-1.md", "postmortems/shop/inc-1.md"]:
+        assert check_path(ok, policy) == ok
+    for refused in ["apps/shop/service.yaml", "tenants/acme/extra/values.yaml", "never/used.yaml",
+                    "incidents/shop/inc-1.yaml", "README.md"]:
+        with pytest.raises(PathRefused, match=r"not in the allow-list \(the paths the installed Runbooks'"):
+            check_path(refused, policy)
+
+
+def test_no_runbook_allows_only_the_records_and_an_explicit_allow_list_replaces_the_default():
+    assert PathPolicy.from_strings().allow == RECORD_PATHS
+    explicit = PathPolicy.from_strings(allow="apps/**", runbooks=[PERF])
+    assert explicit.allow == ("apps/**",)
+    with pytest.raises(PathRefused, match=r"not in the allow-list \(RC_GITOPS_ALLOW\)"):
+        check_path("tenants/acme/values.yaml", explicit)
+
+
+def test_a_template_of_placeholders_only_bounds_nothing_and_is_left_out():
+    for template in ["{appPath}", "{appPath}/{file}", "{x}.*", "", None, "apps/*.yaml"]:
+        assert template_glob(template) is None  # type: ignore[arg-type]
+    assert template_glob("{appPath}/networkpolicy-isolate-{tenant}.yaml") == "**/networkpolicy-isolate-*.yaml"

@@ -13,6 +13,13 @@ from reliability_center.gitops.forges.fake import FakeForge
 from reliability_center.gitops.paths import PathPolicy
 from reliability_center.gitops.workspace import Workspace
 
+#: The allow-list these plans need: the operator's default (runbook_allow) knows nothing of apps/web.
+APPS = ("apps/**",)
+
+
+def runtime(**parts) -> rc.Runtime:
+    return rc.Runtime(**{"policy": PathPolicy(allow=APPS), **parts})
+
 
 def make_plan(origin, changes=None, uid="0123456789abcdef", **spec) -> PatchPlan:
     return PatchPlan.model_validate({
@@ -61,7 +68,7 @@ def test_full_lifecycle_with_merge_commit_and_revert(env):
     origin, ws, forge = env
     plan = make_plan(origin)
     locks = Locks()
-    rt = rc.Runtime(forge=forge, workspace=ws, locks=locks)
+    rt = runtime(forge=forge, workspace=ws, locks=locks)
 
     new = advance(plan, rt)
     assert new.phase == "Proposed" and new.pull_request.number == 1
@@ -105,7 +112,7 @@ def test_a_revert_of_an_added_manifest_is_rolled_back_only_once_the_object_is_go
     manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: limits\n  namespace: shop\ndata:\n  a: '1'\n"
     plan = make_plan(origin, changes=[{"path": "apps/web/limits.yaml", "operation": "createFile", "content": manifest}])
     live = {"v1/ConfigMap/shop/limits": None}
-    rt = rc.Runtime(forge=forge, workspace=ws, read_objects=lambda docs: dict(live))
+    rt = runtime(forge=forge, workspace=ws, read_objects=lambda docs: dict(live))
     branch = advance(plan, rt).pull_request.branch
     forge.merge(1, merge_commit=origin.merge(branch))
     assert advance(plan, rt).phase == "Merged"
@@ -138,7 +145,7 @@ def test_a_manifest_that_names_no_namespace_is_looked_for_in_the_plans_namespace
         return {"v1/ConfigMap/shop/limits": {"apiVersion": "v1", "kind": "ConfigMap",
                                              "metadata": {"name": "limits", "namespace": "shop"}, "data": {"a": "1"}}}
 
-    rt = rc.Runtime(forge=forge, workspace=ws, read_objects=read_objects)
+    rt = runtime(forge=forge, workspace=ws, read_objects=read_objects)
     branch = advance(plan, rt).pull_request.branch
     forge.merge(1, merge_commit=origin.merge(branch))
     assert advance(plan, rt).phase == "Merged"
@@ -151,7 +158,7 @@ def test_a_merge_between_the_pr_read_and_the_base_read_is_seen_as_the_merge(env)
     never through a BaseConflict with its own merge (and a comment saying so on the PR)."""
     origin, ws, forge = env
     plan = make_plan(origin)
-    rt = rc.Runtime(forge=forge, workspace=ws)
+    rt = runtime(forge=forge, workspace=ws)
     number = advance(plan, rt).pull_request.number
     read_while_open = forge.get_pull_request(number)
     forge.merge(number, merge_commit=origin.merge(plan.status.pull_request.branch))
@@ -178,7 +185,7 @@ def test_a_read_that_straddles_the_merge_never_ends_the_plan_rejected(origin, tm
     ws = Workspace(origin.url, tmp_path / "cache")
     forge = StraddlingForge(origin.url, head_of=lambda b: origin.head(b))
     plan = make_plan(origin)
-    rt = rc.Runtime(forge=forge, workspace=ws)
+    rt = runtime(forge=forge, workspace=ws)
     number = advance(plan, rt).pull_request.number
     forge.merge(number, merge_commit=origin.merge(plan.status.pull_request.branch))
     forge.straddle_next = True
@@ -197,7 +204,7 @@ def test_closed_unmerged_is_rejected_and_releases_locks(env):
     origin, ws, forge = env
     plan = make_plan(origin)
     locks = Locks()
-    rt = rc.Runtime(forge=forge, workspace=ws, locks=locks)
+    rt = runtime(forge=forge, workspace=ws, locks=locks)
     advance(plan, rt)
     forge.close_unmerged(1)
     assert advance(plan, rt).phase == "Rejected"
@@ -208,7 +215,7 @@ def test_closed_unmerged_is_rejected_and_releases_locks(env):
 def test_retry_after_crash_adopts_instead_of_opening_a_second_pr(env):
     origin, ws, forge = env
     plan = make_plan(origin)
-    rt = rc.Runtime(forge=forge, workspace=ws)
+    rt = runtime(forge=forge, workspace=ws)
     first = rc.step(plan, rt)  # status NOT saved: the operator "crashed" before its patch
     second = rc.step(plan, rt)
     assert first.pull_request.number == second.pull_request.number == 1
@@ -220,7 +227,7 @@ def test_retry_after_crash_adopts_instead_of_opening_a_second_pr(env):
 def test_blocked_by_another_plans_lock(env):
     origin, ws, forge = env
     plan = make_plan(origin)
-    new = rc.step(plan, rc.Runtime(forge=forge, workspace=ws, locks=Locks(holder="shop/other/uid")))
+    new = rc.step(plan, runtime(forge=forge, workspace=ws, locks=Locks(holder="shop/other/uid")))
     assert new.phase == "Pending"
     ready = next(c for c in new.conditions if c.type == "Ready")
     assert ready.reason == "WaitingForLock" and "shop/other/uid" in ready.message
@@ -238,7 +245,7 @@ def test_blocked_by_another_plans_lock(env):
 def test_refusals_happen_before_any_push(env, change, reason, words):
     origin, ws, forge = env
     plan = make_plan(origin, changes=[change])
-    rt = rc.Runtime(forge=forge, workspace=ws, policy=PathPolicy(deny=PathPolicy().deny + ("apps/billing/**",)))
+    rt = runtime(forge=forge, workspace=ws, policy=PathPolicy(allow=APPS, deny=PathPolicy().deny + ("apps/billing/**",)))
     new = rc.step(plan, rt)
     assert new.phase == "Failed"
     stalled = next(c for c in new.conditions if c.type == "Stalled")
@@ -250,7 +257,7 @@ def test_oversized_diff_is_refused_before_any_push(env):
     origin, ws, forge = env
     big = "".join(f"line{i}: {i}\n" for i in range(50))
     plan = make_plan(origin, changes=[{"path": "apps/big.yaml", "operation": "createFile", "content": big}])
-    new = rc.step(plan, rc.Runtime(forge=forge, workspace=ws, policy=PathPolicy(max_diff_lines=20)))
+    new = rc.step(plan, runtime(forge=forge, workspace=ws, policy=PathPolicy(allow=APPS, max_diff_lines=20)))
     assert new.phase == "Failed" and "the diff changes 50 lines" in new.conditions[0].message
     assert origin.branches() == ["main"]
 
@@ -259,14 +266,14 @@ def test_no_change_fails_clearly(env):
     origin, ws, forge = env
     plan = make_plan(origin, changes=[{"path": "apps/web/deployment.yaml", "operation": "setValue",
                                        "yamlPath": "spec.replicas", "value": 3}])
-    new = rc.step(plan, rc.Runtime(forge=forge, workspace=ws))
+    new = rc.step(plan, runtime(forge=forge, workspace=ws))
     assert new.phase == "Failed" and new.conditions[0].reason == "NoChange"
 
 
 def test_base_moving_under_our_file_rebuilds_the_branch(env):
     origin, ws, forge = env
     plan = make_plan(origin)
-    rt = rc.Runtime(forge=forge, workspace=ws)
+    rt = runtime(forge=forge, workspace=ws)
     first = advance(plan, rt)
     unrelated = origin.commit({"README.md": "hello\n"})
     kept = advance(plan, rt)
@@ -283,7 +290,7 @@ def test_base_moving_under_our_file_rebuilds_the_branch(env):
 def test_someone_elses_commit_on_the_branch_is_never_overwritten(env):
     origin, ws, forge = env
     plan = make_plan(origin)
-    rt = rc.Runtime(forge=forge, workspace=ws)
+    rt = runtime(forge=forge, workspace=ws)
     advance(plan, rt)
     branch = "rc/shop-scale-web-01234567"
     theirs = origin.commit({"apps/web/deployment.yaml": "# reviewer fixup\n" +
@@ -298,7 +305,7 @@ def test_a_foreign_branch_with_our_name_is_not_overwritten(env):
     origin, ws, forge = env
     branch = "rc/shop-scale-web-01234567"
     theirs = origin.commit({"notes.md": "mine\n"}, "someone else's work", branch=branch, start="main")
-    new = rc.step(make_plan(origin), rc.Runtime(forge=forge, workspace=ws))
+    new = rc.step(make_plan(origin), runtime(forge=forge, workspace=ws))
     assert new.phase == "Failed" and "holds commits this plan did not write" in new.conditions[0].message
     assert origin.head(branch) == theirs and forge.calls[-1][0] == "list"
 
@@ -306,7 +313,7 @@ def test_a_foreign_branch_with_our_name_is_not_overwritten(env):
 def test_rollback_before_anything_was_proposed_cancels(env):
     origin, ws, forge = env
     plan = make_plan(origin, rollback=True)
-    new = rc.step(plan, rc.Runtime(forge=forge, workspace=ws))
+    new = rc.step(plan, runtime(forge=forge, workspace=ws))
     assert new.phase == "RolledBack" and new.conditions[0].reason == "NotProposed"
     assert origin.branches() == ["main"]
 
@@ -316,6 +323,6 @@ def test_binary_file_is_refused_clearly(env):
     origin.commit({"apps/blob.yaml": b"\xff\xfe\x00binary"}, "add a binary file")
     plan = make_plan(origin, changes=[{"path": "apps/blob.yaml", "operation": "setValue", "yamlPath": "a",
                                        "value": 1}])
-    new = rc.step(plan, rc.Runtime(forge=forge, workspace=ws))
+    new = rc.step(plan, runtime(forge=forge, workspace=ws))
     assert new.phase == "Failed" and "apps/blob.yaml: not a UTF-8 text file" in new.conditions[0].message
     assert origin.branches() == ["main"]
