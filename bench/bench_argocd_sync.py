@@ -98,6 +98,7 @@ def main() -> None:
         [sys.executable, "-m", "reliability_center.operator"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "RC_NAMESPACES": namespace,
                                      "RC_METRICS_PORT": "0", "RC_PATCHPLAN_POLL": "1",
+                                     "RC_GITOPS_ALLOW": "apps/bench/**",
                                      "RC_ARGOCD_NAMESPACE": argocd.namespace})
     # Whatever happens below, the operator does not outlive the bench.
     atexit.register(lambda: operator.poll() is None and os.killpg(operator.pid, signal.SIGTERM))

@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from reliability_center.api.patchplan import PatchPlan  # noqa: E402
 from reliability_center.gitops import reconcile as rc  # noqa: E402
 from reliability_center.gitops.forges import ForgeOptions, new_forge  # noqa: E402
+from reliability_center.gitops.paths import PathPolicy  # noqa: E402
 from reliability_center.gitops.workspace import Credentials, Workspace  # noqa: E402
 from tests.gitea.conftest import Gitea, _git, create_repo, start_gitea, stop_gitea  # noqa: E402
 from measure import pct  # noqa: E402  (bench/, the script's own directory)
@@ -57,7 +58,8 @@ def step(plan: PatchPlan, creds: Credentials, cache: Path):
     forge = new_forge(plan.spec.repository.url, "gitea", creds, ForgeOptions(cache_dir=str(cache)))
     try:
         new = rc.step(plan, rc.Runtime(forge=forge, workspace=Workspace(plan.spec.repository.url, cache, creds,
-                                                                      token_user="oauth2")))
+                                                                      token_user="oauth2"),
+                                       policy=PathPolicy(allow=("apps/bench/**",))))
     finally:
         forge.close()
     if new is not None:
