@@ -185,8 +185,12 @@ def test_the_operator_role_grants_no_wildcards_and_no_secret_writes(kustomize_re
             "no Secret may be read cluster-wide: credentials live in the operator's namespace"
         assert not any("secrets" in rule["resources"] for rule in roles[2]["rules"]), \
             "no Secret may be read in a served namespace: credentials live in the operator's namespace"
-        assert sorted(r for rule in roles[1]["rules"] for r in rule["resources"]) == ["leases", "records", "secrets"], \
-            "the namespaced Role is for the PatchPlan Lease locks (records of ours) and the credentials Secrets only"
+        assert sorted(r for rule in roles[1]["rules"] for r in rule["resources"]) == \
+            ["approvals", "incidents", "leases", "records", "secrets"], \
+            "the namespaced Role is for the PatchPlan Lease locks (records of ours), the credentials Secrets and " \
+            "the admission check's dry-run Approval and Incident only"
+        admission_check = next(rule for rule in roles[1]["rules"] if "approvals" in rule["resources"])
+        assert admission_check["verbs"] == ["create"], admission_check
 
 
 def test_the_deployment_is_locked_down_and_wired_to_the_settings(kustomize_render: list[Doc]) -> None:
