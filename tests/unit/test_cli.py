@@ -115,7 +115,7 @@ def test_the_approval_hint_is_a_command_relctl_accepts_as_printed():
     assert hint[0] == "relctl"
     approve = cli.commands[hint[1]]
     ctx = approve.make_context(hint[1], hint[2:], obj=Session())
-    assert (ctx.params, ctx.obj.namespace) == ({"name": "inc", "step": "reindex", "comment": ""}, "ns")
+    assert (ctx.params, ctx.obj.namespace) == ({"name": "inc", "step": "reindex", "comment": "", "digest": None}, "ns")
 
 
 def test_describe_shows_steps_approvals_plans_with_their_links_and_the_last_entries():

@@ -14,9 +14,14 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 UID = "8d3c7a52-5b1e-4a8e-9f0e-2d6c1b7e4f10"
 
 
-def run_job_names(cron: str, step: str = "reindex") -> tuple[str, str]:
+def cronjob(name: str, image: str = "registry.invalid/ocr:1") -> dict:
+    return {"metadata": {"name": name}, "spec": {"jobTemplate": {"spec": {"template": {"spec": {
+        "containers": [{"name": "job", "image": image}]}}}}}}
+
+
+def run_job_names(cron: str, step: str = "reindex", image: str = "registry.invalid/ocr:1") -> tuple[str, str]:
     ctx = SimpleNamespace(write=SimpleNamespace(incident={"metadata": {"uid": UID}}), step=SimpleNamespace(name=step))
-    return _names(ctx, JobParams(cron_job=cron))  # type: ignore[arg-type]
+    return _names(ctx, JobParams(cron_job=cron), cronjob(cron, image))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("length", [1, 20, 47, 48, 49, 50])
@@ -41,3 +46,10 @@ def test_names_that_fitted_are_unchanged_so_a_retry_adopts_the_job_an_older_vers
     assert re.fullmatch(r"ocr-reprocess-dryrun-[0-9a-f]{8}", dry) and re.fullmatch(r"ocr-reprocess-apply-[0-9a-f]{8}",
                                                                                   apply)
     assert re.fullmatch(r"ocr-replay-replay-[0-9a-f]{8}", replay_name("ocr-replay", UID, "s", 0))
+
+
+def test_a_cronjob_changed_since_its_dry_run_gets_a_new_dry_run_and_the_same_real_job():
+    dry, apply = run_job_names("ocr-reprocess")
+    changed_dry, changed_apply = run_job_names("ocr-reprocess", image="registry.invalid/ocr:2")
+    assert changed_dry != dry  # the old dry-run's report is not the plan of the changed template
+    assert changed_apply == apply  # a retry of the real Job still adopts it

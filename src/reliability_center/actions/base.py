@@ -84,6 +84,14 @@ class Planned:
     """What a dry-run Job reported (run-job), when the action plans that way."""
 
 
+class OutsidePlan(Exception):
+    """A governed step was about to write a target its approved plan does not name: not written."""
+
+    def __init__(self, target: str):
+        super().__init__(target)
+        self.target = target
+
+
 @dataclass
 class ActionContext:
     gateway: WriteGateway
@@ -102,6 +110,9 @@ class ActionContext:
     """Targets the step's selection matched but may not write (another tenant's), with why."""
     changes: list[dict[str, Any]] = field(default_factory=list)
     """Writes dry-run while the step is planned (shadow context): the plan approvers see."""
+    approved: frozenset[str] | None = None
+    """The targets of the approved plan (a governed step with an approval): a write to any other target,
+    such as a later wave's fresh selection, is not made (``OutsidePlan``) and the step asks again."""
 
     @property
     def namespace(self) -> str:
@@ -131,6 +142,7 @@ class ActionContext:
         ``seen``: the target as just read by ``select`` (saves a read; its fields are tested).
         """
         desired.setdefault("metadata", {}).setdefault("namespace", self.namespace)
+        self._within_plan(desired)
         result = self.gateway.apply(self.write, desired, action=self.action, seen=seen, items=items,
                                     removals=removals, restore=restore_on_resolve)
         self._collect(result.target, result.entry, result.snapshot)
@@ -140,6 +152,7 @@ class ActionContext:
 
     def create(self, obj: dict[str, Any]) -> str:
         obj.setdefault("metadata", {}).setdefault("namespace", self.namespace)
+        self._within_plan(obj)
         result = self.gateway.create(self.write, obj, action=self.action)
         self._collect(result.target, result.entry, None)
         if self.write.shadow:
@@ -156,6 +169,10 @@ class ActionContext:
     def reserve_isolation(self) -> tuple[Verdict, list[str]]:
         """The storm guard: may this tenant be isolated now? Counted and reserved atomically in the cluster."""
         return self.gateway.reserve_isolation(self.write, self.limits)
+
+    def _within_plan(self, obj: dict[str, Any]) -> None:
+        if self.approved is not None and not self.write.shadow and ref(obj) not in self.approved:
+            raise OutsidePlan(ref(obj))
 
     def _collect(self, target: str, entry: TimelineEntry, snapshot: str | None) -> None:
         self.entries.append(entry)

@@ -25,8 +25,8 @@ from typing import Any
 
 from pydantic import Field
 
-from reliability_center.actions.base import (ActionContext, Failed, Params, Planned, Result, Running, Succeeded,
-                                             action, job_name)
+from reliability_center.actions.base import (ActionContext, Failed, OutsidePlan, Params, Planned, Result, Running,
+                                             Succeeded, action, job_name)
 from reliability_center.gateway import Ref
 from reliability_center.gateway.leaves import digest
 
@@ -101,9 +101,18 @@ def job_state(job: dict | None) -> str:
     return "Running" if job else "Absent"
 
 
-def _names(ctx: ActionContext, params: JobParams) -> tuple[str, str]:
+def _names(ctx: ActionContext, params: JobParams, cron: dict) -> tuple[str, str]:
+    """The dry-run Job's name and the real one's. The dry-run's also derives from what it runs (the
+    CronJob's template as it is now, the env, the backoff): a CronJob changed since its dry-run gets a new
+    dry-run, whose report is a new plan to approve, never the old report."""
     key = hashlib.sha256(f"{ctx.write.incident['metadata']['uid']}|{ctx.step.name}".encode()).hexdigest()[:8]
-    return job_name(params.cron_job, "dryrun", key), job_name(params.cron_job, "apply", key)
+    runs = hashlib.sha256(f"{key}|{_after(cron, params)}".encode()).hexdigest()[:8]
+    return job_name(params.cron_job, "dryrun", runs), job_name(params.cron_job, "apply", key)
+
+
+def _after(cron: dict, params: JobParams) -> dict[str, Any]:
+    """What the real Job will run, as the plan shows it."""
+    return {"template": digest(cron["spec"]["jobTemplate"]), "env": params.env, "backoffLimit": params.backoff_limit}
 
 
 def _template(ctx: ActionContext, params: JobParams) -> tuple[dict | None, Result | None]:
@@ -132,10 +141,8 @@ def plan(ctx: ActionContext, params: JobParams) -> Planned | Result:
     cron, missing = _template(ctx, params)
     if cron is None:
         return missing  # type: ignore[return-value]
-    dry, apply = _names(ctx, params)
-    template = {"target": f"Job/{ctx.namespace}/{apply}", "before": None,
-                "after": {"template": digest(cron["spec"]["jobTemplate"]), "env": params.env,
-                          "backoffLimit": params.backoff_limit}}
+    dry, apply = _names(ctx, params, cron)
+    template = {"target": f"Job/{ctx.namespace}/{apply}", "before": None, "after": _after(cron, params)}
     if not ctx.step.dry_run_first or ctx.write.shadow:
         return Planned([template])  # shadow mode creates no Job: the template is the plan
     if ctx.read.get(Ref("Job", ctx.namespace, dry)) is None:
@@ -157,9 +164,15 @@ def run(ctx: ActionContext, params: JobParams) -> Result:
     cron, missing = _template(ctx, params)
     if cron is None:
         return missing  # type: ignore[return-value]
-    _, apply = _names(ctx, params)
+    _, apply = _names(ctx, params, cron)
     evidence: dict[str, Any] = {"apply": {"job": apply}}
     if ctx.read.get(Ref("Job", ctx.namespace, apply)) is None:
+        approved = [c for c in ((ctx.status.evidence or {}).get("plan") or {}).get("changes") or []
+                    if c.get("target") == f"Job/{ctx.namespace}/{apply}"]
+        if ctx.approved is not None and approved and approved[0].get("after") != _after(cron, params):
+            # Changed since the plan was made (between this turn's review and now): dry-run again, ask again.
+            raise OutsidePlan(f"Job/{ctx.namespace}/{apply} from CronJob {params.cron_job} as changed since its "
+                              f"dry-run")
         ctx.create(_job(cron, apply, params, False, ctx))
         if ctx.write.shadow:
             return Succeeded("shadow mode: the Job would run", evidence)

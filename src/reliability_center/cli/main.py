@@ -145,17 +145,78 @@ def approval_lines(approval: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def _decide(name: str, step: str, decision: str, comment: str) -> None:
-    """Create an Approval for the plan the step shows now; admission stamps who made it."""
-    s = session()
-    body = _incident(s.kube, s.ns, name)
+#: Changes per page of ``relctl plan``.
+PAGE_SIZE = 20
+
+
+def plan_lines(plan: dict[str, Any], page: int | None = None, size: int = PAGE_SIZE) -> list[str]:
+    """A governed step's plan as its approvers read it: every change (or one page of them, from 1), its
+    before and after, and what a dry-run Job reported."""
+    changes = plan.get("changes") or []
+    pages = max(1, -(-len(changes) // size))
+    if page is not None and not 1 <= page <= pages:
+        raise CliError(f"the plan has {pages} page(s) of {size} changes: there is no page {page}")
+    first = (page - 1) * size if page is not None else 0
+    shown = changes[first:first + size] if page is not None else changes
+    lines = [f"plan {plan.get('digest') or '-'}: {len(changes)} changes"
+             + (f", page {page} of {pages}" if page is not None else "")
+             + (f" (dry-run: {plan['dryRun']})" if plan.get("dryRun") else "")]
+    for number, change in enumerate(shown, start=first + 1):
+        lines.append(f"{number:>4}. {change.get('target')}")
+        lines.append(f"      before: {json.dumps(change.get('before'), sort_keys=True)}")
+        lines.append(f"      after:  {json.dumps(change.get('after'), sort_keys=True)}")
+    if "report" in plan:
+        lines.append(f"report: {json.dumps(plan['report'], sort_keys=True)}")
+    if page is not None and page < pages:
+        lines.append(f"(more: --page {page + 1})")
+    return lines
+
+
+def _step_plan(body: dict, name: str, step: str, what: str) -> tuple[str, dict[str, Any]]:
+    """The digest the step asks approval for and the plan it shows (the same status update wrote both)."""
     steps = {st["name"]: st for st in (body.get("status") or {}).get("steps") or []}
     if step not in steps:
         raise CliError(f"incident {name} has no step {step!r} (steps: {', '.join(sorted(steps))})")
     digest = (steps[step].get("approval") or {}).get("planDigest")
     if not digest:
         raise CliError(f"step {step} of incident {name} has no plan awaiting approval "
-                       f"(state {steps[step].get('state')}): nothing to {decision.lower()}")
+                       f"(state {steps[step].get('state')}): nothing to {what}")
+    return digest, (steps[step].get("evidence") or {}).get("plan") or {}
+
+
+@cli.command("plan", context_settings=HELP)
+@_name_arg
+@click.argument("step")
+@click.option("--page", type=int, default=None, help=f"Show only this page ({PAGE_SIZE} changes a page), from 1.")
+@kube_options
+def plan_(name: str, step: str, page: int | None) -> None:
+    """Print the whole plan a level 2 step asks approval for: every change, before and after.
+
+    \b
+    Example:
+      relctl plan search-latency restart-schedulers -n shop --page 2
+      relctl approve search-latency restart-schedulers -n shop --digest sha256:...
+    """
+    s = session()
+    _, planned = _step_plan(_incident(s.kube, s.ns, name), name, step, "show")
+    for line in plan_lines(planned, page):
+        click.echo(line)
+
+
+def _decide(name: str, step: str, decision: str, comment: str, reviewed: str | None = None) -> None:
+    """Create an Approval for the plan the step shows now; admission stamps who made it.
+
+    ``reviewed``: the digest of the plan the user read (``relctl plan``); refused if the plan moved since.
+    Without it, the whole plan signed is printed first."""
+    s = session()
+    body = _incident(s.kube, s.ns, name)
+    digest, planned = _step_plan(body, name, step, decision.lower())
+    if reviewed is not None and reviewed != digest:
+        raise CliError(f"the plan of step {step} moved: it is now {digest}, not {reviewed} that you reviewed; "
+                       f"nothing was approved (relctl plan {name} {step} -n {s.ns} shows the new one)")
+    if decision == "Approve" and reviewed is None:
+        for line in plan_lines(planned):
+            click.echo(line)
     # Bound to this incident, not its name (a later one of the same name does not inherit the vote),
     # and owned by it, so it goes when the incident does.
     uid = body["metadata"]["uid"]
@@ -178,19 +239,24 @@ def _decide(name: str, step: str, decision: str, comment: str) -> None:
 @_name_arg
 @click.argument("step")
 @click.option("-m", "--comment", default="", help="Why, for the audit trail.")
+@click.option("--digest", default=None, help="The digest of the plan you reviewed (relctl plan): refused if the "
+                                             "step's plan is another one now.")
 @kube_options
-def approve(name: str, step: str, comment: str) -> None:
+def approve(name: str, step: str, comment: str, digest: str | None) -> None:
     """Approve a level 2 step's plan, as the user the apiserver authenticates.
 
-    Approves the plan the step shows now (its digest): if the plan changes before the step
-    runs, the step asks again. Needs the approve verb on the incident
-    (ClusterRole reliability-center-approver); the incident's creator never counts.
+    With --digest, approves that plan only: refused if the step's plan moved since you read it
+    (relctl plan). Without it, approves the plan the step shows now, printed in full first. If the
+    plan changes before or while the step runs (a later wave's selection), the step asks again.
+    Needs the approve verb on the incident (ClusterRole reliability-center-approver); the
+    incident's creator never counts.
 
     \b
     Example:
-      relctl approve search-latency adjust-flags -n shop -m "checked the dashboard"
+      relctl plan search-latency adjust-flags -n shop
+      relctl approve search-latency adjust-flags -n shop --digest sha256:... -m "checked the dashboard"
     """
-    _decide(name, step, "Approve", comment)
+    _decide(name, step, "Approve", comment, digest)
 
 
 @cli.command(context_settings=HELP)

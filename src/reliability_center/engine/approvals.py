@@ -59,6 +59,21 @@ def plan_digest(planned: Any) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(planned, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+#: The key of a step's evidence that says why the step, approved before, asks again.
+ASKED_AGAIN = "askedAgain"
+
+
+def planned_targets(plan: dict[str, Any] | None) -> frozenset[str]:
+    """The targets a plan shown to the approvers writes (``evidence.plan`` of the step): all its changes."""
+    return frozenset(str(c.get("target")) for c in (plan or {}).get("changes") or [])
+
+
+def ask_again(target: str, approved_digest: str | None) -> str:
+    """Why an approved step stops before a write its plan did not show (a later wave's fresh selection)."""
+    return (f"{target} is not in the approved plan {approved_digest or '?'} (the selection changed while the "
+            f"step ran): it was not written, and the rest of the step is planned again for a new approval")
+
+
 def _allowed(rule: Approval, ballot: Ballot) -> bool:
     return not rule.approvers or ballot.user in rule.approvers or bool(set(ballot.groups) & set(rule.approvers))
 

@@ -17,6 +17,7 @@ from datetime import datetime, time, timedelta, timezone
 
 from reliability_center.api.incident import Incident, IncidentStatus, StepStatus
 from reliability_center.api.runbook import Freeze, Runbook, Step, Window, zone
+from reliability_center.engine.approvals import ASKED_AGAIN
 
 #: States after which the walk moves on to the next step.
 DONE = frozenset({"Succeeded", "Skipped", "Shadowed", "Escalated", "Blocked"})
@@ -158,7 +159,9 @@ def window_state(window: Window, now: str) -> tuple[bool, float | None, str]:
 def _gate_governed(step: Step, index: int, state: StepStatus, incident: Incident, now: str) -> Decision:
     approval = step.approval
     if approval and approval.required and not approved(state):
-        return AwaitStep(index, "AwaitingApproval", "ApprovalRequired",
+        again = str((state.evidence or {}).get(ASKED_AGAIN) or "")
+        return AwaitStep(index, "AwaitingApproval", "PlanChanged" if again else "ApprovalRequired",
+                         (f"asks again: {again}; " if again else "") +
                          f"level 2 step {step.name!r} {(state.approval.missing if state.approval else '') or 'needs approval'}: "
                          f"relctl approve {incident.metadata.name} {step.name} -n {incident.metadata.namespace}")
     window = approval.window if approval else None

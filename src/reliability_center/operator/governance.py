@@ -10,6 +10,7 @@ the outcome into the step's status, the timeline and the audit trail.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from datetime import datetime, timedelta, timezone
 from enum import Enum
@@ -23,7 +24,7 @@ from reliability_center.api.approval import CREATED_BY
 from reliability_center.api.common import now_iso
 from reliability_center.api.incident import ApprovalState, StepStatus, Vote
 from reliability_center.api.runbook import Runbook, Step
-from reliability_center.engine.approvals import Ballot, plan_digest, weigh
+from reliability_center.engine.approvals import ASKED_AGAIN, Ballot, plan_digest, weigh
 from reliability_center.engine.plan import Facts
 from reliability_center.engine.progress import approved
 from reliability_center.gateway import PolicyDenied, audit
@@ -41,6 +42,12 @@ log = logging.getLogger("reliability_center.governance")
 REPLAN_EVERY = 60.0
 #: Seconds an answer on the admission policies may be old when a step is about to be approved.
 ADMISSION_FRESH = 5.0
+#: A step that waits between writes (waves) is planned through every wait, at most this many calls
+#: of its action: the approvers see every wave, not only the first.
+PLAN_CALLS = 250
+#: The plan is kept whole in the step's status (approvers see every change they approve); a plan
+#: larger than this is refused rather than shown in part (the Incident must stay well under etcd's limit).
+PLAN_BYTES = 256 * 1024
 
 
 class Outcome(Enum):
@@ -75,6 +82,12 @@ def review(turn: Turn, runbook: Runbook, index: int, facts: Facts) -> Review:
         _ended(turn, step, status, planned)
         return Review(Outcome.DECIDE)
     digest = plan_digest({"changes": planned.changes, "report": planned.report})
+    size = len(json.dumps(planned.changes, separators=(",", ":")))
+    if size > PLAN_BYTES:
+        _ended(turn, step, status, Failed("PlanTooLarge", f"the plan has {len(planned.changes)} changes "
+                                          f"({size} bytes), more than the {PLAN_BYTES} bytes an Incident shows its "
+                                          f"approvers in full: narrow the step's selection (modules, maxTargets)"))
+        return Review(Outcome.DECIDE)
     rule = step.approval if step.approval and step.approval.required else None
     state = status.approval or ApprovalState(needed=rule.min_approvals if rule else 0)
     if state.plan_digest != digest:
@@ -82,7 +95,7 @@ def review(turn: Turn, runbook: Runbook, index: int, facts: Facts) -> Review:
         turn.note("plan:ready", f"{len(planned.changes)} changes, digest {digest}{again}", step.name)
         status.evidence = {**(status.evidence or {}), "plan": {
             "digest": digest, "dryRun": "accepted by the apiserver" if step.dry_run_first else "not dry-run",
-            "changes": planned.changes[:20], **({"report": planned.report} if planned.report is not None else {})}}
+            "changes": planned.changes, **({"report": planned.report} if planned.report is not None else {})}}
     state.plan_digest = digest
     status.approval = state
     if rule is None:
@@ -110,6 +123,8 @@ def review(turn: Turn, runbook: Runbook, index: int, facts: Facts) -> Review:
     state.votes, state.missing, state.needed = tally.votes, tally.missing, rule.min_approvals
     state.approved = tally.approved
     state.approved_digest = digest if tally.approved else None
+    if tally.approved and status.evidence:
+        status.evidence.pop(ASKED_AGAIN, None)
     if tally.rejected is not None:
         status.state, status.reason = "Rejected", "Rejected"  # type: ignore[assignment]
         status.message = f"rejected by {tally.rejected.user} (Approval {tally.rejected.approval})"
@@ -148,6 +163,12 @@ def _plan(turn: Turn, runbook: Runbook, step: Step, status: StepStatus, facts: F
     try:
         params = spec.params.model_validate(step.params or {})
         result = spec.plan(ctx, params) if spec.plan is not None else spec.run(ctx, params)
+        for _ in range(PLAN_CALLS if not own else 0):
+            if not isinstance(result, Running):
+                break
+            # The shadow context settles each wait at once: the next wave is planned too, on the
+            # selection as it is now, so the approval covers every write the step will make.
+            result = spec.run(ctx, params)
     except PolicyDenied as denied:
         turn.count(metrics.REFUSALS.labels(denied.verdict.reason).inc)  # once the status holding it is saved
         turn.status.timeline.append(denied.entry)
@@ -160,7 +181,8 @@ def _plan(turn: Turn, runbook: Runbook, step: Step, status: StepStatus, facts: F
         turn.status.timeline.extend(ctx.entries)  # the dry-run Job is a real write, audited as one
         status.targets += [t for t in ctx.touched if t not in status.targets]
     if isinstance(result, Running) and not own:
-        return Planned(ctx.changes)  # a step that waits between writes is planned up to its first wait
+        return Failed("PlanTooLong", f"the step still had writes to make after {PLAN_CALLS} planned waves: "
+                                     f"its plan cannot be shown whole")
     if isinstance(result, (Running, Planned, Failed, Escalate, Skipped)):
         return result
     return Planned(ctx.changes)

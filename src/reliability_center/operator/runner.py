@@ -27,14 +27,15 @@ from pydantic import ValidationError
 
 from reliability_center.actions import REGISTRY
 from reliability_center.actions.patch_plan import repository_from
-from reliability_center.actions.base import ActionContext, Escalate, Failed, Running, Skipped, Succeeded
+from reliability_center.actions.base import ActionContext, Escalate, Failed, OutsidePlan, Running, Skipped, Succeeded
 from reliability_center.actions.validate import check_runbook
 from reliability_center.api.common import Condition, now_iso, set_condition
-from reliability_center.api.incident import (RESOLVED_BY, TIMELINE_LIMIT, Gate, Incident, IncidentStatus, PlanState,
-                                             StepStatus, TimelineEntry)
+from reliability_center.api.incident import (RESOLVED_BY, TIMELINE_LIMIT, ApprovalState, Gate, Incident, IncidentStatus,
+                                             PlanState, StepStatus, TimelineEntry)
 from reliability_center.api.patchplan import ROLLBACK_REQUESTED_BY
-from reliability_center.api.runbook import Runbook, RunbookStatus
+from reliability_center.api.runbook import Runbook, RunbookStatus, Step
 from reliability_center.engine import gates as verdicts
+from reliability_center.engine.approvals import ASKED_AGAIN, ask_again, planned_targets
 from reliability_center.engine.matching import match_runbook
 from reliability_center.engine.plan import Facts, plan
 from reliability_center.engine.progress import (AwaitStep, Finish, RestoreStep, RunStep, highest_level, next_decision,
@@ -376,7 +377,7 @@ class Turn:
                     return outcome.wake_in
                 if outcome.outcome is governance.Outcome.DECIDE:
                     continue
-                if isinstance(decision, AwaitStep) and decision.reason == "ApprovalRequired":
+                if isinstance(decision, AwaitStep) and decision.reason in ("ApprovalRequired", "PlanChanged"):
                     decision = dataclasses.replace(decision, wake_in=outcome.wake_in)
             if isinstance(decision, RunStep):
                 wait = self.run_step(runbook, decision.index, facts)
@@ -481,8 +482,12 @@ class Turn:
             self.note("step:started", f"{step.action} (level {step.level})", step.name)
         status.attempts += 1
         write = self.write_context(step.name, step.level, step.take_ownership)
+        # An approved step writes only what its approved plan shows: a target outside it asks again.
+        approved = planned_targets((status.evidence or {}).get("plan")) if step.approval and step.approval.required \
+            else None
         ctx = ActionContext(gateway=self.runner.gateway, read=self.runner.kube, incident=self.incident, write=write,
-                            step=step, status=status, limits=runbook.spec.limits, facts=facts, action=step.action)
+                            step=step, status=status, limits=runbook.spec.limits, facts=facts, action=step.action,
+                            approved=approved)
         before = status.model_dump()
         timeline = len(self.status.timeline)
         clock = datetime.now(timezone.utc)
@@ -498,6 +503,10 @@ class Turn:
             status.state = "Blocked"
         except (Invalid, NotFound, ValidationError) as exc:
             result = Failed("InvalidChange", str(exc)[:1024])
+        except OutsidePlan as outside:
+            self.status.timeline.extend(ctx.entries)  # the writes before it (in the plan) were made
+            self.plan_moved(step, status, outside.target)
+            return 0.0
         took = (datetime.now(timezone.utc) - clock).total_seconds()
         self.count(lambda: metrics.STEP_SECONDS.labels(step.action).observe(took))
         self.report_left_out(ctx, status)
@@ -551,6 +560,18 @@ class Turn:
         if changed or len(self.status.timeline) != timeline or status.state != "Running":
             self.save()
         return wait
+
+    def plan_moved(self, step: Step, status: StepStatus, target: str) -> None:
+        """The approved step reached a write its plan did not show: back to AwaitingApproval, its rest planned
+        again (``governance.review``, next in this turn) and approved again."""
+        state = status.approval or ApprovalState()
+        why = ask_again(target, state.approved_digest)
+        status.approval = ApprovalState(needed=state.needed)  # no plan, no votes: review plans the rest afresh
+        status.evidence = {**(status.evidence or {}), ASKED_AGAIN: why}
+        status.state, status.reason, status.message = "AwaitingApproval", "PlanChanged", why  # type: ignore[assignment]
+        self.note("plan:changed", why, step.name)
+        self.condition("AwaitingApproval", "True", "PlanChanged", f"step {step.name!r}: {why}")
+        self.save()
 
     def warn_self_heal(self, ctx: ActionContext) -> None:
         """A write on an object an Argo CD Application syncs, without what lets it hold (gitops/argocd.py):
