@@ -17,6 +17,13 @@ pytestmark = pytest.mark.usefixtures("operator")
 CRON = "repair-reprocess-ocr-batch"
 
 
+def dry_run_job(namespace: str, other_than: str = "") -> str:
+    """The dry-run Job the operator made (named after the incident, the step and the template it runs)."""
+    return wait_for(lambda: next((j["metadata"]["name"] for j in get_json("jobs", "-n", namespace)["items"]
+                                  if j["metadata"]["name"].startswith(f"{CRON}-dryrun-")
+                                  and j["metadata"]["name"] != other_than), None), what="the dry-run Job")
+
+
 def test_a_repair_job_runs_dry_first_waits_for_approval_then_runs_for_real(app):
     category = f"rj{uuid.uuid4().hex[:8]}"
     apply_runbook(category, {"steps": [
@@ -26,7 +33,7 @@ def test_a_repair_job_runs_dry_first_waits_for_approval_then_runs_for_real(app):
     made = json.loads(kubectl("create", "-n", app, "-f", "-", "-o", "json",
                               input=json.dumps(incident("ocr", category=category))).stdout)
     key = hashlib.sha256(f"{made['metadata']['uid']}|repair".encode()).hexdigest()[:8]
-    dry, real = f"{CRON}-dryrun-{key}", f"{CRON}-apply-{key}"
+    dry, real = dry_run_job(app), f"{CRON}-apply-{key}"
     # What the repair's own container writes when DRY_RUN=true: the documents it would reprocess.
     apply_docs(app, [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{dry}-report"},
                       "data": {"documents": "42", "batch": "2026-11-28"}}])
