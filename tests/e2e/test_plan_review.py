@@ -17,7 +17,7 @@ import pytest
 from reliability_center.actions.restart_one_by_one import RESTART_ANNOTATION
 from tests.e2e.test_run_job import CRON, dry_run_job
 from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, rollout_status, slow_schedulers, wait_for
-from tests.support.incidents import approve, create, incident, plan_digest, status, steps
+from tests.support.incidents import APPROVERS, approve, create, incident, plan_digest, status, steps
 
 pytestmark = pytest.mark.usefixtures("operator")
 LABELS = {"reliability.center/role": "scheduler", "reliability.center/module": "waves"}
@@ -77,7 +77,11 @@ def test_a_later_wave_whose_selection_grew_stops_and_asks_again(namespace):
         [f"Deployment/{namespace}/sched-c"]
     assert not restarted(namespace, "sched-c")  # still untouched while it waits
 
-    approve(namespace, "waves", "restart", user="alice", digest=again)
+    # relctl approve with no --digest prints the whole plan it signs, then signs that digest.
+    signed = relctl("approve", "waves", "restart", "-n", namespace, "--as", "alice", "--as-group", APPROVERS)
+    assert signed.returncode == 0, signed.stderr
+    assert signed.stdout.startswith(f"plan {again}: 1 changes") and f"Deployment/{namespace}/sched-c" in signed.stdout
+    assert f"for plan {again}" in signed.stdout
     wait_for(lambda: steps(status(namespace, "waves"))["restart"] == "Succeeded", timeout=90, what="the step")
     assert restarted(namespace, "sched-c")
 
