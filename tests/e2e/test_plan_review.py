@@ -16,7 +16,8 @@ import pytest
 
 from reliability_center.actions.restart_one_by_one import RESTART_ANNOTATION
 from tests.e2e.test_run_job import CRON, dry_run_job
-from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, rollout_status, slow_schedulers, wait_for
+from tests.support.cluster import (apply_docs, apply_runbook, get_json, kubectl, rollout_status, slow_schedulers,
+                                   wait_for)
 from tests.support.incidents import APPROVERS, approve, create, incident, plan_digest, status, steps
 
 pytestmark = pytest.mark.usefixtures("operator")

@@ -504,7 +504,11 @@ class Turn:
         except (Invalid, NotFound, ValidationError) as exc:
             result = Failed("InvalidChange", str(exc)[:1024])
         except OutsidePlan as outside:
-            self.status.timeline.extend(ctx.entries)  # the writes before it (in the plan) were made
+            # The writes before it (in the plan) were made: kept as any step's are.
+            self.status.timeline.extend(ctx.entries)
+            status.snapshots += [s for s in ctx.snapshots if s not in status.snapshots]
+            self.status.snapshots += [s for s in ctx.snapshots if s not in self.status.snapshots]
+            status.targets += [t for t in ctx.touched if t not in status.targets]
             self.plan_moved(step, status, outside.target)
             return 0.0
         took = (datetime.now(timezone.utc) - clock).total_seconds()
