@@ -61,7 +61,7 @@ def expected_name(body: dict[str, Any], category: str, tenant: str = "acme") -> 
 
 def post(body: Any = None, *, raw: bytes | None = None, token: str | None = INTAKE_TOKEN,
          content_type: str = "application/json", method: str = "POST", url: str = INTAKE_URL,
-         headers: dict[str, str] | None = None, client: httpx.Client | None = None) -> httpx.Response:
+         headers: dict[str, str | bytes] | None = None, client: httpx.Client | None = None) -> httpx.Response:
     sent = {"Content-Type": content_type, **({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
     content = raw if raw is not None else json.dumps(body).encode()
     return (client or httpx).request(method, url, content=content, headers=sent, timeout=30)
@@ -97,6 +97,13 @@ def refusals(ns: str, category: str) -> list[tuple[str, dict[str, Any], int, str
         ("no token", {"body": good, "token": None}, 401, "Unauthorized"),
         ("wrong token", {"body": good, "token": "not-" + INTAKE_TOKEN}, 401, "InvalidToken"),
         ("basic auth", {"body": good, "token": None, "headers": {"Authorization": "Basic YTpi"}}, 401, "InvalidToken"),
+        ("non-ASCII bearer", {"body": good, "token": None, "headers": {"Authorization": b"Bearer \xff"}},
+         401, "InvalidToken"),
+        ("non-ASCII after the token", {"body": good, "token": None,
+                                       "headers": {"Authorization": f"Bearer {INTAKE_TOKEN}\u00e9".encode()}},
+         401, "InvalidToken"),
+        ("no scheme", {"body": good, "token": None, "headers": {"Authorization": INTAKE_TOKEN}}, 401, "InvalidToken"),
+        ("scheme alone", {"body": good, "token": None, "headers": {"Authorization": "Bearer"}}, 401, "InvalidToken"),
         ("oversized body", {"raw": b'{"pad": "' + b"x" * (300 * 1024) + b'"}'}, 413, "BodyTooLarge"),
         ("oversized chunked body", {"raw": chunks}, 413, "BodyTooLarge"),
         ("invalid JSON", {"raw": b'{"version": "4", "alerts": [,]'}, 400, "InvalidJSON"),

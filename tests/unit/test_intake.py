@@ -25,6 +25,7 @@ from reliability_center.intake.config import ConfigError, IntakeConfig, load
 from reliability_center.intake.incidents import _answers
 from reliability_center.intake.mapping import GROUP_LABEL, MAX_SIGNALS, Refused, merge_signals, plans
 from reliability_center.intake.payload import Webhook, too_deep
+from reliability_center.intake.server import bearer_matches
 
 CONFIG = IntakeConfig(namespaces=["shop", "t-*"], categories=["perf", "billing", "alert-*"])
 DNS = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -404,3 +405,17 @@ def test_an_apiserver_that_is_away_is_a_503_alertmanager_retries(tmp_path):
 
     response = asyncio.run(post())
     assert response.status_code == 503 and response.json()["error"] == "ApiserverUnavailable", response.text
+
+
+# ------------------------------------------------------------------------------ the Authorization header
+
+
+@pytest.mark.parametrize("header", ["Bearer \udcff", "Bearer s3cr3t\u00e9", "s3cr3t", "Bearer", "Basic s3cr3t",
+                                    "Bearer s3cr3", "", "Bearer  s3cr3t\udc80"])
+def test_a_malformed_or_wrong_authorization_header_is_not_the_token(header):
+    assert not bearer_matches(header, "s3cr3t")
+
+
+@pytest.mark.parametrize("header", ["Bearer s3cr3t", "bearer s3cr3t", "BEARER  s3cr3t "])
+def test_the_bearer_token_matches_whatever_the_scheme_case(header):
+    assert bearer_matches(header, "s3cr3t")

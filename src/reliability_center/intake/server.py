@@ -63,6 +63,17 @@ class TokenFile:
         return self._token
 
 
+def bearer_matches(header: str, token: str) -> bool:
+    """Whether ``Authorization`` is ``Bearer <token>``. Any other header, however malformed (no scheme,
+    non-ASCII bytes, which aiohttp hands over as surrogate escapes), is just not the token: a 401, never a 503."""
+    scheme, _, presented = header.partition(" ")
+    try:
+        presented_bytes = presented.strip().encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented_bytes, token.encode())
+
+
 def _unavailable(exc: Exception) -> web.Response:
     """The apiserver's side failed: 503 with why, so Alertmanager retries (422 if it refused our object)."""
     if isinstance(exc, Invalid):
@@ -120,8 +131,7 @@ class Receiver:
         if not header:
             return refuse(401, "Unauthorized", "an Authorization: Bearer <token> header is required",
                           {"WWW-Authenticate": 'Bearer realm="reliability-center"'})
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip().encode(), token.encode()):
+        if not bearer_matches(header, token):
             return refuse(401, "InvalidToken", "the bearer token is not the receiver's",
                           {"WWW-Authenticate": 'Bearer realm="reliability-center", error="invalid_token"'})
         if request.content_type != "application/json":
