@@ -62,7 +62,9 @@ def refusal(body: dict, config: IntakeConfig = CONFIG) -> tuple[int, str]:
 
 def test_config_defaults_refuse_everything_until_allowed():
     config = IntakeConfig()
-    assert (config.max_body_bytes, config.max_alerts, config.max_depth) == (256 * 1024, 100, 16)
+    assert (config.max_body_bytes, config.max_alerts, config.max_depth, config.max_pending_posts) == (
+        256 * 1024, 100, 16, 64)
+    assert IntakeConfig.model_validate({"maxPendingPosts": 3}).max_pending_posts == 3
     assert config.defaults.severity == "high" and config.defaults.tenant is None
     assert config.labels.category == "category" and config.labels.namespace == "namespace"
     assert not config.category_allowed("perf") and not config.namespace_allowed("shop")

@@ -49,6 +49,9 @@ class IntakeConfig(Model):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     max_alerts: int = Field(default=100, ge=1, le=10_000)
     max_depth: int = Field(default=16, ge=4, le=64)
+    # Posts handled or waiting for a thread at once; past that a 429 (Alertmanager retries): 16 run
+    # (the receiver's threads), 48 wait, a few seconds of a storm's work (bench/bench_intake.py).
+    max_pending_posts: int = Field(default=64, ge=1, le=10_000)
 
     def namespace_allowed(self, namespace: str) -> bool:
         return any(fnmatchcase(namespace, p) for p in self.namespaces)

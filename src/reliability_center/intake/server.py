@@ -14,8 +14,10 @@ import json
 import logging
 import os
 import pathlib
+import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -28,6 +30,9 @@ from reliability_center.intake.metrics import ALERTS, REQUESTS
 from reliability_center.intake.payload import Webhook, too_deep
 
 log = logging.getLogger("reliability_center.intake")
+
+#: What a 429 asks Alertmanager to wait (it retries with its own backoff; other clients may honour this).
+RETRY_AFTER_SECONDS = 5
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -94,6 +99,19 @@ class Receiver:
         # the reconciles' 16 (RC_WORKERS), fill the kube client's 32 pooled connections and no more
         # (bench/bench_intake.py: 8 threads took 9 s for the storm, 16 take 5.5 s, 32 overflow the pool).
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="rc-intake")
+        self._pending = 0  # posts submitted to the executor and not done: bounded by max_pending_posts
+        self._pending_lock = threading.Lock()
+
+    def _admit(self) -> bool:
+        with self._pending_lock:
+            if self._pending >= self.config.max_pending_posts:
+                return False
+            self._pending += 1
+            return True
+
+    def _done(self, _: Future[Any]) -> None:
+        with self._pending_lock:
+            self._pending -= 1
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[self._errors])
@@ -160,8 +178,14 @@ class Receiver:
             return refuse(400, "InvalidPayload", where)
         except Refused as exc:
             return refuse(exc.status, exc.reason, exc.message)
+        if not self._admit():
+            return refuse(429, "TooManyPendingPosts",
+                          f"{limits.max_pending_posts} posts are already being handled (maxPendingPosts): retry later",
+                          {"Retry-After": str(RETRY_AFTER_SECONDS)})
         try:
-            outcome = await asyncio.get_running_loop().run_in_executor(self.executor, self.incidents.apply, wanted)
+            job = self.executor.submit(self.incidents.apply, wanted)
+            job.add_done_callback(self._done)  # when the thread is done, even if the client hung up before
+            outcome = await asyncio.wrap_future(job)
         except Refused as exc:
             return refuse(exc.status, exc.reason, exc.message)
         except Exception as exc:
