@@ -23,9 +23,10 @@ from reliability_center.intake.config import IntakeConfig
 from reliability_center.intake.incidents import Incidents, Outcome
 from reliability_center.intake.mapping import Plan
 from reliability_center.intake.server import Receiver, TokenFile
-from tests.conftest import INTAKE_TOKEN, INTAKE_TOKEN_FILE
+from tests.conftest import INTAKE_TOKEN_FILE, NAMESPACE_PREFIX
 from tests.e2e.test_intake import alert_category, am_alert, expected_name, incidents, payload, post  # noqa: F401
-from tests.support.cluster import wait_for
+from tests.support.cluster import create_object, kubectl, wait_for
+from tests.support.incidents import incident
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -47,6 +48,25 @@ def serving(receiver: Receiver) -> Iterator[str]:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+@pytest.fixture
+def second_namespace() -> Iterator[str]:
+    """Another namespace the session operator's intake serves."""
+    name = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:10]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def spread(body: dict[str, Any], *places: tuple[str, str]) -> dict[str, Any]:
+    """The post's alerts, the i-th in places[i] = (namespace, tenant): a group whose group_by leaves both out."""
+    for alert, (namespace, tenant) in zip(body["alerts"], places, strict=True):
+        alert["labels"].update(namespace=namespace, tenant=tenant)
+    for key in ("namespace", "tenant"):
+        body["commonLabels"].pop(key, None)
+        body["groupLabels"].pop(key, None)
+    return body
 
 
 class HeldIncidents(Incidents):
@@ -94,3 +114,37 @@ def test_a_full_queue_answers_429_with_retry_after_and_the_held_posts_still_land
     assert [answers[i].status_code for i in range(2)] == [200, 200], [answers[i].text for i in range(2)]
     # The apiserver holds the two held posts' Incidents and not the refused one's (Alertmanager retries it).
     assert sorted(incidents(kube, namespace)) == sorted(expected_name(b, alert_category) for b in bodies[:2])
+
+
+# ------------------------------------------------------------------------------ a name conflict drops no other partition
+
+
+def test_a_name_taken_by_another_category_fails_only_its_own_partition(kube, namespace, second_namespace,
+                                                                         alert_category):
+    body = spread(payload(namespace, alert_category, am_alert("aa1"), am_alert("bb2"), am_alert("cc3"),
+                          group="shared"),
+                  (namespace, "acme"), (namespace, "globex"), (second_namespace, "acme"))
+    squatted = expected_name(body, alert_category, "acme")
+    # Someone made an Incident under the intake's predictable name for (namespace, acme), of another category.
+    create_object(namespace, incident(squatted, category="not-" + alert_category, summary="squatter"))
+    response = post(body)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["failed"] == [{"incident": f"{namespace}/{squatted}", "error": "NameTaken",
+                                 "message": answer["failed"][0]["message"]}]
+    assert "is not this alert group's" in answer["failed"][0]["message"]
+    # The other partitions of the same post were handled: the apiserver holds their Incidents.
+    globex, elsewhere = expected_name(body, alert_category, "globex"), expected_name(body, alert_category, "acme")
+    assert sorted(answer["created"]) == sorted([f"{namespace}/{globex}", f"{second_namespace}/{elsewhere}"])
+    here = incidents(kube, namespace)
+    assert sorted(here) == sorted([squatted, globex])
+    assert [s["fingerprint"] for s in here[globex]["spec"]["signals"]] == ["bb2"]
+    assert [s["fingerprint"] for s in incidents(kube, second_namespace)[elsewhere]["spec"]["signals"]] == ["cc3"]
+    # And the squatter's Incident is untouched: no signal of the post was merged into it.
+    assert here[squatted]["spec"]["category"] == "not-" + alert_category
+    assert not here[squatted]["spec"].get("signals")
+    # A post whose only partition is the squatted one: nothing is accepted, a 409 (Alertmanager does
+    # not retry it: retrying cannot free the name).
+    alone = spread(payload(namespace, alert_category, am_alert("aa1"), group="shared"), (namespace, "acme"))
+    refused = post(alone)
+    assert (refused.status_code, refused.json()["error"]) == (409, "NameTaken"), refused.text

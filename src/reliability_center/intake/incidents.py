@@ -28,6 +28,8 @@ class Outcome:
     updated: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     unhandled: list[str] = field(default_factory=list)
+    #: Partitions refused on their own (a name taken by another category): (namespace/name, why).
+    failed: list[tuple[str, Refused]] = field(default_factory=list)
     alerts: dict[str, int] = field(default_factory=dict)  # outcome → alerts, for the metric
     dropped: int = 0
 
@@ -36,8 +38,19 @@ class Outcome:
         self.alerts[outcome] = self.alerts.get(outcome, 0) + len(plan.signals) - dropped
         self.dropped += dropped + plan.dropped
 
+    def fail(self, what: str, refusal: Refused, plan: Plan) -> None:
+        self.failed.append((what, refusal))
+        self.alerts["failed"] = self.alerts.get("failed", 0) + len(plan.signals)
+
+    @property
+    def accepted(self) -> bool:
+        return bool(self.created or self.updated or self.unchanged or self.unhandled)
+
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: getattr(self, k) for k in ("created", "updated", "unchanged", "unhandled")}
+        if self.failed:
+            out["failed"] = [{"incident": what, "error": why.reason, "message": why.message}
+                             for what, why in self.failed]
         if self.dropped:
             out["dropped"] = self.dropped
             out["note"] = f"{self.dropped} alert(s) not recorded: an Incident holds at most 50 signals"
@@ -65,9 +78,23 @@ class Incidents:
         self._lock = threading.Lock()
 
     def apply(self, plans: list[Plan]) -> Outcome:
+        """Each plan on its own: one that fails never keeps the others of the post from being handled.
+
+        A refusal (a name taken) is that partition's answer in ``failed``, as retrying cannot change
+        it; an apiserver failure is raised once every other plan was tried (a 503: Alertmanager's
+        retry of the whole post merges the handled partitions into themselves, changing nothing).
+        """
         out = Outcome()
+        retry: Exception | None = None
         for plan in plans:
-            self._one(plan, out)
+            try:
+                self._one(plan, out)
+            except Refused as exc:
+                out.fail(f"{plan.namespace}/{plan.base_name}", exc, plan)
+            except Exception as exc:  # noqa: BLE001  (raised below, once the other plans had their turn)
+                retry = retry or exc
+        if retry is not None:
+            raise retry
         return out
 
     # -- one plan ------------------------------------------------------------------

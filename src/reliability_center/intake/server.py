@@ -190,11 +190,14 @@ class Receiver:
             return refuse(exc.status, exc.reason, exc.message)
         except Exception as exc:
             return _unavailable(exc)
-        REQUESTS.labels("accepted").inc()
         for what, count in outcome.alerts.items():
             ALERTS.labels(what).inc(count)
         if outcome.dropped:
             ALERTS.labels("dropped").inc(outcome.dropped)
+        if outcome.failed and not outcome.accepted:  # every partition refused: a 4xx, not retried
+            first = outcome.failed[0][1]
+            return refuse(first.status, first.reason, "; ".join(why.message for _, why in outcome.failed))
+        REQUESTS.labels("accepted").inc()
         summary = outcome.summary()
         if webhook.truncated_alerts:
             summary["truncatedAlerts"] = webhook.truncated_alerts
