@@ -148,3 +148,32 @@ def test_a_name_taken_by_another_category_fails_only_its_own_partition(kube, nam
     alone = spread(payload(namespace, alert_category, am_alert("aa1"), group="shared"), (namespace, "acme"))
     refused = post(alone)
     assert (refused.status_code, refused.json()["error"]) == (409, "NameTaken"), refused.text
+
+
+# ------------------------------------------------------------------------------ tenants
+
+
+def test_tenant_star_and_tenants_outside_the_allow_list_are_refused_and_open_nothing(kube, namespace,
+                                                                                      alert_category):
+    # The session operator's intake (no tenants: list): any one tenant name, never "*".
+    star = post(payload(namespace, alert_category, am_alert("5a"), tenant="*"))
+    assert (star.status_code, star.json()["error"]) == (422, "TenantNotAllowed"), star.text
+    assert "'*'" in star.json()["message"] and "5a" in star.json()["message"]
+    # An intake whose config lists the tenants, and lets one post open at most two incidents.
+    config = IntakeConfig(namespaces=[namespace], categories=[alert_category], tenants=["acme", "team-*"],
+                          max_incidents_per_post=2)
+    with serving(Receiver(config, TokenFile(str(INTAKE_TOKEN_FILE)), Incidents(kube))) as url:
+        outsider = post(payload(namespace, alert_category, am_alert("6b"), tenant="globex"), url=url)
+        three = spread(payload(namespace, alert_category, am_alert("7a"), am_alert("7b"), am_alert("7c"),
+                               group="three"), (namespace, "acme"), (namespace, "team-a"), (namespace, "team-b"))
+        too_many = post(three, url=url)
+        assert incidents(kube, namespace) == {}  # none of the three refusals opened anything
+        two = spread(payload(namespace, alert_category, am_alert("8a"), am_alert("8b"), group="two"),
+                     (namespace, "acme"), (namespace, "team-a"))
+        accepted = post(two, url=url)
+    assert (outsider.status_code, outsider.json()["error"]) == (422, "TenantNotAllowed"), outsider.text
+    assert "'globex'" in outsider.json()["message"] and "6b" in outsider.json()["message"]
+    assert (too_many.status_code, too_many.json()["error"]) == (422, "TooManyIncidents"), too_many.text
+    assert accepted.status_code == 200, accepted.text
+    assert sorted(incidents(kube, namespace)) == sorted(expected_name(two, alert_category, t)
+                                                        for t in ("acme", "team-a"))

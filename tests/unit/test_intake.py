@@ -73,16 +73,19 @@ def test_config_defaults_refuse_everything_until_allowed():
 def test_config_is_loaded_from_yaml_with_patterns(tmp_path):
     path = tmp_path / "intake.yaml"
     path.write_text("namespaces: ['shop-*']\ndefaultNamespace: shop-eu\ncategories: [perf, 'alert-*']\n"
-                    "labels: {tenant: customer}\ndefaults: {severity: low, tenant: '*'}\nmaxAlerts: 5\n")
+                    "labels: {tenant: customer}\ndefaults: {severity: low, tenant: shared}\nmaxAlerts: 5\n"
+                    "tenants: [acme, 'team-*']\nmaxIncidentsPerPost: 3\n")
     config = load(path)
     assert config.namespace_allowed("shop-eu") and not config.namespace_allowed("shopping")
     assert config.category_allowed("alert-x1") and not config.category_allowed("billing")
     assert (config.labels.tenant, config.labels.category, config.defaults.tenant, config.max_alerts) == (
-        "customer", "category", "*", 5)
+        "customer", "category", "shared", 5)
+    assert config.tenants == ["acme", "team-*"] and config.max_incidents_per_post == 3
 
 
 @pytest.mark.parametrize("text", ["namespaces: shop: [", "- a list\n", "maxAlerts: many\n", "unknown: 1\n",
-                                  "defaults: {tenant: 'Not A Label'}\n", "maxDepth: 1000\n"])
+                                  "defaults: {tenant: 'Not A Label'}\n", "maxDepth: 1000\n",
+                                  "defaults: {tenant: '*'}\n", "maxIncidentsPerPost: 0\n"])
 def test_an_invalid_config_is_an_error_that_says_why(tmp_path, text):
     path = tmp_path / "intake.yaml"
     path.write_text(text)
@@ -150,11 +153,32 @@ def test_one_group_makes_one_plan_named_from_its_group_key():
     assert plan_of(payload())[0] == plan  # the same post, the same plan: idempotent by construction
 
 
-def test_tenant_star_is_named_all_and_a_literal_all_cannot_collide_with_it():
-    star = plan_of(payload(common={"tenant": "*"}))[0]
-    literal = plan_of(payload(common={"tenant": "all"}))[0]
-    assert star.base_name.startswith("perf-all-") and literal.base_name.startswith("perf-all-")
-    assert star.base_name != literal.base_name
+def test_tenant_star_is_refused_whatever_the_allow_list_says():
+    for config in (CONFIG, CONFIG.model_copy(update={"tenants": ["*"]})):
+        with pytest.raises(Refused) as info:
+            plan_of(payload(alert("a1"), alert("b2", tenant="*"), common={"tenant": "acme"}), config)
+        assert (info.value.status, info.value.reason) == (422, "TenantNotAllowed")
+        assert "'*'" in info.value.message and "b2" in info.value.message  # which alert, which tenant
+
+
+def test_tenants_outside_the_allow_list_are_refused_naming_the_alert():
+    config = CONFIG.model_copy(update={"tenants": ["acme", "team-*"]})
+    assert [p.tenant for p in plan_of(payload(common={"tenant": "team-eu"}), config)] == ["team-eu"]
+    assert [p.tenant for p in plan_of(payload(), config)] == ["acme"]
+    with pytest.raises(Refused) as info:
+        plan_of(payload(alert("a1"), alert("c3", tenant="globex")), config)
+    assert (info.value.status, info.value.reason) == (422, "TenantNotAllowed")
+    assert "'globex'" in info.value.message and "c3" in info.value.message and "HighLatency" in info.value.message
+    # Absent (the default): any single tenant name that is a DNS label.
+    assert CONFIG.tenants is None and [p.tenant for p in plan_of(payload(common={"tenant": "globex"}))] == ["globex"]
+
+
+def test_one_post_opens_at_most_max_incidents_per_post():
+    body = payload(*(alert(f"a{i}", tenant=f"t{i}") for i in range(4)))
+    del body["commonLabels"]["tenant"]
+    assert len(plan_of(body, CONFIG.model_copy(update={"max_incidents_per_post": 4}))) == 4
+    assert refusal(body, CONFIG.model_copy(update={"max_incidents_per_post": 3})) == (422, "TooManyIncidents")
+    assert IntakeConfig().max_incidents_per_post == 10
 
 
 def test_long_categories_and_tenants_still_make_valid_distinct_names_with_room_for_episodes():
@@ -198,13 +222,13 @@ def test_fields_come_from_common_labels_then_the_first_firing_alert_then_default
     assert plan.severity == "info"  # commonLabels first
     (plan,) = plan_of(payload(alert(severity="warning")))
     assert plan.severity == "medium"  # Prometheus' warning, through the severity map
-    config = CONFIG.model_copy(update={"defaults": CONFIG.defaults.model_copy(update={"tenant": "*"}),
+    config = CONFIG.model_copy(update={"defaults": CONFIG.defaults.model_copy(update={"tenant": "shared"}),
                                        "default_namespace": "t-default"})
     body = payload()
     for key in ("tenant", "namespace"):
         del body["commonLabels"][key]
     (plan,) = plan_of(body, config)
-    assert (plan.tenant, plan.namespace) == ("*", "t-default")
+    assert (plan.tenant, plan.namespace) == ("shared", "t-default")
 
 
 def test_summary_and_signals_come_from_annotations_and_alerts():

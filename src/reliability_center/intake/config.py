@@ -13,7 +13,6 @@ import yaml
 from pydantic import Field, ValidationError
 
 from reliability_center.api.common import DNS_LABEL, Model
-from reliability_center.api.incident import TENANT
 from reliability_center.api.runbook import Severity
 
 
@@ -33,8 +32,8 @@ class LabelNames(Model):
 
 class Defaults(Model):
     severity: Severity = "high"
-    tenant: str | None = Field(default=None, pattern=TENANT, max_length=63,
-                               description="None: an alert without a tenant label is refused.")
+    tenant: str | None = Field(default=None, pattern=DNS_LABEL, max_length=63,
+                               description="None: an alert without a tenant label is refused. Never '*'.")
 
 
 class IntakeConfig(Model):
@@ -43,6 +42,8 @@ class IntakeConfig(Model):
     labels: LabelNames = Field(default_factory=LabelNames)
     defaults: Defaults = Field(default_factory=Defaults)
     categories: list[str] = Field(default_factory=list, description="fnmatch patterns; empty refuses every category.")
+    tenants: list[str] | None = Field(default=None, description="fnmatch patterns; None: any one tenant that is a "
+                                                                "DNS label. '*' (every tenant) is always refused.")
     # Prometheus rules commonly say warning/page; Incidents know critical..info.
     severity_map: dict[str, Severity] = Field(
         default_factory=lambda: {"warning": "medium", "error": "high", "page": "critical", "none": "info"})
@@ -52,9 +53,15 @@ class IntakeConfig(Model):
     # Posts handled or waiting for a thread at once; past that a 429 (Alertmanager retries): 16 run
     # (the receiver's threads), 48 wait, a few seconds of a storm's work (bench/bench_intake.py).
     max_pending_posts: int = Field(default=64, ge=1, le=10_000)
+    # Partitions (namespace, category, tenant) of one post that may fire, each an Incident it may open.
+    max_incidents_per_post: int = Field(default=10, ge=1, le=1000)
 
     def namespace_allowed(self, namespace: str) -> bool:
         return any(fnmatchcase(namespace, p) for p in self.namespaces)
+
+    def tenant_allowed(self, tenant: str) -> bool:
+        # "*" would widen a step to every tenant: an alert speaks for one (an admin opens a "*" incident).
+        return tenant != "*" and (self.tenants is None or any(fnmatchcase(tenant, p) for p in self.tenants))
 
     def category_allowed(self, category: str) -> bool:
         return any(fnmatchcase(category, p) for p in self.categories)

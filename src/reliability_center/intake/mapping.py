@@ -15,7 +15,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from reliability_center.api.common import API_VERSION, DNS_LABEL
-from reliability_center.api.incident import TENANT
 from reliability_center.intake.config import IntakeConfig
 from reliability_center.intake.payload import Alert, Webhook
 
@@ -149,9 +148,9 @@ def _check(value: str, pattern: str, what: str, reason: str) -> str:
     return value
 
 
-def _where(labels: dict[str, str], config: IntakeConfig) -> tuple[str, str, str]:
-    """(namespace, category, tenant) of one alert, or the refusal."""
-    names = config.labels
+def _where(alert: Alert, config: IntakeConfig) -> tuple[str, str, str]:
+    """(namespace, category, tenant) of one alert (its labels merged with the common ones), or the refusal."""
+    labels, names = alert.labels, config.labels
     category, tenant = labels.get(names.category), labels.get(names.tenant) or config.defaults.tenant
     missing = [n for n, v in ((names.category, category), (names.tenant, tenant)) if not v]
     if missing:
@@ -161,7 +160,11 @@ def _where(labels: dict[str, str], config: IntakeConfig) -> tuple[str, str, str]
     _check(category, DNS_LABEL, "category", "InvalidCategory")
     if not config.category_allowed(category):
         raise Refused(422, "CategoryNotAllowed", f"category {category!r} is not in the intake's allow-list")
-    _check(tenant, TENANT, "tenant", "InvalidTenant")
+    if not config.tenant_allowed(tenant):
+        raise Refused(422, "TenantNotAllowed", f"alert {labels.get('alertname', '?')[:80]!r} (fingerprint "
+                                               f"{alert.fingerprint}): tenant {tenant[:80]!r} is not one the intake "
+                                               "may open incidents for" + (" ('*' never is)" if tenant == "*" else ""))
+    _check(tenant, DNS_LABEL, "tenant", "InvalidTenant")
     namespace = labels.get(names.namespace) or config.default_namespace
     if not namespace:
         raise Refused(422, "NamespaceNotAllowed", f"no {names.namespace!r} label and no defaultNamespace")
@@ -181,7 +184,12 @@ def plans(webhook: Webhook, config: IntakeConfig) -> list[Plan]:
     for alert in webhook.alerts:
         labels = {**webhook.common_labels, **alert.labels}
         alert = alert.model_copy(update={"labels": labels})
-        parts.setdefault(_where(labels, config), []).append(alert)
+        parts.setdefault(_where(alert, config), []).append(alert)
+    firing = sum(any(a.status == "firing" for a in alerts) for alerts in parts.values())
+    if firing > config.max_incidents_per_post:
+        raise Refused(422, "TooManyIncidents", f"the post would open {firing} incidents (namespace, category, "
+                                               f"tenant); at most {config.max_incidents_per_post} "
+                                               "(maxIncidentsPerPost; group_by namespace, category and tenant)")
     group = hashlib.sha256(webhook.group_key.encode()).hexdigest()[:10]
     out = []
     for (namespace, category, tenant), alerts in parts.items():
