@@ -23,9 +23,9 @@ from reliability_center.intake.config import IntakeConfig
 from reliability_center.intake.incidents import Incidents, Outcome
 from reliability_center.intake.mapping import Plan
 from reliability_center.intake.server import Receiver, TokenFile
-from tests.conftest import INTAKE_TOKEN_FILE, NAMESPACE_PREFIX
+from tests.conftest import ALERT_CATEGORY_PREFIX, INTAKE_TOKEN_FILE, NAMESPACE_PREFIX
 from tests.e2e.test_intake import alert_category, am_alert, expected_name, incidents, payload, post  # noqa: F401
-from tests.support.cluster import create_object, kubectl, wait_for
+from tests.support.cluster import apply_runbook, create_object, get_json, kubectl, wait_for
 from tests.support.incidents import incident
 from tests.support.processes import free_port
 
@@ -162,7 +162,7 @@ def test_tenant_star_and_tenants_outside_the_allow_list_are_refused_and_open_not
     # An intake whose config lists the tenants, and lets one post open at most two incidents.
     config = IntakeConfig(namespaces=[namespace], categories=[alert_category], tenants=["acme", "team-*"],
                           max_incidents_per_post=2)
-    with serving(Receiver(config, TokenFile(str(INTAKE_TOKEN_FILE)), Incidents(kube))) as url:
+    with serving(Receiver(config, TokenFile(str(INTAKE_TOKEN_FILE)), Incidents(kube, config))) as url:
         outsider = post(payload(namespace, alert_category, am_alert("6b"), tenant="globex"), url=url)
         three = spread(payload(namespace, alert_category, am_alert("7a"), am_alert("7b"), am_alert("7c"),
                                group="three"), (namespace, "acme"), (namespace, "team-a"), (namespace, "team-b"))
@@ -177,3 +177,41 @@ def test_tenant_star_and_tenants_outside_the_allow_list_are_refused_and_open_not
     assert accepted.status_code == 200, accepted.text
     assert sorted(incidents(kube, namespace)) == sorted(expected_name(two, alert_category, t)
                                                         for t in ("acme", "team-a"))
+
+
+# ------------------------------------------------------------------------------ rate limits
+
+
+@pytest.fixture
+def other_category() -> Iterator[str]:
+    """A second allowed category a Runbook handles (as test_intake.alert_category)."""
+    category = f"{ALERT_CATEGORY_PREFIX}{uuid.uuid4().hex[:8]}"
+    apply_runbook(category, {"steps": [{"name": "blast-radius", "level": 1, "action": "blast-radius"}]})
+    wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook status")
+    yield category
+    kubectl("delete", "runbook", f"rb-{category}", "--wait=false", check=False)
+
+
+def test_rate_limits_count_per_namespace_and_category_so_new_tenant_strings_do_not_dodge_them(
+        kube, namespace, alert_category, other_category):
+    config = IntakeConfig(namespaces=[namespace], categories=[alert_category, other_category],
+                          rate_limits={"perNamespace": 3, "perCategory": {alert_category: 2}})
+    with serving(Receiver(config, TokenFile(str(INTAKE_TOKEN_FILE)), Incidents(kube, config))) as url:
+        def opening(category: str, tenant: str, fingerprint: str) -> httpx.Response:
+            return post(payload(namespace, category, am_alert(fingerprint), tenant=tenant, group=tenant), url=url)
+
+        # Each post a fresh tenant string: the category's limit (2) holds all the same.
+        answers = [opening(alert_category, f"tenant-{i}", f"a{i}") for i in range(3)]
+        # Another category: the namespace's limit (3) counts every category.
+        others = [opening(other_category, f"tenant-{i}", f"b{i}") for i in range(3, 5)]
+        # A post that merges into an Incident already open is no new incident: no limit applies.
+        merged = post(payload(namespace, alert_category, am_alert("a0"), am_alert("c0"), tenant="tenant-0",
+                              group="tenant-0"), url=url)
+    assert [a.status_code for a in answers + others] == [200, 200, 429, 200, 429], [a.text for a in answers + others]
+    for refused, limit in ((answers[2], "perCategory"), (others[1], "perNamespace")):
+        assert refused.json()["error"] == "RateLimited" and limit in refused.json()["message"], refused.text
+        assert int(refused.headers["Retry-After"]) > 0
+    assert merged.status_code == 200 and merged.json()["updated"], merged.text
+    made = incidents(kube, namespace)
+    assert sorted((i["spec"]["category"], i["spec"]["tenant"]) for i in made.values()) == sorted(
+        [(alert_category, "tenant-0"), (alert_category, "tenant-1"), (other_category, "tenant-3")])

@@ -445,3 +445,40 @@ def test_a_malformed_or_wrong_authorization_header_is_not_the_token(header):
 @pytest.mark.parametrize("header", ["Bearer s3cr3t", "bearer s3cr3t", "BEARER  s3cr3t "])
 def test_the_bearer_token_matches_whatever_the_scheme_case(header):
     assert bearer_matches(header, "s3cr3t")
+
+
+# ------------------------------------------------------------------------------ rate limits
+
+
+def opened(*made: tuple[str, str, str]) -> list[dict[str, Any]]:
+    """Incidents the intake made: (category, tenant, creationTimestamp)."""
+    return [{"metadata": {"name": f"i{n}", "creationTimestamp": at}, "spec": {"category": c, "tenant": t}}
+            for n, (c, t, at) in enumerate(made)]
+
+
+def test_rate_limits_count_per_namespace_and_category_whatever_the_tenant_strings():
+    from datetime import datetime, timezone
+
+    from reliability_center.intake.mapping import rate_limited
+
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+    config = CONFIG.model_copy(update={"rate_limits": CONFIG.rate_limits.model_copy(
+        update={"per_namespace": 3, "per_category": {"perf": 2, "bill*": 5}})})
+    (plan,) = plan_of(payload(common={"tenant": "fresh-tenant-name"}), config)
+    # Two perf incidents for two other tenants in the last hour: a third tenant string does not dodge the limit.
+    two = opened(("perf", "t1", "2026-01-01T11:30:00Z"), ("perf", "t2", "2026-01-01T11:59:00Z"))
+    refused = rate_limited(two, plan, config, now)
+    assert refused is not None and (refused.status, refused.reason) == (429, "RateLimited")
+    assert "perCategory" in refused.message
+    # Older than the window: not counted.
+    assert rate_limited(opened(("perf", "t1", "2026-01-01T10:59:00Z"), ("perf", "t2", "2026-01-01T11:59:00Z")),
+                        plan, config, now) is None
+    # The namespace's limit counts every category.
+    (billing,) = plan_of(payload(common={"category": "billing", "tenant": "x"}), config)
+    three = opened(("perf", "a", "2026-01-01T11:50:00Z"), ("ocr", "b", "2026-01-01T11:50:00Z"),
+                   ("other", "c", "2026-01-01T11:50:00Z"))
+    refused = rate_limited(three, billing, config, now)
+    assert refused is not None and "perNamespace" in refused.message
+    assert rate_limited(three[:2], billing, config, now) is None
+    assert IntakeConfig().rate_limits.per_namespace == 30 and IntakeConfig().rate_limits.window_seconds == 3600
+    assert IntakeConfig.model_validate({"rateLimits": {"perCategory": {"perf": 1}}}).rate_limits.for_category("perf") == 1

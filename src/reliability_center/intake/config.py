@@ -36,6 +36,21 @@ class Defaults(Model):
                                description="None: an alert without a tenant label is refused. Never '*'.")
 
 
+class RateLimits(Model):
+    """How many incidents the intake opens per namespace, and per namespace and category, in a window.
+
+    Counted per namespace and category, never per tenant: the tenant is a string the poster chooses,
+    so a limit per tenant is one a poster dodges by varying it."""
+
+    per_namespace: int = Field(default=30, ge=1, le=10_000)
+    per_category: dict[str, int] = Field(default_factory=dict, description="fnmatch pattern → limit, per namespace "
+                                                                           "and category; the first that matches.")
+    window_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+
+    def for_category(self, category: str) -> int | None:
+        return next((limit for pattern, limit in self.per_category.items() if fnmatchcase(category, pattern)), None)
+
+
 class IntakeConfig(Model):
     namespaces: list[str] = Field(default_factory=list, description="fnmatch patterns; empty refuses every namespace.")
     default_namespace: str | None = Field(default=None, pattern=DNS_LABEL, max_length=63)
@@ -55,6 +70,7 @@ class IntakeConfig(Model):
     max_pending_posts: int = Field(default=64, ge=1, le=10_000)
     # Partitions (namespace, category, tenant) of one post that may fire, each an Incident it may open.
     max_incidents_per_post: int = Field(default=10, ge=1, le=1000)
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
 
     def namespace_allowed(self, namespace: str) -> bool:
         return any(fnmatchcase(namespace, p) for p in self.namespaces)

@@ -11,12 +11,15 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from reliability_center.api.common import now_iso, now_micro
 from reliability_center.gateway import records
 from reliability_center.gateway.kube import Conflict, Kube, Ref
-from reliability_center.intake.mapping import GROUP_LABEL, SOURCE, SOURCE_LABEL, Plan, Refused, merge_signals
+from reliability_center.intake.config import IntakeConfig
+from reliability_center.intake.mapping import (GROUP_LABEL, SOURCE, SOURCE_LABEL, Plan, Refused, merge_signals,
+                                               rate_limited)
 
 ATTEMPTS = 10  # compare-and-swap rounds before a 503 (Alertmanager retries it)
 RUNBOOKS_TTL = 5.0  # seconds a list of Runbooks that matched is trusted; a miss always lists again
@@ -72,10 +75,16 @@ def _answers(runbook: dict[str, Any], plan: Plan) -> bool:
 
 
 class Incidents:
-    def __init__(self, kube: Kube):
-        self.kube = kube
+    def __init__(self, kube: Kube, config: IntakeConfig | None = None):
+        self.kube, self.config = kube, config or IntakeConfig()
         self._runbooks: tuple[float, list[dict[str, Any]]] = (0.0, [])
         self._lock = threading.Lock()
+        self._namespace_locks: dict[str, threading.Lock] = {}
+
+    def _opening(self, namespace: str) -> threading.Lock:
+        """One lock per namespace around the rate limit's count and the create (only the leader writes)."""
+        with self._lock:
+            return self._namespace_locks.setdefault(namespace, threading.Lock())
 
     def apply(self, plans: list[Plan]) -> Outcome:
         """Each plan on its own: one that fails never keeps the others of the post from being handled.
@@ -114,10 +123,15 @@ class Incidents:
                 out.add("unhandled", f"{plan.namespace}/{plan.category}/{plan.tenant}", plan)
                 return
             name = plan.name(last + 1)
-            try:
-                records.create(self.kube, plan.manifest(name))
-            except Conflict:  # a peer (or a retry) created it first: look again, and merge into it
-                continue
+            with self._opening(plan.namespace):  # the count and the create at once: no two posts share a slot
+                made = self.kube.list("Incident", plan.namespace, f"{SOURCE_LABEL}={SOURCE}")
+                limited = rate_limited(made, plan, self.config, datetime.now(timezone.utc))
+                if limited is not None:
+                    raise limited
+                try:
+                    records.create(self.kube, plan.manifest(name))
+                except Conflict:  # a peer (or a retry) created it first: look again, and merge into it
+                    continue
             out.add("created", f"{plan.namespace}/{name}", plan)
             return
         raise Conflict(f"Incident {where} kept changing")

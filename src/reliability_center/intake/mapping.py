@@ -245,3 +245,23 @@ def merge_signals(existing: list[dict[str, Any]], incoming: list[dict[str, Any]]
                 updated.pop("resolvedAt", None)
             merged[i] = updated
     return merged, dropped
+
+
+def rate_limited(opened: list[dict[str, Any]], plan: Plan, config: IntakeConfig, now: datetime) -> Refused | None:
+    """Whether opening the plan's Incident would pass the intake's limits (None) or not (a 429, retried later).
+
+    ``opened``: the Incidents the intake made in the plan's namespace (any category, any tenant, closed too).
+    """
+    limits = config.rate_limits
+    since = now.timestamp() - limits.window_seconds
+    recent = [i for i in opened if (_parse(i["metadata"].get("creationTimestamp")) or now).timestamp() > since]
+    per = f"per {limits.window_seconds} s"
+    if len(recent) >= limits.per_namespace:
+        return Refused(429, "RateLimited", f"{len(recent)} incidents opened in namespace {plan.namespace} {per}: "
+                                           f"at most {limits.per_namespace} (rateLimits.perNamespace)")
+    limit = limits.for_category(plan.category)
+    same = sum((i.get("spec") or {}).get("category") == plan.category for i in recent)
+    if limit is not None and same >= limit:
+        return Refused(429, "RateLimited", f"{same} incidents of category {plan.category} opened in namespace "
+                                           f"{plan.namespace} {per}: at most {limit} (rateLimits.perCategory)")
+    return None

@@ -194,9 +194,13 @@ class Receiver:
             ALERTS.labels(what).inc(count)
         if outcome.dropped:
             ALERTS.labels("dropped").inc(outcome.dropped)
-        if outcome.failed and not outcome.accepted:  # every partition refused: a 4xx, not retried
-            first = outcome.failed[0][1]
-            return refuse(first.status, first.reason, "; ".join(why.message for _, why in outcome.failed))
+        limited = [why for _, why in outcome.failed if why.status == 429]
+        if outcome.failed and (limited or not outcome.accepted):
+            # Every partition refused (a 4xx, not retried: retrying cannot help); or one rate-limited,
+            # which a later retry may pass: a 429 that Alertmanager retries (the handled ones merge, no write).
+            first = (limited or [why for _, why in outcome.failed])[0]
+            return refuse(first.status, first.reason, "; ".join(why.message for _, why in outcome.failed),
+                          {"Retry-After": str(RETRY_AFTER_SECONDS)} if first.status == 429 else None)
         REQUESTS.labels("accepted").inc()
         summary = outcome.summary()
         if webhook.truncated_alerts:
@@ -207,7 +211,7 @@ class Receiver:
 async def start(kube: Kube, port: int, token_file: str, config_file: str, host: str = "0.0.0.0") -> web.AppRunner:
     """Serve the receiver; ConfigError (the config is missing or invalid) or OSError (the port) if it cannot."""
     config = load(config_file)
-    receiver = Receiver(config, TokenFile(token_file), Incidents(kube))
+    receiver = Receiver(config, TokenFile(token_file), Incidents(kube, config))
     runner = web.AppRunner(receiver.app(), access_log=None)
     await runner.setup()
     try:
