@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -215,3 +217,80 @@ def test_rate_limits_count_per_namespace_and_category_so_new_tenant_strings_do_n
     made = incidents(kube, namespace)
     assert sorted((i["spec"]["category"], i["spec"]["tenant"]) for i in made.values()) == sorted(
         [(alert_category, "tenant-0"), (alert_category, "tenant-1"), (other_category, "tenant-3")])
+
+
+# ------------------------------------------------------------------------------ a resolve reaches only its group's incidents
+
+MALLORY = ("--as=mallory", "--as-group=system:authenticated")
+#: What the admission policy reliability-center-intake-incidents says when it refuses.
+INTAKE_REFUSAL = "the intake's record of the alert group"
+
+
+def as_mallory(*args: str, input: str | None = None) -> Any:
+    return kubectl(*args, *MALLORY, input=input, check=False)
+
+
+def test_an_editor_can_neither_forge_the_intakes_group_record_nor_have_its_alerts_merged_into_her_incident(
+        kube, namespace, alert_category):
+    """mallory holds the built-in edit in the namespace (so she may create and edit Incidents there)."""
+    kubectl("create", "rolebinding", "mallory-edit", "--clusterrole=edit", "--user=mallory", "-n", namespace)
+    victim = payload(namespace, alert_category, am_alert("d1"), group="victim")
+    victim_name = expected_name(victim, alert_category)
+    assert post(victim).json()["created"] == [f"{namespace}/{victim_name}"]
+    record = incidents(kube, namespace)[victim_name]["metadata"]
+    group_key_sha = record["annotations"]["reliability.center/alert-group-sha256"]
+    assert group_key_sha == hashlib.sha256(victim["groupKey"].encode()).hexdigest()
+
+    # 1. She cannot make an Incident that passes for one the intake opened, nor relabel or re-key the intake's.
+    squat = payload(namespace, alert_category, am_alert("e1"), group="squatted")
+    squat_name = expected_name(squat, alert_category)
+    forged = incident(squat_name, category=alert_category, summary="mine",
+                      labels={"reliability.center/source": "alertmanager",
+                              "reliability.center/alert-group": squat_name.rsplit("-", 1)[1]})
+    forged["metadata"]["annotations"] = {"reliability.center/alert-group-key": squat["groupKey"],
+                                         "reliability.center/alert-group-sha256":
+                                             hashlib.sha256(squat["groupKey"].encode()).hexdigest()}
+    made = as_mallory("create", "-n", namespace, "-f", "-", input=json.dumps(forged))
+    assert made.returncode != 0 and INTAKE_REFUSAL in made.stderr, made.stderr
+    for change in (["annotate", "--overwrite", "incident", victim_name,
+                    f"reliability.center/alert-group-sha256={'0' * 64}"],
+                   ["label", "incident", victim_name, "reliability.center/source-"]):
+        changed = as_mallory(*change, "-n", namespace)
+        assert changed.returncode != 0 and INTAKE_REFUSAL in changed.stderr, (change, changed.stderr)
+    assert incidents(kube, namespace)[victim_name]["metadata"]["annotations"][
+        "reliability.center/alert-group-sha256"] == group_key_sha
+    # Editing what an editor may edit on the intake's Incident stays allowed.
+    assert as_mallory("annotate", "incident", victim_name, "note=looked-at", "-n", namespace).returncode == 0
+
+    # 2. Her Incident under the intake's predictable name (all she may make): the group's firing and its
+    # resolve do not reach it; they fail that partition (NameTaken), her Incident is as she made it.
+    plain = incident(squat_name, category=alert_category, summary="mine")
+    assert as_mallory("create", "-n", namespace, "-f", "-", input=json.dumps(plain)).returncode == 0
+    resolved = payload(namespace, alert_category, am_alert("e1", status="resolved", ends="2026-11-28T15:44:00Z"),
+                       group="squatted")
+    for body in (squat, resolved):
+        answer = post(body)
+        assert answer.status_code == 409 and answer.json()["error"] == "NameTaken", answer.text
+    assert not incidents(kube, namespace)[squat_name]["spec"].get("signals")
+
+    # 3. An Incident the operator itself recorded for another group under the name (what a collision of the
+    # name's 10-hex hash would give): a resolve of this group does not reach it either.
+    other = payload(namespace, alert_category, am_alert("f1"), group="collides")
+    other_name = expected_name(other, alert_category)
+    recorded_elsewhere = incident(other_name, category=alert_category, summary="another group's",
+                                  signals=[{"source": "alertmanager", "name": "x", "fingerprint": "f1",
+                                            "time": "2026-11-28T15:39:32.248000Z", "resolved": False}],
+                                  labels={"reliability.center/source": "alertmanager",
+                                          "reliability.center/alert-group": other_name.rsplit("-", 1)[1]})
+    recorded_elsewhere["metadata"]["annotations"] = {"reliability.center/alert-group-sha256": "0" * 64}
+    create_object(namespace, recorded_elsewhere)  # the test's client holds records.reliability.center: it may
+    answer = post(payload(namespace, alert_category, am_alert("f1", status="resolved", ends="2026-11-28T15:44:00Z"),
+                          group="collides"))
+    assert answer.status_code == 409 and answer.json()["error"] == "NameTaken", answer.text
+    assert [s["resolved"] for s in incidents(kube, namespace)[other_name]["spec"]["signals"]] == [False]
+
+    # And the group's own resolve reaches its own Incident.
+    done = post(payload(namespace, alert_category, am_alert("d1", status="resolved", ends="2026-11-28T15:44:00Z"),
+                        group="victim"))
+    assert done.json()["updated"] == [f"{namespace}/{victim_name}"], done.text
+    assert [s["resolved"] for s in incidents(kube, namespace)[victim_name]["spec"]["signals"]] == [True]

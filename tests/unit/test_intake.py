@@ -198,9 +198,23 @@ def test_episode_names_are_recognised_and_nothing_else():
     base = plan.base_name
     assert [plan.episode(n) for n in (base, f"{base}-2", f"{base}-17", f"{base}-1", f"{base}-x", base + "2",
                                       "other")] == [1, 2, 17, None, None, None, None]
-    mine = {"metadata": {"name": f"{base}-3"}, "spec": {"category": "perf", "tenant": "acme"}}
-    assert plan.owns(mine)
-    assert not plan.owns({**mine, "spec": {"category": "perf", "tenant": "other"}})
+    opened = plan.manifest(f"{base}-3")
+    assert plan.owns(opened)
+    assert not plan.owns({**opened, "spec": {"category": "perf", "tenant": "other"}})
+
+
+def test_only_an_incident_recorded_for_the_whole_group_key_is_the_groups():
+    (plan,) = plan_of(payload())
+    opened = plan.manifest(plan.base_name)
+    meta = opened["metadata"]
+    assert meta["annotations"]["reliability.center/alert-group-sha256"] == hashlib.sha256(
+        plan.group_key.encode()).hexdigest()
+    # The same name and place, made by someone else (no source label, no record), or recorded for another
+    # key (a collision of the name's 10-hex hash): not this group's, so its posts and resolves never reach it.
+    unlabelled = {**opened, "metadata": {**meta, "labels": {}}}
+    unrecorded = {**opened, "metadata": {**meta, "annotations": {"reliability.center/alert-group-key": plan.group_key}}}
+    other_key = {**opened, "metadata": {**meta, "annotations": {"reliability.center/alert-group-sha256": "0" * 64}}}
+    assert [plan.owns(i) for i in (opened, unlabelled, unrecorded, other_key)] == [True, False, False, False]
 
 
 def test_a_group_with_two_tenants_makes_two_plans():

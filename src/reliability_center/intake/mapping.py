@@ -21,7 +21,10 @@ from reliability_center.intake.payload import Alert, Webhook
 SOURCE = "alertmanager"
 SOURCE_LABEL = "reliability.center/source"
 GROUP_LABEL = "reliability.center/alert-group"
-GROUP_KEY_ANNOTATION = "reliability.center/alert-group-key"
+GROUP_KEY_ANNOTATION = "reliability.center/alert-group-key"  # for people: cut to 1024 characters
+#: The whole group key's sha256: the group an Incident was opened for. The intake alone may write it,
+#: and the source label (admission policy reliability-center-intake-incidents).
+GROUP_SHA_ANNOTATION = "reliability.center/alert-group-sha256"
 MAX_SIGNALS = 50  # the CRD's maxItems
 #: A signal keeps this many of its alert's labels, each cut to these lengths (50 signals stay small).
 LABELS_PER_SIGNAL, LABEL_KEY_MAX, LABEL_VALUE_MAX = 16, 128, 256
@@ -68,9 +71,17 @@ class Plan:
         rest = name.removeprefix(self.base_name + "-")
         return int(rest) if rest != name and rest.isdigit() and int(rest) >= 2 else None
 
+    @property
+    def group_sha(self) -> str:
+        return hashlib.sha256(self.group_key.encode()).hexdigest()
+
     def owns(self, incident: dict[str, Any]) -> bool:
-        spec = incident.get("spec") or {}
-        return (self.episode(incident["metadata"]["name"]) is not None
+        """Whether the intake opened this Incident for this plan's group (the whole key, not the name's 10-hex
+        hash) and place: only then may the group's posts, and its resolves, reach it."""
+        meta, spec = incident["metadata"], incident.get("spec") or {}
+        return (self.episode(meta["name"]) is not None
+                and (meta.get("labels") or {}).get(SOURCE_LABEL) == SOURCE
+                and (meta.get("annotations") or {}).get(GROUP_SHA_ANNOTATION) == self.group_sha
                 and (spec.get("category"), spec.get("tenant")) == (self.category, self.tenant))
 
     def manifest(self, name: str) -> dict[str, Any]:
@@ -81,7 +92,8 @@ class Plan:
         return {"apiVersion": API_VERSION, "kind": "Incident",
                 "metadata": {"name": name, "namespace": self.namespace,
                              "labels": {SOURCE_LABEL: SOURCE, GROUP_LABEL: self.group},
-                             "annotations": {GROUP_KEY_ANNOTATION: self.group_key[:1024]}},
+                             "annotations": {GROUP_KEY_ANNOTATION: self.group_key[:1024],
+                                             GROUP_SHA_ANNOTATION: self.group_sha}},
                 "spec": spec}
 
 
