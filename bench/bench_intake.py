@@ -126,7 +126,7 @@ def main() -> None:
         start_new_session=True,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "RC_NAMESPACES": "bench-none" if args.no_reconcile else f"bench-intake-{run}-*",
              "RC_METRICS_PORT": "0", "RC_INTAKE_PORT": str(port), "RC_INTAKE_TOKEN_FILE": str(work / "token"),
-             "RC_INTAKE_CONFIG": str(work / "intake.yaml")})
+             "RC_INTAKE_CONFIG": str(work / "intake.yaml"), "RC_INTAKE_ALLOW_PLAIN_HTTP": "true"})
     # Whatever happens below (a timeout, an assertion), the operator does not outlive the bench.
     atexit.register(lambda: operator.poll() is None and os.killpg(operator.pid, signal.SIGTERM))
     url = f"http://127.0.0.1:{port}"

@@ -210,6 +210,9 @@ def operator(kube, seed_runbooks: None) -> Iterator[subprocess.Popen[bytes]]:
                                      "RC_PATCHPLAN_POLL": "1", "RC_INTAKE_PORT": str(INTAKE_PORT),
                                      "RC_INTAKE_TOKEN_FILE": str(INTAKE_TOKEN_FILE),
                                      "RC_INTAKE_CONFIG": str(INTAKE_CONFIG_FILE),
+                                     # The session's Alertmanager posts over plain HTTP on localhost (TLS:
+                                     # tests/e2e/test_intake_boundaries.py).
+                                     "RC_INTAKE_ALLOW_PLAIN_HTTP": "true",
                                      "RC_PROMETHEUS_URL": f"http://127.0.0.1:{PROMETHEUS_PORT}",
                                      "RC_GATE_INTERVAL": "2",
                                      # The repositories these tests build keep manifests under apps/ (and a.yaml):

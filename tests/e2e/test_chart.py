@@ -149,6 +149,44 @@ def test_the_kustomize_example_service_monitor_matches_the_chart(cluster: str) -
             if k != "app.kubernetes.io/instance"} == example["spec"]["selector"]["matchLabels"]
 
 
+# ------------------------------------------------------------------------------ the intake: TLS and who may reach it
+
+
+def test_the_intake_serves_tls_from_a_secret_and_only_alertmanager_reaches_its_port(cluster: str,
+                                                                                  solo_namespace: str) -> None:
+    rendered = render("--set", "intake.networkPolicy.alertmanagerNamespaceSelector.matchLabels"
+                               ".kubernetes\\.io/metadata\\.name=observability",
+                      "--set", "intake.networkPolicy.alertmanagerPodSelector.matchLabels.app\\.kubernetes\\.io/name=am")
+    pod = one(rendered, "Deployment")["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    assert env["RC_INTAKE_ALLOW_PLAIN_HTTP"] == "false"
+    assert mounts["/etc/reliability-center/intake-tls"] == "intake-tls"
+    assert secrets["intake-tls"] == f"{RELEASE}-intake-tls"
+    assert env["RC_INTAKE_TLS_CERT_FILE"] == "/etc/reliability-center/intake-tls/tls.crt"
+    assert env["RC_INTAKE_TLS_KEY_FILE"] == "/etc/reliability-center/intake-tls/tls.key"
+    policy = one(rendered, "NetworkPolicy")
+    selected = one(rendered, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == selected
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    to_intake, to_the_rest = policy["spec"]["ingress"]
+    assert to_intake["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}},
+         "podSelector": {"matchLabels": {"app.kubernetes.io/name": "am"}}}]
+    assert to_intake["ports"] == [{"port": 9443, "protocol": "TCP"}]
+    # The other rule opens the metrics and health ports only, never the intake's.
+    assert "from" not in to_the_rest and {p["port"] for p in to_the_rest["ports"]} == {9090, 8080}
+    # The apiserver takes it as rendered (a server-side dry run in a scratch namespace).
+    policy["metadata"]["namespace"] = solo_namespace
+    kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(policy))
+    # Opting out drops it; plain HTTP is a value said outright.
+    assert not [d for d in render("--set", "intake.networkPolicy.enabled=false") if d["kind"] == "NetworkPolicy"]
+    plain = one(render("--set", "intake.allowPlainHTTP=true"), "Deployment")["spec"]["template"]["spec"]
+    assert {e["name"]: e.get("value") for e in plain["containers"][0]["env"]}["RC_INTAKE_ALLOW_PLAIN_HTTP"] == "true"
+
+
 # ------------------------------------------------------------------------------ the pod
 
 

@@ -12,19 +12,22 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import ssl
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from aiohttp import web
 
-from reliability_center.intake.config import IntakeConfig
+from reliability_center.intake.config import ConfigError, IntakeConfig
 from reliability_center.intake.incidents import Incidents, Outcome
 from reliability_center.intake.mapping import Plan
-from reliability_center.intake.server import Receiver, TokenFile
+from reliability_center.intake.server import Receiver, TokenFile, start
 from tests.conftest import ALERT_CATEGORY_PREFIX, INTAKE_TOKEN_FILE, NAMESPACE_PREFIX
 from tests.e2e.test_intake import alert_category, am_alert, expected_name, incidents, payload, post  # noqa: F401
 from tests.support.cluster import apply_runbook, create_object, get_json, kubectl, wait_for
@@ -118,7 +121,7 @@ def test_a_full_queue_answers_429_with_retry_after_and_the_held_posts_still_land
     assert sorted(incidents(kube, namespace)) == sorted(expected_name(b, alert_category) for b in bodies[:2])
 
 
-# ------------------------------------------------------------------------------ a name conflict drops no other partition
+# ------------------------------------------------------------------------------ a name conflict drops nothing else
 
 
 def test_a_name_taken_by_another_category_fails_only_its_own_partition(kube, namespace, second_namespace,
@@ -219,7 +222,7 @@ def test_rate_limits_count_per_namespace_and_category_so_new_tenant_strings_do_n
         [(alert_category, "tenant-0"), (alert_category, "tenant-1"), (other_category, "tenant-3")])
 
 
-# ------------------------------------------------------------------------------ a resolve reaches only its group's incidents
+# ------------------------------------------------------------------------------ a resolve reaches its group's alone
 
 MALLORY = ("--as=mallory", "--as-group=system:authenticated")
 #: What the admission policy reliability-center-intake-incidents says when it refuses.
@@ -294,3 +297,53 @@ def test_an_editor_can_neither_forge_the_intakes_group_record_nor_have_its_alert
                         group="victim"))
     assert done.json()["updated"] == [f"{namespace}/{victim_name}"], done.text
     assert [s["resolved"] for s in incidents(kube, namespace)[victim_name]["spec"]["signals"]] == [True]
+
+
+# ------------------------------------------------------------------------------ TLS
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, made by openssl (the Secret's tls.crt, tls.key)."""
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=intake",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def test_the_intake_serves_tls_from_the_secrets_files_and_plain_http_only_when_allowed(
+        kube, namespace, alert_category, certificate, tmp_path):
+    cert, key = certificate
+    config_file = tmp_path / "intake.yaml"
+    config_file.write_text(json.dumps({"namespaces": [namespace], "categories": [alert_category]}))
+    port = free_port()
+
+    async def serve(**tls: Any) -> web.AppRunner:
+        return await start(kube, port, str(INTAKE_TOKEN_FILE), str(config_file), host="127.0.0.1", **tls)
+
+    # Neither a certificate nor the explicit permission: it does not serve, and says why.
+    for tls in ({}, {"tls_cert_file": str(cert)}, {"tls_cert_file": str(cert), "tls_key_file": str(tmp_path / "x")}):
+        with pytest.raises(ConfigError, match="RC_INTAKE_TLS|RC_INTAKE_ALLOW_PLAIN_HTTP"):
+            asyncio.run(serve(**tls))
+    loop = asyncio.new_event_loop()
+    runner = loop.run_until_complete(serve(tls_cert_file=str(cert), tls_key_file=str(key)))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        body = payload(namespace, alert_category, am_alert("71"), group="tls")
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(cert))) as client:
+            answer = post(body, url=f"https://127.0.0.1:{port}/alerts", client=client)
+        assert answer.status_code == 200, answer.text
+        with pytest.raises(httpx.HTTPError):  # the token never travels in clear to it
+            post(body, url=f"http://127.0.0.1:{port}/alerts")
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+    assert list(incidents(kube, namespace)) == [expected_name(body, alert_category)]
+    # Plain HTTP when allowed explicitly (RC_INTAKE_ALLOW_PLAIN_HTTP=true, as the test session's operator).
+    async def plain() -> None:
+        await (await serve(allow_plain_http=True)).cleanup()
+
+    asyncio.run(plain())

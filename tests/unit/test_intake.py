@@ -435,7 +435,7 @@ def test_an_apiserver_that_is_away_is_a_503_alertmanager_retries(tmp_path):
 
     async def post() -> httpx.Response:
         runner = await start(Kube(client.ApiClient(configuration)), port, str(tmp_path / "token"),
-                             str(tmp_path / "intake.yaml"), host="127.0.0.1")
+                             str(tmp_path / "intake.yaml"), host="127.0.0.1", allow_plain_http=True)
         try:
             async with httpx.AsyncClient() as http:
                 return await http.post(f"http://127.0.0.1:{port}/alerts", json=payload(),
@@ -495,4 +495,5 @@ def test_rate_limits_count_per_namespace_and_category_whatever_the_tenant_string
     assert refused is not None and "perNamespace" in refused.message
     assert rate_limited(three[:2], billing, config, now) is None
     assert IntakeConfig().rate_limits.per_namespace == 30 and IntakeConfig().rate_limits.window_seconds == 3600
-    assert IntakeConfig.model_validate({"rateLimits": {"perCategory": {"perf": 1}}}).rate_limits.for_category("perf") == 1
+    loaded = IntakeConfig.model_validate({"rateLimits": {"perCategory": {"perf": 1}}})
+    assert loaded.rate_limits.for_category("perf") == 1 and loaded.rate_limits.for_category("ocr") is None

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import pathlib
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,7 +24,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from reliability_center.gateway.kube import Conflict, Fenced, Forbidden, Invalid, Kube, describe, transient
-from reliability_center.intake.config import IntakeConfig, load
+from reliability_center.intake.config import ConfigError, IntakeConfig, load
 from reliability_center.intake.incidents import Incidents
 from reliability_center.intake.mapping import Refused, plans
 from reliability_center.intake.metrics import ALERTS, REQUESTS
@@ -208,20 +209,43 @@ class Receiver:
         return web.json_response(summary)
 
 
-async def start(kube: Kube, port: int, token_file: str, config_file: str, host: str = "0.0.0.0") -> web.AppRunner:
-    """Serve the receiver; ConfigError (the config is missing or invalid) or OSError (the port) if it cannot."""
+def tls_context(cert_file: str, key_file: str, allow_plain_http: bool) -> ssl.SSLContext | None:
+    """The server's TLS (a mounted Secret's tls.crt and tls.key); None, plain HTTP, only when allowed outright:
+    the bearer token must not travel in clear by default."""
+    if not cert_file and not key_file:
+        if allow_plain_http:
+            return None
+        raise ConfigError("no TLS certificate (RC_INTAKE_TLS_CERT_FILE, RC_INTAKE_TLS_KEY_FILE): the token would "
+                          "travel in clear; set RC_INTAKE_ALLOW_PLAIN_HTTP=true to serve plain HTTP anyway")
+    if not (cert_file and key_file):
+        raise ConfigError("RC_INTAKE_TLS_CERT_FILE and RC_INTAKE_TLS_KEY_FILE go together: one is missing")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot load the TLS certificate (RC_INTAKE_TLS_CERT_FILE={cert_file!r}, "
+                          f"RC_INTAKE_TLS_KEY_FILE={key_file!r}): {exc}") from exc
+    return context
+
+
+async def start(kube: Kube, port: int, token_file: str, config_file: str, host: str = "0.0.0.0",
+                tls_cert_file: str = "", tls_key_file: str = "", allow_plain_http: bool = False) -> web.AppRunner:
+    """Serve the receiver; ConfigError (the config or TLS is missing or invalid) or OSError (the port) if it cannot."""
     config = load(config_file)
+    tls = tls_context(tls_cert_file, tls_key_file, allow_plain_http)
     receiver = Receiver(config, TokenFile(token_file), Incidents(kube, config))
     runner = web.AppRunner(receiver.app(), access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=tls).start()
     except OSError:
         await runner.cleanup()
         raise
     if receiver.tokens.current() is None:
         log.warning("the Alertmanager receiver has no token (RC_INTAKE_TOKEN_FILE=%r): it refuses every post",
                     token_file)
-    log.info("Alertmanager receiver serving", extra={"port": port, "namespaces": config.namespaces,
+    log.info("Alertmanager receiver serving", extra={"port": port, "tls": tls is not None,
+                                                     "namespaces": config.namespaces,
                                                      "categories": config.categories})
     return runner

@@ -121,7 +121,9 @@ async def intake(**_: Any) -> None:
     from reliability_center.intake.server import start
 
     try:
-        _intake.append(await start(context.kube(), ours.port, ours.token_file, ours.config_file))
+        _intake.append(await start(context.kube(), ours.port, ours.token_file, ours.config_file,
+                                   tls_cert_file=ours.tls_cert_file, tls_key_file=ours.tls_key_file,
+                                   allow_plain_http=ours.allow_plain_http))
     except (ConfigError, OSError) as exc:
         log.error("the Alertmanager receiver is NOT serving: %s", exc, extra={"port": ours.port})
 

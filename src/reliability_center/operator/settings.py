@@ -73,6 +73,13 @@ class IntakeSettings:
     """YAML mapping alerts to Incidents (intake/config.py): namespaces, label names, defaults, the
     allow-list of categories and the request limits."""
 
+    tls_cert_file: str = _env("RC_INTAKE_TLS_CERT_FILE", "")
+    tls_key_file: str = _env("RC_INTAKE_TLS_KEY_FILE", "")
+    """The receiver's TLS certificate and key (a mounted kubernetes.io/tls Secret's tls.crt and tls.key)."""
+
+    allow_plain_http: bool = _env("RC_INTAKE_ALLOW_PLAIN_HTTP", "false").lower() == "true"
+    """Without a certificate the receiver serves nothing, unless this says plain HTTP is meant."""
+
 
 @dataclass(frozen=True)
 class GateSettings:
