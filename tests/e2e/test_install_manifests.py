@@ -233,7 +233,8 @@ def test_the_chart_values_change_what_they_say(cluster: str) -> None:
                              "--set", "admission.enabled=false",
                              "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=existing")
     kinds = {d["kind"] for d in rendered}
-    assert kinds == {"CustomResourceDefinition", "Deployment", "PodDisruptionBudget"}
+    # The intake's NetworkPolicy stays: the receiver serves on the pod's port without the Service too.
+    assert kinds == {"CustomResourceDefinition", "Deployment", "PodDisruptionBudget", "NetworkPolicy"}
     admission = {"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy",
                  "ValidatingAdmissionPolicyBinding"}
     assert admission <= {d["kind"] for d in helm_template()}  # on by default: approvals count only with them
