@@ -31,7 +31,7 @@ OPERATOR = f"system:serviceaccount:{INSTALL_NS}:reliability-center"
 OPERATOR_GROUPS = ["system:serviceaccounts", f"system:serviceaccounts:{INSTALL_NS}", "system:authenticated"]
 #: What both installs must agree on. The Namespace is kustomize's alone (Helm: --create-namespace).
 COMPARED = {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
-            "RoleBinding", "Deployment", "Service", "PodDisruptionBudget"}
+            "RoleBinding", "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy"}
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
 
 Doc = dict[str, Any]
@@ -130,6 +130,14 @@ def test_kustomize_and_helm_run_the_operator_the_same_way(kustomize_render: list
     service, their_service = (one(r, "Service", "reliability-center-metrics") for r in (kustomize_render, helm_render))
     assert their_service["spec"]["ports"] == service["spec"]["ports"]
     assert their_service["metadata"]["annotations"] == service["metadata"]["annotations"]
+    # The same NetworkPolicy on the intake's port, each on its own Deployment's pods.
+    policy, their_policy = (one(r, "NetworkPolicy", "reliability-center-intake")
+                            for r in (kustomize_render, helm_render))
+    assert (their_policy["spec"]["ingress"], their_policy["spec"]["policyTypes"]) == (
+        policy["spec"]["ingress"], policy["spec"]["policyTypes"])
+    for rendered, np in ((kustomize_render, policy), (helm_render, their_policy)):
+        pod_labels = one(rendered, "Deployment", "reliability-center")["spec"]["template"]["metadata"]["labels"]
+        assert np["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
     # Each Service selects its own Deployment's pods.
     for rendered, svc in ((kustomize_render, service), (helm_render, their_service)):
         pod_labels = one(rendered, "Deployment", "reliability-center")["spec"]["template"]["metadata"]["labels"]
