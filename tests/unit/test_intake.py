@@ -497,3 +497,18 @@ def test_rate_limits_count_per_namespace_and_category_whatever_the_tenant_string
     assert IntakeConfig().rate_limits.per_namespace == 30 and IntakeConfig().rate_limits.window_seconds == 3600
     loaded = IntakeConfig.model_validate({"rateLimits": {"perCategory": {"perf": 1}}})
     assert loaded.rate_limits.for_category("perf") == 1 and loaded.rate_limits.for_category("ocr") is None
+
+
+def test_without_certificate_files_the_receiver_serves_plain_http_only_when_allowed(tmp_path):
+    from reliability_center.intake.server import tls_context
+
+    absent = (str(tmp_path / "tls.crt"), str(tmp_path / "tls.key"))  # an optional Secret that is not there
+    for cert, key in (("", ""), absent):
+        assert tls_context(cert, key, allow_plain_http=True) is None
+        with pytest.raises(ConfigError, match="RC_INTAKE_ALLOW_PLAIN_HTTP=true"):
+            tls_context(cert, key, allow_plain_http=False)
+    (tmp_path / "tls.crt").write_text("not a certificate")
+    with pytest.raises(ConfigError, match="go together"):
+        tls_context(absent[0], "", allow_plain_http=True)
+    with pytest.raises(ConfigError, match="cannot load the TLS certificate"):
+        tls_context(*absent, allow_plain_http=True)

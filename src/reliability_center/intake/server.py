@@ -211,12 +211,14 @@ class Receiver:
 
 def tls_context(cert_file: str, key_file: str, allow_plain_http: bool) -> ssl.SSLContext | None:
     """The server's TLS (a mounted Secret's tls.crt and tls.key); None, plain HTTP, only when allowed outright:
-    the bearer token must not travel in clear by default."""
-    if not cert_file and not key_file:
+    the bearer token must not travel in clear by default. The installs always name the files and mount the
+    Secret as optional: files that are not there are no certificate."""
+    if not any(f and os.path.exists(f) for f in (cert_file, key_file)):
         if allow_plain_http:
             return None
-        raise ConfigError("no TLS certificate (RC_INTAKE_TLS_CERT_FILE, RC_INTAKE_TLS_KEY_FILE): the token would "
-                          "travel in clear; set RC_INTAKE_ALLOW_PLAIN_HTTP=true to serve plain HTTP anyway")
+        raise ConfigError(f"no TLS certificate (RC_INTAKE_TLS_CERT_FILE={cert_file!r}, RC_INTAKE_TLS_KEY_FILE="
+                          f"{key_file!r}): the token would travel in clear; set RC_INTAKE_ALLOW_PLAIN_HTTP=true to "
+                          "serve plain HTTP anyway")
     if not (cert_file and key_file):
         raise ConfigError("RC_INTAKE_TLS_CERT_FILE and RC_INTAKE_TLS_KEY_FILE go together: one is missing")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
