@@ -5,6 +5,16 @@ operator's status alone.
 
 The attacker of most tests holds exactly the built-in ``edit`` ClusterRole in one namespace
 (``reliability-center-incident-editor`` aggregates into it), bound by a RoleBinding there.
+
+Here: items 2 (no vote counts while admission is off), 3 (votes bound to the incident's uid), 5 (a credential
+kept to its URL prefix) and 7 (runbookRef and a job's environment). The other items' hostile cases sit beside
+the fixtures they share:
+- 1, forged records and restores in another namespace: ``test_boundaries.py``;
+- 4, least privilege: ``test_install_manifests.py`` (effective rights per namespace against the README's table,
+  chart and kustomize) and ``test_revoke_access.py::test_a_rolebinding_not_opted_in_is_refused_and_left_as_it_is``;
+- 6, the intake: ``test_intake_boundaries.py`` (and the refusals table of ``test_intake.py``);
+- 8, plans reviewed whole: ``test_plan_review.py``;
+- 9, PatchPlans and CI: ``test_patchplan_boundaries.py``.
 """
 
 from __future__ import annotations
