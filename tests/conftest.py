@@ -128,6 +128,12 @@ def namespace(cluster: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def second_namespace(cluster: str) -> Iterator[str]:
+    """Another namespace of this worker's (the session operator serves it), for tests that need two."""
+    yield from _scratch_namespace(f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
 def solo_namespace(kube) -> Iterator[str]:
     """A namespace the session operator ignores: for tests that drive the gateway themselves
     or run operators of their own (crash tests)."""

@@ -12,14 +12,12 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from reliability_center.gateway import PolicyDenied, Ref, WriteContext, WriteGateway
 from reliability_center.gateway.holds import holds
-from tests.conftest import NAMESPACE_PREFIX
 from tests.support.cluster import apply_docs, apply_runbook, create_object, get_json, kubectl, wait_for
 from tests.support.incidents import incident, status, wait_phase
 
@@ -51,12 +49,9 @@ def attacker(namespace: str) -> str:
 
 
 @pytest.fixture
-def victim() -> Iterator[str]:
+def victim(second_namespace: str) -> str:
     """Another namespace the session operator serves, where mallory holds no right at all."""
-    name = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:10]}"
-    kubectl("create", "namespace", name)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
+    return second_namespace
 
 
 def tenant_configmap() -> dict[str, Any]:

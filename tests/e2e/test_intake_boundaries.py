@@ -28,7 +28,7 @@ from reliability_center.intake.config import ConfigError, IntakeConfig
 from reliability_center.intake.incidents import Incidents, Outcome
 from reliability_center.intake.mapping import Plan
 from reliability_center.intake.server import Receiver, TokenFile, start
-from tests.conftest import ALERT_CATEGORY_PREFIX, INTAKE_TOKEN_FILE, NAMESPACE_PREFIX
+from tests.conftest import ALERT_CATEGORY_PREFIX, INTAKE_TOKEN_FILE
 from tests.e2e.test_intake import alert_category, am_alert, expected_name, incidents, payload, post  # noqa: F401
 from tests.support.cluster import apply_runbook, create_object, get_json, kubectl, wait_for
 from tests.support.incidents import incident
@@ -53,15 +53,6 @@ def serving(receiver: Receiver) -> Iterator[str]:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
-
-
-@pytest.fixture
-def second_namespace() -> Iterator[str]:
-    """Another namespace the session operator's intake serves."""
-    name = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:10]}"
-    kubectl("create", "namespace", name)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def spread(body: dict[str, Any], *places: tuple[str, str]) -> dict[str, Any]:

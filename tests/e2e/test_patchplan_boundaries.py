@@ -13,13 +13,11 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from reliability_center.api.patchplan import MADE_BY_LABEL
-from tests.conftest import NAMESPACE_PREFIX
 from tests.gitea.conftest import DEPLOYMENT, create_repo, gitea  # noqa: F401  (gitea is a fixture)
 from tests.support.cluster import (CACHE, apply_docs, apply_runbook, get_json, kubectl, repository_secret,
                                    wait_established, wait_for)
@@ -50,11 +48,9 @@ def attacker(namespace: str) -> str:
 
 
 @pytest.fixture
-def victim() -> Iterator[str]:
-    name = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:10]}"
-    kubectl("create", "namespace", name)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
+def victim(second_namespace: str) -> str:
+    """Another namespace the session operator serves, where mallory holds no right at all."""
+    return second_namespace
 
 
 def plan(name: str, url: str, changes: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
