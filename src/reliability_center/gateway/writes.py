@@ -252,7 +252,9 @@ class WriteGateway:
         try:
             self.kube.create(obj)
         except Conflict:
-            outcome = "exists"  # made by an earlier attempt of this step
+            # Made by an earlier attempt of this step (a turn redone after a status conflict). A proposal
+            # found so is still that proposal (it has no before), not a write that found its object.
+            outcome = outcome if outcome == "proposed" else "exists"
         return WriteResult(str(target), outcome, None, self._audit(ctx, record, outcome, ""))
 
     def _owned_elsewhere(self, ctx: WriteContext, action: str, target: Ref, current: dict[str, Any],
