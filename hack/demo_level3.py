@@ -493,8 +493,12 @@ def walk_to_closed(admin: httpx.Client, reviewer: httpx.Client, owner: str, argo
 
     step(f"the postmortem pull request; the reviewer merges it; the five gates pass")
     merge_plan_of(reviewer, admin, owner, BILLING, "postmortem", argocd)
-    closed = wait_for(lambda: (s := incident_status(BILLING)).get("phase") == "Closed" and s, 120,
-                      f"{BILLING} to be Closed")
+    try:
+        closed = wait_for(lambda: (s := incident_status(BILLING)).get("phase") == "Closed" and s, 120,
+                          f"{BILLING} to be Closed")
+    except SystemExit:
+        print(run("relctl", "gates", BILLING, "-n", NS).rstrip())  # which gate holds it, and why
+        raise
     print(run("relctl", "gates", BILLING, "-n", NS).rstrip())
     passed = [g["name"] for g in closed["gates"] if g["passed"]]
     print(f"  Closed at {closed['times']['closed']}: {len(passed)} of {len(closed['gates'])} gates passed")
