@@ -5,6 +5,7 @@ from __future__ import annotations
 from reliability_center.api.incident import Gate, PlanState, StepStatus
 from reliability_center.api.runbook import SLOCheck
 from reliability_center.engine import gates
+from reliability_center.engine.approvals import Acknowledgement, Ballot, acknowledged
 
 TARGET = "ConfigMap/shop/flags"
 WRITE = gates.HeldWrite("rc-snap-1", "degrade", TARGET, ("/data/invoicing",), False, "2026-11-28T10:00:00Z")
@@ -164,6 +165,47 @@ def test_postmortem_gate_waits_for_the_merge():
     assert not open_.passed and open_.reason == "PostmortemNotMerged"
     none = verdict("postmortem-shared", observations(plans=[], postmortem_error="no GitOps repository configured"))
     assert not none.passed and none.missing == ["no GitOps repository configured"]
+
+
+def ack(user: str, at: str = "2026-11-28T11:00:00Z", uid: str = "uid-1", name: str = "") -> Ballot:
+    return Ballot(name or f"inc-postmortem-{user}", user, ("rc-approvers",), "Approve", "", at, 0, uid,
+                  "https://wiki.example.com/pm/inc")
+
+
+def acknowledgement(*ballots: Ballot, unvouched: str = "", creator: str | None = "bob") -> Acknowledgement:
+    return acknowledged(list(ballots), creator, "system:reliability-center", "uid-1", "2026-11-28T10:30:00Z",
+                        unvouched=unvouched)
+
+
+def test_without_a_repository_someone_other_than_the_creator_acknowledging_where_it_was_shared_passes():
+    obs = observations(plans=[], postmortem_error="no GitOps repository configured (...): `relctl postmortem-shared "
+                                                  "inc -n shop --where URL`",
+                       acknowledgement=acknowledgement(ack("bob"), ack("alice")))
+    gate = verdict("postmortem-shared", obs)
+    assert gate.passed and gate.reason == "PostmortemAcknowledged"
+    assert gate.evidence == ("shared at https://wiki.example.com/pm/inc, acknowledged by alice "
+                             "(Approval inc-postmortem-alice, 2026-11-28T11:00:00Z)")
+    assert gates.all_passed(gates.evaluate(obs))
+
+
+def test_the_creators_own_acknowledgement_or_one_the_apiserver_does_not_vouch_for_never_closes_the_gate():
+    error = "no GitOps repository configured: `relctl postmortem-shared inc -n shop --where URL`"
+    cases = {
+        "created the incident": acknowledgement(ack("bob")),
+        "admission is off": acknowledgement(ack("alice"), unvouched="admission is off"),
+        "another incident": acknowledgement(ack("alice", uid="uid-0")),
+        "before the incident was resolved": acknowledgement(ack("alice", at="2026-11-28T10:00:00Z")),
+        "operator's own identity": acknowledgement(ack("system:reliability-center")),
+        "creator was not recorded": acknowledgement(ack("alice"), creator=None),
+    }
+    for why, weighed in cases.items():
+        gate = verdict("postmortem-shared", observations(plans=[], postmortem_error=error, acknowledgement=weighed))
+        assert not gate.passed and gate.reason == "PostmortemNotAcknowledged", why
+        assert gate.missing[0] == error, why  # says exactly what would make it pass
+        assert len(gate.missing) == 2 and why in gate.missing[1], (why, gate.missing)
+    nobody = verdict("postmortem-shared", observations(plans=[], postmortem_error=error,
+                                                       acknowledgement=acknowledgement()))
+    assert not nobody.passed and nobody.missing == [error]
 
 
 def test_carried_keeps_checked_at_while_a_verdict_stands_and_passed_at_once_passed():

@@ -10,6 +10,10 @@ A name is not an identity: an Incident deleted and created again keeps its name,
 digest repeats once the targets are back as they were. So an Approval names the Incident's uid
 too (``spec.incidentUID``, immutable like the rest of the spec), and ``relctl approve`` makes it
 a dependent of the Incident (an owner reference), so it is garbage-collected with it.
+
+In a namespace without a GitOps repository there is no postmortem pull request to merge: there an
+Approval of the step ``postmortem`` naming where the postmortem was shared (``spec.sharedAt``, no
+plan digest) is the human act that closes the incident's last gate (``relctl postmortem-shared``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ Decision = Literal["Approve", "Reject"]
 DIGEST = r"^sha256:[0-9a-f]{64}$"
 #: The Incident annotation admission writes with the user who created it.
 CREATED_BY = "reliability.center/created-by"
+#: The step an acknowledgement that the postmortem was shared names (``spec.sharedAt`` set).
+POSTMORTEM_STEP = "postmortem"
 
 
 class ApprovalSpec(Model):
@@ -34,8 +40,13 @@ class ApprovalSpec(Model):
                                           "only for that incident, never for a later one of the same name.")
     step: str = Field(pattern=DNS_LABEL, max_length=63, description="The level 2 step approved or rejected.")
     decision: Decision = Field(description="Approve or Reject.")
-    plan_digest: str = Field(pattern=DIGEST, description="The digest of the planned change this decision is for "
-                                                         "(relctl steps shows it): a changed plan asks again.")
+    plan_digest: str = Field(default="", pattern=DIGEST,
+                             description="The digest of the planned change this decision is for (relctl steps shows "
+                                         "it): a changed plan asks again. Not set on a postmortem acknowledgement.")
+    shared_at: str = Field(default="", alias="sharedAt", min_length=1, max_length=2048,
+                           description="A postmortem acknowledgement (step postmortem, relctl postmortem-shared): "
+                                       "where the postmortem was shared (a URL). Counts only in a namespace without "
+                                       "a GitOps repository, and never from the Incident's creator.")
     comment: str = Field(default="", max_length=1024)
     approver: str = Field(default="", max_length=253,
                           description="Set at admission from the authenticated user; a typed value must be that user.")
@@ -46,6 +57,12 @@ class ApprovalSpec(Model):
         "json_schema_extra": {
             "x-kubernetes-validations": [
                 cel("self == oldSelf", "an Approval is immutable once created: create another one"),
+                cel("has(self.planDigest) || has(self.sharedAt)",
+                    "an Approval names the plan it decides on (spec.planDigest), or, acknowledging a postmortem, "
+                    "where it was shared (spec.sharedAt)"),
+                cel(f"!has(self.sharedAt) || (self.step == '{POSTMORTEM_STEP}' && self.decision == 'Approve' "
+                    "&& !has(self.planDigest))",
+                    f"spec.sharedAt acknowledges a postmortem: step {POSTMORTEM_STEP}, decision Approve, no planDigest"),
             ]
         }
     }

@@ -274,6 +274,46 @@ def reject(name: str, step: str, comment: str) -> None:
     _decide(name, step, "Reject", comment)
 
 
+@cli.command("postmortem-shared", context_settings=HELP)
+@_name_arg
+@click.option("--where", required=True, help="Where the postmortem was shared (a URL: the wiki page, the document).")
+@click.option("-m", "--comment", default="", help="Anything else, for the audit trail.")
+@kube_options
+def postmortem_shared(name: str, where: str, comment: str) -> None:
+    """Acknowledge that an incident's postmortem was shared, as the user the apiserver authenticates.
+
+    For a namespace without a GitOps repository, where no postmortem pull request can be merged:
+    this acknowledgement closes the postmortem-shared gate. It counts only from someone other than
+    the incident's creator, made after the resolve, with the approve verb on the incident
+    (ClusterRole reliability-center-approver).
+
+    \b
+    Example:
+      relctl postmortem dunning-failing -n shop > postmortem.md   # share it, then:
+      relctl postmortem-shared dunning-failing -n shop --where https://wiki.example.com/pm/dunning-failing
+    """
+    from reliability_center.api.approval import POSTMORTEM_STEP
+
+    if not where.strip():
+        raise CliError("--where names where the postmortem was shared: it cannot be empty")
+    s = session()
+    body = _incident(s.kube, s.ns, name)
+    uid = body["metadata"]["uid"]
+    owner = {"apiVersion": body["apiVersion"], "kind": "Incident", "name": name, "uid": uid}
+    made = records.create(s.kube, {"apiVersion": "reliability.center/v1alpha1", "kind": "Approval",
+                                   "metadata": {"generateName": f"{name[:40]}-{POSTMORTEM_STEP}-", "namespace": s.ns,
+                                                "ownerReferences": [owner]},
+                                   "spec": {"incident": name, "incidentUID": uid, "step": POSTMORTEM_STEP,
+                                            "decision": "Approve", "sharedAt": where.strip(),
+                                            **({"comment": comment} if comment else {})}})
+    if made["spec"].get("sharedAt") != where.strip():
+        raise CliError(f"Approval {made['metadata']['name']} was stored without spec.sharedAt: the cluster's Approval "
+                       f"CRD is older than this relctl (apply crds/), and the operator will not count it")
+    click.echo(f"incident {name}: postmortem shared at {where.strip()}, acknowledged by "
+               f"{made['spec'].get('approver') or '?'} (Approval {made['metadata']['name']}); "
+               f"relctl gates {name} -n {s.ns} shows whether it counted")
+
+
 @cli.command(context_settings=HELP)
 @_name_arg
 @kube_options

@@ -36,6 +36,8 @@ class Ballot:
     incident_uid: str = ""
     """Creation order: an Approval is immutable, so its resourceVersion is etcd's revision at creation
     (finer than creationTimestamp's second)."""
+    shared_at: str = ""
+    """A postmortem acknowledgement: where the postmortem was shared."""
 
     @classmethod
     def of(cls, obj: dict[str, Any]) -> Ballot:
@@ -43,7 +45,8 @@ class Ballot:
         version = str(meta.get("resourceVersion") or "0")
         return cls(meta["name"], spec.get("approver") or "", tuple(spec.get("groups") or ()),
                    spec.get("decision", "Approve"), spec.get("planDigest", ""), meta.get("creationTimestamp"),
-                   int(version) if version.isdigit() else 0, spec.get("incidentUID") or "")
+                   int(version) if version.isdigit() else 0, spec.get("incidentUID") or "",
+                   spec.get("sharedAt") or "")
 
 
 @dataclass(frozen=True)
@@ -136,3 +139,43 @@ def weigh(rule: Approval, ballots: list[Ballot], digest: str, creator: str | Non
     approvers = f" by {', '.join(rule.approvers)}" if rule.approvers else ""
     missing = f"needs {' and '.join(needs)}{approvers}" if needs else ""
     return Tally(votes[-50:], rejected is None and not needs, rejected, missing)
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """The acknowledgements that the postmortem was shared, weighed: the first that counts, if any."""
+
+    counted: Ballot | None
+    not_counted: list[str]
+    """Each one that does not count, with why."""
+
+
+def acknowledged(ballots: list[Ballot], creator: str | None, operator: str | None, incident_uid: str,
+                 resolved_at: str | None, unvouched: str = "", unvouched_until: str | None = None) -> Acknowledgement:
+    """Has someone other than the incident's creator, as the apiserver vouches, said where its
+    postmortem was shared? Separation of duties as for votes (``weigh``): the creator, the operator,
+    an Approval admission did not stamp or made while it was off, another incident's: none counts.
+    Made before the resolve it does not count either: the postmortem is written after the repair."""
+    not_counted: list[str] = []
+    for ballot in sorted((b for b in ballots if b.shared_at), key=lambda b: (b.at or "", b.order, b.name)):
+        if unvouched:
+            why = unvouched
+        elif ballot.incident_uid != incident_uid:
+            why = f"names another incident's uid ({ballot.incident_uid or 'none'}), not this one's ({incident_uid})"
+        elif unvouched_until and (ballot.at or "") <= unvouched_until:
+            why = (f"made at {ballot.at or '?'}, when the apiserver did not vouch for who made an Approval "
+                   f"(seen so until {unvouched_until}): make it again")
+        elif not ballot.user:
+            why = "no approver was stamped at admission (is the reliability-center admission policy installed?)"
+        elif operator and ballot.user == operator:
+            why = "the operator's own identity never acknowledges its own postmortem"
+        elif creator is None:
+            why = "the incident's creator was not recorded at admission: separation of duties cannot be checked"
+        elif ballot.user == creator:
+            why = "created the incident: the creator's acknowledgement never counts"
+        elif not resolved_at or (ballot.at or "") < resolved_at:
+            why = f"made at {ballot.at or '?'}, before the incident was resolved ({resolved_at or 'not yet'})"
+        else:
+            return Acknowledgement(ballot, not_counted)
+        not_counted.append(f"Approval {ballot.name} by {ballot.user or '?'} not counted: {why}")
+    return Acknowledgement(None, not_counted)

@@ -10,7 +10,9 @@ An incident that is resolved (``Verifying``) reaches ``Closed`` only when all fi
 3. ``rollback-tested``: the Level 1 inverses were dry-run on the apiserver before they were needed;
    each Level 3 fix PatchPlan that merged reached ``Verified`` (its revert applies cleanly).
 4. ``slo-normal``: the runbook's PromQL check held on the right side of its threshold for its duration.
-5. ``postmortem-shared``: the postmortem pull request is merged.
+5. ``postmortem-shared``: the postmortem pull request is merged; in a namespace without a GitOps
+   repository, someone other than the incident's creator acknowledged where it was shared (an
+   Approval of step ``postmortem`` with ``spec.sharedAt``, admission stamping who).
 
 The observations are gathered by ``operator/closing.py``; nothing here reads the cluster.
 """
@@ -24,6 +26,7 @@ from typing import Any
 from reliability_center.api.incident import Gate, PlanState, StepStatus
 from reliability_center.api.runbook import SLOCheck
 from reliability_center.engine import record_kinds
+from reliability_center.engine.approvals import Acknowledgement
 
 GATES = ("audit-complete", "gateway-only", "rollback-tested", "slo-normal", "postmortem-shared")
 #: PatchPlan phases after the merge of its pull request.
@@ -63,6 +66,9 @@ class Observations:
     lost: dict[str, list[str]] = field(default_factory=dict)
     """By snapshot: the fields its write set whose hold annotation someone removed, still at the value it
     set (so its restore left them, and nothing will restore them)."""
+    acknowledgement: Acknowledgement | None = None
+    """In a namespace without a GitOps repository (no postmortem pull request): the acknowledgements
+    that the postmortem was shared, weighed; None where a repository is configured."""
     shadow: bool = False
     field_manager: str = "reliability-center"
 
@@ -169,6 +175,15 @@ def slo_normal(obs: Observations) -> Gate:
 
 def postmortem_shared(obs: Observations) -> Gate:
     plan = next((p for p in obs.plans if p.purpose == "postmortem"), None)
+    ack = obs.acknowledgement
+    if plan is None and ack is not None:
+        if ack.counted is not None:
+            return gate("postmortem-shared", True, "PostmortemAcknowledged",
+                        f"shared at {ack.counted.shared_at}, acknowledged by {ack.counted.user} "
+                        f"(Approval {ack.counted.name}, {ack.counted.at or '?'})")
+        return gate("postmortem-shared", False, "PostmortemNotAcknowledged", "no GitOps repository, so no postmortem "
+                    "pull request; no acknowledgement that counts of where the postmortem was shared",
+                    [obs.postmortem_error or "no acknowledgement that the postmortem was shared", *ack.not_counted])
     if plan is None:
         return gate("postmortem-shared", False, "PostmortemNotProposed", "no postmortem pull request yet",
                     [obs.postmortem_error or "the postmortem pull request is being opened"])

@@ -13,15 +13,19 @@ from typing import Any
 import httpx
 
 from reliability_center.actions.patch_plan import repository_from
+from reliability_center.api.approval import CREATED_BY, POSTMORTEM_STEP
 from reliability_center.api.incident import Incident, IncidentStatus, PlanState
 from reliability_center.api.runbook import Runbook, SLOCheck
 from reliability_center.engine import gates as verdicts
+from reliability_center.engine.approvals import Acknowledgement, Ballot, acknowledged
 from reliability_center.engine.postmortem import render
 from reliability_center.gateway import Kube, Ref, WriteContext, WriteGateway, audit
 from reliability_center.gateway.holds import WHOLE, foreign_owners, gone_holds
 from reliability_center.gateway.kube import FIELD_MANAGER, Fenced, describe, transient
 from reliability_center.gateway.leaves import ABSENT
 from reliability_center.gateway.writes import INCIDENT_UID_LABEL, STEP_ANNOTATION, taken_holds
+from reliability_center.operator.admission import AdmissionCheck
+from reliability_center.operator.governance import ADMISSION_FRESH
 
 
 INCIDENT_LABEL = "reliability.center/incident"
@@ -94,8 +98,36 @@ def query_prometheus(url: str, query: str) -> tuple[list[float] | None, str]:
     return [float(series["value"][1]) for series in result], ""
 
 
+def acknowledgements(kube: Kube, namespace: str, incident: str) -> list[Ballot]:
+    """The Approvals saying where the incident's postmortem was shared (``relctl postmortem-shared``)."""
+    return [Ballot.of(a) for a in kube.list("Approval", namespace)
+            if (a.get("spec") or {}).get("incident") == incident
+            and (a.get("spec") or {}).get("step") == POSTMORTEM_STEP and (a.get("spec") or {}).get("sharedAt")]
+
+
+def acknowledgement(kube: Kube, check: AdmissionCheck, body: dict[str, Any], resolved_at: str | None,
+                    operator: str) -> Acknowledgement:
+    """The acknowledgements that the postmortem was shared, weighed as votes are (operator/governance.py):
+    none counts unless the apiserver vouches for who made it, asked afresh before one counts."""
+    meta = body["metadata"]
+    ballots = acknowledgements(kube, meta["namespace"], meta["name"])
+    if not ballots:
+        return Acknowledgement(None, [])
+    creator = (meta.get("annotations") or {}).get(CREATED_BY)
+    verdict = check.verdict()
+    if verdict.in_force:
+        weighed = acknowledged(ballots, creator, operator, meta["uid"], resolved_at,
+                               unvouched_until=check.unvouched_until)
+        if weighed.counted is not None:
+            verdict = check.verdict(max_age=ADMISSION_FRESH)  # never count on an old answer
+    if not verdict.in_force:
+        weighed = acknowledged(ballots, creator, operator, meta["uid"], resolved_at, unvouched=verdict.message)
+    return weighed
+
+
 def observe(kube: Kube, status: IncidentStatus, incident: Incident, body: dict[str, Any], runbook: Runbook | None,
-            plans: list[PlanState], prometheus_url: str, postmortem_error: str) -> verdicts.Observations:
+            plans: list[PlanState], prometheus_url: str, postmortem_error: str,
+            acknowledgement: Acknowledgement | None = None) -> verdicts.Observations:
     namespace, uid = body["metadata"]["namespace"], body["metadata"]["uid"]
     snapshots = _snapshots(kube, namespace, uid)
     held = [write for write, _ in snapshots]
@@ -124,7 +156,7 @@ def observe(kube: Kube, status: IncidentStatus, incident: Incident, body: dict[s
     return verdicts.Observations(
         steps=status.steps, held=held, records=audit.read_log(kube, namespace, uid), foreign=foreign, lost=lost,
         rollback=rollback, plans=plans, slo=slo, slo_query=query, slo_values=values, slo_error=error,
-        postmortem_error=postmortem_error, shadow=status.mode == "shadow")
+        postmortem_error=postmortem_error, acknowledgement=acknowledgement, shadow=status.mode == "shadow")
 
 
 def rehearse(gateway: WriteGateway, write: WriteContext, snapshots: list[str]) -> tuple[bool, str]:
@@ -151,7 +183,9 @@ def rehearse(gateway: WriteGateway, write: WriteContext, snapshots: list[str]) -
 def unproposable(name: str, namespace: str) -> str:
     """Why a namespace without a GitOps repository gets no postmortem pull request."""
     return ("no GitOps repository configured (reliability-center-settings gitopsRepoURL): the postmortem "
-            f"cannot be proposed; `relctl postmortem {name} -n {namespace}` prints it")
+            f"cannot be proposed; `relctl postmortem {name} -n {namespace}` prints it; once it is shared, someone "
+            f"other than the incident's creator closes this gate with `relctl postmortem-shared {name} -n "
+            f"{namespace} --where URL`")
 
 
 def propose_postmortem(gateway: WriteGateway, write: WriteContext, body: dict[str, Any],

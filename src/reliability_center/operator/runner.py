@@ -35,7 +35,7 @@ from reliability_center.api.incident import (RESOLVED_BY, TIMELINE_LIMIT, Approv
 from reliability_center.api.patchplan import ROLLBACK_REQUESTED_BY
 from reliability_center.api.runbook import Runbook, RunbookStatus, Step
 from reliability_center.engine import gates as verdicts
-from reliability_center.engine.approvals import ASKED_AGAIN, ask_again, planned_targets
+from reliability_center.engine.approvals import ASKED_AGAIN, Acknowledgement, ask_again, planned_targets
 from reliability_center.engine.matching import match_runbook
 from reliability_center.engine.plan import Facts, plan
 from reliability_center.engine.progress import (AwaitStep, Finish, RestoreStep, RunStep, highest_level, next_decision,
@@ -800,10 +800,14 @@ class Turn:
         raw = closing.plans_of(kube, self.ref.namespace, self.ref.name)
         self.follow_plans(raw)
         error = ""
+        acknowledgement = None
         proposed = any(p.purpose == "postmortem" for p in self.status.plans)
         settings = {} if proposed else self.runner.namespace_settings(self.ref.namespace)
         if not proposed and repository_from(settings) is None:
             error = closing.unproposable(self.ref.name, self.ref.namespace)  # no draft to render: no gates twice
+            # No pull request to merge: a person's acknowledgement of where it was shared closes the gate.
+            acknowledgement = closing.acknowledgement(kube, self.runner.admission, self.body,
+                                                      self.status.times.resolved, self.runner.identity())
         elif not proposed:
             self.status.gates = self.gates(runbook, "")  # the draft shows the gates as they stand
             records_ = audit.read_log(kube, self.ref.namespace, self.body["metadata"]["uid"])
@@ -814,7 +818,7 @@ class Turn:
             if not error:
                 self.note("postmortem:proposed", f"PatchPlan {self.ref.name}-postmortem")
                 self.follow_plans(closing.plans_of(kube, self.ref.namespace, self.ref.name))
-        self.status.gates = self.gates(runbook, error)
+        self.status.gates = self.gates(runbook, error, acknowledgement)
         for gate in self.status.gates:
             if before.get(gate.name) != (gate.passed, gate.reason):
                 self.count(metrics.GATES.labels(gate.name, str(gate.passed).lower()).inc)
@@ -838,7 +842,8 @@ class Turn:
         recheck = not by_name["slo-normal"].passed or by_name["rollback-tested"].reason == "HoldLost"
         return self.runner.settings.gates.interval if recheck else None
 
-    def gates(self, runbook: Runbook | None, postmortem_error: str) -> list[Gate]:
+    def gates(self, runbook: Runbook | None, postmortem_error: str,
+              acknowledgement: Acknowledgement | None = None) -> list[Gate]:
         obs = closing.observe(self.runner.kube, self.status, self.incident, self.body, runbook, self.status.plans,
-                              self.runner.settings.gates.prometheus_url, postmortem_error)
+                              self.runner.settings.gates.prometheus_url, postmortem_error, acknowledgement)
         return verdicts.carried(self.status.gates, verdicts.evaluate(obs), now_iso())
