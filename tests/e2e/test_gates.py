@@ -14,7 +14,8 @@ from pathlib import Path
 
 from reliability_center.gateway import audit
 from tests.support.cluster import apply_runbook, get_json, kubectl, wait_for
-from tests.support.incidents import create, incident, settle_app, status, wait_phase
+from tests.support.incidents import (APPROVERS, approval_schema_current, create, incident, settle_app, status,
+                                     wait_phase)
 
 RELCTL = [str(Path(sys.executable).with_name("relctl"))]
 
@@ -60,6 +61,53 @@ def test_a_resolved_incident_is_verified_by_five_gates_and_stays_open_without_a_
             ("feature-flags-off", "applied"), ("restore:feature-flags-off", "restored")}, target
     shown = relctl("gates", "bill", "-n", app)
     assert "postmortem-shared" in shown and "not closed: 1 of 5 gates failing" in shown
+
+
+def test_without_a_repository_an_acknowledgement_of_where_the_postmortem_was_shared_closes_it_never_the_creators(
+        app):
+    approval_schema_current()
+    settle_app(app)
+    # The creator is a person who may acknowledge too (an approver), not the operator's identity.
+    kubectl("create", "rolebinding", "editor-dave", "--clusterrole=reliability-center-incident-editor",
+            "--user=dave", "-n", app)
+    kubectl("create", "-n", app, "-f", "-", "--as=dave", f"--as-group={APPROVERS}",
+            input=json.dumps(incident("bill", category="billing", module="billing")))
+    wait_phase(app, "bill", "Mitigated")
+    relctl("resolve", "bill", "-n", app)
+    shown = gates(app, "bill")["postmortem-shared"]
+    assert not shown["passed"]
+    # Says exactly what would make it pass.
+    assert f"`relctl postmortem-shared bill -n {app} --where URL`" in shown["missing"][0]
+    assert get_json("incident", "bill", "-n", app)["metadata"]["annotations"]["reliability.center/created-by"] == "dave"
+    relctl("postmortem-shared", "bill", "-n", app, "--where", "https://wiki.example.com/pm/self",
+           "--as", "dave", "--as-group", APPROVERS)
+
+    def refused_as_the_creators() -> dict | None:
+        gate = gates(app, "bill")["postmortem-shared"]
+        return gate if any("created the incident" in m for m in gate.get("missing") or []) else None
+
+    mine = wait_for(refused_as_the_creators, timeout=30, what="the creator's acknowledgement weighed")
+    assert not mine["passed"] and mine["reason"] == "PostmortemNotAcknowledged"
+    assert status(app, "bill")["phase"] == "Verifying"
+    relctl("postmortem-shared", "bill", "-n", app, "--where", "https://wiki.example.com/pm/bill",
+           "--as", "carol", "--as-group", APPROVERS)
+    st = wait_phase(app, "bill", "Closed", timeout=30)
+    assert [g["name"] for g in st["gates"] if g["passed"]] == ["audit-complete", "gateway-only", "rollback-tested",
+                                                                "slo-normal", "postmortem-shared"]
+    shared = next(g for g in st["gates"] if g["name"] == "postmortem-shared")
+    # The oracle of who: the Approval as the apiserver stored it (admission stamped the approver).
+    made = [a for a in get_json("approvals", "-n", app)["items"] if a["spec"].get("sharedAt")]
+    by = {a["spec"]["approver"]: a for a in made}
+    assert set(by) == {"dave", "carol"}
+    assert shared["reason"] == "PostmortemAcknowledged"
+    assert shared["evidence"].startswith(f"shared at https://wiki.example.com/pm/bill, acknowledged by carol "
+                                         f"(Approval {by['carol']['metadata']['name']},")
+    assert conditions(st)["Closed"]["status"] == "True"
+    # The act is in the durable trail, read with kubectl.
+    log = get_json("configmap", st["auditLog"], "-n", app)["data"]
+    acts = [r for r in map(json.loads, log.values()) if r["action"] == "postmortem-shared"]
+    assert [(r["actor"], r["outcome"], r["target"]) for r in acts] == [
+        ("carol", "counted", f"Approval/{app}/{by['carol']['metadata']['name']}")]
 
 
 def test_a_field_another_manager_changed_during_mitigation_fails_gateway_only_naming_it(app):

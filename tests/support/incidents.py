@@ -71,16 +71,17 @@ def approve(namespace: str, name: str, step: str, user: str = "alice", groups: t
 
 def approval_schema_current() -> None:
     """The cluster is shared by sessions of several checkouts, each applying its own CRDs when it starts:
-    one older than spec.incidentUID would make the apiserver drop it from Approvals. Ours again, if so."""
+    one older than spec.incidentUID (or spec.sharedAt) would make the apiserver drop it from Approvals.
+    Ours again, if so."""
     def current() -> bool:
         crd = get_json("crd", "approvals.reliability.center")
         spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-        return "incidentUID" in spec
+        return {"incidentUID", "sharedAt"} <= spec.keys()
 
     if not current():
         kubectl("apply", "--server-side", "--force-conflicts", "-f",
                 str(ROOT / "crds" / "reliability.center_approvals.yaml"))
-        wait_for(current, what="the Approval CRD with spec.incidentUID")
+        wait_for(current, what="the Approval CRD with spec.incidentUID and spec.sharedAt")
 
 
 def steps(st: dict[str, Any]) -> dict[str, str]:

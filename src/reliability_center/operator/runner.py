@@ -808,6 +808,10 @@ class Turn:
             # No pull request to merge: a person's acknowledgement of where it was shared closes the gate.
             acknowledgement = closing.acknowledgement(kube, self.runner.admission, self.body,
                                                       self.status.times.resolved, self.runner.identity())
+            counted = acknowledgement.counted
+            if counted is not None and before.get("postmortem-shared") != (True, "PostmortemAcknowledged"):
+                self.act(counted.user, "postmortem-shared", f"Approval/{self.ref.namespace}/{counted.name}",
+                         "counted", f"postmortem shared at {counted.shared_at}")
         elif not proposed:
             self.status.gates = self.gates(runbook, "")  # the draft shows the gates as they stand
             records_ = audit.read_log(kube, self.ref.namespace, self.body["metadata"]["uid"])
