@@ -93,9 +93,11 @@ step "dunning-failing: the post-repair gates (Closed only when all five pass)"
 kubectl wait -n "$ns" incident/dunning-failing --timeout=30s \
   --for=jsonpath='{.status.gates[4].name}'=postmortem-shared >/dev/null 2>&1 || true
 relctl gates dunning-failing -n "$ns"
-echo "(no GitOps repository is configured in this demo namespace: the postmortem pull request cannot be"
-echo " opened, so the incident stays Verifying; with gitopsRepoURL set, merging that pull request closes it:"
-echo " the walk below sets one in namespace $DEMO_L3_NAMESPACE and takes a billing incident there to Closed)"
+echo "(no GitOps repository is configured in this demo namespace: no postmortem pull request, so the incident"
+echo " stays Verifying until someone other than its creator says where the postmortem was shared:"
+echo " relctl postmortem-shared dunning-failing -n $ns --where <URL>; with gitopsRepoURL set, merging the"
+echo " postmortem pull request closes it: the walk below sets one in namespace $DEMO_L3_NAMESPACE and takes a"
+echo " billing incident there to Closed)"
 
 step "dunning-failing: the postmortem draft (relctl postmortem)"
 relctl postmortem dunning-failing -n "$ns"
