@@ -90,7 +90,7 @@ def install(patterns: Iterable[str], original: Spawn | None = None) -> None:
     served.patterns = tuple(patterns)
     kopf_spawn: Spawn = original or orchestration.spawn_missing_watchers
     if getattr(kopf_spawn, "_reliability_center", False):
-        return  # installed already: wrapping twice would spawn the cluster-scoped streams twice over
+        return  # installed already (run() called again in this process): one wrapper is enough
     params = set(inspect.signature(kopf_spawn).parameters)
     if params != _EXPECTED:
         raise RuntimeError(f"kopf's orchestration.spawn_missing_watchers changed ({sorted(params)}); "
