@@ -203,6 +203,19 @@ def plan_(name: str, step: str, page: int | None) -> None:
         click.echo(line)
 
 
+def _create_approval(s: Any, body: dict[str, Any], step: str, spec: dict[str, Any], comment: str) -> dict[str, Any]:
+    """An Approval of ``body``'s incident, as the person the apiserver authenticates (admission stamps who).
+    Bound to this incident, not its name (a later one of the same name does not inherit it), and owned by it,
+    so it goes when the incident does."""
+    name, uid = body["metadata"]["name"], body["metadata"]["uid"]
+    owner = {"apiVersion": body["apiVersion"], "kind": "Incident", "name": name, "uid": uid}
+    return records.create(s.kube, {"apiVersion": "reliability.center/v1alpha1", "kind": "Approval",
+                                   "metadata": {"generateName": f"{name[:40]}-{step[:15]}-", "namespace": s.ns,
+                                                "ownerReferences": [owner]},
+                                   "spec": {"incident": name, "incidentUID": uid, "step": step, **spec,
+                                            **({"comment": comment} if comment else {})}})
+
+
 def _decide(name: str, step: str, decision: str, comment: str, reviewed: str | None = None) -> None:
     """Create an Approval for the plan the step shows now; admission stamps who made it.
 
@@ -217,16 +230,8 @@ def _decide(name: str, step: str, decision: str, comment: str, reviewed: str | N
     if decision == "Approve" and reviewed is None:
         for line in plan_lines(planned):
             click.echo(line)
-    # Bound to this incident, not its name (a later one of the same name does not inherit the vote),
-    # and owned by it, so it goes when the incident does.
     uid = body["metadata"]["uid"]
-    owner = {"apiVersion": body["apiVersion"], "kind": "Incident", "name": name, "uid": uid}
-    made = records.create(s.kube, {"apiVersion": "reliability.center/v1alpha1", "kind": "Approval",
-                                   "metadata": {"generateName": f"{name[:40]}-{step[:15]}-", "namespace": s.ns,
-                                                "ownerReferences": [owner]},
-                                   "spec": {"incident": name, "incidentUID": uid, "step": step,
-                                            "decision": decision, "planDigest": digest,
-                                            **({"comment": comment} if comment else {})}})
+    made = _create_approval(s, body, step, {"decision": decision, "planDigest": digest}, comment)
     if made["spec"].get("incidentUID") != uid:
         raise CliError(f"Approval {made['metadata']['name']} was stored without the incident's uid: the cluster's "
                        f"Approval CRD is older than this relctl (apply crds/), and the operator will not count it")
@@ -298,14 +303,7 @@ def postmortem_shared(name: str, where: str, comment: str) -> None:
         raise CliError("--where names where the postmortem was shared: it cannot be empty")
     s = session()
     body = _incident(s.kube, s.ns, name)
-    uid = body["metadata"]["uid"]
-    owner = {"apiVersion": body["apiVersion"], "kind": "Incident", "name": name, "uid": uid}
-    made = records.create(s.kube, {"apiVersion": "reliability.center/v1alpha1", "kind": "Approval",
-                                   "metadata": {"generateName": f"{name[:40]}-{POSTMORTEM_STEP}-", "namespace": s.ns,
-                                                "ownerReferences": [owner]},
-                                   "spec": {"incident": name, "incidentUID": uid, "step": POSTMORTEM_STEP,
-                                            "decision": "Approve", "sharedAt": where.strip(),
-                                            **({"comment": comment} if comment else {})}})
+    made = _create_approval(s, body, POSTMORTEM_STEP, {"decision": "Approve", "sharedAt": where.strip()}, comment)
     if made["spec"].get("sharedAt") != where.strip():
         raise CliError(f"Approval {made['metadata']['name']} was stored without spec.sharedAt: the cluster's Approval "
                        f"CRD is older than this relctl (apply crds/), and the operator will not count it")

@@ -103,11 +103,8 @@ def weigh(rule: Approval, ballots: list[Ballot], digest: str, creator: str | Non
         elif ballot.incident_uid != incident_uid:
             why = (f"was given for another incident of the same name (uid {ballot.incident_uid}), "
                    f"not this one ({incident_uid})")
-        elif unvouched_until and (ballot.at or "") <= unvouched_until:
-            why = (f"made at {ballot.at or '?'}, when the apiserver did not vouch for who made an Approval "
-                   f"(seen so until {unvouched_until}): make it again")
-        elif not ballot.user:
-            why = "no approver was stamped at admission (is the reliability-center admission policy installed?)"
+        elif why := _unvouched(ballot, unvouched_until):
+            pass
         elif operator and ballot.user == operator:
             why = "the operator's own identity never approves its own steps"
         elif not _allowed(rule, ballot):
@@ -141,6 +138,17 @@ def weigh(rule: Approval, ballots: list[Ballot], digest: str, creator: str | Non
     return Tally(votes[-50:], rejected is None and not needs, rejected, missing)
 
 
+def _unvouched(ballot: Ballot, unvouched_until: str | None) -> str:
+    """Why the apiserver does not vouch for who made this Approval (empty: it does): made while admission was
+    last seen off, or no approver stamped. Votes and acknowledgements alike."""
+    if unvouched_until and (ballot.at or "") <= unvouched_until:
+        return (f"made at {ballot.at or '?'}, when the apiserver did not vouch for who made an Approval "
+                f"(seen so until {unvouched_until}): make it again")
+    if not ballot.user:
+        return "no approver was stamped at admission (is the reliability-center admission policy installed?)"
+    return ""
+
+
 @dataclass(frozen=True)
 class Acknowledgement:
     """The acknowledgements that the postmortem was shared, weighed: the first that counts, if any."""
@@ -162,11 +170,8 @@ def acknowledged(ballots: list[Ballot], creator: str | None, operator: str | Non
             why = unvouched
         elif ballot.incident_uid != incident_uid:
             why = f"names another incident's uid ({ballot.incident_uid or 'none'}), not this one's ({incident_uid})"
-        elif unvouched_until and (ballot.at or "") <= unvouched_until:
-            why = (f"made at {ballot.at or '?'}, when the apiserver did not vouch for who made an Approval "
-                   f"(seen so until {unvouched_until}): make it again")
-        elif not ballot.user:
-            why = "no approver was stamped at admission (is the reliability-center admission policy installed?)"
+        elif why := _unvouched(ballot, unvouched_until):
+            pass
         elif operator and ballot.user == operator:
             why = "the operator's own identity never acknowledges its own postmortem"
         elif creator is None:
