@@ -95,6 +95,14 @@ def next_poll(status: PatchPlanStatus | None, now: str, first: float, longest: f
     return min(max(first, age / 10), longest)
 
 
+def waits_on_pull_request(status: PatchPlanStatus | None, rollback: bool) -> bool:
+    """Whether the plan waits on a human's merge or close on the forge (its pull request, or its revert's):
+    what a forge webhook announces, so these looks are the webhooks' safety net and may be slow."""
+    action = next_action(status, rollback)
+    return action is Action.WAIT_MERGE or (action is Action.WAIT_REVERT and status is not None
+                                           and status.revert is not None and not status.revert.merge_commit)
+
+
 def active(status: PatchPlanStatus | None, rollback: bool) -> bool:
     """Whether the poller has anything left to do for this plan."""
     return next_action(status, rollback) is not Action.NONE

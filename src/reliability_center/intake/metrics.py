@@ -9,3 +9,6 @@ REQUESTS = Counter("reliability_center_intake_requests_total",
 ALERTS = Counter("reliability_center_intake_alerts_total",
                  "Alerts of accepted requests by outcome: created, updated, unchanged, unhandled, dropped",
                  ["outcome"])
+FORGE_HOOKS = Counter("reliability_center_forge_hooks_total",
+                      "Forge webhook posts by result: woke (a PatchPlan), no_plan, ignored (not a pull request "
+                      "event), or the refusal's reason", ["result"])

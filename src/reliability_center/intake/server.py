@@ -209,25 +209,26 @@ class Receiver:
         return web.json_response(summary)
 
 
-def tls_context(cert_file: str, key_file: str, allow_plain_http: bool) -> ssl.SSLContext | None:
+def tls_context(cert_file: str, key_file: str, allow_plain_http: bool,
+                settings: str = "RC_INTAKE") -> ssl.SSLContext | None:
     """The server's TLS (a mounted Secret's tls.crt and tls.key); None, plain HTTP, only when allowed outright:
     the bearer token must not travel in clear by default. The installs always name the files and mount the
     Secret as optional: files that are not there are no certificate."""
     if not any(f and os.path.exists(f) for f in (cert_file, key_file)):
         if allow_plain_http:
             return None
-        raise ConfigError(f"no TLS certificate (RC_INTAKE_TLS_CERT_FILE={cert_file!r}, RC_INTAKE_TLS_KEY_FILE="
-                          f"{key_file!r}): the token would travel in clear; set RC_INTAKE_ALLOW_PLAIN_HTTP=true to "
+        raise ConfigError(f"no TLS certificate ({settings}_TLS_CERT_FILE={cert_file!r}, {settings}_TLS_KEY_FILE="
+                          f"{key_file!r}): the token or secret would travel in clear; set {settings}_ALLOW_PLAIN_HTTP=true to "
                           "serve plain HTTP anyway")
     if not (cert_file and key_file):
-        raise ConfigError("RC_INTAKE_TLS_CERT_FILE and RC_INTAKE_TLS_KEY_FILE go together: one is missing")
+        raise ConfigError(f"{settings}_TLS_CERT_FILE and {settings}_TLS_KEY_FILE go together: one is missing")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(cert_file, key_file)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"cannot load the TLS certificate (RC_INTAKE_TLS_CERT_FILE={cert_file!r}, "
-                          f"RC_INTAKE_TLS_KEY_FILE={key_file!r}): {exc}") from exc
+        raise ConfigError(f"cannot load the TLS certificate ({settings}_TLS_CERT_FILE={cert_file!r}, "
+                          f"{settings}_TLS_KEY_FILE={key_file!r}): {exc}") from exc
     return context
 
 

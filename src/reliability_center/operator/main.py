@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import importlib
 import logging
 import os
@@ -126,6 +127,26 @@ async def intake(**_: Any) -> None:
                                    allow_plain_http=ours.allow_plain_http))
     except (ConfigError, OSError) as exc:
         log.error("the Alertmanager receiver is NOT serving: %s", exc, extra={"port": ours.port})
+
+
+@kopf.on.startup()
+async def forge_hooks(patchplan_pull_requests: kopf.Index, **_: Any) -> None:
+    """The forges' pull request webhooks (intake/forge_hooks.py), when RC_FORGE_HOOKS_PORT is set: a merge
+    or close wakes the PatchPlan that waits on it. Off (a TLS error, a port in use), the poll still sees it."""
+    ours = context.settings().forge_hooks
+    if not ours.port:
+        return
+    from reliability_center.intake.config import ConfigError
+    from reliability_center.intake.forge_hooks import start
+    from reliability_center.operator import patchplan
+
+    try:
+        _intake.append(await start(ours.port, ours.secret_file,
+                                   functools.partial(patchplan.wake, patchplan_pull_requests),
+                                   tls_cert_file=ours.tls_cert_file, tls_key_file=ours.tls_key_file,
+                                   allow_plain_http=ours.allow_plain_http))
+    except (ConfigError, OSError) as exc:
+        log.error("the forge webhook receiver is NOT serving: %s", exc, extra={"port": ours.port})
 
 
 @kopf.on.cleanup()

@@ -9,7 +9,9 @@ resourceVersion it read as a precondition (through the gateway's records).
 PatchPlans use the same work queue as Incidents (``operator/workqueue.py``),
 not a Kopf timer: a timer puts a finalizer on every plan, and a namespace
 could not be deleted while the operator is down. An active plan is looked at
-again every ``RC_PATCHPLAN_POLL`` seconds; git and HTTP run on worker threads,
+again every ``RC_PATCHPLAN_POLL`` seconds while it waits on a pull request (a forge's
+webhook wakes it at once: ``patchplan_pull_requests`` finds it), every
+``RC_PATCHPLAN_SYNC_POLL`` seconds otherwise; git and HTTP run on worker threads,
 never on the event loop.
 """
 
@@ -22,7 +24,7 @@ import hashlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 from pydantic import ValidationError
@@ -35,18 +37,24 @@ from reliability_center.gateway.kube import (Conflict, Fenced, Forbidden, NotFou
 from reliability_center.gateway.tracking import ARGO_NAMESPACE
 from reliability_center.gitops import lifecycle as lc
 from reliability_center.gitops import reconcile, trust
-from reliability_center.gitops.forges import ForgeError, ForgeOptions, lookup
+from reliability_center.gitops.forges import ForgeError, ForgeOptions, lookup, repository_path
 from reliability_center.gitops.forges.git import default_cache
 from reliability_center.gitops.paths import PathPolicy
 from reliability_center.gitops.workspace import Credentials, GitError, Workspace, sanitize
 from reliability_center.operator import context
 from reliability_center.operator.workqueue import Echoes, Key, Retry, WorkQueue
 
+if TYPE_CHECKING:
+    from reliability_center.intake.forge_hooks import PullRequestEvent
+
 log = logging.getLogger("reliability_center.patchplan")
 
-#: Seconds between two polls of an active plan that just changed (pull request state, Argo CD sync);
-#: the delay then grows with the time since its last transition, up to RC_PATCHPLAN_POLL_MAX.
-POLL_INTERVAL = float(os.environ.get("RC_PATCHPLAN_POLL", "3"))
+#: Seconds between two polls of a pull request a plan waits on (its merge, its revert's), right after
+#: the plan's last transition; the delay then grows with the time since, up to RC_PATCHPLAN_POLL_MAX.
+#: The forges' webhooks (intake/forge_hooks.py) wake a plan at once: this poll is their safety net.
+POLL_INTERVAL = float(os.environ.get("RC_PATCHPLAN_POLL", "30"))
+#: The same for what no webhook announces (Argo CD's sync, a file lock, a Secret) and for retries.
+SYNC_POLL_INTERVAL = float(os.environ.get("RC_PATCHPLAN_SYNC_POLL", "3"))
 POLL_MAX = float(os.environ.get("RC_PATCHPLAN_POLL_MAX", "300"))
 #: Threads for git and forge work (slow, so apart from the incidents' threads).
 WORKERS = int(os.environ.get("RC_PATCHPLAN_WORKERS", "4"))
@@ -106,6 +114,28 @@ async def on_patchplan(body: kopf.Body, type: str | None, namespace: str, name: 
     QUEUE.add((namespace, name), dict(body))
 
 
+@kopf.index(GROUP, VERSION, "patchplans")
+def patchplan_pull_requests(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, int], Key]:
+    """The plans by the pull requests they proposed (theirs and their reverts'), as (repository path, number):
+    what a forge webhook names (intake/forge_hooks.py). Kept by the watch: a webhook costs no API call."""
+    status = body.get("status") or {}
+    try:
+        repository = repository_path(((body.get("spec") or {}).get("repository") or {}).get("url") or "")
+    except ForgeError:
+        return {}
+    numbers = {pr.get("number") for pr in (status.get("pullRequest"), status.get("revert")) if isinstance(pr, dict)}
+    return {(repository, number): (namespace, name) for number in numbers if isinstance(number, int)}
+
+
+def wake(index: kopf.Index, event: PullRequestEvent) -> list[str]:
+    """Queue a pass over each plan waiting on the webhook's pull request; the pass asks the forge itself."""
+    keys = sorted(set(index.get((event.repository, event.number), [])))
+    if QUEUE is not None:
+        for key in keys:
+            QUEUE.add(key)
+    return [f"{namespace}/{name}" for namespace, name in keys]
+
+
 async def _pass(key: Key, body: dict[str, Any] | None) -> float | None:
     return await asyncio.get_running_loop().run_in_executor(executor(), reconcile_patchplan, key, body)
 
@@ -151,22 +181,24 @@ def reconcile_patchplan(key: Key, body: dict[str, Any] | None, kube: Kube | None
             if new.phase != old_phase:
                 ready = next((c for c in new.conditions if c.type == "Ready"), None)
                 log.info("PatchPlan %s/%s %s → %s: %s", *key, old_phase, new.phase, ready.message if ready else "")
-        if not lc.active(new or plan.status, plan.spec.rollback):
+        status, rollback = new or plan.status, plan.spec.rollback
+        if not lc.active(status, rollback):
             return None
-        return max(lc.next_poll(new or plan.status, now_iso(), POLL_INTERVAL, POLL_MAX), wait or 0.0)
+        first = POLL_INTERVAL if lc.waits_on_pull_request(status, rollback) else SYNC_POLL_INTERVAL
+        return max(lc.next_poll(status, now_iso(), first, POLL_MAX), wait or 0.0)
     except Conflict:
         return 0.0  # the plan moved since it was read: read it again
     except _Gone:
         return None  # deleted while this pass ran (its namespace going, say): its DELETED event ends it
     except Fenced:
-        return POLL_INTERVAL  # leadership lapsed mid-pass: the queue waits for it
+        return SYNC_POLL_INTERVAL  # leadership lapsed mid-pass: the queue waits for it
     except Exception as exc:
         if namespace_terminating(exc):
             return None  # its namespace is going away: nothing more to do, and no Lease to take there
         level = logging.WARNING if transient(exc) else logging.ERROR
-        log.log(level, "PatchPlan %s/%s: %s; retrying in %ss", *key, describe(exc), POLL_INTERVAL,
+        log.log(level, "PatchPlan %s/%s: %s; retrying in %ss", *key, describe(exc), SYNC_POLL_INTERVAL,
                 exc_info=not transient(exc))
-        return Retry(POLL_INTERVAL)
+        return Retry(SYNC_POLL_INTERVAL)
 
 
 class _Gone(Exception):

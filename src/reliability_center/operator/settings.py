@@ -82,6 +82,22 @@ class IntakeSettings:
 
 
 @dataclass(frozen=True)
+class ForgeHookSettings:
+    port: int = int(_env("RC_FORGE_HOOKS_PORT", "0"))
+    """Port of the forge webhook receiver (POST /forge/gitea, /forge/github, /forge/gitlab,
+    intake/forge_hooks.py): a pull request's merge or close wakes its PatchPlan at once; 0 disables it."""
+
+    secret_file: str = _env("RC_FORGE_HOOKS_SECRET_FILE", "")
+    """File holding the webhook secret set in the forge (a mounted Secret; read again when it changes):
+    Gitea's and GitHub's HMAC key, GitLab's secret token. Without it every post is refused."""
+
+    tls_cert_file: str = _env("RC_FORGE_HOOKS_TLS_CERT_FILE", "")
+    tls_key_file: str = _env("RC_FORGE_HOOKS_TLS_KEY_FILE", "")
+    allow_plain_http: bool = _env("RC_FORGE_HOOKS_ALLOW_PLAIN_HTTP", "false").lower() == "true"
+    """As the intake's: GitLab sends its secret token as is, so plain HTTP only when said outright."""
+
+
+@dataclass(frozen=True)
 class GateSettings:
     prometheus_url: str = _env("RC_PROMETHEUS_URL", "").rstrip("/")
     """Prometheus HTTP API the SLO gate queries; empty: the SLO gate fails, saying so."""
@@ -129,6 +145,7 @@ class Settings:
     serving: ServingSettings = field(default_factory=ServingSettings)
     leadership: LeadershipSettings = field(default_factory=LeadershipSettings)
     intake: IntakeSettings = field(default_factory=IntakeSettings)
+    forge_hooks: ForgeHookSettings = field(default_factory=ForgeHookSettings)
     gates: GateSettings = field(default_factory=GateSettings)
     admission: AdmissionSettings = field(default_factory=AdmissionSettings)
 

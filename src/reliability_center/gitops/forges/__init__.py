@@ -258,6 +258,13 @@ def parse_repo_url(url: str) -> RepoURL:
     return RepoURL(scheme, host.lower(), port, segments)
 
 
+def repository_path(url: str) -> str:
+    """The repository's path on its forge, lower case (``owner/name``; GitLab: ``group/sub/name``): what a
+    forge webhook and a PatchPlan both name. The host is left out: a forge's webhooks carry its own
+    ROOT_URL, which a proxy or a cluster-internal address may spell differently from the plan's URL."""
+    return "/".join(parse_repo_url(url).segments).lower()
+
+
 def host_contains(word: str) -> Predicate:
     def predicate(url: str) -> bool:
         try:
