@@ -3,7 +3,7 @@
     python bench/bench_argocd_sync.py [--plans 12]
 
 One automated Application syncs ``apps/bench`` (a Deployment per plan) of a Gitea repository into a
-bench namespace; the operator watches it (RC_PATCHPLAN_POLL=1). For each plan, one after another:
+bench namespace; the operator watches it (RC_PATCHPLAN_POLL=1, RC_PATCHPLAN_SYNC_POLL=1). For each plan, one after another:
 PatchPlan → pull request → merged through the Gitea API (t0), then
 
 - Argo CD synced:  the Application first shows the merge commit synced by an operation that
@@ -97,7 +97,7 @@ def main() -> None:
     operator = subprocess.Popen(
         [sys.executable, "-m", "reliability_center.operator"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "RC_NAMESPACES": namespace,
-                                     "RC_METRICS_PORT": "0", "RC_PATCHPLAN_POLL": "1",
+                                     "RC_METRICS_PORT": "0", "RC_PATCHPLAN_POLL": "1", "RC_PATCHPLAN_SYNC_POLL": "1",
                                      "RC_GITOPS_ALLOW": "apps/bench/**",
                                      "RC_ARGOCD_NAMESPACE": argocd.namespace})
     # Whatever happens below, the operator does not outlive the bench.

@@ -14,8 +14,9 @@ and then, through ``gitops.reconcile.step`` exactly as the operator runs it each
 - PR open:       Pending → Proposed (fetch, edits, guards, commit, push, adopt-or-create PR), warm cache
 - merge detect:  after the merge on Gitea, one step → Merged (what a poll costs)
 
-The operator adds up to one poll interval (RC_PATCHPLAN_POLL, default 3 s) to merge
-detection; that wait is configuration, not work, and is reported separately.
+Without a forge webhook the operator adds up to one poll interval (RC_PATCHPLAN_POLL, default 30 s) to
+merge detection; that wait is configuration, not work, and is reported separately (a webhook removes it:
+bench/bench_webhook.py).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def run(gitea: Gitea, n: int) -> None:
             detect_times.append(time.perf_counter() - t0)
             assert merged.phase == "Merged", merged.conditions
 
-    poll = float(os.environ.get("RC_PATCHPLAN_POLL", "3"))
+    poll = float(os.environ.get("RC_PATCHPLAN_POLL", "30"))
     rows = [
         ("raw git push (baseline)", raw_push),
         ("raw POST /pulls (baseline)", raw_create),

@@ -39,10 +39,10 @@ step "operator (log: $cache/operator-demo.log), started before its namespaces ex
 # Only the demo's namespaces: other operators (tests) may share the cluster. Neither exists yet on a
 # fresh cluster: the cluster-scoped Runbooks are served all the same (operator/scope.py), and each
 # namespace from the moment it appears. PatchPlans are polled every second so the Level 3 walk does not
-# wait on the default 3 s. RC_ARGOCD_NAMESPACE: where the Level 3 walk's Argo CD keeps its Application.
+# wait on the defaults (30 s for a pull request, 3 s for a sync). RC_ARGOCD_NAMESPACE: where the Level 3 walk's Argo CD keeps its Application.
 kubectl delete namespace "$ns" "$DEMO_L3_NAMESPACE" --ignore-not-found --wait=true >/dev/null
 health_port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-RC_NAMESPACES="$ns,$DEMO_L3_NAMESPACE" RC_PATCHPLAN_POLL=1 RC_ARGOCD_NAMESPACE=argocd-demo \
+RC_NAMESPACES="$ns,$DEMO_L3_NAMESPACE" RC_PATCHPLAN_POLL=1 RC_PATCHPLAN_SYNC_POLL=1 RC_ARGOCD_NAMESPACE=argocd-demo \
   RC_HEALTH_URL="http://127.0.0.1:$health_port/healthz" \
   "$py" -m reliability_center.operator >"$cache/operator-demo.log" 2>&1 &
 operator=$!

@@ -213,7 +213,8 @@ def operator(kube, seed_runbooks: None) -> Iterator[subprocess.Popen[bytes]]:
         f"namespaces: ['{NAMESPACE_PREFIX}*']\n"
         f"categories: [perf, cross-tenant, ocr, billing, '{ALERT_CATEGORY_PREFIX}*']\n")
     proc = start_operator(extra_env={"RC_NAMESPACES": f"{NAMESPACE_PREFIX}*", "RC_METRICS_PORT": str(METRICS_PORT),
-                                     "RC_PATCHPLAN_POLL": "1", "RC_INTAKE_PORT": str(INTAKE_PORT),
+                                     "RC_PATCHPLAN_POLL": "1", "RC_PATCHPLAN_SYNC_POLL": "1",
+                                     "RC_INTAKE_PORT": str(INTAKE_PORT),
                                      "RC_INTAKE_TOKEN_FILE": str(INTAKE_TOKEN_FILE),
                                      "RC_INTAKE_CONFIG": str(INTAKE_CONFIG_FILE),
                                      # The session's Alertmanager posts over plain HTTP on localhost (TLS:

@@ -28,7 +28,7 @@ from tests.support.cluster import apply_docs, get_json, kubectl, repository_secr
 
 pytestmark = pytest.mark.gitea
 
-TICKS = 60  # seconds: the operator polls active plans every RC_PATCHPLAN_POLL (3 s by default)
+TICKS = 60  # seconds: the session operator polls active plans every second (RC_PATCHPLAN_POLL, _SYNC_POLL)
 
 
 def plan_status(kube, namespace: str, name: str) -> dict[str, Any]:
