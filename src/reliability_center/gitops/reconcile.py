@@ -78,6 +78,10 @@ class Runtime:
     now: Callable[[], str] = now_iso
     #: Set by ``step``: the seconds a rate-limited forge asked us to wait (Retry-After) before trying again.
     retry_after: float | None = None
+    #: Records a new status (the operator's status patch) before the tidy-up: a merge is recorded the moment
+    #: it is seen, not after git deleted the branch, and a branch goes only once its end is recorded.
+    #: None: ``step`` returns the status for the caller to record, tidied up already.
+    write: Callable[[PatchPlanStatus], None] | None = None
 
 
 def branch_name(plan: PatchPlan) -> str:
@@ -187,6 +191,8 @@ def step(plan: PatchPlan, rt: Runtime) -> PatchPlanStatus | None:
     new = lc.apply(status, t, plan.metadata.generation, rt.now())
     if new.phase not in lc.LOCKING:
         rt.locks.release()
+    if rt.write is not None and new != status:
+        rt.write(new)  # raises if the plan moved meanwhile: then no tidy-up either, the next pass decides
     if new.phase != lc.phase_of(status):
         tidy(plan, new, rt)
     return None if new == status else new

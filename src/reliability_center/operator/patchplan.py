@@ -23,6 +23,7 @@ import functools
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -174,9 +175,16 @@ def reconcile_patchplan(key: Key, body: dict[str, Any] | None, kube: Kube | None
                 {"type": "Ready", "status": "False", "reason": "InvalidSpec", "message": str(exc)[:1000],
                  "lastTransitionTime": now_iso()}]})
             return None
-        new, wait = step(kube, plan)
+        written: list[PatchPlanStatus] = []
+
+        def write(status: PatchPlanStatus) -> None:
+            _write(kube, ref, body, status.wire())
+            written.append(status)
+
+        new, wait = step(kube, plan, write)
         if new is not None:
-            _write(kube, ref, body, new.wire())
+            if not written:  # decided before any git (credentials, the Application): recorded here
+                write(new)
             old_phase = lc.phase_of(plan.status)
             if new.phase != old_phase:
                 ready = next((c for c in new.conditions if c.type == "Ready"), None)
@@ -220,9 +228,10 @@ def _note(plan: PatchPlan, t: lc.Transition) -> PatchPlanStatus | None:
     return None if new == status else new
 
 
-def step(kube: Kube, plan: PatchPlan) -> tuple[PatchPlanStatus | None, float | None]:
+def step(kube: Kube, plan: PatchPlan, write: Callable[[PatchPlanStatus], None]) -> tuple[PatchPlanStatus | None,
+                                                                                      float | None]:
     """One reconcile step with everything Kubernetes-side wired in: the new status (None when
-    unchanged), and the seconds a rate-limited forge asked to wait (None when it did not)."""
+    unchanged; ``write`` recorded it), and the seconds a rate-limited forge asked to wait (None when it did not)."""
     phase = lc.phase_of(plan.status)
     repo = plan.spec.repository
     if plan.spec.argo_application:  # before any git: another namespace's Application never vouches for a plan
@@ -251,6 +260,7 @@ def step(kube: Kube, plan: PatchPlan) -> tuple[PatchPlanStatus | None, float | N
             read_application=(lambda: read_application(kube, plan)) if plan.spec.argo_application else None,
             read_objects=lambda docs: read_objects(kube, docs),
             read_incident=(lambda: read_incident(kube, plan)) if plan.spec.incident_ref else None,
+            write=write,
         )
         return reconcile.step(plan, rt), rt.retry_after
     finally:

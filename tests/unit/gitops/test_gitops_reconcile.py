@@ -326,3 +326,30 @@ def test_binary_file_is_refused_clearly(env):
     new = rc.step(plan, runtime(forge=forge, workspace=ws))
     assert new.phase == "Failed" and "apps/blob.yaml: not a UTF-8 text file" in new.conditions[0].message
     assert origin.branches() == ["main"]
+
+
+def test_a_merge_is_recorded_before_git_deletes_the_branch_and_a_refused_record_deletes_nothing(env):
+    """With ``Runtime.write`` (the operator's status patch), the record does not wait on git's push --delete
+    (the forge webhooks' latency: bench/bench_webhook.py), and the branch goes only once the merge is recorded."""
+    origin, ws, forge = env
+    plan = make_plan(origin)
+    branch = "rc/shop-scale-web-01234567"
+    seen: list[tuple[str, list[str]]] = []
+
+    def write(status):
+        seen.append((status.phase, origin.branches()))
+
+    plan.status = rc.step(plan, runtime(forge=forge, workspace=ws, write=write))
+    forge.merge(1, merge_commit=origin.merge(branch))
+
+    def refused(status):
+        raise RuntimeError("the status patch was refused (the plan moved)")
+
+    with pytest.raises(RuntimeError):
+        rc.step(plan, runtime(forge=forge, workspace=ws, write=refused))
+    assert branch in origin.branches()  # not recorded: nothing tidied, the next pass decides
+
+    merged = rc.step(plan, runtime(forge=forge, workspace=ws, write=write))
+    assert merged.phase == "Merged"
+    assert seen == [("Proposed", ["main", branch]), ("Merged", ["main", branch])]
+    assert origin.branches() == ["main"]

@@ -1,0 +1,148 @@
+"""Merge in the forge → PatchPlan Merged: a forge webhook against the poll it replaces.
+
+    python bench/bench_webhook.py [--merges 10]
+
+The local cluster, a throwaway Gitea (hack/gitea.sh) and the operator, twice in one run, each operator
+in a namespace of its own:
+
+- webhook: the operator serves the forge webhooks (RC_FORGE_HOOKS_PORT); the repository has Gitea's
+  webhook with the secret; the pull-request poll is an hour (RC_PATCHPLAN_POLL=3600), so only the
+  webhook can move a plan within the run;
+- poll:    no webhook, the pull-request poll at 3 s (the default before the webhooks; the default now is
+  30 s, which would add up to 30 s).
+
+For each of ``--merges`` plans, one after another: PatchPlan → pull request (Proposed) → a wait of
+0–3 s (so the merge falls anywhere in the poll's cycle) → merged through the Gitea API; t0 when the
+merge call returns, then the plan is read every 20 ms until Merged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
+
+import httpx  # noqa: E402
+
+from measure import pct  # noqa: E402  (bench/, the script's own directory)
+from reliability_center.gateway import Ref  # noqa: E402
+from tests.gitea.conftest import DEPLOYMENT, Gitea, create_repo, start_gitea, stop_gitea  # noqa: E402
+from tests.support.cluster import CACHE, api, apply_docs, kubectl, repository_secret  # noqa: E402
+from tests.support.processes import free_port  # noqa: E402
+
+API = "reliability.center/v1alpha1"
+SECRET = uuid.uuid4().hex
+
+
+def poll(probe, timeout: float, what: str, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(interval)
+    raise SystemExit(f"timed out after {timeout} s waiting for {what}")
+
+
+def run(mode: str, gitea: Gitea, merges: int, secret_file: Path) -> list[float]:
+    namespace = f"bench-hook-{mode}-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", namespace)
+    atexit.register(lambda: kubectl("delete", "namespace", namespace, "--wait=false", check=False))
+    repo = create_repo(gitea, {f"apps/bench/web-{i}.yaml": DEPLOYMENT.replace("name: web", f"name: web-{i}")
+                               for i in range(merges)})
+    apply_docs(namespace, [repository_secret("creds", repo.url, username=gitea.user, token=gitea.token)])
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "RC_NAMESPACES": namespace, "RC_METRICS_PORT": "0",
+           "RC_GITOPS_ALLOW": "apps/bench/**"}
+    if mode == "webhook":
+        env.update(RC_PATCHPLAN_POLL="3600", RC_PATCHPLAN_POLL_MAX="3600", RC_FORGE_HOOKS_PORT=str(port),
+                   RC_FORGE_HOOKS_SECRET_FILE=str(secret_file), RC_FORGE_HOOKS_ALLOW_PLAIN_HTTP="true")
+    else:
+        env.update(RC_PATCHPLAN_POLL="3")
+    log = open(CACHE / f"operator-bench-webhook-{mode}.log", "wb")
+    operator = subprocess.Popen([sys.executable, "-m", "reliability_center.operator"], cwd=ROOT, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    try:
+        if mode == "webhook":
+            poll(lambda: _serving(f"http://127.0.0.1:{port}/healthz"), 60, "the forge webhook receiver")
+            hook = gitea.api("POST", f"{repo.path}/hooks", json={
+                "type": "gitea", "active": True, "events": ["pull_request"], "branch_filter": "*",
+                "config": {"url": f"http://127.0.0.1:{port}/forge/gitea", "content_type": "json",
+                           "secret": SECRET}})
+            assert hook.status_code == 201, hook.text
+        times = []
+        for i in range(merges):
+            name = f"scale-{i}"
+            kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({
+                "apiVersion": API, "kind": "PatchPlan", "metadata": {"name": name},
+                "spec": {"repository": {"url": repo.url, "provider": "gitea", "credentialsSecret": "creds"},
+                         "title": f"web-{i} to 4",
+                         "changes": [{"path": f"apps/bench/web-{i}.yaml", "operation": "setValue",
+                                      "yamlPath": "spec.replicas", "value": 4}]}}))
+
+            def status(plan: str = name) -> dict:
+                return (api().get(Ref("PatchPlan", namespace, plan)) or {}).get("status") or {}
+
+            number = poll(lambda: (s := status()).get("phase") == "Proposed" and s["pullRequest"]["number"], 120,
+                          f"{name} to be Proposed")
+            time.sleep(random.uniform(0, 3))  # a reviewer merges at any moment, not just after a poll
+            repo.merge(number)
+            t0 = time.perf_counter()
+            poll(lambda: status().get("phase") == "Merged", 120, f"{name} to be Merged")
+            times.append(time.perf_counter() - t0)
+            print(f"  {mode} {name}: merge → Merged {times[-1]:.2f} s", flush=True)
+        return times
+    finally:
+        os.killpg(operator.pid, signal.SIGTERM)
+        try:
+            operator.wait(15)
+        except subprocess.TimeoutExpired:  # as tests/conftest.stop_operator: a stop that hangs is killed
+            os.killpg(operator.pid, signal.SIGKILL)
+            operator.wait()
+
+
+def _serving(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--merges", type=int, default=10)
+    args = parser.parse_args()
+    os.environ["KUBECONFIG"] = subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "up"], check=True,
+                                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
+    gitea_dir = Path(tempfile.mkdtemp(prefix="rc-bench-gitea."))
+    gitea = start_gitea(gitea_dir)
+    atexit.register(stop_gitea, gitea_dir)
+    secret_file = gitea_dir / "forge-hooks-secret"
+    secret_file.write_text(SECRET)
+
+    results = {mode: run(mode, gitea, args.merges, secret_file) for mode in ("webhook", "poll")}
+    print(f"\nmerge in Gitea → PatchPlan Merged, {args.merges} merges each, one at a time (s)\n")
+    print(f"{'measure':36} {'p50':>7} {'p90':>7} {'max':>7}")
+    labels = {"webhook": "webhook (poll 3600 s)", "poll": "poll only (RC_PATCHPLAN_POLL=3)"}
+    for mode, values in results.items():
+        print(f"{labels[mode]:36} {pct(values, .5):7.2f} {pct(values, .9):7.2f} {max(values):7.2f}")
+    print(f"\nratio webhook / 3 s poll (p50): {pct(results['webhook'], .5) / pct(results['poll'], .5):.2f}x; "
+          f"target: webhook p50 ≤ 1 s")
+
+
+if __name__ == "__main__":
+    main()
