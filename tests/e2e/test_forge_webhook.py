@@ -35,7 +35,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from reliability_center.gateway import Ref
-from reliability_center.intake.forge_hooks import MAX_BODY_BYTES, ForgeHooks, PullRequestEvent
+from reliability_center.intake.forge_hooks import MAX_BODY_BYTES, ForgeHooks, NotLeader, PullRequestEvent
 from reliability_center.intake.server import TokenFile
 from tests.conftest import CACHE, start_operator, stop_operator
 from tests.gitea.conftest import DEPLOYMENT, create_repo, gitea  # noqa: F401  (gitea is a fixture)
@@ -223,6 +223,19 @@ def test_the_receiver_refuses_what_it_must_and_wakes_only_for_an_authentic_pull_
     assert 429 in statuses and set(statuses) <= {401, 429}, statuses
     assert int(flood[-1].headers["Retry-After"]) > 0
     assert len(woken.events) == 1
+
+
+def test_a_standby_says_it_is_not_the_leader(tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET)
+
+    def standby(event: PullRequestEvent) -> list[str]:
+        raise NotLeader()
+
+    with serving(ForgeHooks(TokenFile(str(secret_file)), standby)) as base:
+        answer = github_post(base, json.dumps(GITHUB_EVENT).encode())
+    assert (answer.status_code, answer.json()["error"]) == (503, "NotLeader")
+    assert int(answer.headers["Retry-After"]) > 0
 
 
 def test_without_a_secret_the_receiver_accepts_nothing(tmp_path):

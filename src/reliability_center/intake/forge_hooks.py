@@ -52,6 +52,10 @@ EVENT_HEADERS = {"gitea": ("X-Gitea-Event", "pull_request"),
 AUTH_HEADERS = {"gitea": "X-Gitea-Signature", "github": "X-Hub-Signature-256", "gitlab": "X-Gitlab-Token"}
 
 
+class NotLeader(Exception):
+    """Raised by a wake on a standby replica: its work queue takes no pass, so the webhook would be lost."""
+
+
 class Refusal(Exception):
     def __init__(self, status: int, reason: str, message: str):
         super().__init__(message)
@@ -212,7 +216,13 @@ class ForgeHooks:
             FORGE_HOOKS.labels("ignored").inc()
             return web.json_response({"ignored": f"not a pull request event: "
                                                  f"{str(request.headers.get(EVENT_HEADERS[forge][0]))[:60]}"})
-        woken = self.wake(event)
+        try:
+            woken = self.wake(event)
+        except NotLeader:
+            # Both replicas sit behind the Service; a standby's queue takes no pass. The forge may redeliver
+            # (GitHub and Gitea on request, GitLab not): the leader's poll sees the change either way.
+            return refuse(503, "NotLeader", "this replica is a standby; the leader takes the webhooks, and its poll "
+                                            "sees the change", {"Retry-After": str(RETRY_AFTER_SECONDS)})
         FORGE_HOOKS.labels("woke" if woken else "no_plan").inc()
         log.info("forge webhook: %s %s#%s %s woke %s", forge, event.repository, event.number, event.action,
                  woken or "no plan")

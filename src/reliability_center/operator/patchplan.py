@@ -129,8 +129,13 @@ def patchplan_pull_requests(namespace: str, name: str, body: kopf.Body, **_: Any
 
 
 def wake(index: kopf.Index, event: PullRequestEvent) -> list[str]:
-    """Queue a pass over each plan waiting on the webhook's pull request; the pass asks the forge itself."""
+    """Queue a pass over each plan waiting on the webhook's pull request; the pass asks the forge itself.
+    A standby (its queue takes no pass) says so instead: NotLeader, a 503."""
+    from reliability_center.intake.forge_hooks import NotLeader
+
     keys = sorted(set(index.get((event.repository, event.number), [])))
+    if keys and not context.leading():
+        raise NotLeader()
     if QUEUE is not None:
         for key in keys:
             QUEUE.add(key)
