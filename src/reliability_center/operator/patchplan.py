@@ -236,7 +236,9 @@ def _note(plan: PatchPlan, t: lc.Transition) -> PatchPlanStatus | None:
 def step(kube: Kube, plan: PatchPlan, write: Callable[[PatchPlanStatus], None]) -> tuple[PatchPlanStatus | None,
                                                                                       float | None]:
     """One reconcile step with everything Kubernetes-side wired in: the new status (None when
-    unchanged; ``write`` recorded it), and the seconds a rate-limited forge asked to wait (None when it did not)."""
+    unchanged), and the seconds a rate-limited forge asked to wait (None when it did not). A status the
+    reconcile decides is recorded through ``write`` before its git tidy-up; one decided before any git
+    (the Application, the credentials) is left to the caller."""
     phase = lc.phase_of(plan.status)
     repo = plan.spec.repository
     if plan.spec.argo_application:  # before any git: another namespace's Application never vouches for a plan
