@@ -55,7 +55,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
 _tasks: set[asyncio.Task[None]] = set()  # a reference, so the running task is not garbage-collected
 
 STOP: concurrent.futures.Future[str] = concurrent.futures.Future()
-"""Kopf's stop flag: set with the reason when the process must end (leader election lost or failed)."""
+"""Kopf's stop flag: set with the reason when the process must end (leader election lost or failed),
+or with "" once Kopf stops for another cause (a signal): see ``release_stop_flag``."""
 EXIT_GRACE = 10.0
 """Seconds the operator has to stop cleanly once the election ended it; then the process exits regardless."""
 
@@ -98,6 +99,15 @@ def stop(reason: str) -> None:
     watchdog = threading.Timer(EXIT_GRACE, os._exit, args=(1,))
     watchdog.daemon = True
     watchdog.start()
+
+
+@kopf.on.cleanup()
+async def release_stop_flag(**_: Any) -> None:
+    """Kopf waits for a concurrent Future's result in a thread of the default executor, which
+    ``asyncio.run`` joins at exit: after a SIGTERM, nothing else would ever set it and the process
+    would hang until killed."""
+    if not STOP.done():
+        STOP.set_result("")
 
 
 @kopf.on.cleanup()
@@ -218,5 +228,5 @@ def run() -> None:
         liveness_endpoint=ours.serving.health_url or None,
         stop_flag=STOP,
     )
-    if STOP.done():
+    if STOP.done() and STOP.result():
         raise SystemExit(f"reliability-center operator: {STOP.result()}")
