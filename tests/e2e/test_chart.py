@@ -64,7 +64,8 @@ def free_port() -> int:
 
 def test_helm_lint_strict_passes_with_the_schema(cluster: str) -> None:
     assert (CHART / "values.schema.json").is_file()
-    for extra in ([], ["--set", "serviceMonitor.enabled=true", "--set", "dashboard.enabled=true"]):
+    for extra in ([], ["--set", "serviceMonitor.enabled=true", "--set", "dashboard.enabled=true",
+                       "--set", "detectionRules.enabled=true"]):
         out = helm("lint", "--strict", str(CHART), *extra).stdout
         assert "0 chart(s) failed" in out, out
 
@@ -303,6 +304,24 @@ def test_the_dashboard_is_opt_in_and_shipped_for_grafanas_sidecar(cluster: str) 
     assert config_map["metadata"]["namespace"] == "monitoring"
     (shipped,) = config_map["data"].values()
     assert json.loads(shipped) == dashboard
+
+
+# ------------------------------------------------------------------------------ detection rules
+
+
+def test_the_detection_rules_are_opt_in_and_shipped_as_the_plain_rules_file(cluster: str) -> None:
+    """The PrometheusRule holds exactly the groups of manifests/prometheus/detection-rules.yaml, their
+    Prometheus templates ({{ $labels.tenant }}) untouched by Helm."""
+    plain = yaml.safe_load((ROOT / "manifests" / "prometheus" / "detection-rules.yaml").read_text())
+    assert not [d for d in render() if d["kind"] == "PrometheusRule"]
+    rendered = render("--set", "detectionRules.enabled=true", "--set", "detectionRules.namespace=monitoring",
+                      "--set", "detectionRules.labels.release=kube-prometheus-stack")
+    (rule,) = [d for d in rendered if d["kind"] == "PrometheusRule" and d["metadata"]["name"].endswith("-detection")]
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert (rule["metadata"]["namespace"], rule["metadata"]["labels"]["release"]) == ("monitoring",
+                                                                                       "kube-prometheus-stack")
+    assert rule["spec"] == plain
+    assert "{{ $labels.tenant }}" in rule["spec"]["groups"][0]["rules"][-1]["annotations"]["summary"]
 
 
 def test_the_dashboards_queries_name_metrics_the_operator_exports(operator: subprocess.Popen[bytes]) -> None:
