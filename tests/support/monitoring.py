@@ -44,6 +44,7 @@ import yaml
 
 from tests.support.cluster import CACHE
 from tests.support.processes import LocalProcesses, free_port
+from tests.support.sample_app import SampleApp
 
 #: Same worker id as tests/conftest.py (not imported from there: it will import this module).
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -79,7 +80,7 @@ class Monitoring(LocalProcesses):
     """Prometheus scraping ``exporter`` and alerting to an Alertmanager that posts to ``intake_url``."""
 
     def __init__(self, intake_url: str, token_file: str | os.PathLike[str], directory: Path | None = None,
-                 exporter: Exporter | None = None, startup_timeout: float = 30, prometheus_port: int | None = None):
+                 exporter: Exporter | SampleApp | None = None, startup_timeout: float = 30, prometheus_port: int | None = None):
         super().__init__(Path(directory or CACHE / f"monitoring-{WORKER}"), startup_timeout)
         self.intake_url = intake_url
         self.token_file = Path(token_file).resolve()
@@ -150,13 +151,18 @@ class Monitoring(LocalProcesses):
         """An alerting rule in a file (and group) of its own (same name: replaced); returns once Prometheus
         evaluates it and can send alerts again (a reload drops its Alertmanager until rediscovered, ~5 s)."""
         rule = {"alert": name, "expr": expr, "for": for_, "labels": labels or {}, "annotations": annotations or {}}
-        self._write(f"rules/{name}.yml", {"groups": [{"name": name, "rules": [rule]}]})
+        self.add_rules(name, {"groups": [{"name": name, "rules": [rule]}]})
+
+    def add_rules(self, name: str, rules: dict[str, Any]) -> None:
+        """A rules file (Prometheus' format) of its own (same name: replaced); returns once Prometheus
+        evaluates each of its groups and can send alerts again."""
+        self._write(f"rules/{name}.yml", rules)
         reply = self._http.post(f"{self.prometheus_url}/-/reload")
         assert reply.status_code == 200, f"prometheus did not reload the rules: {reply.text}\n{self.log('prometheus')}"
-        self._wait(f"prometheus to list rule {name}", lambda: any(
-            r.get("name") == name and r.get("health") == "ok"  # "unknown" until its first evaluation
-            for group in self._get(f"{self.prometheus_url}/api/v1/rules")["data"]["groups"]
-            for r in group["rules"]), "prometheus")
+        wanted = {group["name"] for group in rules["groups"]}
+        self._wait(f"prometheus to evaluate rules {name}", lambda: wanted <= {
+            group["name"] for group in self._get(f"{self.prometheus_url}/api/v1/rules")["data"]["groups"]
+            if all(r.get("health") == "ok" for r in group["rules"])}, "prometheus")  # "unknown" until evaluated
         self._wait_for_alertmanager()
 
     def query(self, promql: str) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ Runbooks' own match (which one takes it).
 from __future__ import annotations
 
 import pathlib
+import re
 import shutil
 import subprocess
 from typing import Any
@@ -92,3 +93,26 @@ def test_every_alert_opens_the_matching_seed_runbooks_incident_with_its_tenant_a
 
 def test_the_seed_runbooks_every_category_has_rules():
     assert {rule["labels"]["category"] for rule in alerts()} == {rb.spec.match.category for rb in SEED.values()}
+
+
+def test_the_end_to_end_transform_only_divides_ranges_and_fors_by_60(tmp_path: pathlib.Path):
+    """tests/support/sample_app.scaled: what the e2e test changes in the shipped rules, and nothing else."""
+    from tests.support.sample_app import seconds, scaled
+
+    shipped = yaml.safe_load(RULES.read_text())
+    fast = scaled(shipped)
+    for group, short in zip(shipped["groups"], fast["groups"], strict=True):
+        for rule, quick in zip(group["rules"], short["rules"], strict=True):
+            ranges = re.findall(r"\[(\w+)\]", str(rule["expr"]))
+            assert [seconds(r) / 60 for r in ranges] == [seconds(r) for r in re.findall(r"\[(\w+)\]", quick["expr"])]
+            assert re.sub(r"\[\w+\]", "[]", str(rule["expr"])) == re.sub(r"\[\w+\]", "[]", quick["expr"])
+            assert {k: v for k, v in rule.items() if k not in ("expr", "for")} == {
+                k: v for k, v in quick.items() if k not in ("expr", "for")}
+            assert seconds(rule.get("for", "0s")) / 60 == seconds(quick.get("for", "0s"))
+    with pytest.raises(ValueError, match="not a Prometheus duration"):
+        seconds("5 minutes")
+    if PROMTOOL:
+        path = tmp_path / "fast.yaml"
+        path.write_text(yaml.safe_dump(fast))
+        result = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,127 @@
+"""The shipped detection rules on real parts: the sample application's metrics breach, the real Prometheus
+fires the shipped rule, the real Alertmanager posts it, the session operator's intake opens the seed
+Runbook's Incident with the alert's tenant and module; the values back to normal resolve the alert,
+and the intake marks the Incident's signal resolved.
+
+One Prometheus and Alertmanager for the four playbooks, which breach at once. The rules are
+manifests/prometheus/detection-rules.yaml with one transform (tests/support/sample_app.scaled): every
+range and ``for`` divided by 60, as this Prometheus scrapes and evaluates every second; their real
+windows are unit-tested by promtool (tests/rules/detection-rules.test.yaml).
+
+The seed Runbooks do not set resolveWhenSignalsResolve, so a resolved alert resolves the signal, not
+the incident (which a person resolves after the runbook's steps): the test checks the signal.
+
+Oracles: Prometheus' and Alertmanager's own APIs (what fired, what is active), the cluster's Incidents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import INTAKE_TOKEN_FILE, INTAKE_URL, WORKER
+from tests.support.cluster import CACHE, ROOT, get_json, wait_for
+from tests.support.monitoring import Monitoring
+from tests.support.sample_app import SampleApp, scaled
+
+RULES = ROOT / "manifests" / "prometheus" / "detection-rules.yaml"
+
+
+@pytest.fixture(scope="module")
+def detection(operator) -> Iterator[Monitoring]:
+    """A Prometheus of its own scraping the sample application, with the shipped rules, posting to the operator."""
+    with Monitoring(intake_url=INTAKE_URL, token_file=INTAKE_TOKEN_FILE, directory=CACHE / f"detection-{WORKER}",
+                    exporter=SampleApp()) as running:
+        running.add_rules("detection-rules", scaled(yaml.safe_load(RULES.read_text())))
+        yield running
+
+
+def breach(app: SampleApp, ns: str) -> None:
+    """One breach per playbook, each for a rule of its own and a tenant and module of its own."""
+    perf = {"namespace": ns, "tenant": "acme", "module": "api"}
+    # 90 % of requests over 0.3 s: the p95 SLO burns at 18x its budget (the page is at 14.4x).
+    app.count("http_request_duration_seconds_count", 10, **perf)
+    app.count("http_request_duration_seconds_bucket", 1, le="0.3", **perf)
+    app.count("http_request_duration_seconds_bucket", 10, le="1", **perf)
+    # Another tenant of the same module, within its SLO: no incident for it.
+    healthy = {**perf, "tenant": "initech"}
+    app.count("http_request_duration_seconds_count", 10, **healthy)
+    app.count("http_request_duration_seconds_bucket", 10, le="0.3", **healthy)
+    app.count("http_request_duration_seconds_bucket", 10, le="1", **healthy)
+    # globex's exports module reads acme's data.
+    app.count("contract_violations_total", 1, namespace=ns, tenant="globex", module="exports",
+              kind="cross_tenant_access", target_tenant="acme")
+    app.count("ocr_model_errors_total", 1, namespace=ns, tenant="initech", module="ocr", model="invoice-reader",
+              version="2.3.0")
+    # acme's billing refuses for quota while acme uses 60 % of it.
+    app.gauge("billing_quota_usage_ratio", 0.6, namespace=ns, tenant="acme", module="billing")
+    app.count("billing_quota_exceeded_total", 1, namespace=ns, tenant="acme", module="billing")
+
+
+def recover(app: SampleApp, ns: str) -> None:
+    perf = {"namespace": ns, "tenant": "acme", "module": "api"}
+    app.count("http_request_duration_seconds_bucket", 10, le="0.3", **perf)
+    app.count("contract_violations_total", 0, namespace=ns, tenant="globex", module="exports",
+              kind="cross_tenant_access", target_tenant="acme")
+    app.count("ocr_model_errors_total", 0, namespace=ns, tenant="initech", module="ocr", model="invoice-reader",
+              version="2.3.0")
+    app.count("billing_quota_exceeded_total", 0, namespace=ns, tenant="acme", module="billing")
+
+
+#: category (= the seed Runbook) → (alertname, tenant, module, severity, the summary's start)
+EXPECTED = {
+    "perf": ("PerfLatencyP95BudgetBurn", "acme", "api", "critical",
+             "p95 latency SLO (95 % within 0.3 s) burning fast for tenant acme, module api: "),
+    "cross-tenant": ("CrossTenantAccess", "globex", "exports", "critical",
+                     "contract violation: tenant globex, module exports reached data of tenant acme "),
+    "ocr": ("OcrModelErrors", "initech", "ocr", "high", "OCR model invoice-reader version 2.3.0: "),
+    "billing": ("BillingQuotaIncoherent", "acme", "billing", "high", " quota-exceeded refusals for tenant acme while "
+                                                                       "under its quota"),
+}
+
+
+def by_category(ns: str) -> dict[str, dict[str, Any]]:
+    return {i["spec"]["category"]: i for i in get_json("incidents", "-n", ns)["items"]}
+
+
+def test_each_playbooks_shipped_rule_opens_its_seed_incident_then_resolves(detection: Monitoring, app: str) -> None:
+    sample = detection.exporter
+    assert isinstance(sample, SampleApp)
+    breach(sample, app)
+
+    # 1. Prometheus fires the shipped rules, Alertmanager holds them: exactly one per playbook.
+    def active() -> dict[str, dict[str, str]]:
+        return {a["labels"]["category"]: a["labels"] for a in detection.alerts()
+                if a["labels"].get("namespace") == app and a["status"]["state"] == "active"}
+
+    wait_for(lambda: active().keys() == EXPECTED.keys(), 60, "the four rules to fire in Alertmanager")
+    for category, labels in active().items():
+        assert (labels["alertname"], labels["tenant"], labels["module"]) == EXPECTED[category][:3]
+
+    # 2. The operator opened the matching seed Runbook's Incident for each, with the alert's tenant and module.
+    found = wait_for(lambda: (found := by_category(app)) and all(
+        (found.get(c, {}).get("status") or {}).get("runbook") for c in EXPECTED) and found,
+        60, "an Incident per playbook, taken by its seed Runbook")
+    assert found.keys() == EXPECTED.keys()  # none for initech's healthy api
+    for category, (alertname, tenant, module, severity, summary) in EXPECTED.items():
+        spec, status = found[category]["spec"], found[category]["status"]
+        assert status["runbook"] == category, (category, status.get("runbook"))
+        assert (spec["tenant"], spec.get("module"), spec["severity"]) == (tenant, module, severity), category
+        assert summary in spec["summary"], (category, spec["summary"])
+        (signal,) = spec["signals"]
+        assert (signal["name"], signal["resolved"]) == (alertname, False)
+        assert signal["labels"]["alertname"] == alertname and signal["value"] > 0
+    assert found["cross-tenant"]["spec"]["signals"][0]["labels"]["target_tenant"] == "acme"
+
+    # 3. Back to normal: the alerts resolve in Alertmanager and the intake resolves each Incident's signal.
+    recover(sample, app)
+    wait_for(lambda: not active(), 90, "the four alerts to resolve in Alertmanager")
+    resolved = wait_for(lambda: (now := by_category(app)) and all(
+        now[c]["spec"]["signals"][0]["resolved"] for c in EXPECTED) and now, 60, "the signals to resolve")
+    for category, incident in resolved.items():
+        assert incident["metadata"]["name"] == found[category]["metadata"]["name"]  # the same incident, no other
+        (signal,) = incident["spec"]["signals"]
+        assert signal["resolvedAt"] > signal["time"], category
