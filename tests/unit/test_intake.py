@@ -346,6 +346,24 @@ def test_a_resolve_marks_the_signal_and_a_refire_fires_it_again():
     assert stale == refired  # the resolve of the earlier firing does not end the new one
 
 
+def test_each_refire_after_a_resolve_is_counted_and_nothing_else_is():
+    stored = signals_of(alert("a1"))
+    assert "refires" not in stored[0]
+    later_unresolved, _ = merge_signals(stored, signals_of(alert("a1", starts="2026-01-01T10:30:00Z")))
+    assert "refires" not in later_unresolved[0]  # no resolve between them: not a flap
+    signals, started = stored, "2026-01-01T10:00:00Z"
+    for n, hour in enumerate(("11", "12"), start=1):
+        signals, _ = merge_signals(signals, signals_of(alert("a1", status="resolved", starts=started,
+                                                             ends=f"2026-01-01T{hour}:00:00Z")))
+        started = f"2026-01-01T{hour}:30:00Z"
+        signals, _ = merge_signals(signals, signals_of(alert("a1", starts=f"2026-01-01T{hour}:30:00Z")))
+        again, _ = merge_signals(signals, signals_of(alert("a1", starts=f"2026-01-01T{hour}:30:00Z")))  # a re-send
+        assert signals[0]["refires"] == again[0]["refires"] == n
+    Incident.model_validate({"apiVersion": "reliability.center/v1alpha1", "kind": "Incident",
+                             "metadata": {"name": "x", "namespace": "shop"},
+                             "spec": {"category": "perf", "severity": "high", "tenant": "acme", "signals": signals}})
+
+
 def test_signals_stop_at_the_crd_limit_and_the_rest_are_counted():
     stored = signals_of(*(alert(f"{i:x}0") for i in range(MAX_SIGNALS - 2)))
     incoming = signals_of(*(alert(f"{i:x}1") for i in range(5)))

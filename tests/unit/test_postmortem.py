@@ -11,10 +11,10 @@ from typing import Any
 from markdown_it import MarkdownIt
 
 from reliability_center.cli.main import format_gates
-from reliability_center.engine.postmortem import render
+from reliability_center.engine.postmortem import render, threshold_proposals
 
-SECTIONS = ["Summary", "Impact", "Detection", "Timeline", "Actions by level", "Post-repair gates", "Pull requests",
-            "Root cause", "Prevention", "Action items", "Key times"]
+SECTIONS = ["Summary", "Impact", "Detection", "Detection thresholds", "Timeline", "Actions by level",
+            "Post-repair gates", "Pull requests", "Root cause", "Prevention", "Action items", "Key times"]
 HOSTILE = "p99 | 2.5s\n# not a heading\n- not an item\n| x | y |\r\n*boom* _under_ [link](http://x) <b>"
 #: What a reader sees of HOSTILE: one line, every character kept.
 HOSTILE_SEEN = "p99 | 2.5s # not a heading - not an item | x | y | *boom* _under_ [link](http://x) <b>"
@@ -193,3 +193,51 @@ def test_relctl_gates_says_when_the_incident_closed_or_when_nothing_was_evaluate
     assert closed.splitlines()[-1] == "closed at 2026-03-01T12:00:00Z"
     assert [line.split()[1] for line in closed.splitlines()[1:-1]] == ["yes"] * 5
     assert format_gates({"phase": "Mitigating"}) == "gates not evaluated yet (phase Mitigating)"
+
+
+# ------------------------------------------------------------------------------ detection thresholds
+
+
+def am(name: str, time: str, refires: int = 0, fingerprint: str = "a1") -> dict[str, Any]:
+    return {"source": "alertmanager", "name": name, "time": time, "fingerprint": fingerprint, "refires": refires,
+            "labels": {"alertname": name}, "resolved": True}
+
+
+def test_a_rule_that_fired_five_minutes_after_the_incident_was_known_is_proposed_to_fire_earlier():
+    times = {"detected": "2026-03-01T10:00:05Z"}
+    spec = {"signals": [am("PerfErrorRatioHigh", "2026-03-01T10:00:00Z"),
+                        am("PerfQueueSaturated", "2026-03-01T10:05:00Z", fingerprint="b2"),  # 5 min after the first
+                        am("integration_errors", "2026-03-01T10:04:59Z", fingerprint="c3"),  # 4m59s: not late
+                        {"source": "prometheus", "name": "p99_latency", "time": "2026-03-01T11:00:00Z"}]}
+    (proposal,) = threshold_proposals(spec, times)
+    assert (proposal["alert"], proposal["factor"]) == ("PerfQueueSaturated", 0.8)
+    assert "fired 5m0s after the incident was first known (2026-03-01T10:00:00+00:00)" in proposal["why"]
+    # Known first by a person: the incident was created before any alert fired.
+    (proposal,) = threshold_proposals({"signals": [am("OcrModelErrors", "2026-03-01T10:20:00Z")]},
+                                      {"detected": "2026-03-01T10:00:00Z"})
+    assert (proposal["alert"], proposal["factor"]) == ("OcrModelErrors", 0.8) and "20m0s" in proposal["why"]
+
+
+def test_a_rule_that_resolved_and_fired_again_twice_is_proposed_to_fire_less_often():
+    times = {"detected": "2026-03-01T10:00:00Z"}
+    once = {"signals": [am("OcrModelErrors", "2026-03-01T10:00:00Z", refires=1)]}
+    assert threshold_proposals(once, times) == []
+    twice = {"signals": [am("OcrModelErrors", "2026-03-01T10:00:00Z", refires=2)]}
+    (proposal,) = threshold_proposals(twice, times)
+    assert (proposal["alert"], proposal["factor"]) == ("OcrModelErrors", 1.25)
+    assert "fired again 2 times" in proposal["why"]
+    # Late and flapping ask for opposite moves: nothing is proposed.
+    both = {"signals": [am("PerfErrorRatioHigh", "2026-03-01T10:00:00Z"),
+                        am("OcrModelErrors", "2026-03-01T10:30:00Z", refires=3, fingerprint="b2")]}
+    assert threshold_proposals(both, times) == []
+
+
+def test_the_draft_says_what_it_proposes_and_where():
+    body = incident()
+    body["spec"]["signals"] = [am("PerfErrorRatioHigh", "2026-03-01T10:00:00Z"),
+                               am("PerfQueueSaturated", "2026-03-01T10:09:00Z", fingerprint="b2")]
+    shown = render(body, rules_path="monitoring/rules.yaml").split("## Detection thresholds")[1].split("\n## ")[0]
+    assert "proposed as an edit of `monitoring/rules.yaml` in this pull request" in shown
+    assert "- `PerfQueueSaturated`: fired " in shown
+    assert "not proposed as an edit" in render(body).split("## Detection thresholds")[1].split("\n## ")[0]
+    assert "_no rule fired late or flapped_" in render(incident())

@@ -38,6 +38,8 @@ class Signal(Model):
                                     description="Alertmanager's fingerprint: a later post updates this signal.")
     resolved: bool = Field(default=False, description="The alert behind this signal has resolved.")
     resolved_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    refires: int = Field(default=0, ge=0, description="How often the alert resolved and fired again while the "
+                                                       "incident was open (the intake counts).")
 
 
 class IncidentSpec(Model):

@@ -9,7 +9,7 @@ from pydantic import Field
 from reliability_center.api.common import Condition, Model, ObjectMeta, cel, free_form
 
 Provider = Literal["git", "gitea", "github", "gitlab"]
-Operation = Literal["mergePatch", "setValue", "jsonPatch", "createFile"]
+Operation = Literal["mergePatch", "setValue", "jsonPatch", "createFile", "alertThreshold"]
 Phase = Literal["Pending", "Proposed", "Merged", "Synced", "Verified", "Rejected",
                 "RollingBack", "RolledBack", "Failed"]
 
@@ -41,7 +41,9 @@ class Change(Model):
     operation: Operation
     yaml_path: str | None = Field(default=None, max_length=1024,
                                   description="setValue: dotted path inside the YAML document (a.b[0].c).")
-    value: Any = Field(default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    value: Any = Field(default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+                       description="setValue: the value; alertThreshold: {alert, factor} (the alerting rule whose "
+                                   "threshold is multiplied, for >, or divided, for <, by factor).")
     patch: Any = Field(default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
                        description="mergePatch: an object; jsonPatch: a list of RFC 6902 operations.")
     content: str | None = Field(default=None, max_length=262144, description="createFile: the file's content.")

@@ -180,8 +180,55 @@ def _key_times(spec: dict, times: dict) -> str:
     ])
 
 
-def render(incident: dict, plans: list[dict] | None = None, audit: list[dict] | None = None) -> str:
-    """The draft of ``incident`` with its PatchPlans and its durable audit records (ordered by time, then key)."""
+#: A rule fired late when the incident was known (detected, or another signal fired) this long before it.
+LATE_AFTER_SECONDS = 300
+#: A rule flapped when its alert resolved and fired again this often while the incident was open.
+FLAPPING_REFIRES = 2
+#: Late: the threshold moves this way (fires earlier); flapping: the inverse (fires later, less often).
+EARLIER = 0.8
+
+
+def threshold_proposals(spec: dict, times: dict) -> list[dict]:
+    """For each alerting rule behind the incident's Alertmanager signals that fired late or flapped, the
+    edit of its threshold the postmortem proposes: ``{"alert", "factor", "why"}`` (factor < 1: fire
+    earlier; > 1: fire later). A rule that did both gets none: the two ask for opposite moves."""
+    signals = [s for s in spec.get("signals") or [] if s.get("source") == "alertmanager" and s.get("name")]
+    starts = [t for s in signals if (t := _when(s.get("time")))]
+    known = [t for t in [_when(times.get("detected")), *starts] if t]
+    first = min(known) if known else None
+    out = []
+    for alert in sorted({s["name"] for s in signals}):
+        mine = [s for s in signals if s["name"] == alert]
+        fired = min((t for s in mine if (t := _when(s.get("time")))), default=None)
+        late = (fired - first).total_seconds() if fired and first else 0.0
+        refires = max(int(s.get("refires") or 0) for s in mine)
+        is_late, flapped = late >= LATE_AFTER_SECONDS, refires >= FLAPPING_REFIRES
+        if is_late and not flapped:
+            out.append({"alert": alert, "factor": EARLIER,
+                        "why": f"fired {duration(first.isoformat(), fired.isoformat())} after the incident was first "
+                               f"known ({first.isoformat()}): its threshold × {EARLIER:g} fires earlier"})
+        elif flapped and not is_late:
+            out.append({"alert": alert, "factor": round(1 / EARLIER, 6),
+                        "why": f"resolved and fired again {refires} times while the incident was open: its "
+                               f"threshold × {1 / EARLIER:g} fires less often"})
+    return out
+
+
+def _thresholds(spec: dict, times: dict, rules_path: str | None) -> str:
+    proposals = threshold_proposals(spec, times)
+    if not proposals:
+        return "## Detection thresholds\n\n_no rule fired late or flapped_"
+    where = (f"proposed as an edit of {_code(rules_path)} in this pull request (drop it to keep the rules as they are; "
+             "a rule there whose expression does not end in a comparison to a number is left as it is)"
+             if rules_path else "not proposed as an edit: the operator's settings name no rules file (alertRulesPath)")
+    return "\n".join(["## Detection thresholds", "", f"Each {where}.", "",
+                      *(f"- {_code(p['alert'])}: {_md(p['why'])}" for p in proposals)])
+
+
+def render(incident: dict, plans: list[dict] | None = None, audit: list[dict] | None = None,
+           rules_path: str | None = None) -> str:
+    """The draft of ``incident`` with its PatchPlans and its durable audit records (ordered by time, then key);
+    ``rules_path``: the alerting rules file in Git where threshold edits are proposed."""
     meta, spec, status = incident.get("metadata") or {}, incident.get("spec") or {}, incident.get("status") or {}
     times, audit = status.get("times") or {}, audit or []
     events = _events(status.get("timeline") or [], audit)
@@ -191,6 +238,7 @@ def render(incident: dict, plans: list[dict] | None = None, audit: list[dict] | 
         _summary(spec, status),
         _impact(meta, spec, times, audit),
         _detection(spec),
+        _thresholds(spec, times, rules_path),
         _timeline(events),
         _actions(status.get("steps") or [], events),
         _gates(status.get("gates") or []),

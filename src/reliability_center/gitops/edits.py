@@ -21,7 +21,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import CommentMark, YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, LiteralScalarString, SingleQuotedScalarString
 from ruamel.yaml.tokens import CommentToken
 
 from reliability_center.gitops.paths import DiffSize
@@ -64,6 +64,9 @@ def apply_change(path: str, text: str | None, operation: str, *, yaml_path: str 
         if not isinstance(patch, list):
             raise EditError(path, "jsonPatch needs a list of operations as patch (RFC 6902)")
         return _edit(path, text, lambda doc: _json_patch(path, doc, patch))
+    if operation == "alertThreshold":
+        alert, factor = _threshold_change(path, value)
+        return _edit(path, text, lambda doc: _alert_threshold(path, doc, alert, factor))
     raise EditError(path, f"unknown operation {operation!r}")
 
 
@@ -717,4 +720,51 @@ def _remove(path: str, doc: Any, parts: list[str], pointer: str) -> Any:
     _step(path, parent, parts[-1], pointer)  # must exist
     key: Any = parts[-1] if isinstance(parent, MutableMapping) else int(parts[-1])
     _delete(parent, key)
+    return doc
+
+
+# --------------------------------------------------------------------------- alerting rule thresholds
+
+#: An expression's threshold: the number its last comparison is to, at its very end (``... > 0.9``).
+_THRESHOLD = re.compile(r"(?P<head>.*?)(?P<op>>=|<=|>|<)(?P<space>\s*)(?P<number>[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)"
+                        r"(?P<tail>\s*)$", re.S)
+
+
+def _threshold_change(path: str, value: Any) -> tuple[str, float]:
+    if not isinstance(value, Mapping) or set(value) != {"alert", "factor"}:
+        raise EditError(path, "alertThreshold needs value {alert: <alerting rule name>, factor: <number>}")
+    alert, factor = value["alert"], value["factor"]
+    if not isinstance(alert, str) or not alert:
+        raise EditError(path, "alertThreshold: alert must be an alerting rule's name")
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0.1 <= factor <= 10:
+        raise EditError(path, f"alertThreshold: factor must be a number from 0.1 to 10, not {factor!r}")
+    return alert, float(factor)
+
+
+def threshold_of(expr: str) -> tuple[str, float] | None:
+    """(comparison, number) of an expression ending in a comparison to a number; None otherwise
+    (a multi-window burn rate ``(... > 14.4 * 0.05)`` has no single threshold to move)."""
+    m = _THRESHOLD.fullmatch(expr)
+    return (m["op"], float(m["number"])) if m else None
+
+
+def _alert_threshold(path: str, doc: Any, alert: str, factor: float) -> Any:
+    """The alerting rule ``alert`` fires earlier (factor < 1) or later (factor > 1): the number its
+    expression ends comparing to is multiplied by the factor for ``>``/``>=`` and divided by it for
+    ``<``/``<=``. A proposal: a file without that rule, or a rule without such a number, is left as
+    it is (the postmortem says what was proposed and why)."""
+    groups = doc.get("groups") if isinstance(doc, MutableMapping) else None
+    for group in groups if isinstance(groups, MutableSequence) else []:
+        rules = group.get("rules") if isinstance(group, MutableMapping) else None
+        for rule in rules if isinstance(rules, MutableSequence) else []:
+            if not isinstance(rule, MutableMapping) or rule.get("alert") != alert:
+                continue
+            expr = rule.get("expr")
+            m = _THRESHOLD.fullmatch(str(expr)) if isinstance(expr, str) else None
+            if m is None:
+                continue
+            old = float(m["number"])
+            new = old * factor if m["op"].startswith(">") else old / factor
+            text = f"{m['head']}{m['op']}{m['space']}{new:.6g}{m['tail']}"
+            _assign(rule, "expr", LiteralScalarString(text) if isinstance(expr, LiteralScalarString) else text)
     return doc

@@ -232,7 +232,8 @@ def merge_signals(existing: list[dict[str, Any]], incoming: list[dict[str, Any]]
 
     Matched by fingerprint. A resolve applies to the firing it ends (same or later start);
     a firing with a later start than the stored one (a re-fire) makes the signal firing
-    again; anything older (a late retry of an earlier post) changes nothing.
+    again, and one after a resolve counts in ``refires``; anything older (a late retry of an
+    earlier post) changes nothing.
     """
     merged = [dict(s) for s in existing]
     index = {s.get("fingerprint"): i for i, s in enumerate(merged) if s.get("fingerprint")}
@@ -255,6 +256,8 @@ def merge_signals(existing: list[dict[str, Any]], incoming: list[dict[str, Any]]
             updated = {**old, **new}
             if not new["resolved"]:
                 updated.pop("resolvedAt", None)
+                if later and old.get("resolved"):  # resolved, then fired again: the postmortem's flap count
+                    updated["refires"] = old.get("refires", 0) + 1
             merged[i] = updated
     return merged, dropped
 

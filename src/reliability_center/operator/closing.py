@@ -18,7 +18,7 @@ from reliability_center.api.incident import Incident, IncidentStatus, PlanState
 from reliability_center.api.runbook import Runbook, SLOCheck
 from reliability_center.engine import gates as verdicts
 from reliability_center.engine.approvals import Acknowledgement, Ballot, acknowledged
-from reliability_center.engine.postmortem import render
+from reliability_center.engine.postmortem import render, threshold_proposals
 from reliability_center.gateway import Kube, Ref, WriteContext, WriteGateway, audit
 from reliability_center.gateway.holds import WHOLE, foreign_owners, gone_holds
 from reliability_center.gateway.kube import FIELD_MANAGER, Fenced, describe, transient
@@ -196,18 +196,31 @@ def propose_postmortem(gateway: WriteGateway, write: WriteContext, body: dict[st
     repo = repository_from(settings)
     if repo is None:
         return unproposable(meta["name"], meta["namespace"])
-    name = meta["name"]
-    plan = {
+    gateway.propose(write, postmortem_plan(body, settings, repo, plans, records), action="postmortem")
+    return ""
+
+
+def postmortem_plan(body: dict[str, Any], settings: dict[str, str], repo: dict[str, Any],
+                    plans: list[dict[str, Any]], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The postmortem PatchPlan: the draft, and, when the settings name the alerting rules file in Git
+    (alertRulesPath), an edit of the threshold of each rule that fired late or flapped, for the reviewer."""
+    meta, spec = body["metadata"], body["spec"]
+    name, rules_path = meta["name"], settings.get("alertRulesPath") or None
+    proposals = threshold_proposals(spec, (body.get("status") or {}).get("times") or {}) if rules_path else []
+    thresholds = [{"path": rules_path, "operation": "alertThreshold",
+                   "value": {"alert": p["alert"], "factor": p["factor"]}} for p in proposals]
+    return {
         "apiVersion": "reliability.center/v1alpha1",
         "kind": "PatchPlan",
         "metadata": {"name": f"{name}-postmortem"[:253], "namespace": meta["namespace"],
                      "labels": {INCIDENT_LABEL: name[:63], PURPOSE_LABEL: "postmortem"}},
         "spec": {"incidentRef": name, "repository": repo,
-                 "title": f"Postmortem: {name} ({body['spec']['category']}, tenant {body['spec']['tenant']})"[:256],
+                 "title": f"Postmortem: {name} ({spec['category']}, tenant {spec['tenant']})"[:256],
                  "description": "The postmortem draft of the incident. Complete the root cause and prevention "
-                                "sections, then merge: the merge closes the incident's last post-repair gate.",
+                                "sections, then merge: the merge closes the incident's last post-repair gate."
+                                + (f" It also proposes threshold edits in {rules_path} (its section Detection "
+                                   "thresholds says why): revert that file in the pull request to drop them."
+                                   if thresholds else ""),
                  "changes": [{"path": f"postmortems/{meta['namespace']}/{name}.md", "operation": "createFile",
-                              "content": render(body, plans, records)[:262144]}]},
+                              "content": render(body, plans, records, rules_path)[:262144]}, *thresholds[:99]]},
     }
-    gateway.propose(write, plan, action="postmortem")
-    return ""

@@ -376,3 +376,46 @@ def _set(doc, yaml_path, value):
         node = node[step]
     node[steps[-1]] = value
     return doc
+
+
+# --------------------------------------------------------------------------- alertThreshold
+
+RULES = """# team rules
+groups:
+  - name: ocr  # the OCR playbook
+    rules:
+      - alert: OcrModelErrors
+        expr: sum by (tenant) (increase(ocr_model_errors_total[10m])) > 3  # errors per 10 min
+        labels: {category: ocr}
+      - alert: QuotaLow
+        expr: |
+          max by (tenant) (quota_left)
+          < 0.1
+      - alert: Burn
+        expr: (a > 14.4 * 0.05 and b > 14.4 * 0.05)
+"""
+
+
+def test_alert_threshold_moves_only_that_rules_number_and_keeps_every_comment():
+    from reliability_center.gitops.edits import apply_change
+
+    earlier = apply_change("rules.yaml", RULES, "alertThreshold", value={"alert": "OcrModelErrors", "factor": 0.8})
+    diff = [ln for ln in difflib.unified_diff(RULES.splitlines(), earlier.splitlines(), lineterm="", n=0)
+            if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+    assert diff == ["-        expr: sum by (tenant) (increase(ocr_model_errors_total[10m])) > 3  # errors per 10 min",
+                    "+        expr: sum by (tenant) (increase(ocr_model_errors_total[10m])) > 2.4 # errors per 10 min"]
+    # "<": fire earlier means a higher bound; a block scalar stays a block scalar.
+    lower = apply_change("rules.yaml", RULES, "alertThreshold", value={"alert": "QuotaLow", "factor": 0.8})
+    assert "  < 0.125\n" in lower and "expr: |\n" in lower and lower.count("\n") == RULES.count("\n")
+    # No single number to move, or no such rule: the proposal leaves the file as it is.
+    for alert in ("Burn", "NoSuchRule"):
+        assert apply_change("rules.yaml", RULES, "alertThreshold", value={"alert": alert, "factor": 0.8}) == RULES
+
+
+@pytest.mark.parametrize("value", [None, {"alert": "X"}, {"alert": "", "factor": 0.8}, {"alert": "X", "factor": 0},
+                                   {"alert": "X", "factor": True}, {"alert": "X", "factor": 0.8, "extra": 1}])
+def test_alert_threshold_refuses_a_change_that_says_no_alert_or_no_sane_factor(value):
+    from reliability_center.gitops.edits import EditError, apply_change
+
+    with pytest.raises(EditError, match="alertThreshold"):
+        apply_change("rules.yaml", RULES, "alertThreshold", value=value)

@@ -353,3 +353,45 @@ def test_a_merge_is_recorded_before_git_deletes_the_branch_and_a_refused_record_
     assert merged.phase == "Merged"
     assert seen == [("Proposed", ["main", branch]), ("Merged", ["main", branch])]
     assert origin.branches() == ["main"]
+
+
+def test_a_postmortem_plan_proposes_its_threshold_edits_in_the_rules_file_with_its_comments_kept(env):
+    """The postmortem of an incident whose rules fired late and flapped (operator.closing.postmortem_plan),
+    through the real apply path, on the shipped rules file committed to the GitOps repository."""
+    from reliability_center.operator.closing import postmortem_plan
+    from tests.unit.test_postmortem_thresholds import REPO, RULES, incident
+
+    origin, ws, forge = env
+    origin.commit({"monitoring/detection-rules.yaml": RULES.read_text()})
+    body = postmortem_plan(incident(), {"alertRulesPath": "monitoring/detection-rules.yaml"},
+                           {**REPO, "url": origin.url}, [], [])
+    body["metadata"].update(uid="0123456789abcdef", generation=1, creationTimestamp="2030-01-01T00:00:00Z")
+    plan = PatchPlan.model_validate(body)
+    rt = rc.Runtime(policy=PathPolicy(allow=("postmortems/**", "monitoring/**")), forge=forge, workspace=ws,
+                    locks=Locks())
+    new = advance(plan, rt)
+    assert new.phase == "Proposed", new
+    proposed = origin.show(new.pull_request.head, "monitoring/detection-rules.yaml")
+    before = RULES.read_text()
+    changed = [(a, b) for a, b in zip(before.splitlines(), proposed.splitlines(), strict=True) if a != b]
+    assert [b.rsplit(" ", 1)[1] for _, b in changed] == ["0.72", "3.75"], changed  # queue 0.9 → 0.72; errors 3 → 3.75
+    assert [ln for ln in before.splitlines() if ln.lstrip().startswith("#")] == [
+        ln for ln in proposed.splitlines() if ln.lstrip().startswith("#")]  # every comment line kept
+    assert "## Detection thresholds" in origin.show(new.pull_request.head, "postmortems/shop/ocr-acme-1.md")
+
+
+def test_a_postmortem_whose_rules_are_not_in_the_rules_file_is_proposed_with_that_file_untouched(env):
+    from reliability_center.operator.closing import postmortem_plan
+    from tests.unit.test_postmortem_thresholds import REPO, incident
+
+    origin, ws, forge = env
+    other = "groups:\n  - name: team  # not the seed's\n    rules:\n      - alert: Other\n        expr: up == 0\n"
+    origin.commit({"monitoring/detection-rules.yaml": other})
+    body = postmortem_plan(incident(), {"alertRulesPath": "monitoring/detection-rules.yaml"},
+                           {**REPO, "url": origin.url}, [], [])
+    body["metadata"].update(uid="0123456789abcdef", generation=1, creationTimestamp="2030-01-01T00:00:00Z")
+    rt = rc.Runtime(policy=PathPolicy(allow=("postmortems/**", "monitoring/**")), forge=forge, workspace=ws,
+                    locks=Locks())
+    new = advance(PatchPlan.model_validate(body), rt)
+    assert new.phase == "Proposed", new
+    assert origin.show(new.pull_request.head, "monitoring/detection-rules.yaml") == other
