@@ -52,3 +52,11 @@ def test_without_a_rules_file_the_postmortem_is_the_draft_alone_and_says_why():
     PatchPlan.model_validate(plan)
     (draft,) = plan["spec"]["changes"]
     assert "not proposed as an edit: the operator's settings name no rules file (alertRulesPath)" in draft["content"]
+
+
+def test_a_rules_path_the_patchplan_would_refuse_leaves_the_postmortem_whole_and_says_why():
+    for bad in ("../etc/rules.yaml", ".github/rules.yaml", "/abs/rules.yaml", "a//b.yaml"):
+        plan = postmortem_plan(incident(), {"alertRulesPath": bad}, REPO, [], [])
+        PatchPlan.model_validate(plan)
+        (draft,) = plan["spec"]["changes"]
+        assert f"the settings' alertRulesPath {bad!r} is not a file path in the repository" in draft["content"], bad

@@ -214,21 +214,26 @@ def threshold_proposals(spec: dict, times: dict) -> list[dict]:
     return out
 
 
-def _thresholds(spec: dict, times: dict, rules_path: str | None) -> str:
+def _thresholds(spec: dict, times: dict, rules_path: str | None, refused: str | None) -> str:
     proposals = threshold_proposals(spec, times)
     if not proposals:
         return "## Detection thresholds\n\n_no rule fired late or flapped_"
-    where = (f"proposed as an edit of {_code(rules_path)} in this pull request (drop it to keep the rules as they are; "
-             "a rule there whose expression does not end in a comparison to a number is left as it is)"
-             if rules_path else "not proposed as an edit: the operator's settings name no rules file (alertRulesPath)")
+    if refused:
+        where = f"not proposed as an edit: {_md(refused)}"
+    elif rules_path:
+        where = (f"proposed as an edit of {_code(rules_path)} in this pull request (drop it to keep the rules as they "
+                 "are; a rule there whose expression does not end in a comparison to a number is left as it is)")
+    else:
+        where = "not proposed as an edit: the operator's settings name no rules file (alertRulesPath)"
     return "\n".join(["## Detection thresholds", "", f"Each {where}.", "",
                       *(f"- {_code(p['alert'])}: {_md(p['why'])}" for p in proposals)])
 
 
 def render(incident: dict, plans: list[dict] | None = None, audit: list[dict] | None = None,
-           rules_path: str | None = None) -> str:
+           rules_path: str | None = None, rules_refused: str | None = None) -> str:
     """The draft of ``incident`` with its PatchPlans and its durable audit records (ordered by time, then key);
-    ``rules_path``: the alerting rules file in Git where threshold edits are proposed."""
+    ``rules_path``: the alerting rules file in Git where threshold edits are proposed (``rules_refused``: why
+    the one the settings name cannot be)."""
     meta, spec, status = incident.get("metadata") or {}, incident.get("spec") or {}, incident.get("status") or {}
     times, audit = status.get("times") or {}, audit or []
     events = _events(status.get("timeline") or [], audit)
@@ -238,7 +243,7 @@ def render(incident: dict, plans: list[dict] | None = None, audit: list[dict] | 
         _summary(spec, status),
         _impact(meta, spec, times, audit),
         _detection(spec),
-        _thresholds(spec, times, rules_path),
+        _thresholds(spec, times, rules_path, rules_refused),
         _timeline(events),
         _actions(status.get("steps") or [], events),
         _gates(status.get("gates") or []),

@@ -8,6 +8,7 @@ change: a PatchPlan whose pull request adds ``postmortems/<namespace>/<incident>
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ import httpx
 from reliability_center.actions.patch_plan import repository_from
 from reliability_center.api.approval import CREATED_BY, POSTMORTEM_STEP
 from reliability_center.api.incident import Incident, IncidentStatus, PlanState
+from reliability_center.api.patchplan import REPO_PATH
 from reliability_center.api.runbook import Runbook, SLOCheck
 from reliability_center.engine import gates as verdicts
 from reliability_center.engine.approvals import Acknowledgement, Ballot, acknowledged
@@ -205,7 +207,11 @@ def postmortem_plan(body: dict[str, Any], settings: dict[str, str], repo: dict[s
     """The postmortem PatchPlan: the draft, and, when the settings name the alerting rules file in Git
     (alertRulesPath), an edit of the threshold of each rule that fired late or flapped, for the reviewer."""
     meta, spec = body["metadata"], body["spec"]
-    name, rules_path = meta["name"], settings.get("alertRulesPath") or None
+    name, rules_path, refused = meta["name"], settings.get("alertRulesPath") or None, None
+    if rules_path and (not re.fullmatch(REPO_PATH, rules_path) or any(
+            part in ("", "..") or part.startswith(".") for part in rules_path.split("/"))):
+        # What the PatchPlan CRD would refuse: the postmortem goes without the edits, and says why.
+        rules_path, refused = None, f"the settings' alertRulesPath {rules_path[:80]!r} is not a file path in the repository"
     proposals = threshold_proposals(spec, (body.get("status") or {}).get("times") or {}) if rules_path else []
     thresholds = [{"path": rules_path, "operation": "alertThreshold",
                    "value": {"alert": p["alert"], "factor": p["factor"]}} for p in proposals]
@@ -222,5 +228,5 @@ def postmortem_plan(body: dict[str, Any], settings: dict[str, str], repo: dict[s
                                    "thresholds says why): revert that file in the pull request to drop them."
                                    if thresholds else ""),
                  "changes": [{"path": f"postmortems/{meta['namespace']}/{name}.md", "operation": "createFile",
-                              "content": render(body, plans, records, rules_path)[:262144]}, *thresholds[:99]]},
+                              "content": render(body, plans, records, rules_path, refused)[:262144]}, *thresholds[:99]]},
     }
