@@ -60,3 +60,28 @@ def test_a_rules_path_the_patchplan_would_refuse_leaves_the_postmortem_whole_and
         PatchPlan.model_validate(plan)
         (draft,) = plan["spec"]["changes"]
         assert f"the settings' alertRulesPath {bad!r} is not a file path in the repository" in draft["content"], bad
+
+
+def test_an_apiserver_whose_crd_predates_alert_threshold_gets_the_draft_alone_saying_why():
+    """Helm never upgrades crds/: a PatchPlan CRD without alertThreshold must not keep the postmortem from going."""
+    from reliability_center.gateway.kube import Invalid
+    from reliability_center.operator.closing import propose_postmortem
+
+    class OldCRD:
+        def __init__(self):
+            self.made = []
+
+        def propose(self, write, plan, *, action):
+            if any(c["operation"] == "alertThreshold" for c in plan["spec"]["changes"]):
+                raise Invalid('PatchPlan "x" is invalid: spec.changes[1].operation: Unsupported value: '
+                              '"alertThreshold"')
+            PatchPlan.model_validate(plan)
+            self.made.append(plan)
+
+    gateway, settings = OldCRD(), {"gitopsRepoURL": REPO["url"], "gitopsProvider": "gitea",
+                                   "alertRulesPath": "monitoring/detection-rules.yaml"}
+    assert propose_postmortem(gateway, None, incident(), settings, [], []) == ""
+    (plan,) = gateway.made
+    (draft,) = plan["spec"]["changes"]
+    assert "not proposed as an edit: the apiserver refused them" in draft["content"]
+    assert "Unsupported value" in draft["content"] and "are the CRDs older than the operator?" in draft["content"]

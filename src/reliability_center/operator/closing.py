@@ -23,7 +23,7 @@ from reliability_center.engine.approvals import Acknowledgement, Ballot, acknowl
 from reliability_center.engine.postmortem import render, threshold_proposals
 from reliability_center.gateway import Kube, Ref, WriteContext, WriteGateway, audit
 from reliability_center.gateway.holds import WHOLE, foreign_owners, gone_holds
-from reliability_center.gateway.kube import FIELD_MANAGER, Fenced, describe, transient
+from reliability_center.gateway.kube import FIELD_MANAGER, Fenced, Invalid, describe, transient
 from reliability_center.gateway.leaves import ABSENT
 from reliability_center.gateway.writes import INCIDENT_UID_LABEL, STEP_ANNOTATION, taken_holds
 from reliability_center.operator.admission import AdmissionCheck
@@ -198,16 +198,27 @@ def propose_postmortem(gateway: WriteGateway, write: WriteContext, body: dict[st
     repo = repository_from(settings)
     if repo is None:
         return unproposable(meta["name"], meta["namespace"])
-    gateway.propose(write, postmortem_plan(body, settings, repo, plans, records), action="postmortem")
+    plan = postmortem_plan(body, settings, repo, plans, records)
+    try:
+        gateway.propose(write, plan, action="postmortem")
+    except Invalid as exc:
+        if len(plan["spec"]["changes"]) == 1:
+            raise
+        # Helm never upgrades crds/: a PatchPlan CRD older than the operator refuses alertThreshold. The
+        # postmortem goes without the threshold edits, and its draft says why.
+        why = f"the apiserver refused them ({str(exc)[:200]}): are the CRDs older than the operator?"
+        gateway.propose(write, postmortem_plan(body, settings, repo, plans, records, refused=why), action="postmortem")
     return ""
 
 
 def postmortem_plan(body: dict[str, Any], settings: dict[str, str], repo: dict[str, Any],
-                    plans: list[dict[str, Any]], records: list[dict[str, Any]]) -> dict[str, Any]:
+                    plans: list[dict[str, Any]], records: list[dict[str, Any]],
+                    refused: str | None = None) -> dict[str, Any]:
     """The postmortem PatchPlan: the draft, and, when the settings name the alerting rules file in Git
-    (alertRulesPath), an edit of the threshold of each rule that fired late or flapped, for the reviewer."""
+    (alertRulesPath), an edit of the threshold of each rule that fired late or flapped, for the reviewer
+    (``refused``: why not, the draft alone)."""
     meta, spec = body["metadata"], body["spec"]
-    name, rules_path, refused = meta["name"], settings.get("alertRulesPath") or None, None
+    name, rules_path = meta["name"], (settings.get("alertRulesPath") or None) if refused is None else None
     if rules_path and (not re.fullmatch(REPO_PATH, rules_path) or any(
             part in ("", "..") or part.startswith(".") for part in rules_path.split("/"))):
         # What the PatchPlan CRD would refuse: the postmortem goes without the edits, and says why.
