@@ -13,20 +13,17 @@ from typing import Any, get_args
 
 import click
 
+from reliability_center import acts
 from reliability_center.api.incident import GateName
 from reliability_center.cli.get import describe, get
 from reliability_center.cli.session import CliError, Session, complete_names, kube_options, session
-from reliability_center.gateway import Kube, Ref, records
-from reliability_center.gateway.writes import INCIDENT_UID_LABEL
+from reliability_center.gateway import Kube, Ref
 
 HELP = {"help_option_names": ["-h", "--help"]}
 
 
 def _incident(kube: Kube, namespace: str, name: str) -> dict:
-    found = kube.get(Ref("Incident", namespace, name))
-    if found is None:
-        raise CliError(f'incident "{name}" not found in namespace "{namespace}"')
-    return found
+    return acts.incident(kube, namespace, name)
 
 
 @click.group(context_settings=HELP)
@@ -173,15 +170,8 @@ def plan_lines(plan: dict[str, Any], page: int | None = None, size: int = PAGE_S
 
 
 def _step_plan(body: dict, name: str, step: str, what: str) -> tuple[str, dict[str, Any]]:
-    """The digest the step asks approval for and the plan it shows (the same status update wrote both)."""
-    steps = {st["name"]: st for st in (body.get("status") or {}).get("steps") or []}
-    if step not in steps:
-        raise CliError(f"incident {name} has no step {step!r} (steps: {', '.join(sorted(steps))})")
-    digest = (steps[step].get("approval") or {}).get("planDigest")
-    if not digest:
-        raise CliError(f"step {step} of incident {name} has no plan awaiting approval "
-                       f"(state {steps[step].get('state')}): nothing to {what}")
-    return digest, (steps[step].get("evidence") or {}).get("plan") or {}
+    """The digest the step asks approval for and the plan it shows (reliability_center.acts.step_plan)."""
+    return acts.step_plan(body, step, what)
 
 
 @cli.command("plan", context_settings=HELP)
@@ -203,38 +193,19 @@ def plan_(name: str, step: str, page: int | None) -> None:
         click.echo(line)
 
 
-def _create_approval(s: Any, body: dict[str, Any], step: str, spec: dict[str, Any], comment: str) -> dict[str, Any]:
-    """An Approval of ``body``'s incident, as the person the apiserver authenticates (admission stamps who).
-    Bound to this incident, not its name (a later one of the same name does not inherit it), and owned by it,
-    so it goes when the incident does."""
-    name, uid = body["metadata"]["name"], body["metadata"]["uid"]
-    owner = {"apiVersion": body["apiVersion"], "kind": "Incident", "name": name, "uid": uid}
-    return records.create(s.kube, {"apiVersion": "reliability.center/v1alpha1", "kind": "Approval",
-                                   "metadata": {"generateName": f"{name[:40]}-{step[:15]}-", "namespace": s.ns,
-                                                "ownerReferences": [owner]},
-                                   "spec": {"incident": name, "incidentUID": uid, "step": step, **spec,
-                                            **({"comment": comment} if comment else {})}})
-
-
 def _decide(name: str, step: str, decision: str, comment: str, reviewed: str | None = None) -> None:
-    """Create an Approval for the plan the step shows now; admission stamps who made it.
+    """Create an Approval for the plan the step shows now (reliability_center.acts.decide, which the console
+    sends too); admission stamps who made it.
 
     ``reviewed``: the digest of the plan the user read (``relctl plan``); refused if the plan moved since.
     Without it, the whole plan signed is printed first."""
     s = session()
     body = _incident(s.kube, s.ns, name)
-    digest, planned = _step_plan(body, name, step, decision.lower())
-    if reviewed is not None and reviewed != digest:
-        raise CliError(f"the plan of step {step} moved: it is now {digest}, not {reviewed} that you reviewed; "
-                       f"nothing was approved (relctl plan {name} {step} -n {s.ns} shows the new one)")
+    _, planned = _step_plan(body, name, step, decision.lower())
     if decision == "Approve" and reviewed is None:
         for line in plan_lines(planned):
             click.echo(line)
-    uid = body["metadata"]["uid"]
-    made = _create_approval(s, body, step, {"decision": decision, "planDigest": digest}, comment)
-    if made["spec"].get("incidentUID") != uid:
-        raise CliError(f"Approval {made['metadata']['name']} was stored without the incident's uid: the cluster's "
-                       f"Approval CRD is older than this relctl (apply crds/), and the operator will not count it")
+    digest, made = acts.decide(s.kube, body, step, decision, comment, reviewed)
     verb = "approved" if decision == "Approve" else "rejected"
     click.echo(f"incident {name}: step {step} {verb} by {made['spec'].get('approver') or '?'} for plan {digest} "
                f"(Approval {made['metadata']['name']}); relctl steps {name} -n {s.ns} shows whether it counted")
@@ -303,7 +274,8 @@ def postmortem_shared(name: str, where: str, comment: str) -> None:
         raise CliError("--where names where the postmortem was shared: it cannot be empty")
     s = session()
     body = _incident(s.kube, s.ns, name)
-    made = _create_approval(s, body, POSTMORTEM_STEP, {"decision": "Approve", "sharedAt": where.strip()}, comment)
+    made = acts.create_approval(s.kube, body, POSTMORTEM_STEP, {"decision": "Approve", "sharedAt": where.strip()},
+                               comment)
     if made["spec"].get("sharedAt") != where.strip():
         raise CliError(f"Approval {made['metadata']['name']} was stored without spec.sharedAt: the cluster's Approval "
                        f"CRD is older than this relctl (apply crds/), and the operator will not count it")
@@ -325,16 +297,12 @@ def resolve(name: str) -> None:
       relctl resolve search-latency -n shop
     """
     s = session()
-    body = _incident(s.kube, s.ns, name)
-    phase = (body.get("status") or {}).get("phase") or "Detected"
-    if phase == "Closed":
-        raise CliError(f"incident {name} is Closed: there is nothing left to resolve")
-    held = s.kube.list("ConfigMap", s.ns, f"{INCIDENT_UID_LABEL}={body['metadata']['uid']}")
-    if not (body.get("spec") or {}).get("resolved"):
-        records.patch_spec(s.kube, Ref("Incident", s.ns, name), {"resolved": True},
-                           body["metadata"]["resourceVersion"])
-    if held:
-        click.echo(f"incident {name} ({phase}): resolved; the {len(held)} changes it holds will be restored "
+    phase, held = acts.resolve(s.kube, s.ns, name)
+    if held is None:
+        click.echo(f"incident {name} ({phase}): resolved; the changes it holds will be restored (you may not list "
+                   "ConfigMaps here, so they are not counted)")
+    elif held:
+        click.echo(f"incident {name} ({phase}): resolved; the {held} changes it holds will be restored "
                    "(fields other open incidents still hold stay until they resolve)")
     else:
         click.echo(f"incident {name} ({phase}): resolved; it changed nothing, so nothing is restored")
@@ -351,14 +319,11 @@ def rollback(plan: str) -> None:
       relctl rollback search-latency-patch-plan -n shop
       relctl rollback shop/search-latency-patch-plan   # the form a pull request's body prints
     """
-    from reliability_center.cli.rollback import RollbackError, rollback as request
+    from reliability_center.acts import rollback as request
 
     s = session()
     namespace, _, name = plan.rpartition("/")
-    try:
-        request(namespace or s.ns, name, s.kube)
-    except RollbackError as exc:
-        raise CliError(str(exc)) from None
+    request(namespace or s.ns, name, s.kube)
     click.echo(f"patchplan {name}: rollback requested (a revert pull request of the merge will be opened)")
 
 
@@ -460,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.UsageError as exc:
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
         fail(" ".join(exc.format_message().split()).rstrip(".") + where, 2)
-    except CliError as exc:
+    except (CliError, acts.ActError) as exc:
         fail(str(exc), 1)
     except (click.Abort, KeyboardInterrupt):
         sys.exit(130)
