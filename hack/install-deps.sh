@@ -8,7 +8,8 @@ command -v go >/dev/null || need+=(golang-go)
 # The alerting tests run these as local processes; their recommends (node exporter, ...) are not needed.
 # Argo CD's harness runs its Redis cache as redis-server.
 bare=()
-for cmd in prometheus prometheus-alertmanager redis-server; do command -v "$cmd" >/dev/null || bare+=("$cmd"); done
+# The console's tests drive Debian's chromium through Playwright (no browser download).
+for cmd in prometheus prometheus-alertmanager redis-server chromium; do command -v "$cmd" >/dev/null || bare+=("$cmd"); done
 if [ ${#need[@]} -gt 0 ] || [ ${#bare[@]} -gt 0 ]; then
   apt-get update -qq
 fi

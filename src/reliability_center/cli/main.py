@@ -397,6 +397,57 @@ def postmortem(name: str) -> None:
 
 
 @cli.command(context_settings=HELP)
+@click.option("--port", type=int, default=0, help="The port to listen on (default: any free one).")
+@click.option("--address", default="127.0.0.1", help="The address to listen on: loopback unless --bearer.")
+@click.option("--bearer", is_flag=True, help="In-cluster mode: act with each request's Authorization: Bearer token "
+                                             "(from an OIDC-aware proxy), never with credentials of this process.")
+@click.option("--apiserver", default=None, help="With --bearer: the apiserver's URL (default: the in-cluster one).")
+@click.option("--ca-file", default=None, help="With --bearer: the CA certificate that signs the apiserver's.")
+@click.option("--origin", default=None, help="The console's public origin (https://host), when a proxy serves it.")
+@click.option("--watch-namespace", "watch_namespaces", multiple=True, metavar="NS",
+              help="Namespaces to read when you may not list incidents cluster-wide nor list namespaces "
+                   "(repeatable; default: the context's namespace).")
+@kube_options
+def console(port: int, address: str, bearer: bool, apiserver: str | None, ca_file: str | None, origin: str | None,
+            watch_namespaces: tuple[str, ...]) -> None:
+    """Serve the web console: incidents, approvals and proof, always as you.
+
+    Every request to the apiserver carries your identity (your kubeconfig, --as; or with --bearer, the
+    token each request brings), so RBAC, admission and the audit trail are those of kubectl. It listens
+    on loopback and prints a URL with a one-time token: the first visit trades it for a session cookie.
+
+    \b
+    Example:
+      relctl console
+      relctl console --as alice --as-group approvers --watch-namespace shop
+    """
+    import secrets
+    from urllib.parse import quote
+
+    from reliability_center.console.server import Console, loopback_host, serve
+    from reliability_center.gateway.kube import bearer_client
+
+    s = session()
+    if bearer:
+        built = Console(bearer=lambda token: Kube(bearer_client(token, apiserver, ca_file)),
+                        namespaces=list(watch_namespaces), origin=origin)
+    else:
+        if not loopback_host(address):
+            raise CliError(f"--address {address} is not a loopback address: with your own kubeconfig the console "
+                           "listens on this machine only (the in-cluster mode is --bearer)")
+        token = secrets.token_urlsafe(32)
+        built = Console(local_kube=s.kube, namespaces=list(watch_namespaces) or [s.ns], token=token, origin=origin)
+
+    def ready(bound: int) -> None:
+        if bearer:
+            click.echo(f"console: serving on http://{address}:{bound}/ (each request's bearer token)", err=True)
+        else:
+            click.echo(f"console: open http://{address}:{bound}/?token={quote(token)} (works once)", err=True)
+
+    serve(built, address, port, ready)
+
+
+@cli.command(context_settings=HELP)
 @click.argument("shell", type=click.Choice(["bash", "zsh"]))
 def completion(shell: str) -> None:
     """Print the shell completion script (commands, flags, incident names).

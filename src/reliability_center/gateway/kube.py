@@ -169,6 +169,21 @@ def load_api_client(config_file: str | None = None, context: str | None = None) 
     return client.ApiClient(cfg)
 
 
+def bearer_client(token: str, host: str | None = None, ca_file: str | None = None) -> client.ApiClient:
+    """A client that is the bearer of ``token`` and nothing else: the console's in-cluster mode, where every
+    request carries the person's own token (from the OIDC-aware proxy in front) and the Pod has none of its own.
+
+    ``host`` defaults to the in-cluster apiserver's address; ``ca_file`` is the CA that signs its certificate.
+    """
+    cfg = client.Configuration()
+    cfg.host = host or "https://{}:{}".format(os.environ["KUBERNETES_SERVICE_HOST"],
+                                              os.environ.get("KUBERNETES_SERVICE_PORT", "443"))
+    cfg.ssl_ca_cert = ca_file
+    cfg.api_key = {"authorization": f"Bearer {token}"}
+    cfg.connection_pool_maxsize = POOL_SIZE
+    return client.ApiClient(cfg)
+
+
 def kubeconfig_namespace(config_file: str | None = None, context: str | None = None) -> str | None:
     """The namespace the kubeconfig's context names (the current one, or ``context``), as kubectl reads it."""
     if os.environ.get("KUBERNETES_SERVICE_HOST") and not (config_file or context):

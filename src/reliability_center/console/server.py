@@ -1,0 +1,372 @@
+"""The console's web server (aiohttp, which Kopf already depends on).
+
+Two ways in, one server:
+
+* local (``relctl console``): the person's kubeconfig (and ``--as``) is the only identity; the server listens on
+  loopback and prints a URL with a one-time token, which the first visit exchanges for an HttpOnly,
+  SameSite=Strict session cookie (then redirects to the URL without it), as Jupyter does;
+* bearer (the chart's opt-in Deployment): each request's ``Authorization: Bearer`` token (set by an OIDC-aware
+  proxy in front) is the identity for every apiserver request it causes; the Pod holds no token of its own.
+
+Every write carries a CSRF token bound to the session (an HMAC of it) and must come from this origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from aiohttp import web
+
+from reliability_center import acts
+from reliability_center.console import feed, render
+from reliability_center.gateway import Kube, Ref
+from reliability_center.gateway.kube import Conflict, Invalid, NotFound, describe
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+SESSION_COOKIE = "rc_console"
+STATIC = {"console.js": "application/javascript", "console.css": "text/css"}
+#: Fixed sentences for what a write did (the URL carries the code, never free text).
+DONE = {"approved": "You approved step {step}", "rejected": "You rejected step {step}",
+        "resolved": "You resolved this incident: the operator restores what Levels 1 and 2 changed.",
+        "rollback": "You asked for the rollback of PatchPlan {plan}: a revert pull request of its merge is opened."}
+
+Identity = Callable[[web.Request], tuple[Kube, str] | None]
+"""(the client acting as the request's person, a key naming their session), or None: not signed in."""
+
+
+class Console:
+    def __init__(self, *, local_kube: Kube | None = None, bearer: Callable[[str], Kube] | None = None,
+                 namespaces: list[str] | None = None, token: str | None = None, origin: str | None = None):
+        if (local_kube is None) == (bearer is None):
+            raise ValueError("a console runs either with the local kubeconfig or with each request's bearer token")
+        self.local_kube, self.bearer = local_kube, bearer
+        self.namespaces = namespaces or []
+        self.token = token  # local mode: the one-time token in the printed URL; None once used
+        self.origin = origin
+        self.secret = secrets.token_bytes(32)
+        self.sessions: set[str] = set()
+        self._bearer_kubes: dict[str, Kube] = {}
+        self._who: dict[str, str] = {}
+
+    # -- identity -----------------------------------------------------------------
+    def identity(self, request: web.Request) -> tuple[Kube, str] | None:
+        if self.local_kube is not None:
+            session = request.cookies.get(SESSION_COOKIE)
+            return (self.local_kube, session) if session in self.sessions else None
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer ") or not header[7:].strip():
+            return None
+        key = hashlib.sha256(header[7:].strip().encode()).hexdigest()
+        if key not in self._bearer_kubes:
+            assert self.bearer is not None
+            self._bearer_kubes[key] = self.bearer(header[7:].strip())
+        return self._bearer_kubes[key], key
+
+    def csrf(self, session_key: str) -> str:
+        return hmac.new(self.secret, session_key.encode(), hashlib.sha256).hexdigest()
+
+    async def who(self, kube: Kube, key: str) -> str:
+        """The user the apiserver authenticates (a SelfSubjectReview), for the header: whom the console acts as."""
+        if key not in self._who:
+            try:
+                self._who[key] = (await asyncio.to_thread(kube.whoami)).get("username") or "?"
+            except Exception:  # noqa: BLE001 - the header only: the pages' own requests report their errors
+                return "?"
+        return self._who[key]
+
+    # -- middleware -----------------------------------------------------------------
+    @web.middleware
+    async def guard(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                    ) -> web.StreamResponse:
+        try:
+            response = await self._guarded(request, handler)
+        except web.HTTPException as exc:
+            if exc.status >= 400 and exc.text and not exc.text.startswith("<!doctype"):
+                exc.text = render.error_page(exc.status, exc.text)
+                exc.content_type = "text/html"
+            response = exc
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"  # no-referrer would make the browser send Origin: null
+        response.headers["X-Frame-Options"] = "DENY"
+        if not request.path.startswith("/static/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def _guarded(self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                       ) -> web.StreamResponse:
+        if self.local_kube is not None and not loopback_host(request.host):
+            # DNS rebinding: a page elsewhere naming this port under its own host name
+            raise web.HTTPMisdirectedRequest(text=f"This console answers on 127.0.0.1 only, not as {request.host}.")
+        if request.path.startswith("/static/"):
+            return await handler(request)
+        if self.local_kube is not None and self.token and "token" in request.query:
+            if not hmac.compare_digest(request.query["token"], self.token):
+                raise web.HTTPUnauthorized(text="This link's token is not the one relctl console printed.")
+            self.token = None  # one-time: the cookie is the session from now on
+            session = secrets.token_urlsafe(32)
+            self.sessions.add(session)
+            rest = {k: v for k, v in request.query.items() if k != "token"}
+            response = web.HTTPSeeOther(request.path + (f"?{urlencode(rest)}" if rest else ""))
+            response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="Strict", path="/")
+            return response
+        found = self.identity(request)
+        if found is None:
+            raise web.HTTPUnauthorized(text=(
+                "You are not signed in to this console: open the link relctl console printed (its token works "
+                "once; run relctl console again for a new one)." if self.local_kube is not None else
+                "This request carries no bearer token: the console is meant to sit behind a proxy that signs you "
+                "in and passes your token in the Authorization header."))
+        request["kube"], request["session"] = found
+        if request.method not in ("GET", "HEAD"):
+            self._check_write(request, await request.post())
+        return await handler(request)
+
+    def _check_write(self, request: web.Request, form: Any) -> None:
+        """A write must come from one of this console's own pages: same origin, and the session's CSRF token."""
+        origin = request.headers.get("Origin")
+        allowed = {self.origin} if self.origin else {f"http://{request.host}", f"https://{request.host}"}
+        if origin is None and request.headers.get("Sec-Fetch-Site") not in ("same-origin", None):
+            origin = "another site"
+        if origin is not None and origin not in allowed:
+            raise web.HTTPForbidden(text=f"Refused: this request came from {origin}, not from this console's own "
+                                         "pages; nothing was changed.")
+        if not hmac.compare_digest(str(form.get("csrf", "")), self.csrf(request["session"])):
+            raise web.HTTPForbidden(text="Refused: the form did not carry this session's CSRF token (reload the page "
+                                         "and try again); nothing was changed.")
+
+    # -- pages ------------------------------------------------------------------------
+    async def list_page(self, request: web.Request) -> web.Response:
+        kube, query = request["kube"], _query(request)
+        rows, refused = await asyncio.to_thread(self._rows, kube, query)
+        html = render.list_page(render.select(rows, query), query, refused, await self.who(kube, request["session"]))
+        return web.Response(text=html, content_type="text/html")
+
+    def _rows(self, kube: Kube, query: dict[str, str]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+        where = feed.scope(kube, _namespaces(query), self.namespaces)
+        rows: list[dict[str, Any]] = []
+        for namespace in where.namespaces if where.namespaces is not None else [None]:
+            try:
+                rows += [render.row(item) for item in feed.list_incidents(kube, namespace)[0]]
+            except feed.Refused as exc:
+                where.refused[namespace or "(all)"] = str(exc)
+        return rows, where.refused
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: the table's rows again, rendered, whenever a watched incident changes."""
+        kube, query = request["kube"], _query(request)
+        where = await asyncio.to_thread(feed.scope, kube, _namespaces(query), self.namespaces)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+        await response.prepare(request)
+        loop = asyncio.get_running_loop()
+        changes: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        watches = [feed.Watch(kube, namespace, lambda *event: loop.call_soon_threadsafe(changes.put_nowait, event))
+                   for namespace in (where.namespaces if where.namespaces is not None else [None])]
+        incidents: dict[tuple[str, str], dict[str, Any]] = {}
+        refused = dict(where.refused)
+        ready: set[str | None] = set()
+        for watch in watches:
+            watch.start()
+        try:
+            while True:
+                event = await changes.get()
+                while True:  # a burst of changes is one render
+                    self._apply(event, incidents, refused, ready)
+                    if changes.empty():
+                        break
+                    event = changes.get_nowait()
+                if len(ready) < len(watches):
+                    continue  # every namespace listed once before the first render
+                html = render.rows_html(render.select(list(incidents.values()), query))
+                notes = "; ".join(f"namespace {ns}: {message}" for ns, message in sorted(refused.items()))
+                await response.write(_sse("rows", html) + (_sse("refused", notes) if notes else b""))
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            for watch in watches:
+                await asyncio.to_thread(watch.stop)
+        return response
+
+    @staticmethod
+    def _apply(event: tuple[Any, ...], incidents: dict[tuple[str, str], dict[str, Any]], refused: dict[str, str],
+               ready: set[str | None]) -> None:
+        kind, namespace = event[0], event[1]
+        ready.add(namespace)
+        if kind == "reset":
+            for key in [k for k in incidents if namespace is None or k[0] == namespace]:
+                del incidents[key]
+            for item in event[2]:
+                r = render.row(item)
+                incidents[(r["namespace"], r["name"])] = r
+        elif kind == "event":
+            r = render.row(event[3])
+            if event[2] == "DELETED":
+                incidents.pop((r["namespace"], r["name"]), None)
+            else:
+                incidents[(r["namespace"], r["name"])] = r
+        else:
+            refused[namespace or "(all)"] = event[2]
+
+    async def incident_page(self, request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
+        kube, namespace, name = request["kube"], request.match_info["namespace"], request.match_info["name"]
+        try:
+            body = await asyncio.to_thread(acts.incident, kube, namespace, name)
+        except acts.ActError as exc:
+            raise web.HTTPNotFound(text=f"{str(exc)[0].upper()}{str(exc)[1:]} (or you may not read it).") from None
+        except Exception as exc:  # noqa: BLE001 - the apiserver's refusal, verbatim
+            raise web.HTTPForbidden(text=f"The apiserver refused to show incident {namespace}/{name}: "
+                                         f"{_said(exc)}") from None
+        flash = await asyncio.to_thread(self._flash, kube, namespace, request.query) if not error else ""
+        postmortem = await asyncio.to_thread(_postmortem, kube, body)
+        html = render.incident_page(body, self.csrf(request["session"]), await self.who(kube, request["session"]),
+                                    flash=flash, error=error, postmortem=postmortem)
+        return web.Response(text=html, content_type="text/html", status=status)
+
+    @staticmethod
+    def _flash(kube: Kube, namespace: str, query: Any) -> str:
+        done = query.get("done")
+        if done not in DONE:
+            return ""
+        text = DONE[done].format(step=query.get("step", ""), plan=query.get("plan", ""))
+        if done in ("approved", "rejected") and query.get("approval"):
+            made = kube.get(Ref("Approval", namespace, query["approval"])) or {}
+            text += (f": Approval {query['approval']}, stamped by the apiserver as "
+                     f"{(made.get('spec') or {}).get('approver') or '?'}.")
+        return text
+
+    # -- writes (as the person) ----------------------------------------------------------
+    async def decide(self, request: web.Request) -> web.StreamResponse:
+        kube, namespace, name = request["kube"], request.match_info["namespace"], request.match_info["name"]
+        form = await request.post()
+        decision, step = str(form.get("decision", "")), str(form.get("step", ""))
+        if decision not in ("Approve", "Reject") or not step:
+            return await self.incident_page(request, error="The form named no step or no decision: nothing was "
+                                                           "done.", status=400)
+
+        def act() -> dict[str, Any]:
+            body = acts.incident(kube, namespace, name)
+            return acts.decide(kube, body, step, decision, str(form.get("comment", "")).strip(),
+                               str(form.get("digest", "")) or None)[1]
+
+        try:
+            made = await asyncio.to_thread(act)
+        except Exception as exc:  # noqa: BLE001 - shown as the apiserver (or acts) said it
+            return await self.incident_page(request, error=f"Not {decision.lower()}d: {_said(exc)}",
+                                            status=_status(exc))
+        done = "approved" if decision == "Approve" else "rejected"
+        raise web.HTTPSeeOther(f"{render.incident_href(namespace, name)}?"
+                               + urlencode({"done": done, "step": step, "approval": made["metadata"]["name"]}))
+
+    async def resolve(self, request: web.Request) -> web.StreamResponse:
+        kube, namespace, name = request["kube"], request.match_info["namespace"], request.match_info["name"]
+        try:
+            await asyncio.to_thread(acts.resolve, kube, namespace, name)
+        except Exception as exc:  # noqa: BLE001
+            return await self.incident_page(request, error=f"Not resolved: {_said(exc)}", status=_status(exc))
+        raise web.HTTPSeeOther(f"{render.incident_href(namespace, name)}?done=resolved")
+
+    async def rollback(self, request: web.Request) -> web.StreamResponse:
+        kube, namespace, name = request["kube"], request.match_info["namespace"], request.match_info["name"]
+        plan = await asyncio.to_thread(kube.get, Ref("PatchPlan", namespace, name))
+        incident = ((plan or {}).get("metadata") or {}).get("labels", {}).get("reliability.center/incident")
+        back = render.incident_href(namespace, incident) if incident else "/"
+        try:
+            await asyncio.to_thread(acts.rollback, namespace, name, kube)
+        except Exception as exc:  # noqa: BLE001
+            raise web.HTTPForbidden(text=f"Not rolled back: {_said(exc)}") from None
+        raise web.HTTPSeeOther(f"{back}?{urlencode({'done': 'rollback', 'plan': name})}")
+
+    async def static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in STATIC:
+            raise web.HTTPNotFound(text=f"There is no static file {name}.")
+        data = resources.files("reliability_center.console").joinpath("static", name).read_bytes()
+        return web.Response(body=data, content_type=STATIC[name])
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.guard])
+        app.add_routes([web.get("/", self.list_page), web.get("/events", self.events),
+                        web.get("/static/{name}", self.static),
+                        web.get("/incidents/{namespace}/{name}", self.incident_page),
+                        web.post("/incidents/{namespace}/{name}/decide", self.decide),
+                        web.post("/incidents/{namespace}/{name}/resolve", self.resolve),
+                        web.post("/patchplans/{namespace}/{name}/rollback", self.rollback)])
+        return app
+
+
+def loopback_host(host: str) -> bool:
+    name = urlsplit(f"//{host}").hostname or ""
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _query(request: web.Request) -> dict[str, str]:
+    return {k: v for k, v in request.query.items() if k in (*render.FILTERS, "q", "sort") and v}
+
+
+def _namespaces(query: dict[str, str]) -> list[str]:
+    return [query["namespace"]] if query.get("namespace") else []
+
+
+def _sse(event: str, data: str) -> bytes:
+    return (f"event: {event}\n" + "".join(f"data: {line}\n" for line in data.split("\n")) + "\n").encode()
+
+
+def _said(exc: BaseException) -> str:
+    """The apiserver's (or the act's) own sentence."""
+    if isinstance(exc, (acts.ActError, Conflict, Invalid, NotFound)):
+        return str(exc)
+    return describe(exc, limit=2000)
+
+
+def _status(exc: BaseException) -> int:
+    if isinstance(exc, Conflict):
+        return 409
+    if isinstance(exc, (Invalid, acts.ActError)):
+        return 422
+    return getattr(exc, "status", None) or 500
+
+
+def _postmortem(kube: Kube, body: dict[str, Any]) -> str:
+    """The postmortem draft relctl postmortem prints, from what the person may read ("" if they may not)."""
+    from reliability_center.engine.postmortem import render as draft
+
+    try:
+        plans = kube.list("PatchPlan", body["metadata"]["namespace"],
+                          f"reliability.center/incident={body['metadata']['name'][:63]}")
+        return draft(body, plans, [])
+    except Exception:  # noqa: BLE001 - a page without the draft rather than no page
+        return ""
+
+
+def serve(console: Console, host: str, port: int, ready: Callable[[int], None]) -> None:
+    """Run until interrupted; ``ready`` gets the port bound (0 asks the OS for one)."""
+
+    async def main() -> None:
+        runner = web.AppRunner(console.app(), handle_signals=True)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        ready(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
