@@ -474,3 +474,25 @@ def test_the_crds_upgrade_from_the_previous_chart(previous_chart: pathlib.Path, 
 
 def chart_version(chart: pathlib.Path) -> str:
     return yaml.safe_load((chart / "Chart.yaml").read_text())["version"]
+
+
+def test_the_console_is_opt_in_and_holds_no_rights_of_its_own(cluster: str) -> None:
+    """The in-cluster console (README "The web console"): off by default; when on, its pods mount no
+    ServiceAccount token and no binding names them, so the only rights it ever uses are the bearer tokens
+    people's requests bring (tests/e2e/test_console.py drives that mode)."""
+    assert "console" not in {(d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") for d in render()}
+    rendered = render("--set", "console.enabled=true", "--set", "console.origin=https://rc.example.com")
+    consoles = [d for d in rendered if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "console"]
+    assert sorted(d["kind"] for d in consoles) == ["Deployment", "Service"]
+    deployment = next(d for d in consoles if d["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False and "serviceAccountName" not in pod
+    (container,) = pod["containers"]
+    assert container["command"][:3] == ["relctl", "console", "--bearer"]
+    assert container["command"][-2:] == ["--origin", "https://rc.example.com"]
+    assert not container.get("env") and not container.get("envFrom")  # no credentials handed to it
+    assert {v["configMap"]["name"] for v in pod["volumes"]} == {"kube-root-ca.crt"}  # the apiserver's CA, no token
+    bound = [s for d in rendered if d["kind"] in ("RoleBinding", "ClusterRoleBinding") for s in d.get("subjects") or []]
+    assert all(s.get("name") != "default" for s in bound)  # the pods' (default) ServiceAccount gets nothing
+    service = next(d for d in consoles if d["kind"] == "Service")
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "console"

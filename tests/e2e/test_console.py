@@ -235,3 +235,50 @@ def test_a_forged_cross_site_post_is_refused(namespace, open_console):
     tokenless = page.request.post(target, form={"csrf": "guessed"}, headers={"Origin": console.base})
     assert tokenless.status == 403 and "CSRF token" in tokenless.text()
     assert not get_json("incident", "slow", "-n", namespace)["spec"].get("resolved")
+
+
+def test_the_in_cluster_mode_acts_with_each_requests_bearer_token_and_nothing_else(namespace, second_namespace,
+                                                                                    browser, tmp_path):
+    """relctl console --bearer, as the chart runs it: each apiserver request carries the token its page request
+    brought (from the proxy in front), and nothing else: not even the admin kubeconfig its environment names."""
+    import base64
+
+    import yaml
+
+    config = yaml.safe_load(pathlib.Path(os.environ["KUBECONFIG"]).read_text())
+    cluster = config["clusters"][0]["cluster"]
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+    create(namespace, incident("seen", category="perf", module="search"))
+    create(second_namespace, incident("unseen", category="perf", module="search"))
+    kubectl("create", "serviceaccount", "oncall", "-n", namespace)
+    reader(namespace, f"system:serviceaccount:{namespace}:oncall", "get", "list", "watch")
+    token = kubectl("create", "token", "oncall", "-n", namespace).stdout.strip()
+
+    proc = subprocess.Popen([RELCTL, "console", "--bearer", "--apiserver", cluster["server"], "--ca-file", str(ca),
+                             f"--watch-namespace={namespace}", f"--watch-namespace={second_namespace}"],
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        line = proc.stderr.readline() if proc.stderr else ""
+        found = re.search(r"serving on (http://127\.0\.0\.1:\d+)/", line)
+        assert found, line
+        base = found.group(1)
+        anonymous = browser.new_context()
+        answer = anonymous.new_page().goto(base + "/")
+        assert answer is not None and answer.status == 401 and "carries no bearer token" in answer.text()
+        anonymous.close()
+
+        proxied = browser.new_context(extra_http_headers={"Authorization": f"Bearer {token}"})
+        page = proxied.new_page()
+        page.goto(base + "/")
+        assert f"system:serviceaccount:{namespace}:oncall" in page.inner_text("header")
+        assert page.query_selector(f'tr[data-name="{namespace}/seen"]')
+        assert "unseen" not in page.inner_text("#rows")
+        assert f'User "system:serviceaccount:{namespace}:oncall" cannot list resource "incidents"' \
+            in page.inner_text("main")
+        proxied.close()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+        if proc.stderr:
+            proc.stderr.close()
