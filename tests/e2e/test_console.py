@@ -97,15 +97,20 @@ def reader(namespace: str, user: str, *verbs: str, resources: str = "incidents.r
 
 def test_an_incident_created_with_kubectl_appears_in_the_list_without_reload(namespace, open_console):
     console, page = open_console("alice", (APPROVERS,))  # the approvers may list incidents cluster-wide
-    page.goto(f"{console.base}/?namespace={namespace}")
+    page.goto(f"{console.base}/?namespace={namespace}&sort=name")
     page.wait_for_selector("#live >> text=Live:")
     page.evaluate("window.notReloaded = true")
     create(namespace, incident("slow", category="perf", module="search"))
     row = page.wait_for_selector(f'tr[data-name="{namespace}/slow"]', timeout=15000)
     assert page.evaluate("window.notReloaded === true"), "the page was reloaded"
     assert "perf" in row.inner_text() and "acme" in row.inner_text()
+    create(namespace, incident("newer", category="perf", module="search"))
+    page.wait_for_selector(f'tr[data-name="{namespace}/newer"]', timeout=15000)
+    order = page.eval_on_selector_all("#rows tr", "rows => rows.map(r => r.dataset.name)")
+    assert order == [f"{namespace}/newer", f"{namespace}/slow"], "a live row lands where the URL's sort (by name) puts it"
+    assert page.evaluate("window.notReloaded === true"), "the page was reloaded"
     settled = wait_phase(namespace, "slow", {"Mitigated", "Escalated", "Failed"})["phase"]
-    wait_for(lambda: page.inner_text(f'tr[data-name="{namespace}/slow"] .phase') == settled, timeout=15,
+    wait_for(lambda: page.inner_text(f'tr[data-name="{namespace}/slow"] td.phase') == settled, timeout=15,
              what=f"the row to follow the incident to {settled}, live")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.set_viewport_size({"width": 1200, "height": 500})

@@ -56,7 +56,16 @@ def row(obj: dict[str, Any]) -> dict[str, Any]:
             "phase": status.get("phase") or "Detected", "category": spec.get("category", ""),
             "tenant": spec.get("tenant", ""), "severity": spec.get("severity", ""),
             "level": status.get("level") if status.get("level") is not None else "",
-            "created": meta.get("creationTimestamp"), "runbook": status.get("runbook") or ""}
+            "created": meta.get("creationTimestamp"), "runbook": status.get("runbook") or "",
+            "rv": meta.get("resourceVersion", "")}
+
+
+def digest(rows: list[dict[str, Any]]) -> str:
+    """Which versions of which incidents a page shows: the live feed sends nothing until they change."""
+    import hashlib
+
+    seen = sorted(f"{r['namespace']}/{r['name']}@{r['rv']}" for r in rows)
+    return hashlib.sha256("\n".join(seen).encode()).hexdigest()[:32]
 
 
 def select(rows: list[dict[str, Any]], query: dict[str, str]) -> list[dict[str, Any]]:
@@ -84,17 +93,16 @@ def rows_html(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return '<tr><td colspan="9" class="empty">No incident you may read matches these filters.</td></tr>'
     at = now()
-    out = []
-    for r in rows:
-        out.append(
-            f'<tr data-name="{e(r["namespace"])}/{e(r["name"])}"><td data-label="Namespace">{e(r["namespace"])}</td>'
-            f'<td data-label="Name"><a href="{e(incident_href(r["namespace"], r["name"]))}">{e(r["name"])}</a></td>'
-            f'<td data-label="Phase"><span class="phase phase-{e(r["phase"].lower())}">{e(r["phase"])}</span></td>'
-            f'<td data-label="Category">{e(r["category"])}</td><td data-label="Tenant">{e(r["tenant"])}</td>'
-            f'<td data-label="Severity">{e(r["severity"])}</td><td data-label="Level">{e(r["level"])}</td>'
-            f'<td data-label="Age"><time datetime="{e(r["created"])}">{e(age(r["created"], at))}</time></td>'
-            f'<td data-label="Runbook">{e(r["runbook"])}</td></tr>')
-    return "".join(out)
+    return "".join(row_html(r, at) for r in rows)
+
+
+def row_html(r: dict[str, Any], at: datetime.datetime | None = None) -> str:
+    at = at or now()
+    return (f'<tr data-name="{e(r["namespace"])}/{e(r["name"])}"><td>{e(r["namespace"])}</td>'
+            f'<td><a href="{e(incident_href(r["namespace"], r["name"]))}">{e(r["name"])}</a></td>'
+            f'<td class="phase phase-{e(r["phase"].lower())}">{e(r["phase"])}</td>'
+            f'<td>{e(r["category"])}</td><td>{e(r["tenant"])}</td><td>{e(r["severity"])}</td><td>{e(r["level"])}</td>'
+            f'<td title="{e(r["created"])}">{e(age(r["created"], at))}</td><td>{e(r["runbook"])}</td></tr>')
 
 
 def page(title: str, body: str, who: str) -> str:
@@ -113,7 +121,8 @@ def notice(kind: str, text: str) -> str:
     return f'<p class="notice {kind}" role="{role}">{e(text)}</p>'
 
 
-def list_page(rows: list[dict[str, Any]], query: dict[str, str], refused: dict[str, str], who: str) -> str:
+def list_page(rows: list[dict[str, Any]], query: dict[str, str], refused: dict[str, str], who: str,
+              shown: str = "") -> str:
     def sort_link(key: str, heading: str) -> str:
         current = query.get("sort") or "age"
         target = f"-{key}" if current == key else key
@@ -130,7 +139,7 @@ def list_page(rows: list[dict[str, Any]], query: dict[str, str], refused: dict[s
     warnings = "".join(notice("error", f"Namespace {ns}: the apiserver refused to list its incidents: {message}")
                        for ns, message in sorted(refused.items()))
     head = "".join(f'<th scope="col">{sort_link(k, h)}</th>' for k, h in COLUMNS)
-    feed = f"/events?{urlencode(query)}"
+    feed = f"/events?{urlencode({**query, 'shown': shown})}"
     return page("Incidents", f"<h1>Incidents</h1>{filters}{warnings}"
                 f'<p class="live" id="live" data-feed="{e(feed)}" role="status">Live updates: connecting…</p>'
                 f'<table class="incidents"><thead><tr>{head}</tr></thead><tbody id="rows">{rows_html(rows)}</tbody>'

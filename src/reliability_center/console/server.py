@@ -17,6 +17,7 @@ import asyncio
 import hashlib
 import hmac
 import ipaddress
+import json
 import secrets
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -148,7 +149,9 @@ class Console:
     async def list_page(self, request: web.Request) -> web.Response:
         kube, query = request["kube"], _query(request)
         rows, refused = await asyncio.to_thread(self._rows, kube, query)
-        html = render.list_page(render.select(rows, query), query, refused, await self.who(kube, request["session"]))
+        selected = render.select(rows, query)
+        html = render.list_page(selected, query, refused, await self.who(kube, request["session"]),
+                                shown=render.digest(selected))
         return web.Response(text=html, content_type="text/html")
 
     def _rows(self, kube: Kube, query: dict[str, str]) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -162,7 +165,9 @@ class Console:
         return rows, where.refused
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        """Server-sent events: the table's rows again, rendered, whenever a watched incident changes."""
+        """Server-sent events fed by watches: ``rows`` (the whole table, when it differs from what the page
+        showed, or after a relist) or ``row`` (one incident that changed: its new row and the row it now
+        precedes in the page's order, or no html when it left the page)."""
         kube, query = request["kube"], _query(request)
         where = await asyncio.to_thread(feed.scope, kube, _namespaces(query), self.namespaces)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
@@ -174,21 +179,40 @@ class Console:
         incidents: dict[tuple[str, str], dict[str, Any]] = {}
         refused = dict(where.refused)
         ready: set[str | None] = set()
+        shown = request.query.get("shown", "")  # the digest of the rows the page was rendered with
         for watch in watches:
             watch.start()
         try:
             while True:
                 event = await changes.get()
-                while True:  # a burst of changes is one render
-                    self._apply(event, incidents, refused, ready)
+                touched: set[tuple[str, str]] = set()
+                whole = False
+                while True:  # a burst of changes is one message
+                    whole |= self._apply(event, incidents, refused, ready, touched)
                     if changes.empty():
                         break
                     event = changes.get_nowait()
                 if len(ready) < len(watches):
-                    continue  # every namespace listed once before the first render
-                html = render.rows_html(render.select(list(incidents.values()), query))
+                    continue  # every namespace listed once before the first message
+                selected = render.select(list(incidents.values()), query)
+                if whole and render.digest(selected) == shown:
+                    whole, touched = False, set()  # the page shows just this already
+                shown = ""
+                out = b""
+                if whole or (touched and not selected):
+                    out += _sse("rows", render.rows_html(selected))
+                elif touched:
+                    order = [(r["namespace"], r["name"]) for r in selected]
+                    position = {key: i for i, key in enumerate(order)}
+                    for key in sorted(touched, key=lambda k: position.get(k, -1)):
+                        at = position.get(key)
+                        following = next((k for k in order[at + 1:] if k not in touched), None) \
+                            if at is not None else None
+                        out += _sse("row", json.dumps({
+                            "key": "/".join(key), "next": "/".join(following) if following else "",
+                            "html": render.row_html(incidents[key]) if at is not None else ""}))
                 notes = "; ".join(f"namespace {ns}: {message}" for ns, message in sorted(refused.items()))
-                await response.write(_sse("rows", html) + (_sse("refused", notes) if notes else b""))
+                await response.write(out + (_sse("refused", notes) if notes else b"") or b": nothing shown changed\n\n")
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
@@ -198,7 +222,8 @@ class Console:
 
     @staticmethod
     def _apply(event: tuple[Any, ...], incidents: dict[tuple[str, str], dict[str, Any]], refused: dict[str, str],
-               ready: set[str | None]) -> None:
+               ready: set[str | None], touched: set[tuple[str, str]]) -> bool:
+        """Apply one watch message; True when the whole table is to be sent again (a namespace was listed)."""
         kind, namespace = event[0], event[1]
         ready.add(namespace)
         if kind == "reset":
@@ -207,14 +232,18 @@ class Console:
             for item in event[2]:
                 r = render.row(item)
                 incidents[(r["namespace"], r["name"])] = r
-        elif kind == "event":
+            return True
+        if kind == "event":
             r = render.row(event[3])
+            key = (r["namespace"], r["name"])
+            touched.add(key)
             if event[2] == "DELETED":
-                incidents.pop((r["namespace"], r["name"]), None)
+                incidents.pop(key, None)
             else:
-                incidents[(r["namespace"], r["name"])] = r
-        else:
-            refused[namespace or "(all)"] = event[2]
+                incidents[key] = r
+            return False
+        refused[namespace or "(all)"] = event[2]
+        return False
 
     async def incident_page(self, request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
         kube, namespace, name = request["kube"], request.match_info["namespace"], request.match_info["name"]

@@ -1,14 +1,29 @@
 // The incident list, live: one EventSource (server-sent events, fed by a watch on the server); no polling.
+// "rows" replaces the table (rendered and escaped by the server); "row" replaces, moves or removes one row.
 "use strict";
 (function () {
   var live = document.getElementById("live");
   var rows = document.getElementById("rows");
   if (!live || !rows || !window.EventSource) { return; }
+  function find(key) {
+    return key ? rows.querySelector('tr[data-name="' + CSS.escape(key) + '"]') : null;
+  }
+  function updated() { live.textContent = "Live: updated at " + new Date().toLocaleTimeString() + "."; }
   var source = new EventSource(live.getAttribute("data-feed"));
   source.addEventListener("open", function () { live.textContent = "Live: this list follows the cluster."; });
-  source.addEventListener("rows", function (event) {
-    rows.innerHTML = event.data;  // rendered and escaped by the server
-    live.textContent = "Live: updated at " + new Date().toLocaleTimeString() + ".";
+  source.addEventListener("rows", function (event) { rows.innerHTML = event.data; updated(); });
+  source.addEventListener("row", function (event) {
+    var change = JSON.parse(event.data);
+    var old = find(change.key);
+    if (old) { old.remove(); }
+    if (change.html) {
+      var empty = rows.querySelector("td.empty");
+      if (empty) { empty.parentNode.remove(); }
+      var holder = document.createElement("tbody");
+      holder.innerHTML = change.html;
+      rows.insertBefore(holder.firstElementChild, find(change.next));
+    }
+    updated();
   });
   source.addEventListener("refused", function (event) {
     live.textContent = "Live, but the apiserver refused: " + event.data;
