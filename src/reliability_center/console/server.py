@@ -34,6 +34,8 @@ from reliability_center.gateway.kube import Conflict, Invalid, NotFound, describ
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
 SESSION_COOKIE = "rc_console"
+#: Clients kept for the bearer tokens seen last (one per person signed in through the proxy, as a rule).
+BEARER_CLIENTS = 256
 STATIC = {"console.js": "application/javascript", "console.css": "text/css"}
 #: Fixed sentences for what a write did (the URL carries the code, never free text).
 DONE = {"approved": "You approved step {step}", "rejected": "You rejected step {step}",
@@ -69,6 +71,8 @@ class Console:
         key = hashlib.sha256(header[7:].strip().encode()).hexdigest()
         if key not in self._bearer_kubes:
             assert self.bearer is not None
+            if len(self._bearer_kubes) >= BEARER_CLIENTS:  # tokens expire and are replaced: forget the oldest
+                del self._bearer_kubes[next(iter(self._bearer_kubes))]
             self._bearer_kubes[key] = self.bearer(header[7:].strip())
         return self._bearer_kubes[key], key
 
@@ -95,6 +99,12 @@ class Console:
                 exc.text = render.error_page(exc.status, exc.text)
                 exc.content_type = "text/html"
             response = exc
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a sentence (the apiserver's, if it refused), never a stack trace
+            status = _status(exc) if 400 <= _status(exc) <= 599 else 500
+            response = web.Response(status=status, content_type="text/html",
+                                    text=render.error_page(status, f"The console could not answer: {_said(exc)}"))
         response.headers["Content-Security-Policy"] = CSP
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"  # no-referrer would make the browser send Origin: null
@@ -138,6 +148,7 @@ class Console:
         allowed = {self.origin} if self.origin else {f"http://{request.host}", f"https://{request.host}"}
         if origin is None and request.headers.get("Sec-Fetch-Site") not in ("same-origin", None):
             origin = "another site"
+        # Neither header (curl with the cookie, say): the CSRF token below still has to be this session's.
         if origin is not None and origin not in allowed:
             raise web.HTTPForbidden(text=f"Refused: this request came from {origin}, not from this console's own "
                                          "pages; nothing was changed.")
@@ -266,11 +277,16 @@ class Console:
         if done not in DONE:
             return ""
         text = DONE[done].format(step=query.get("step", ""), plan=query.get("plan", ""))
-        if done in ("approved", "rejected") and query.get("approval"):
-            made = kube.get(Ref("Approval", namespace, query["approval"])) or {}
-            text += (f": Approval {query['approval']}, stamped by the apiserver as "
-                     f"{(made.get('spec') or {}).get('approver') or '?'}.")
-        return text
+        if done not in ("approved", "rejected"):
+            return text
+        name = query.get("approval", "")
+        try:  # read back, so the page says what the apiserver stored, not what the URL claims
+            made = kube.get(Ref("Approval", namespace, name)) if name else None
+        except Exception as exc:  # noqa: BLE001
+            return f"{text}: Approval {name} (the apiserver refused to show it: {_said(exc)})."
+        if made is None:
+            return f"There is no Approval {name!r} in namespace {namespace}: nothing to confirm."
+        return f"{text}: Approval {name}, stamped by the apiserver as {(made.get('spec') or {}).get('approver') or '?'}."
 
     # -- writes (as the person) ----------------------------------------------------------
     async def decide(self, request: web.Request) -> web.StreamResponse:
