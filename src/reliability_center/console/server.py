@@ -34,6 +34,8 @@ from reliability_center.gateway.kube import Conflict, Invalid, NotFound, describ
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
 SESSION_COOKIE = "rc_console"
+#: Seconds between keep-alive comments on an idle event stream: how soon a closed page's watches stop.
+HEARTBEAT = 15
 #: Clients kept for the bearer tokens seen last (one per person signed in through the proxy, as a rule).
 BEARER_CLIENTS = 256
 STATIC = {"console.js": "application/javascript", "console.css": "text/css"}
@@ -195,7 +197,11 @@ class Console:
             watch.start()
         try:
             while True:
-                event = await changes.get()
+                try:
+                    event = await asyncio.wait_for(changes.get(), HEARTBEAT)
+                except asyncio.TimeoutError:
+                    await response.write(b": still here\n\n")  # a page that left is noticed: its watches stop
+                    continue
                 touched: set[tuple[str, str]] = set()
                 whole = False
                 while True:  # a burst of changes is one message
@@ -401,7 +407,8 @@ def serve(console: Console, host: str, port: int, ready: Callable[[int], None]) 
     """Run until interrupted; ``ready`` gets the port bound (0 asks the OS for one)."""
 
     async def main() -> None:
-        runner = web.AppRunner(console.app(), handle_signals=True)
+        # handler_cancellation: a closed page's event stream ends at once (its watches with it)
+        runner = web.AppRunner(console.app(), handle_signals=True, handler_cancellation=True)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
