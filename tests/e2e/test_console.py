@@ -287,3 +287,39 @@ def test_the_in_cluster_mode_acts_with_each_requests_bearer_token_and_nothing_el
         proc.wait(timeout=10)
         if proc.stderr:
             proc.stderr.close()
+
+
+def test_the_runbooks_page_shows_steps_by_level_guards_and_the_incidents_that_followed_each(app, open_console):
+    """As a person who may read Runbooks (the install's runbook-viewer role) and this namespace's incidents."""
+    from tests.support.cluster import SESSION
+
+    create(app, incident("bill", category="billing", module="billing"))
+    wait_phase(app, "bill", {"Mitigated", "Escalated", "Failed"})
+    kubectl("apply", "-f", "manifests/rbac/runbook_viewer_role.yaml")
+    binding = f"console-runbooks-{SESSION}"
+    kubectl("create", "clusterrolebinding", binding, "--clusterrole=reliability-center-runbook-viewer",
+            "--user=rhea")
+    try:
+        reader(app, "rhea", "get", "list", "watch")
+        console, page = open_console("rhea", namespaces=(app,))
+        page.goto(f"{console.base}/runbooks")
+        section = page.inner_text("#rb-billing")
+        runbook = get_json("runbook", "billing")
+        ready = next(c for c in runbook["status"]["conditions"] if c["type"] == "Ready")
+        assert f"ready: {ready['reason']} — {ready['message']}" in section
+        for step in runbook["spec"]["steps"]:
+            assert f"{step['name']}: {step['action']}" in section
+        assert "disable-dunning: feature-flags-off; approval by 1 of anyone with the approve verb" in section
+        assert "never-touch-billing-entries" in section
+        page.click("#rb-billing >> text=incident(s) you may read followed it")
+        assert page.query_selector(f'tr[data-name="{app}/bill"]'), "the link lists the incidents that followed it"
+    finally:
+        kubectl("delete", "clusterrolebinding", binding, check=False)
+
+
+def test_a_person_who_may_not_read_runbooks_is_told_so(open_console):
+    console, page = open_console("nobody-in-particular")
+    answer = page.goto(f"{console.base}/runbooks")
+    assert answer is not None and answer.status == 403
+    assert 'The apiserver refused to list Runbooks: ApiError 403: runbooks.reliability.center is forbidden: ' \
+           'User "nobody-in-particular" cannot list resource "runbooks"' in page.inner_text("main")

@@ -111,7 +111,8 @@ def page(title: str, body: str, who: str) -> str:
             f"<title>{e(title)} · Reliability Center</title>"
             "<link rel=\"stylesheet\" href=\"/static/console.css\">"
             "<script src=\"/static/console.js\" defer></script></head><body>"
-            "<header><a class=\"home\" href=\"/\">Reliability Center</a>"
+            "<header><nav><a class=\"home\" href=\"/\">Reliability Center</a> <a href=\"/\">Incidents</a> "
+            "<a href=\"/runbooks\">Runbooks</a></nav>"
             f"<span class=\"who\">acting as <strong>{e(who)}</strong></span></header>"
             f"<main>{body}</main></body></html>")
 
@@ -249,6 +250,51 @@ def incident_page(body: dict[str, Any], csrf: str, who: str, flash: str = "", er
     if postmortem:
         parts.append(f"<h2>Postmortem draft</h2><details><summary>Markdown</summary><pre>{e(postmortem)}</pre></details>")
     return page(name, "".join(parts), who)
+
+
+def _window(window: dict[str, Any]) -> str:
+    days = ", ".join(window.get("days") or []) or "every day"
+    freezes = "".join(f"<li>frozen {e(f.get('start'))} to {e(f.get('end'))}: {e(f.get('reason'))}</li>"
+                      for f in window.get("freeze") or [])
+    return (f"may start {e(window.get('start'))}–{e(window.get('end'))} {e(window.get('timezone', 'UTC'))} "
+            f"(the window's own zone), {e(days)}" + (f"<ul>{freezes}</ul>" if freezes else ""))
+
+
+def runbooks_page(runbooks: list[dict[str, Any]], used: dict[str, int], who: str, error: str = "") -> str:
+    """Each Runbook: readiness, what it matches, its steps by level (approval, window), guards, and the incidents
+    (that the person may list) which followed it."""
+    parts = ["<h1>Runbooks</h1>", notice("error", error) if error else ""]
+    if not runbooks and not error:
+        parts.append("<p>No Runbook is installed.</p>")
+    for runbook in sorted(runbooks, key=lambda r: r["metadata"]["name"]):
+        name, spec, status = runbook["metadata"]["name"], runbook.get("spec") or {}, runbook.get("status") or {}
+        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        verdict = ("ready" if ready.get("status") == "True" else "not ready") + (
+            f": {ready.get('reason')} — {ready.get('message')}" if ready else ": not validated by the operator yet")
+        match = spec.get("match") or {}
+        parts.append(f'<section class="runbook" id="rb-{e(name)}"><h2>{e(name)}</h2>'
+                     f'<p>{e(verdict)}</p><p>Matches category <code>{e(match.get("category"))}</code>'
+                     + (f", severities {e(', '.join(match['severities']))}" if match.get("severities") else "")
+                     + f'. <a href="/?{e(urlencode({"runbook": name}))}">{used.get(name, 0)} incident(s) you may '
+                       f"read followed it</a>.</p>")
+        steps = spec.get("steps") or []
+        for level in sorted({st.get("level", 0) for st in steps}):
+            items = []
+            for st in (x for x in steps if x.get("level", 0) == level):
+                approval = st.get("approval") or {}
+                governed = ""
+                if approval:
+                    who_may = ", ".join(approval.get("approvers") or []) or "anyone with the approve verb"
+                    governed = (f"; approval by {e(approval.get('minApprovals', 1))} of {e(who_may)}, escalates after "
+                                f"{e(approval.get('timeout', '4h'))}"
+                                + (f"; {_window(approval['window'])}" if approval.get("window") else ""))
+                items.append(f"<li><strong>{e(st.get('name'))}</strong>: {e(st.get('action'))}"
+                             f"{' — ' + e(st.get('description')) if st.get('description') else ''}{governed}</li>")
+            parts.append(f"<h3>Level {e(level)}</h3><ul>{''.join(items)}</ul>")
+        guards = "".join(f"<li><strong>{e(g.get('name'))}</strong>: {e(g.get('description'))} "
+                         f"(enforced by {e(g.get('enforcedBy', 'policy'))})</li>" for g in spec.get("guards") or [])
+        parts.append((f"<h3>Guards</h3><ul>{guards}</ul>" if guards else "") + "</section>")
+    return page("Runbooks", "".join(parts), who)
 
 
 def error_page(status: int, text: str, who: str = "?") -> str:

@@ -277,6 +277,24 @@ class Console:
                                     flash=flash, error=error, postmortem=postmortem)
         return web.Response(text=html, content_type="text/html", status=status)
 
+    async def runbooks_page(self, request: web.Request) -> web.Response:
+        kube = request["kube"]
+
+        def read() -> tuple[list[dict[str, Any]], dict[str, int], str]:
+            try:
+                runbooks = kube.list("Runbook")
+            except Exception as exc:  # noqa: BLE001 - the apiserver's refusal, verbatim
+                return [], {}, f"The apiserver refused to list Runbooks: {_said(exc)}"
+            rows, _ = self._rows(kube, {})
+            used: dict[str, int] = {}
+            for r in rows:
+                used[r["runbook"]] = used.get(r["runbook"], 0) + 1
+            return runbooks, used, ""
+
+        runbooks, used, error = await asyncio.to_thread(read)
+        html = render.runbooks_page(runbooks, used, await self.who(kube, request["session"]), error)
+        return web.Response(text=html, content_type="text/html", status=403 if error else 200)
+
     @staticmethod
     def _flash(kube: Kube, namespace: str, query: Any) -> str:
         done = query.get("done")
@@ -346,6 +364,7 @@ class Console:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self.guard])
         app.add_routes([web.get("/", self.list_page), web.get("/events", self.events),
+                        web.get("/runbooks", self.runbooks_page),
                         web.get("/static/{name}", self.static),
                         web.get("/incidents/{namespace}/{name}", self.incident_page),
                         web.post("/incidents/{namespace}/{name}/decide", self.decide),
