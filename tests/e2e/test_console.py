@@ -200,10 +200,11 @@ class _Attacker(http.server.BaseHTTPRequestHandler):
     """Another site (localhost is not 127.0.0.1 to a browser): a page that posts to the console on load."""
 
     target = ""
+    html = ('<form id="f" method="post" action="{target}"><input name="csrf" value="guessed"></form>'
+            '<script>document.getElementById("f").submit()</script>')
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        page = (f'<form id="f" method="post" action="{self.target}"><input name="csrf" value="guessed"></form>'
-                '<script>document.getElementById("f").submit()</script>').encode()
+        page = self.html.format(target=self.target).encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(page)))
@@ -323,3 +324,21 @@ def test_a_person_who_may_not_read_runbooks_is_told_so(open_console):
     assert answer is not None and answer.status == 403
     assert 'The apiserver refused to list Runbooks: ApiError 403: runbooks.reliability.center is forbidden: ' \
            'User "nobody-in-particular" cannot list resource "runbooks"' in page.inner_text("main")
+
+
+def test_a_link_followed_from_another_site_opens_the_page_signed_in(namespace, open_console):
+    """A link pasted into a chat: the browser withholds the SameSite=Strict cookie on a cross-site navigation,
+    and the console loads the same URL again from its own origin, where it is sent."""
+    create(namespace, incident("slow", category="perf", module="search"))
+    console, page = open_console("alice", (APPROVERS,))
+    target = f"{console.base}/incidents/{namespace}/slow"
+    handler = type("Chat", (_Attacker,), {"target": target, "html": '<a id="link" href="{target}">slow</a>'})
+    chat = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=chat.serve_forever, daemon=True).start()
+    try:
+        page.goto(f"http://localhost:{chat.server_address[1]}/")
+        page.click("#link")
+        page.wait_for_url(target)
+        assert page.inner_text("h1") == "slow" and "acting as alice" in page.inner_text("header")
+    finally:
+        chat.shutdown()

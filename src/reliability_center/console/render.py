@@ -297,5 +297,12 @@ def runbooks_page(runbooks: list[dict[str, Any]], used: dict[str, int], who: str
     return page("Runbooks", "".join(parts), who)
 
 
+def same_site_again(path: str) -> str:
+    """Opens ``path`` again from this origin (a meta refresh: no script), so the session cookie goes along."""
+    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta http-equiv=\"refresh\" content=\"0; url={e(path)}\"><title>Opening…</title></head>"
+            f"<body><p><a href=\"{e(path)}\">Open this page of the console</a>.</p></body></html>")
+
+
 def error_page(status: int, text: str, who: str = "?") -> str:
     return page("Error", f"<h1>{e(status)}</h1>{notice('error', text)}<p><a href=\"/\">Incidents</a></p>", who)

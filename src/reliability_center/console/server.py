@@ -74,7 +74,9 @@ class Console:
         if key not in self._bearer_kubes:
             assert self.bearer is not None
             if len(self._bearer_kubes) >= BEARER_CLIENTS:  # tokens expire and are replaced: forget the oldest
-                del self._bearer_kubes[next(iter(self._bearer_kubes))]
+                oldest = next(iter(self._bearer_kubes))
+                del self._bearer_kubes[oldest]
+                self._who.pop(oldest, None)
             self._bearer_kubes[key] = self.bearer(header[7:].strip())
         return self._bearer_kubes[key], key
 
@@ -123,7 +125,7 @@ class Console:
         if request.path.startswith("/static/"):
             return await handler(request)
         if self.local_kube is not None and self.token and "token" in request.query:
-            if not hmac.compare_digest(request.query["token"], self.token):
+            if not hmac.compare_digest(request.query["token"].encode(), self.token.encode()):
                 raise web.HTTPUnauthorized(text="This link's token is not the one relctl console printed.")
             self.token = None  # one-time: the cookie is the session from now on
             session = secrets.token_urlsafe(32)
@@ -133,6 +135,11 @@ class Console:
             response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="Strict", path="/")
             return response
         found = self.identity(request)
+        if found is None and self.local_kube is not None and request.method == "GET" \
+                and request.headers.get("Sec-Fetch-Site") == "cross-site":
+            # A link followed from elsewhere (a chat): the browser withholds the SameSite=Strict cookie on that
+            # navigation only. Loading the same URL again from here sends it; a GET changes nothing.
+            return web.Response(content_type="text/html", text=render.same_site_again(request.path_qs))
         if found is None:
             raise web.HTTPUnauthorized(text=(
                 "You are not signed in to this console: open the link relctl console printed (its token works "
