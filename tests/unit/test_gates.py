@@ -221,7 +221,7 @@ def test_carried_keeps_checked_at_while_a_verdict_stands_and_passed_at_once_pass
 
 def test_a_plan_seen_verified_went_through_merged_and_synced():
     """The incident's timeline names every phase of its PatchPlans, also those no pass saw."""
-    from reliability_center.operator.runner import passed_through
+    from reliability_center.operator.follow_plans import passed_through
 
     assert passed_through(None, "Verified") == ["Proposed", "Merged", "Synced", "Verified"]
     assert passed_through("Proposed", "Synced") == ["Merged", "Synced"]

@@ -17,7 +17,7 @@ STEPS = [
 
 
 def approve(status, index=2):
-    """What engine/approvals.py and operator/governance.py leave in a step's status once enough approved."""
+    """What engine/approvals.py and operator/govern.py leave in a step's status once enough approved."""
     status.steps[index].approval = ApprovalState(plan_digest="sha256:p", approved=True, approved_digest="sha256:p")
     return status
 

@@ -27,7 +27,7 @@ from reliability_center.gateway.kube import FIELD_MANAGER, Fenced, Invalid, desc
 from reliability_center.gateway.leaves import ABSENT
 from reliability_center.gateway.writes import INCIDENT_UID_LABEL, STEP_ANNOTATION, taken_holds
 from reliability_center.operator.admission import AdmissionCheck
-from reliability_center.operator.governance import ADMISSION_FRESH
+from reliability_center.operator.govern import ADMISSION_FRESH
 
 
 INCIDENT_LABEL = "reliability.center/incident"
@@ -109,7 +109,7 @@ def acknowledgements(kube: Kube, namespace: str, incident: str) -> list[Ballot]:
 
 def acknowledgement(kube: Kube, check: AdmissionCheck, body: dict[str, Any], resolved_at: str | None,
                     operator: str) -> Acknowledgement:
-    """The acknowledgements that the postmortem was shared, weighed as votes are (operator/governance.py):
+    """The acknowledgements that the postmortem was shared, weighed as votes are (operator/govern.py):
     none counts unless the apiserver vouches for who made it, asked afresh before one counts."""
     meta = body["metadata"]
     ballots = acknowledgements(kube, meta["namespace"], meta["name"])

@@ -1,8 +1,8 @@
 """Prometheus metrics of the operator (served on RC_METRICS_PORT). The intake's are in intake/metrics.py.
 
 An incident's metrics (phases, step results and durations, writes, refusals, gates) are recorded when the
-status that holds what they count is saved (``Turn.count``): a turn redone after a conflict counts nothing
-twice, and a poll that changed nothing (not saved) is not a step call recorded anywhere.
+status that holds what they count is saved (``Draft.count``, operator/draft.py): a turn redone after a conflict
+counts nothing twice, and a poll that changed nothing (not saved) is not a step call recorded anywhere.
 """
 
 from __future__ import annotations

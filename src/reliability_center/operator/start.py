@@ -1,0 +1,92 @@
+"""Phase: Detected → Mitigating. The first status an Incident gets: its trace id, the Runbook it
+matched (``engine/matching.py``), pinned for the rest of its life, and the guards that admit its
+steps or skip them (``policy/limits.py``: rate limits, cooldowns, ineffective remediation)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from reliability_center.api.common import now_iso
+from reliability_center.api.incident import IncidentStatus
+from reliability_center.api.runbook import Runbook
+from reliability_center.engine.matching import match_runbook
+from reliability_center.engine.plan import Facts
+from reliability_center.gateway import Kube, audit, records
+from reliability_center.operator.draft import Draft
+from reliability_center.policy import limits as guard
+
+
+def start(draft: Draft, runbooks: list[dict[str, Any]], parse: Callable[[dict[str, Any]], Runbook | None],
+          pinned: Callable[[IncidentStatus], Runbook]) -> Runbook | None:
+    """Trace id and the pinned runbook: the first status the Incident gets."""
+    changed = False
+    if not draft.status.trace_id:
+        # Derived from the uid, not random: a turn that crashes before saving it
+        # must find the same trace id (restart markers and audit names use it).
+        draft.status.trace_id = draft.incident.spec.trace_id or draft.body["metadata"]["uid"].replace("-", "")
+        draft.status.times.detected = now_iso()
+        draft.status.audit_log = audit.log_name(draft.body["metadata"]["uid"])
+        draft.phase("Detected")
+        changed = True
+    if draft.status.runbook_spec is None:
+        found = match(draft, [rb for rb in map(parse, runbooks) if rb is not None])
+        if found is None:
+            return None
+        # Pinned: the incident follows this spec to its end, whatever edits the Runbook gets later.
+        draft.status.runbook = found.metadata.name
+        draft.status.runbook_generation = found.metadata.generation
+        draft.status.runbook_spec = found.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+        changed = True
+    runbook = pinned(draft.status)
+    if changed and draft.status.steps:
+        draft.save()
+    return runbook
+
+
+def match(draft: Draft, parsed: list[Runbook]) -> Runbook | None:
+    if draft.status.runbook:  # matched before runbooks were pinned: pin the one it named
+        found = next((rb for rb in parsed if rb.metadata.name == draft.status.runbook), None)
+        if found is None:
+            draft.condition("Ready", "False", "RunbookNotFound", f"Runbook {draft.status.runbook!r} was deleted")
+            draft.save()
+        return found
+    match = match_runbook(draft.incident, parsed)
+    if match.runbook is None:
+        draft.condition("Matched", "False", match.reason, match.message)
+        draft.condition("Ready", "False", match.reason, match.message)
+        if draft.incident.spec.resolved:
+            draft.mark_resolved()
+            draft.phase("Verifying")  # nothing was done: nothing to restore
+        draft.save()
+        return None
+    draft.condition("Matched", "True", match.reason, match.message)
+    draft.note("matched", match.message)
+    return match.runbook
+
+
+def admit(draft: Draft, kube: Kube, guards_seen: dict[Any, dict[str, Any]], runbook: Runbook, facts: Facts) -> None:
+    """Rate limit, cooldown and ineffective-remediation guards, with their state in the cluster."""
+    spec, uid = draft.incident.spec, draft.body["metadata"]["uid"]
+    print_ = guard.fingerprint(spec.category, spec.tenant, spec.module)
+    verdict = guard.Verdict(True)
+
+    def change(state: guard.GuardState) -> guard.GuardState:
+        nonlocal verdict
+        verdict = guard.admit(state, runbook.spec.limits, incident_uid=uid, tenant=spec.tenant, print_=print_,
+                              now=facts.now)
+        if not verdict.allowed:
+            return state
+        return guard.record(state, guard.Admission(uid, facts.now, print_), guard.retention(runbook.spec.limits))
+
+    if draft.shadow:
+        draft.condition("Admitted", "True", "Shadow", "shadow mode: guards not counted")
+        return
+    records.update_guards(kube, draft.ref.namespace, runbook.metadata.name, spec.tenant, change, guards_seen)
+    if verdict.allowed:
+        draft.condition("Admitted", "True", "Allowed", "within rate limits and cooldowns")
+        return
+    draft.condition("Admitted", "False", verdict.reason, verdict.message)
+    for step in draft.status.steps:
+        if step.state == "Pending":
+            step.state, step.reason, step.message = "Skipped", verdict.reason, "not run: " + verdict.message
