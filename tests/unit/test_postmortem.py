@@ -10,7 +10,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-from reliability_center.cli.main import format_gates
+from reliability_center.cli.show import format_gates
 from reliability_center.engine.postmortem import render, threshold_proposals
 
 SECTIONS = ["Summary", "Impact", "Detection", "Detection thresholds", "Timeline", "Actions by level",

@@ -14,6 +14,7 @@ import click
 import yaml
 
 from reliability_center.cli.session import CliError, Session, complete_names, kube_options, session
+from reliability_center.cli.show import approval_lines, format_gates
 from reliability_center.gateway import Kube, Ref
 from reliability_center.gateway.kube import KINDS, NotFound
 
@@ -188,8 +189,6 @@ def _table(header: list[str], rows: list[list[str]], indent: str = "  ") -> str:
 
 def describe_incident(body: dict[str, Any], plans: list[dict[str, Any]], last: int = 10) -> str:
     """``relctl describe incident``: what an on-call engineer asks first, from the object and its plans."""
-    from reliability_center.cli.main import approval_lines, format_gates
-
     meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
     timeline = status.get("timeline") or []
     out = [f"Name:       {meta['name']}",
