@@ -33,6 +33,16 @@ def test_builtin_forges_register_themselves():
     assert set(forges.registered()) >= {"git", "gitea", "github", "gitlab"}
 
 
+def test_the_package_re_exports_every_public_name_of_base():
+    """forges/base.py holds the shared code (no forge imports the package back); callers import the package."""
+    from reliability_center.gitops.forges import base
+
+    defined = {name for name, value in vars(base).items() if not name.startswith("_")
+               and getattr(value, "__module__", base.__name__) == base.__name__ and not isinstance(value, type(base))}
+    assert defined - set(forges.__all__) == set()
+    assert all(getattr(forges, name) is getattr(base, name) for name in defined)
+
+
 @pytest.mark.parametrize("url, name", [
     ("https://github.com/acme/gitops.git", "github"),
     ("git@github.com:acme/gitops.git", "github"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from reliability_center.gitops import forges as f
+from reliability_center.gitops.forges import base as f
 
 
 class FakeForge:

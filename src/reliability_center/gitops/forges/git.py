@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from reliability_center.gitops import forges as f
+from reliability_center.gitops.forges import base as f
 from reliability_center.gitops.workspace import Credentials, GitError, Workspace
 
 RECORD_PREFIX = "refs/rc/pulls/"

@@ -11,7 +11,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-from reliability_center.gitops import forges as f
+from reliability_center.gitops.forges import base as f
 from reliability_center.gitops.workspace import Credentials
 
 

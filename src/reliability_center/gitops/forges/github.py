@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from reliability_center.gitops import forges as f
+from reliability_center.gitops.forges import base as f
 from reliability_center.gitops.workspace import Credentials
 
 API_VERSION = "2022-11-28"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from reliability_center.gitops import forges as f
+from reliability_center.gitops.forges import base as f
 from reliability_center.gitops.workspace import Credentials
 
 _STATES = {"open": "opened", "closed": "closed", "all": "all"}
