@@ -2,7 +2,7 @@
 
 Its pull request JSON has GitHub's shape; comments go to the issue the pull
 request is. Rate limits, paging and conditional GETs are handled by the shared
-helpers in ``forges/__init__.py``.
+helpers in ``forges/base.py``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Only contract-tested (tests/contract/test_github_contract.py): the requests
 below follow https://docs.github.com/rest/pulls/pulls (comments: /rest/issues/comments,
 since a pull request is an issue). Rate limits, paging and conditional GETs are
-handled by the shared helpers in ``forges/__init__.py``.
+handled by the shared helpers in ``forges/base.py``.
 """
 
 from __future__ import annotations

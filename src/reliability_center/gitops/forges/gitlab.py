@@ -4,7 +4,7 @@ Only contract-tested (tests/contract/test_gitlab_contract.py): the requests
 below follow https://docs.gitlab.com/ee/api/merge_requests.html (comments:
 /ee/api/notes.html). A merge request's ``iid`` (per project) is the neutral
 ``number``. Rate limits, paging and conditional GETs are handled by the shared
-helpers in ``forges/__init__.py``.
+helpers in ``forges/base.py``.
 """
 
 from __future__ import annotations
