@@ -19,6 +19,7 @@ import kopf
 from reliability_center.gateway.kube import describe
 from reliability_center.operator import context
 from reliability_center.operator import incident as _incident  # noqa: F401  (registers handlers)
+from reliability_center.operator import paging as _paging  # noqa: F401  (registers handlers)
 from reliability_center.operator import runbook as _runbook  # noqa: F401  (registers handlers)
 from reliability_center.operator import scope
 from reliability_center.operator.leadership import Timing

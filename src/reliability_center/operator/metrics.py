@@ -72,3 +72,121 @@ class IncidentsByPhase(Collector):
 
 INCIDENTS = IncidentsByPhase()
 REGISTRY.register(INCIDENTS)
+
+
+# -- Paging (manifests/prometheus/paging-rules.yaml): per-incident and per-PatchPlan series ------------
+#
+# Read from the operator's Kopf indexes at each scrape (operator/paging.py), not kept by set/remove:
+# a restarted operator, or a standby, exports the same series from the cluster's objects. The
+# per-object labels stay bounded: an Incident's series exist only while it is open (none once Closed
+# or deleted), a PatchPlan's only while it is in a phase that still moves (none once Verified,
+# Rejected, RolledBack, Failed or deleted).
+
+#: PatchPlan phases the operator still moves on: a plan that stays long in one of them is stuck.
+MOVING_PLAN_PHASES = ("Pending", "Proposed", "Merged", "Synced", "RollingBack")
+
+Sample = tuple[str, dict[str, str], float]
+"""A series of the paging families: its family's name, its labels, its value."""
+
+PAGING_FAMILIES = {
+    "reliability_center_approval_waiting_since_timestamp_seconds":
+        ("When a level 2 step's plan was put to approval, while it waits for it (unix seconds)",
+         ("namespace", "incident", "step", "digest")),
+    "reliability_center_approval_expired_timestamp_seconds":
+        ("When a level 2 step's approval expired (ApprovalTimeout), while its incident is open (unix seconds)",
+         ("namespace", "incident", "step")),
+    "reliability_center_incident_escalated_info":
+        ("1 while an open incident is at level 3; pull_request: its fix PatchPlan's pull request URL, or empty",
+         ("namespace", "incident", "category", "tenant", "pull_request")),
+    "reliability_center_gate_failing_resolved_timestamp_seconds":
+        ("A post-repair gate not passing on a resolved, not yet closed incident: when it was resolved (unix seconds)",
+         ("namespace", "incident", "gate")),
+    "reliability_center_patchplan_phase":
+        ("1 for a PatchPlan in a phase the operator still moves on (Pending, Proposed, Merged, Synced, RollingBack)",
+         ("namespace", "patchplan", "incident", "phase")),
+}
+
+LEADER = Gauge("reliability_center_leader", "1 while this replica leads (or runs alone), else 0")
+
+
+def epoch(timestamp: str | None) -> float | None:
+    """RFC 3339 (the status' times) to unix seconds; None when absent or unreadable."""
+    from datetime import datetime
+
+    if not timestamp:
+        return None
+    try:
+        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def incident_samples(namespace: str, name: str, body: Mapping[str, Any]) -> list[Sample]:
+    """The paging series of one Incident, from its spec and status (pure)."""
+    spec, status = body.get("spec") or {}, body.get("status") or {}
+    if status.get("phase") == "Closed":
+        return []
+    out: list[Sample] = []
+    for step in status.get("steps") or []:
+        approval = step.get("approval") or {}
+        asked = epoch(approval.get("requestedAt"))
+        if step.get("state") == "AwaitingApproval" and approval.get("planDigest") and not approval.get("approved") \
+                and asked is not None:
+            out.append(("reliability_center_approval_waiting_since_timestamp_seconds",
+                        {"namespace": namespace, "incident": name, "step": step["name"],
+                         "digest": approval["planDigest"]}, asked))
+        if step.get("reason") == "ApprovalTimeout":
+            out.append(("reliability_center_approval_expired_timestamp_seconds",
+                        {"namespace": namespace, "incident": name, "step": step["name"]},
+                        epoch(step.get("finishedAt")) or epoch(approval.get("deadline")) or 0.0))
+    if (status.get("level") or 0) >= 3:
+        url = next((p.get("pullRequest") for p in status.get("plans") or []
+                    if p.get("purpose", "fix") == "fix" and p.get("pullRequest")), "")
+        out.append(("reliability_center_incident_escalated_info",
+                    {"namespace": namespace, "incident": name, "category": str(spec.get("category") or ""),
+                     "tenant": str(spec.get("tenant") or ""), "pull_request": url}, 1.0))
+    resolved = epoch((status.get("times") or {}).get("resolved"))
+    if spec.get("resolved") and resolved is not None:
+        for gate in status.get("gates") or []:
+            if not gate.get("passed"):
+                out.append(("reliability_center_gate_failing_resolved_timestamp_seconds",
+                            {"namespace": namespace, "incident": name, "gate": gate["name"]}, resolved))
+    return out
+
+
+def patchplan_samples(namespace: str, name: str, body: Mapping[str, Any]) -> list[Sample]:
+    """The paging series of one PatchPlan (pure)."""
+    phase = (body.get("status") or {}).get("phase") or "Pending"
+    if phase not in MOVING_PLAN_PHASES:
+        return []
+    incident = str((body.get("spec") or {}).get("incidentRef") or "")
+    return [("reliability_center_patchplan_phase",
+             {"namespace": namespace, "patchplan": name, "incident": incident, "phase": phase}, 1.0)]
+
+
+class Paging(Collector):
+    """The paging series, computed at each scrape from what the indexes hold now (operator/paging.py
+    fills them with each object's samples)."""
+
+    def __init__(self) -> None:
+        self.indexes: dict[str, Mapping[Any, Any]] = {}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        families = {name: GaugeMetricFamily(name, help_, labels=list(labels))
+                    for name, (help_, labels) in PAGING_FAMILIES.items()}
+        for index in list(self.indexes.values()):
+            for _ in range(3):  # the index may change while it is read (the watch runs on another thread)
+                try:
+                    samples = [s for store in list(index.values()) for many in list(store) for s in many]
+                    break
+                except RuntimeError:
+                    continue
+            else:
+                samples = []
+            for family, labels, value in samples:
+                families[family].add_metric([labels[k] for k in PAGING_FAMILIES[family][1]], value)
+        yield from families.values()
+
+
+PAGING = Paging()
+REGISTRY.register(PAGING)
