@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import pytest
 
 from tests.support.cluster import wait_for
 from tests.support.monitoring import Monitoring
+from tests.support.receiver import Receiver
 
 FIXTURES = Path(__file__).resolve().parents[1] / "unit" / "fixtures"
 LABELS = {"namespace": "t-shop", "tenant": "acme", "module": "billing", "category": "alert-error-ratio"}
@@ -29,36 +28,6 @@ LABELS = {"namespace": "t-shop", "tenant": "acme", "module": "billing", "categor
 @pytest.fixture
 def window_incident() -> None:
     """Overrides tests/e2e/conftest.py's autouse one for this module: the harness needs no cluster nor operator."""
-
-
-class Receiver:
-    """Records every POST: path, Authorization header and JSON body."""
-
-    def __init__(self) -> None:
-        posts: list[dict[str, Any]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                posts.append({"path": self.path, "authorization": self.headers.get("Authorization"),
-                              "content_type": self.headers.get("Content-Type"), "body": json.loads(body)})
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.posts = posts
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def first(self, status: str) -> dict[str, Any] | None:
-        return next((p for p in self.posts if p["body"]["status"] == status), None)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def _shape(body: dict[str, Any]) -> tuple[list[str], list[str]]:

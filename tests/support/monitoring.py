@@ -80,13 +80,16 @@ class Monitoring(LocalProcesses):
     """Prometheus scraping ``exporter`` and alerting to an Alertmanager that posts to ``intake_url``."""
 
     def __init__(self, intake_url: str, token_file: str | os.PathLike[str], directory: Path | None = None,
-                 exporter: Exporter | SampleApp | None = None, startup_timeout: float = 30, prometheus_port: int | None = None):
+                 exporter: Exporter | SampleApp | None = None, startup_timeout: float = 30,
+                 prometheus_port: int | None = None, targets: dict[str, str] | None = None):
         super().__init__(Path(directory or CACHE / f"monitoring-{WORKER}"), startup_timeout)
         self.intake_url = intake_url
         self.token_file = Path(token_file).resolve()
         self.exporter = exporter
         self.prometheus_port = prometheus_port
         """Fixed when the operator was told its URL before Prometheus starts (RC_PROMETHEUS_URL)."""
+        self.targets = targets or {}
+        """More to scrape besides the exporter: job name → host:port (an operator's metrics endpoint)."""
         self.prometheus_url = self.alertmanager_url = ""
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -114,8 +117,8 @@ class Monitoring(LocalProcesses):
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                 "rule_files": [str(self.dir / "rules" / "*.yml")],
                 "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
-                "scrape_configs": [{"job_name": "exporter",
-                                    "static_configs": [{"targets": [self.exporter.target]}]}]})
+                "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [target]}]}
+                                   for job, target in {"exporter": self.exporter.target, **self.targets}.items()]})
             self._spawn("prometheus", [
                 "prometheus", f"--config.file={self.dir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.dir / 'prometheus-data'}", f"--web.listen-address=127.0.0.1:{prom_port}",

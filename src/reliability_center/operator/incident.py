@@ -38,11 +38,20 @@ def incidents_by_phase(spec: kopf.Spec, status: kopf.Status, **_: Any) -> dict[t
     return {(str(spec.get("category") or ""), str(status.get("phase") or "Pending")): None}
 
 
+@kopf.index("reliability.center", "v1alpha1", "incidents")
+def incident_pages(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[tuple[str, str], Any]:
+    """What the paging series (metrics.PAGING) say of this incident; none once it is Closed (or deleted:
+    Kopf drops it), so their labels stay bounded by the incidents open now."""
+    samples = metrics.incident_samples(namespace, name, body)
+    return {(namespace, name): samples} if samples else {}
+
+
 @kopf.on.event("reliability.center", "v1alpha1", "incidents")
 async def on_incident(body: kopf.Body, type: str | None, namespace: str, name: str, runbook_index: kopf.Index,
-                      incidents_by_phase: kopf.Index, **_: Any) -> None:
+                      incidents_by_phase: kopf.Index, incident_pages: kopf.Index, **_: Any) -> None:
     RUNBOOKS["index"] = runbook_index
     metrics.INCIDENTS.index = incidents_by_phase
+    metrics.PAGING.indexes["incidents"] = incident_pages
     if type == "DELETED":
         context.queue().forget((namespace, name))
         context.runner().forget(body.metadata.uid)

@@ -17,9 +17,8 @@ from typing import Any
 import kopf
 
 from reliability_center.gateway.kube import describe
-from reliability_center.operator import context
+from reliability_center.operator import context, metrics
 from reliability_center.operator import incident as _incident  # noqa: F401  (registers handlers)
-from reliability_center.operator import paging as _paging  # noqa: F401  (registers handlers)
 from reliability_center.operator import runbook as _runbook  # noqa: F401  (registers handlers)
 from reliability_center.operator import scope
 from reliability_center.operator.leadership import Timing
@@ -48,6 +47,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         from prometheus_client import start_http_server
 
         start_http_server(ours.serving.metrics_port)
+    metrics.LEADER.set_function(lambda: 1.0 if context.leading() else 0.0)  # read at each scrape
     context.kube()  # fail fast on a bad kubeconfig
     log.info("operator started", extra={"namespaces": list(ours.watch.namespaces) or "cluster-wide",
                                         "replica": context.me()})

@@ -76,8 +76,8 @@ REGISTRY.register(INCIDENTS)
 
 # -- Paging (manifests/prometheus/paging-rules.yaml): per-incident and per-PatchPlan series ------------
 #
-# Read from the operator's Kopf indexes at each scrape (operator/paging.py), not kept by set/remove:
-# a restarted operator, or a standby, exports the same series from the cluster's objects. The
+# Read from the operator's Kopf indexes at each scrape (operator/incident.py, operator/patchplan.py),
+# not kept by set/remove: a restarted operator, or a standby, exports the same series from the cluster's objects. The
 # per-object labels stay bounded: an Incident's series exist only while it is open (none once Closed
 # or deleted), a PatchPlan's only while it is in a phase that still moves (none once Verified,
 # Rejected, RolledBack, Failed or deleted).
@@ -165,8 +165,8 @@ def patchplan_samples(namespace: str, name: str, body: Mapping[str, Any]) -> lis
 
 
 class Paging(Collector):
-    """The paging series, computed at each scrape from what the indexes hold now (operator/paging.py
-    fills them with each object's samples)."""
+    """The paging series, computed at each scrape from what the Kopf indexes hold now (each object's
+    samples: operator/incident.py's ``incident_pages``, operator/patchplan.py's ``patchplan_pages``)."""
 
     def __init__(self) -> None:
         self.indexes: dict[str, Mapping[Any, Any]] = {}

@@ -42,7 +42,7 @@ from reliability_center.gitops.forges import ForgeError, ForgeOptions, lookup, r
 from reliability_center.gitops.forges.git import default_cache
 from reliability_center.gitops.paths import PathPolicy
 from reliability_center.gitops.workspace import Credentials, GitError, Workspace, sanitize
-from reliability_center.operator import context
+from reliability_center.operator import context, metrics
 from reliability_center.operator.workqueue import Echoes, Key, Retry, WorkQueue
 
 if TYPE_CHECKING:
@@ -101,10 +101,18 @@ def parse(body: dict[str, Any]) -> PatchPlan:
     return PatchPlan.model_validate({**dict(body), "status": status or None})
 
 
+@kopf.index(GROUP, VERSION, "patchplans")
+def patchplan_pages(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[tuple[str, str], Any]:
+    """The plan's phase for the paging series (metrics.PAGING), while it still moves."""
+    samples = metrics.patchplan_samples(namespace, name, body)
+    return {(namespace, name): samples} if samples else {}
+
+
 @kopf.on.event(GROUP, VERSION, "patchplans")
 async def on_patchplan(body: kopf.Body, type: str | None, namespace: str, name: str, runbook_index: kopf.Index,
-                       **_: Any) -> None:
+                       patchplan_pages: kopf.Index, **_: Any) -> None:
     RUNBOOKS["index"] = runbook_index
+    metrics.PAGING.indexes["patchplans"] = patchplan_pages
     if QUEUE is None:
         return
     if type == "DELETED":
