@@ -10,6 +10,9 @@ expressions and annotations paged are the shipped ones. The defaults are promtoo
 Oracles, none of them the operator's metrics: the Incident's own status (the digest of the plan put to
 approval), relctl itself (the paged command line, run as an approver, gets the step approved), the
 PatchPlan's pull request as Gitea lists it, and what Alertmanager posted to the receiver.
+
+The chart's opt-in PrometheusRule is the same file (files/paging-rules.yaml links it),
+as helm renders it: compared with the plain file, and checked by promtool.
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from reliability_center.gateway import Ref
 from tests.conftest import METRICS_PORT
+from tests.e2e.test_chart import CHART, helm, render
 from tests.gitea.conftest import create_repo, gitea  # noqa: F401  (gitea is a fixture)
 from tests.support.cluster import apply_docs, apply_runbook, get_json, repository_secret, wait_for
 from tests.support.incidents import APPROVERS, create, incident, status
 from tests.support.monitoring import Monitoring
-from tests.support.paging import paging_rules
+from tests.support.paging import PAGING_RULES, paging_rules
 from tests.support.receiver import Receiver
 
 pytestmark = pytest.mark.gitea
@@ -102,3 +107,29 @@ def test_a_waiting_level_2_step_and_a_level_3_escalation_page_with_the_approve_c
                       .get("approval") or {}).get("approved"), 60, "the step to count bob's approval")
     wait_for(lambda: pager.alerts("RcStepAwaitingApproval", "resolved", namespace=app, incident=name), PAGE_WITHIN,
              "the approval page to resolve")
+
+
+def prometheus_rule(*values: str) -> dict | None:
+    return next((d for d in render(*values) if d["kind"] == "PrometheusRule"), None)
+
+
+def test_the_chart_renders_the_shipped_paging_rules_only_when_asked(tmp_path: Path):
+    assert prometheus_rule() is None  # off by default: its CRD is the Prometheus Operator's
+    rule = prometheus_rule("--set", "pagingRules.enabled=true", "--set", "pagingRules.labels.release=kps")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1" and rule["metadata"]["labels"]["release"] == "kps"
+    assert rule["spec"] == yaml.safe_load(PAGING_RULES.read_text())
+    rendered = tmp_path / "rendered-rules.yaml"
+    rendered.write_text(yaml.safe_dump(rule["spec"]))
+    checked = subprocess.run(["promtool", "check", "rules", str(rendered)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_chart_sets_the_rules_durations_and_refuses_an_unknown_alert():
+    rule = prometheus_rule("--set", "pagingRules.enabled=true", "--set", "pagingRules.for.RcStepAwaitingApproval=30m")
+    assert rule["spec"] == paging_rules({"RcStepAwaitingApproval": "30m"})
+    typo = helm("template", "r", str(CHART), "--set", "pagingRules.enabled=true",
+                "--set", "pagingRules.for.RcStepAwaitingAproval=30m", check=False)
+    assert typo.returncode != 0 and "pagingRules.for.RcStepAwaitingAproval: no such alert" in typo.stderr
+    soon = helm("template", "r", str(CHART), "--set", "pagingRules.enabled=true",
+                "--set", "pagingRules.for.RcNoLeader=soon", check=False)
+    assert soon.returncode != 0 and "/pagingRules/for/RcNoLeader': 'soon' does not match" in soon.stderr
