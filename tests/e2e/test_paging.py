@@ -44,7 +44,8 @@ PAGE_WITHIN = 60  # seconds: a scrape and an evaluation a second, Alertmanager's
 
 @pytest.fixture
 def pager(tmp_path: Path, operator):
-    """The receiver, and a Prometheus + Alertmanager of this test's own that scrape the session operator."""
+    """The receiver, and a Prometheus + Alertmanager of this test's own that scrape the session operator
+    (with the paging rules) and page the receiver."""
     token_file = tmp_path / "token"
     token_file.write_text(uuid.uuid4().hex + "\n")
     receiver = Receiver()
@@ -54,13 +55,16 @@ def pager(tmp_path: Path, operator):
         with monitoring:
             wait_for(lambda: monitoring.query('up{job="operator"} == 1'), 30, "prometheus to scrape the operator")
             monitoring.add_rules("paging", paging_rules({"RcStepAwaitingApproval": "2s"}))
-            yield receiver
+            # The single session operator leads: RcNoLeader has nothing to say.
+            assert monitoring.query('reliability_center_leader{job="operator"} == 1')
+            yield receiver, monitoring
     finally:
         receiver.close()
 
 
 def test_a_waiting_level_2_step_and_a_level_3_escalation_page_with_the_approve_command_and_the_pr_url(
         kube, app, gitea, pager):  # noqa: F811
+    receiver, monitoring = pager
     repo = create_repo(gitea, {"README.md": "GitOps repository (paging test)\n"})
     apply_docs(app, [
         repository_secret("gitops-credentials", repo.url, username=gitea.user, token=gitea.token),
@@ -78,7 +82,7 @@ def test_a_waiting_level_2_step_and_a_level_3_escalation_page_with_the_approve_c
     create(app, incident(name, category=category, module="billing"))
 
     # Level 2 left waiting: the page carries the approve command of the plan the Incident shows.
-    page = wait_for(lambda: pager.alerts("RcStepAwaitingApproval", namespace=app, incident=name), PAGE_WITHIN,
+    page = wait_for(lambda: receiver.alerts("RcStepAwaitingApproval", namespace=app, incident=name), PAGE_WITHIN,
                     "the receiver to be paged for the step awaiting approval")
     step = next(s for s in status(app, name)["steps"] if s["name"] == "hold-invoicing")
     assert step["state"] == "AwaitingApproval", step
@@ -86,9 +90,10 @@ def test_a_waiting_level_2_step_and_a_level_3_escalation_page_with_the_approve_c
     [alert] = page
     assert alert["labels"]["step"] == "hold-invoicing" and alert["labels"]["severity"] == "page"
     assert alert["annotations"]["approve"] == f"relctl approve {name} hold-invoicing -n {app} --digest {digest}"
+    alert_approve = alert["annotations"]["approve"]
 
     # Level 3: the page carries the pull request the PatchPlan opened, as Gitea lists it.
-    page = wait_for(lambda: pager.alerts("RcIncidentEscalatedToLevel3", namespace=app, incident=name), PAGE_WITHIN,
+    page = wait_for(lambda: receiver.alerts("RcIncidentEscalatedToLevel3", namespace=app, incident=name), PAGE_WITHIN,
                     "the receiver to be paged for the level 3 escalation")
     [plan] = status(app, name)["patchPlans"]
     url = kube.get(Ref("PatchPlan", app, plan))["status"]["pullRequest"]["url"]
@@ -96,16 +101,19 @@ def test_a_waiting_level_2_step_and_a_level_3_escalation_page_with_the_approve_c
     [alert] = page
     assert alert["labels"]["pull_request"] == alert["annotations"]["pull_request"] == url
     assert url in alert["annotations"]["summary"]
+    # The plan, open for review, is among the moving PatchPlans (RcPatchPlanStuck's series).
+    proposed = f'reliability_center_patchplan_phase{{namespace="{app}",patchplan="{plan}",phase="Proposed"}} == 1'
+    wait_for(lambda: monitoring.query(proposed), 10, "the plan's phase in Prometheus")
 
     # The paged command line, run as it reads by an approver, approves the step; the page then resolves.
-    command = shlex.split(next(iter(pager.alerts("RcStepAwaitingApproval", namespace=app)))["annotations"]["approve"])
+    command = shlex.split(alert_approve)
     assert command[0] == "relctl"
     ran = subprocess.run([RELCTL, *command[1:], "--as", "bob", "--as-group", APPROVERS], capture_output=True,
                          text=True, timeout=60)
     assert ran.returncode == 0, ran.stderr
     wait_for(lambda: (next(s for s in status(app, name)["steps"] if s["name"] == "hold-invoicing")
                       .get("approval") or {}).get("approved"), 60, "the step to count bob's approval")
-    wait_for(lambda: pager.alerts("RcStepAwaitingApproval", "resolved", namespace=app, incident=name), PAGE_WITHIN,
+    wait_for(lambda: receiver.alerts("RcStepAwaitingApproval", "resolved", namespace=app, incident=name), PAGE_WITHIN,
              "the approval page to resolve")
 
 
