@@ -31,7 +31,7 @@ def test_a_deleted_incident_s_failures_are_forgotten(monkeypatch):
         body = kopf.Body({"apiVersion": "reliability.center/v1alpha1", "kind": "Incident",
                           "metadata": {"name": "gone", "namespace": "ns", "uid": "gone-uid"}})
         await incident.on_incident(body=body, type="DELETED", namespace="ns", name="gone", runbook_index={},
-                                   incidents_by_phase={})
+                                   incidents_by_phase={}, incident_pages={})
 
     asyncio.run(deleted())
     assert runner.failures == {"other-uid": 2}
