@@ -145,8 +145,8 @@ def incident_samples(namespace: str, name: str, body: Mapping[str, Any]) -> list
         out.append(("reliability_center_incident_escalated_info",
                     {"namespace": namespace, "incident": name, "category": str(spec.get("category") or ""),
                      "tenant": str(spec.get("tenant") or ""), "pull_request": url}, 1.0))
-    resolved = epoch((status.get("times") or {}).get("resolved"))
-    if spec.get("resolved") and resolved is not None:
+    resolved = epoch((status.get("times") or {}).get("resolved"))  # the operator's record of the resolve
+    if resolved is not None:
         for gate in status.get("gates") or []:
             if not gate.get("passed"):
                 out.append(("reliability_center_gate_failing_resolved_timestamp_seconds",
