@@ -8,6 +8,7 @@ counts nothing twice, and a poll that changed nothing (not saved) is not a step 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
@@ -77,10 +78,10 @@ REGISTRY.register(INCIDENTS)
 # -- Paging (manifests/prometheus/paging-rules.yaml): per-incident and per-PatchPlan series ------------
 #
 # Read from the operator's Kopf indexes at each scrape (operator/incident.py, operator/patchplan.py),
-# not kept by set/remove: a restarted operator, or a standby, exports the same series from the cluster's objects. The
-# per-object labels stay bounded: an Incident's series exist only while it is open (none once Closed
-# or deleted), a PatchPlan's only while it is in a phase that still moves (none once Verified,
-# Rejected, RolledBack, Failed or deleted).
+# not kept by set/remove: a restarted operator, or a standby, exports the same series from the
+# cluster's objects. The per-object labels stay bounded: an Incident's series exist only while it
+# is open (none once Closed or deleted), a PatchPlan's only while it is in a phase that still moves
+# (none once Verified, Rejected, RolledBack, Failed or deleted).
 
 #: PatchPlan phases the operator still moves on: a plan that stays long in one of them is stuck.
 MOVING_PLAN_PHASES = ("Pending", "Proposed", "Merged", "Synced", "RollingBack")
@@ -111,8 +112,6 @@ LEADER = Gauge("reliability_center_leader", "1 while this replica leads (or runs
 
 def epoch(timestamp: str | None) -> float | None:
     """RFC 3339 (the status' times) to unix seconds; None when absent or unreadable."""
-    from datetime import datetime
-
     if not timestamp:
         return None
     try:
