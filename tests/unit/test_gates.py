@@ -152,11 +152,23 @@ def test_slo_gate_compares_the_worst_value_and_says_why():
     assert verdict("slo-normal", observations(slo_values=[0.2])).reason == "SLONotMet"
     assert verdict("slo-normal", observations(slo_values=[])).reason == "NoData"
     down = verdict("slo-normal", observations(slo_values=None, slo_error="connection refused"))
-    assert down.reason == "PrometheusUnavailable" and down.missing == ["connection refused"]
+    assert down.reason == "PrometheusUnavailable" and down.missing == [
+        "connection refused: it passes once the operator can query Prometheus (RC_PROMETHEUS_URL) and the worst "
+        "value over 1m is below 0.05"]
     above = SLOCheck(query="availability", threshold=0.99, comparison="above", **{"for": "5m"})
     assert verdict("slo-normal", observations(slo=above, slo_values=[0.995])).passed
     assert not verdict("slo-normal", observations(slo=above, slo_values=[0.98])).passed
     assert verdict("slo-normal", observations(slo=None)).reason == "NoSLODeclared"
+
+
+def test_a_slo_gate_without_data_says_why_it_cannot_pass_and_what_would_pass_it():
+    gate = verdict("slo-normal", observations(slo_values=[], runbook="perf"))
+    assert (gate.passed, gate.reason) == (False, "NoData")
+    assert gate.evidence == "max_over_time((err)[1m:]) below 0.05 for 1m"  # the exact query asked
+    assert gate.missing == [
+        "Prometheus has no series for the query over the last 1m: the app does not export the metric it reads for "
+        "this namespace and module, or Prometheus does not scrape it. It passes once it does and the worst value "
+        "over 1m is below 0.05 (or once runbook perf's spec.slo.query reads a metric the app exports)"]
 
 
 def test_postmortem_gate_waits_for_the_merge():

@@ -71,6 +71,8 @@ class Observations:
     that the postmortem was shared, weighed; None where a repository is configured."""
     shadow: bool = False
     field_manager: str = "reliability-center"
+    runbook: str = ""
+    """The runbook whose ``spec.slo`` the SLO gate checks: named where the gate says what would pass it."""
 
 
 def gate(name: str, passed: bool, reason: str, evidence: str, missing: Iterable[str] = ()) -> Gate:
@@ -161,10 +163,18 @@ def slo_normal(obs: Observations) -> Gate:
     if slo is None:
         return gate("slo-normal", True, "NoSLODeclared", "the runbook declares no SLO check (spec.slo)")
     evidence = f"{obs.slo_query} {slo.comparison} {slo.threshold:g} for {slo.for_}"
+    passes = f"the worst value over {slo.for_} is {slo.comparison} {slo.threshold:g}"
+    query = f"runbook {obs.runbook}'s spec.slo.query" if obs.runbook else "the runbook's spec.slo.query"
     if obs.slo_values is None:
-        return gate("slo-normal", False, "PrometheusUnavailable", evidence, [obs.slo_error or "no answer"])
+        return gate("slo-normal", False, "PrometheusUnavailable", evidence, [
+            f"{obs.slo_error or 'no answer'}: it passes once the operator can query Prometheus (RC_PROMETHEUS_URL) "
+            f"and {passes}"])
     if not obs.slo_values:
-        return gate("slo-normal", False, "NoData", evidence, ["the query returned no series over the duration"])
+        # Why (nothing to compare) and what would pass it: a gate that cannot pass says so, not just "no".
+        return gate("slo-normal", False, "NoData", evidence, [
+            f"Prometheus has no series for the query over the last {slo.for_}: the app does not export the metric "
+            f"it reads for this namespace and module, or Prometheus does not scrape it. It passes once it does and "
+            f"{passes} (or once {query} reads a metric the app exports)"])
     ok = all((v < slo.threshold) if slo.comparison == "below" else (v > slo.threshold) for v in obs.slo_values)
     shown = ", ".join(f"{v:g}" for v in obs.slo_values[:10])
     if not ok:

@@ -158,7 +158,8 @@ def observe(kube: Kube, status: IncidentStatus, incident: Incident, body: dict[s
     return verdicts.Observations(
         steps=status.steps, held=held, records=audit.read_log(kube, namespace, uid), foreign=foreign, lost=lost,
         rollback=rollback, plans=plans, slo=slo, slo_query=query, slo_values=values, slo_error=error,
-        postmortem_error=postmortem_error, acknowledgement=acknowledgement, shadow=status.mode == "shadow")
+        postmortem_error=postmortem_error, acknowledgement=acknowledgement, shadow=status.mode == "shadow",
+        runbook=runbook.metadata.name if runbook else "")
 
 
 def rehearse(gateway: WriteGateway, write: WriteContext, snapshots: list[str]) -> tuple[bool, str]:
