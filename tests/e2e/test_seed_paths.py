@@ -216,7 +216,7 @@ def test_each_seed_runbooks_realistic_path_reaches_closed_on_an_argo_cd_synced_a
         "Z", "+00:00")) > taken_at and app["status"]["sync"]["status"] == "Synced", "Argo CD to compare again")
     billing = kube.get(Ref("ConfigMap", namespace, "flags-billing"))["data"]
     assert {billing[f"{flag}.tenant.acme"] for flag in ("auto-invoicing", "auto-dunning", "dunning-retries")} == \
-        {"false"}
+        {"false"}, where(namespace)
     assert billing["auto-invoicing.tenant.globex"] == "true"  # the other tenants keep every feature
     assert kube.get(Ref("Deployment", namespace, "ingest-ocr-initech"))["spec"]["replicas"] == 0
     assert kube.get(Ref("Deployment", namespace, "ingest-ocr-globex"))["spec"]["replicas"] == 2
