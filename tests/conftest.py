@@ -45,7 +45,7 @@ ALERT_CATEGORY_PREFIX = "alert-"
 #: Files whose tests take a minute or more (pytest --durations): scheduled first.
 LONG_FILES = {"test_gitea_leaks.py", "test_waiting.py", "test_failover.py", "test_crash.py", "test_shadow_global.py",
               "test_close_loop.py", "test_intake.py", "test_argocd_selfheal.py", "test_patchplan_e2e.py",
-              "test_detection.py"}
+              "test_detection.py", "test_seed_paths.py"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
