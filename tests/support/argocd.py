@@ -78,7 +78,10 @@ class ArgoCD(LocalProcesses):
         try:
             self._install()
             redis, repo, repo_metrics, metrics = (free_port() for _ in range(4))
-            env = {**os.environ, "ARGOCD_FAKE_IN_CLUSTER": "true", "ARGOCD_GPG_ENABLED": "false",
+            env = {**os.environ, "ARGOCD_FAKE_IN_CLUSTER": "true",
+                   # The repo-server runs `argocd` as git's askpass helper, found on PATH: set here, not only
+                   # by the Makefile, so a test run straight from pytest clones too.
+                   "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "ARGOCD_GPG_ENABLED": "false",
                    "ARGOCD_TLS_DATA_PATH": str(self.dir / "tls"), "ARGOCD_SSH_DATA_PATH": str(self.dir / "ssh"),
                    "ARGOCD_GNUPGHOME": str(self.dir / "gpg"), "TMPDIR": str(self.dir / "tmp"),
                    # Its git askpass socket: by default one /tmp path for every repo-server on the machine,
