@@ -10,6 +10,7 @@ Screenshots of the list and of an incident page are written to $RC_SCREENSHOTS (
 
 from __future__ import annotations
 
+import datetime
 import http.server
 import os
 import pathlib
@@ -20,6 +21,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -70,9 +72,10 @@ def open_console(browser) -> Iterator[Any]:
     page)."""
     started: list[tuple[Console, Any]] = []
 
-    def start(user: str, groups: tuple[str, ...] = (), namespaces: tuple[str, ...] = ()) -> tuple[Console, Any]:
+    def start(user: str, groups: tuple[str, ...] = (), namespaces: tuple[str, ...] = (),
+              timezone_id: str | None = None) -> tuple[Console, Any]:
         console = Console(user, groups, namespaces)
-        context = browser.new_context()
+        context = browser.new_context(**({"timezone_id": timezone_id} if timezone_id else {}))
         started.append((console, context))
         page = context.new_page()
         page.goto(console.url)
@@ -302,8 +305,16 @@ def test_the_runbooks_page_shows_steps_by_level_guards_and_the_incidents_that_fo
             "--user=rhea")
     try:
         reader(app, "rhea", "get", "list", "watch")
-        console, page = open_console("rhea", namespaces=(app,))
+        console, page = open_console("rhea", namespaces=(app,), timezone_id="Asia/Tokyo")
         page.goto(f"{console.base}/runbooks")
+        # perf's rebuild-index window (01:00-05:00 Europe/Paris, mon-fri): its next opening, in both zones
+        instant = datetime.datetime.fromisoformat(page.get_attribute("#rb-perf time.window-opens", "datetime"))
+        in_paris = instant.astimezone(ZoneInfo("Europe/Paris"))
+        assert in_paris.weekday() < 5 and (in_paris.hour, in_paris.minute) == (1, 0) or \
+            abs((instant - datetime.datetime.now(datetime.timezone.utc)).total_seconds()) < 120  # open now
+        perf = page.inner_text("#rb-perf")
+        assert f"next opens {in_paris:%Y-%m-%d %H:%M} Europe/Paris (your time: " \
+               f"{instant.astimezone(ZoneInfo('Asia/Tokyo')):%Y-%m-%d %H:%M} Asia/Tokyo)" in perf, perf
         section = page.inner_text("#rb-billing")
         runbook = get_json("runbook", "billing")
         ready = next(c for c in runbook["status"]["conditions"] if c["type"] == "Ready")

@@ -57,3 +57,15 @@ def test_every_value_is_escaped():
 def test_only_loopback_hosts_are_served_in_local_mode():
     assert loopback_host("127.0.0.1:8080") and loopback_host("localhost:1") and loopback_host("[::1]:80")
     assert not loopback_host("evil.example:8080") and not loopback_host("10.0.0.1:80")
+
+
+def test_a_windows_next_opening_is_an_instant_in_its_own_zone():
+    paris = {"start": "01:00", "end": "05:00", "timezone": "Europe/Paris", "days": ["mon", "tue", "wed", "thu", "fri"]}
+    # Saturday 2026-03-28 12:00 UTC: the next weekday is Monday 30 March, after the spring-forward (UTC+2).
+    opens = render.window_opens(paris, datetime.datetime(2026, 3, 28, 12, tzinfo=datetime.timezone.utc))
+    assert opens is not None and opens.isoformat() == "2026-03-30T01:00:00+02:00"
+    at = datetime.datetime(2026, 1, 6, 1, 30, tzinfo=datetime.timezone.utc)  # Tuesday 02:30 in Paris: open now
+    assert render.window_opens(paris, at) == at
+    html = render._window(paris, datetime.datetime(2026, 3, 28, 12, tzinfo=datetime.timezone.utc))
+    assert '<time class="window-opens" datetime="2026-03-29T23:00:00+00:00">2026-03-30 01:00 Europe/Paris</time>' in html
+    assert render.window_opens({"start": "01:00", "end": "01:00"}) is None  # an empty window never opens

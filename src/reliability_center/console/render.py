@@ -13,6 +13,8 @@ from typing import Any, get_args
 from urllib.parse import quote, urlencode
 
 from reliability_center.api.incident import GateName
+from reliability_center.api.runbook import Window, zone
+from reliability_center.engine.progress import next_opening
 
 #: The list's columns: (query key, heading). Each is a filter (``?phase=Mitigated``) and a sort (``?sort=-age``).
 COLUMNS = [("namespace", "Namespace"), ("name", "Name"), ("phase", "Phase"), ("category", "Category"),
@@ -183,7 +185,8 @@ def _approval(namespace: str, name: str, step: dict[str, Any], csrf: str) -> str
 
 
 def incident_page(body: dict[str, Any], csrf: str, who: str, flash: str = "", error: str = "",
-                  postmortem: str = "") -> str:
+                  postmortem: str = "", windows: dict[str, dict[str, Any]] | None = None) -> str:
+    """``windows``: each step's Level 2 window, from the Runbook (when the person may read it)."""
     meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
     namespace, name = meta["namespace"], meta["name"]
     parts = [f'<p class="crumbs"><a href="/?{e(urlencode({"namespace": namespace}))}">Incidents in {e(namespace)}</a></p>',
@@ -212,6 +215,8 @@ def incident_page(body: dict[str, Any], csrf: str, who: str, flash: str = "", er
                 f'<p>{e(step.get("action"))}{": " + e(step.get("reason")) if step.get("reason") else ""}'
                 f'{" — " + e(step.get("message")) if step.get("message") else ""}</p>'
                 + (f"<p>Targets: {e(', '.join(step.get('targets') or []))}</p>" if step.get("targets") else "")
+                + (f'<p class="window">Window: {_window(windows[step["name"]])}</p>'
+                   if step["name"] in (windows or {}) else "")
                 + (f"<details><summary>Evidence</summary><pre>{_json(evidence)}</pre></details>" if evidence else "")
                 + (_approval(namespace, name, step, csrf) if step.get("approval") else "")
                 + "</section>")
@@ -252,12 +257,29 @@ def incident_page(body: dict[str, Any], csrf: str, who: str, flash: str = "", er
     return page(name, "".join(parts), who)
 
 
-def _window(window: dict[str, Any]) -> str:
+def window_opens(window: dict[str, Any], at: datetime.datetime | None = None) -> datetime.datetime | None:
+    """The window's next opening (``at`` itself when open), in the window's own zone; None when it does not open
+    within a year or the runbook's window does not parse (the operator reports that on the Runbook)."""
+    try:
+        parsed = Window.model_validate(window)
+    except ValueError:
+        return None
+    opens = next_opening(parsed, (at or now()).isoformat())
+    return None if opens is None else opens.astimezone(zone(parsed.timezone))
+
+
+def _window(window: dict[str, Any], at: datetime.datetime | None = None) -> str:
+    """The window in its own zone (server-side text); its next opening as an instant that console.js also shows
+    in the viewer's zone (the browser knows it, the server does not)."""
     days = ", ".join(window.get("days") or []) or "every day"
     freezes = "".join(f"<li>frozen {e(f.get('start'))} to {e(f.get('end'))}: {e(f.get('reason'))}</li>"
                       for f in window.get("freeze") or [])
+    opens = window_opens(window, at)
+    when = ("does not open within a year" if opens is None else
+            f'next opens <time class="window-opens" datetime="{e(opens.astimezone(datetime.timezone.utc).isoformat())}">'
+            f'{e(opens.strftime("%Y-%m-%d %H:%M"))} {e(window.get("timezone", "UTC"))}</time>')
     return (f"may start {e(window.get('start'))}–{e(window.get('end'))} {e(window.get('timezone', 'UTC'))} "
-            f"(the window's own zone), {e(days)}" + (f"<ul>{freezes}</ul>" if freezes else ""))
+            f"(the window's own zone), {e(days)}; {when}" + (f"<ul>{freezes}</ul>" if freezes else ""))
 
 
 def runbooks_page(runbooks: list[dict[str, Any]], used: dict[str, int], who: str, error: str = "") -> str:

@@ -280,8 +280,9 @@ class Console:
                                          f"{_said(exc)}") from None
         flash = await asyncio.to_thread(self._flash, kube, namespace, request.query) if not error else ""
         postmortem = await asyncio.to_thread(_postmortem, kube, body)
+        windows = await asyncio.to_thread(_windows, kube, body)
         html = render.incident_page(body, self.csrf(request["session"]), await self.who(kube, request["session"]),
-                                    flash=flash, error=error, postmortem=postmortem)
+                                    flash=flash, error=error, postmortem=postmortem, windows=windows)
         return web.Response(text=html, content_type="text/html", status=status)
 
     async def runbooks_page(self, request: web.Request) -> web.Response:
@@ -427,6 +428,17 @@ def _postmortem(kube: Kube, body: dict[str, Any]) -> str:
         return draft(body, plans, [])
     except Exception:  # noqa: BLE001 - a page without the draft rather than no page
         return ""
+
+
+def _windows(kube: Kube, body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each step's Level 2 window, from the incident's Runbook as the person may read it ({} if they may not)."""
+    name = (body.get("status") or {}).get("runbook")
+    try:
+        runbook = kube.get(Ref("Runbook", None, name)) if name else None
+    except Exception:  # noqa: BLE001 - a page without the windows rather than no page (the Runbooks page says why)
+        return {}
+    return {st["name"]: (st.get("approval") or {})["window"] for st in ((runbook or {}).get("spec") or {}).get("steps") or []
+            if (st.get("approval") or {}).get("window")}
 
 
 def serve(console: Console, host: str, port: int, ready: Callable[[int], None]) -> None:

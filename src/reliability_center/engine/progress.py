@@ -110,6 +110,11 @@ def _next_open(window: Window, moment: datetime) -> datetime | None:
     return None
 
 
+def next_opening(window: Window, now: str) -> datetime | None:
+    """When the window next lets a step start (``now`` itself when open; None: not within SEARCH_DAYS), in UTC."""
+    return _next_open(window, datetime.fromisoformat(now.replace("Z", "+00:00")).astimezone(timezone.utc))
+
+
 def describe(window: Window) -> str:
     """'01:00–05:00 Europe/Paris on mon–fri'."""
     return f"{window.start}–{window.end} {window.timezone} {_days(window.days)}"

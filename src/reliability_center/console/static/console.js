@@ -1,3 +1,21 @@
+// Level 2 windows: the server writes the next opening in the window's own zone; the viewer's zone is known
+// only here, so each <time class="window-opens"> gets its rendering in that zone too (YYYY-MM-DD HH:MM ZONE).
+"use strict";
+(function () {
+  var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  var format = new Intl.DateTimeFormat("en-CA", {timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit",
+                                                 hour: "2-digit", minute: "2-digit", hourCycle: "h23"});
+  document.querySelectorAll("time.window-opens").forEach(function (element) {
+    var parts = {};
+    format.formatToParts(new Date(element.getAttribute("datetime"))).forEach(function (p) { parts[p.type] = p.value; });
+    var local = document.createElement("span");
+    local.className = "local-time";
+    local.textContent = " (your time: " + parts.year + "-" + parts.month + "-" + parts.day + " " + parts.hour + ":" +
+      parts.minute + " " + zone + ")";
+    element.after(local);
+  });
+})();
+
 // The incident list, live: one EventSource (server-sent events, fed by a watch on the server); no polling.
 // "rows" replaces the table (rendered and escaped by the server); "row" replaces, moves or removes one row.
 "use strict";
