@@ -126,6 +126,8 @@ def test_an_approvers_click_creates_an_approval_stamped_by_the_apiserver_and_the
     assert LEVEL2_FLAG not in flags(app)
     console, page = open_console("alice", (APPROVERS,))
     page.goto(f"{console.base}/incidents/{app}/bill")
+    assert "The apiserver refused to show what this incident changed (its snapshots): ApiError 403" \
+        in page.inner_text("main")  # alice may approve, not read ConfigMaps
     page.set_viewport_size({"width": 1200, "height": 1400})
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "console-incident.png"), full_page=True)
@@ -187,8 +189,12 @@ def test_resolve_from_the_page_restores_level_1(app, open_console):
     assert flags(app)[LEVEL1_FLAG] == "false"
     kubectl("create", "rolebinding", "editor-rita", "--clusterrole=reliability-center-incident-editor",
             "--user=rita", "-n", app)
+    reader(app, "rita", "get", "list", resources="configmaps")  # to see what changed (the snapshots, the flags)
     console, page = open_console("rita", namespaces=(app,))
     page.goto(f"{console.base}/incidents/{app}/bill")
+    held = page.inner_text(f'table.changes tr[data-field="ConfigMap/{app}/flags-billing/data/{LEVEL1_FLAG}"]')
+    assert held.split("\t") == ["acme", f"ConfigMap/{app}/flags-billing", f"/data/{LEVEL1_FLAG}", "absent",
+                                 f'"{flags(app)[LEVEL1_FLAG]}"', f'"{flags(app)[LEVEL1_FLAG]}"'], held
     page.click("form.resolve button")
     assert "You resolved this incident" in page.inner_text("main"), page.inner_text("main")[:600]
     body = get_json("incident", "bill", "-n", app)

@@ -69,3 +69,27 @@ def test_a_windows_next_opening_is_an_instant_in_its_own_zone():
     html = render._window(paris, datetime.datetime(2026, 3, 28, 12, tzinfo=datetime.timezone.utc))
     assert '<time class="window-opens" datetime="2026-03-29T23:00:00+00:00">2026-03-30 01:00 Europe/Paris</time>' in html
     assert render.window_opens({"start": "01:00", "end": "01:00"}) is None  # an empty window never opens
+
+
+def test_held_changes_are_per_tenant_with_before_written_and_now():
+    import json
+
+    def snapshot(name, tenant, target, before, after, at):
+        return {"metadata": {"name": name, "creationTimestamp": at},
+                "data": {"tenant": tenant, "target": json.dumps({"kind": "ConfigMap", "namespace": "shop", "name": target}),
+                         "before": json.dumps(before), "after": json.dumps(after)}}
+
+    snapshots = [snapshot("s2", "globex", "flags", {"/data/x.globex": "on"}, {"/data/x.globex": "off"}, "2026-01-01T00:01:00Z"),
+                 snapshot("s1", "acme", "flags", {"/": {"$absent": True}, "/data/x.acme": {"$absent": True}},
+                          {"/": {}, "/data/x.acme": "off"}, "2026-01-01T00:00:00Z"),
+                 snapshot("s3", "acme", "secret-store", {"/data/k": "1"}, {"/data/k": "2"}, "2026-01-01T00:02:00Z")]
+    current = {"ConfigMap/shop/flags": {"data": {"x.acme": "off", "x.globex": "on"}},
+               "ConfigMap/shop/secret-store": "the apiserver refused to show it: 403"}
+    rows = render.held_changes(snapshots, current)
+    assert [(r["tenant"], r["target"], r["field"], r["before"], r["after"], r["now"]) for r in rows] == [
+        ("acme", "ConfigMap/shop/flags", "/data/x.acme", {"$absent": True}, "off", "off"),  # the whole object's "/": not a field
+        ("acme", "ConfigMap/shop/secret-store", "/data/k", "1", "2", "the apiserver refused to show it: 403"),
+        ("globex", "ConfigMap/shop/flags", "/data/x.globex", "on", "off", "on")]  # someone set it back since
+    html = render.changes_html(rows, "")
+    assert "<em>absent</em>" in html and "the apiserver refused to show it: 403" in html
+    assert "refused to show what" in render.changes_html([], "The apiserver refused to show what this incident changed")

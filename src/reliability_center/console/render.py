@@ -15,6 +15,8 @@ from urllib.parse import quote, urlencode
 from reliability_center.api.incident import GateName
 from reliability_center.api.runbook import Window, zone
 from reliability_center.engine.progress import next_opening
+from reliability_center.gateway.holds import WHOLE
+from reliability_center.gateway.leaves import ABSENT, read
 
 #: The list's columns: (query key, heading). Each is a filter (``?phase=Mitigated``) and a sort (``?sort=-age``).
 COLUMNS = [("namespace", "Namespace"), ("name", "Name"), ("phase", "Phase"), ("category", "Category"),
@@ -184,8 +186,46 @@ def _approval(namespace: str, name: str, step: dict[str, Any], csrf: str) -> str
     return out + "</div>"
 
 
+def held_changes(snapshots: list[dict[str, Any]], current: dict[str, dict[str, Any] | str | None]
+                 ) -> list[dict[str, Any]]:
+    """What the incident changed, per tenant: one row per held field of each snapshot (the durable record a write
+    takes before it writes): its value before, what the step wrote, and now. ``current``: each target (``Kind/ns/name``)
+    as the person read it, None when it is gone, or the apiserver's refusal (a sentence)."""
+    rows = []
+    for cm in sorted(snapshots, key=lambda c: (c["metadata"].get("creationTimestamp", ""), c["metadata"]["name"])):
+        data = cm.get("data") or {}
+        target = json.loads(data["target"])
+        name = f"{target['kind']}/{target['namespace']}/{target['name']}"
+        before, after = json.loads(data["before"]), json.loads(data["after"])
+        live = current.get(name)
+        for path in sorted(p for p in after if p != WHOLE):
+            now_value = live if isinstance(live, str) else ABSENT if live is None else read(live, path)
+            rows.append({"tenant": data.get("tenant", ""), "target": name, "field": path,
+                         "before": before.get(path, ABSENT), "after": after[path], "now": now_value,
+                         "refused": isinstance(live, str)})
+    return sorted(rows, key=lambda r: r["tenant"])
+
+
+def _value(value: Any) -> str:
+    return "<em>absent</em>" if value == ABSENT else f"<code>{e(json.dumps(value))}</code>"
+
+
+def changes_html(rows: list[dict[str, Any]], refused: str) -> str:
+    if refused:
+        return f"<h2>What changed, per tenant</h2>{notice('error', refused)}"
+    if not rows:
+        return "<h2>What changed, per tenant</h2><p>No step of this incident holds a field (nothing to restore).</p>"
+    body = "".join(f'<tr data-field="{e(r["target"])}{e(r["field"])}"><td>{e(r["tenant"])}</td><td>{e(r["target"])}</td>'
+                   f'<td><code>{e(r["field"])}</code></td><td class="before">{_value(r["before"])}</td>'
+                   f'<td class="after">{_value(r["after"])}</td>'
+                   f'<td class="now">{e(r["now"]) if r["refused"] else _value(r["now"])}</td></tr>' for r in rows)
+    return ('<h2>What changed, per tenant</h2><table class="changes"><thead><tr><th scope="col">Tenant</th>'
+            '<th scope="col">Object</th><th scope="col">Field</th><th scope="col">Before</th>'
+            f'<th scope="col">Written</th><th scope="col">Now</th></tr></thead><tbody>{body}</tbody></table>')
+
+
 def incident_page(body: dict[str, Any], csrf: str, who: str, flash: str = "", error: str = "",
-                  postmortem: str = "", windows: dict[str, dict[str, Any]] | None = None) -> str:
+                  postmortem: str = "", windows: dict[str, dict[str, Any]] | None = None, changes: str = "") -> str:
     """``windows``: each step's Level 2 window, from the Runbook (when the person may read it)."""
     meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
     namespace, name = meta["namespace"], meta["name"]
@@ -203,6 +243,7 @@ def incident_page(body: dict[str, Any], csrf: str, who: str, flash: str = "", er
     if status.get("phase") != "Closed" and not spec.get("resolved"):
         parts.append(f'<form method="post" action="{e(incident_href(namespace, name) + "/resolve")}" class="resolve">'
                      f'{_csrf(csrf)}<button type="submit">Resolve: restore what Levels 1 and 2 changed</button></form>')
+    parts.append(changes)
     steps = status.get("steps") or []
     parts.append("<h2>Steps</h2>" if steps else "<h2>Steps</h2><p>No step has run yet.</p>")
     for level in sorted({s.get("level", 0) for s in steps}):

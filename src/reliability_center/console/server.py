@@ -30,6 +30,7 @@ from reliability_center import acts
 from reliability_center.console import feed, render
 from reliability_center.gateway import Kube, Ref
 from reliability_center.gateway.kube import Conflict, Invalid, NotFound, describe
+from reliability_center.gateway.writes import INCIDENT_UID_LABEL
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
@@ -281,8 +282,9 @@ class Console:
         flash = await asyncio.to_thread(self._flash, kube, namespace, request.query) if not error else ""
         postmortem = await asyncio.to_thread(_postmortem, kube, body)
         windows = await asyncio.to_thread(_windows, kube, body)
+        changes = render.changes_html(*await asyncio.to_thread(_held, kube, body))
         html = render.incident_page(body, self.csrf(request["session"]), await self.who(kube, request["session"]),
-                                    flash=flash, error=error, postmortem=postmortem, windows=windows)
+                                    flash=flash, error=error, postmortem=postmortem, windows=windows, changes=changes)
         return web.Response(text=html, content_type="text/html", status=status)
 
     async def runbooks_page(self, request: web.Request) -> web.Response:
@@ -428,6 +430,26 @@ def _postmortem(kube: Kube, body: dict[str, Any]) -> str:
         return draft(body, plans, [])
     except Exception:  # noqa: BLE001 - a page without the draft rather than no page
         return ""
+
+
+def _held(kube: Kube, body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """Each held field's before, written and current value, read as the person; or the apiserver's refusal."""
+    namespace = body["metadata"]["namespace"]
+    try:
+        snapshots = kube.list("ConfigMap", namespace, f"{INCIDENT_UID_LABEL}={body['metadata']['uid']}")
+    except Exception as exc:  # noqa: BLE001 - the refusal, as a sentence on the page
+        return [], f"The apiserver refused to show what this incident changed (its snapshots): {_said(exc)}"
+    current: dict[str, dict[str, Any] | str | None] = {}
+    for cm in snapshots:
+        target = json.loads((cm.get("data") or {}).get("target") or "{}")
+        ref = Ref(target.get("kind", ""), target.get("namespace"), target.get("name", ""))
+        name = f"{ref.kind}/{ref.namespace}/{ref.name}"
+        if name not in current:
+            try:
+                current[name] = kube.get(ref)
+            except Exception as exc:  # noqa: BLE001
+                current[name] = f"the apiserver refused to show it: {_said(exc)}"
+    return render.held_changes(snapshots, current), ""
 
 
 def _windows(kube: Kube, body: dict[str, Any]) -> dict[str, dict[str, Any]]:
