@@ -195,6 +195,11 @@ def test_resolve_from_the_page_restores_level_1(app, open_console):
     held = page.inner_text(f'table.changes tr[data-field="ConfigMap/{app}/flags-billing/data/{LEVEL1_FLAG}"]')
     assert held.split("\t") == ["acme", f"ConfigMap/{app}/flags-billing", f"/data/{LEVEL1_FLAG}", "absent",
                                  f'"{flags(app)[LEVEL1_FLAG]}"', f'"{flags(app)[LEVEL1_FLAG]}"'], held
+    watching = page.context.new_page()  # a second tab, opened while Mitigated: it follows the incident live
+    watching.goto(f"{console.base}/incidents/{app}/bill")
+    watching.wait_for_selector("#incident-live >> text=Live:")
+    assert watching.inner_text("dd.fact-phase") == "Mitigated"
+    watching.evaluate("window.notReloaded = true")
     page.click("form.resolve button")
     assert "You resolved this incident" in page.inner_text("main"), page.inner_text("main")[:600]
     body = get_json("incident", "bill", "-n", app)
@@ -202,6 +207,9 @@ def test_resolve_from_the_page_restores_level_1(app, open_console):
     assert body["metadata"]["annotations"]["reliability.center/resolved-by"] == "rita"  # stamped at admission
     st = wait_phase(app, "bill", "Verifying")
     assert steps(st)["stop-auto-invoicing"] == "Restored"
+    wait_for(lambda: watching.inner_text("dd.fact-phase") == status(app, "bill")["phase"] != "Mitigated", timeout=15,
+             what="the other tab to show the operator's new phase, live")
+    assert watching.evaluate("window.notReloaded === true"), "the page was reloaded"
     assert LEVEL1_FLAG not in flags(app)
 
 

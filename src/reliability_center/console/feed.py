@@ -42,9 +42,13 @@ def _get(kube: Kube, path: str, query: dict[str, Any], timeout: float | None = 3
     return response
 
 
-def list_incidents(kube: Kube, namespace: str | None) -> tuple[list[dict[str, Any]], str]:
-    """The incidents and the list's resourceVersion (where a watch resumes)."""
-    listed = json.loads(_get(kube, incidents_path(namespace), {}).read())
+def _only(name: str | None) -> dict[str, str]:
+    return {"fieldSelector": f"metadata.name={name}"} if name else {}
+
+
+def list_incidents(kube: Kube, namespace: str | None, name: str | None = None) -> tuple[list[dict[str, Any]], str]:
+    """The incidents (or the one named) and the list's resourceVersion (where a watch resumes)."""
+    listed = json.loads(_get(kube, incidents_path(namespace), _only(name)).read())
     return listed.get("items") or [], listed["metadata"]["resourceVersion"]
 
 
@@ -93,12 +97,12 @@ def scope(kube: Kube, wanted: list[str], fallback: list[str]) -> Scope:
 
 
 class Watch(threading.Thread):
-    """List then watch one namespace (or all), forever, calling ``emit`` with ("reset", items),
+    """List then watch one namespace (or all; or one incident), forever, calling ``emit`` with ("reset", items),
     ("event", type, object) or ("refused", message); resumes where it stopped, relists when told to (410)."""
 
-    def __init__(self, kube: Kube, namespace: str | None, emit: Callable[..., None]):
+    def __init__(self, kube: Kube, namespace: str | None, emit: Callable[..., None], name: str | None = None):
         super().__init__(daemon=True, name=f"console-watch-{namespace or 'all'}")
-        self.kube, self.namespace, self.emit = kube, namespace, emit
+        self.kube, self.namespace, self.emit, self.only = kube, namespace, emit, name  # name: that incident only
         self.stopped = threading.Event()
         self._response: Any = None
 
@@ -113,11 +117,12 @@ class Watch(threading.Thread):
         try:
             while not self.stopped.is_set():
                 if resource_version is None:
-                    items, resource_version = list_incidents(self.kube, self.namespace)
+                    items, resource_version = list_incidents(self.kube, self.namespace, self.only)
                     self.emit("reset", self.namespace, items)
                 self._response = _get(self.kube, incidents_path(self.namespace),
                                       {"watch": "true", "resourceVersion": resource_version,
-                                       "allowWatchBookmarks": "true", "timeoutSeconds": str(WATCH_SECONDS)},
+                                       "allowWatchBookmarks": "true", "timeoutSeconds": str(WATCH_SECONDS),
+                                       **_only(self.only)},
                                       timeout=None)
                 for event in _events(self._response):
                     obj = event.get("object") or {}

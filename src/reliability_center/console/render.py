@@ -226,17 +226,32 @@ def changes_html(rows: list[dict[str, Any]], refused: str) -> str:
 
 def incident_page(body: dict[str, Any], csrf: str, who: str, flash: str = "", error: str = "",
                   postmortem: str = "", windows: dict[str, dict[str, Any]] | None = None, changes: str = "") -> str:
+    """The page around ``incident_body``, which the live feed (``/incidents/NS/NAME/events``) replaces as the
+    Incident changes."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    feed = incident_href(namespace, name) + "/events?" + urlencode({"shown": meta.get("resourceVersion", "")})
+    return page(name, f'<p class="crumbs"><a href="/?{e(urlencode({"namespace": namespace}))}">Incidents in '
+                      f'{e(namespace)}</a></p><h1>{e(name)}</h1>'
+                + (notice("error", error) if error else "") + (notice("ok", flash) if flash else "")
+                + '<p class="live" id="incident-live" role="status">Live updates: connecting…</p>'
+                + f'<div id="incident" data-feed="{e(feed)}">'
+                + incident_body(body, csrf, postmortem, windows, changes) + "</div>", who)
+
+
+def incident_body(body: dict[str, Any], csrf: str, postmortem: str = "",
+                  windows: dict[str, dict[str, Any]] | None = None, changes: str = "") -> str:
     """``windows``: each step's Level 2 window, from the Runbook (when the person may read it)."""
     meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
     namespace, name = meta["namespace"], meta["name"]
-    parts = [f'<p class="crumbs"><a href="/?{e(urlencode({"namespace": namespace}))}">Incidents in {e(namespace)}</a></p>',
-             f"<h1>{e(name)}</h1>", notice("error", error) if error else "", notice("ok", flash) if flash else ""]
+    parts: list[str] = []
     facts = [("Phase", status.get("phase") or "Detected"), ("Level", status.get("level")),
              ("Severity", spec.get("severity")), ("Tenant", spec.get("tenant")), ("Category", spec.get("category")),
              ("Module", spec.get("module")), ("Runbook", status.get("runbook")), ("Mode", status.get("mode")),
              ("Trace", status.get("traceId")), ("Opened", meta.get("creationTimestamp")),
              ("Resolved", "yes" if spec.get("resolved") else "no")]
-    parts.append('<dl class="facts">' + "".join(f"<dt>{e(k)}</dt><dd>{e(v if v is not None else '-')}</dd>"
+    parts.append('<dl class="facts">' + "".join(f'<dt>{e(k)}</dt><dd class="fact-{e(k.lower())}">'
+                                                f"{e(v if v is not None else '-')}</dd>"
                                                 for k, v in facts) + "</dl>")
     if spec.get("summary"):
         parts.append(f'<p class="summary">{e(spec["summary"])}</p>')
@@ -295,7 +310,7 @@ def incident_page(body: dict[str, Any], csrf: str, who: str, flash: str = "", er
                  f'<th scope="col">Message</th></tr></thead><tbody>{timeline}</tbody></table>')
     if postmortem:
         parts.append(f"<h2>Postmortem draft</h2><details><summary>Markdown</summary><pre>{e(postmortem)}</pre></details>")
-    return page(name, "".join(parts), who)
+    return "".join(parts)
 
 
 def window_opens(window: dict[str, Any], at: datetime.datetime | None = None) -> datetime.datetime | None:

@@ -287,6 +287,55 @@ class Console:
                                     flash=flash, error=error, postmortem=postmortem, windows=windows, changes=changes)
         return web.Response(text=html, content_type="text/html", status=status)
 
+    async def incident_events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events fed by a watch of this one incident: ``incident`` (the page's body rendered again,
+        as the person, when the Incident's version differs from the one shown), ``gone`` or ``refused``."""
+        kube, namespace, name = request["kube"], request.match_info["namespace"], request.match_info["name"]
+        csrf = self.csrf(request["session"])
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+        await response.prepare(request)
+        loop = asyncio.get_running_loop()
+        changes: asyncio.Queue[tuple[Any, ...]] = asyncio.Queue()
+        watch = feed.Watch(kube, namespace, lambda *event: loop.call_soon_threadsafe(changes.put_nowait, event),
+                           name=name)
+        shown = request.query.get("shown", "")  # the resourceVersion the page was rendered from
+        watch.start()
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(changes.get(), HEARTBEAT)
+                except asyncio.TimeoutError:
+                    await response.write(b": still here\n\n")
+                    continue
+                latest: dict[str, Any] | None = None
+                gone, out = False, b""
+                while True:  # a burst of changes: only the latest version is rendered
+                    if event[0] == "refused":
+                        out += _sse("refused", event[2])
+                    elif event[0] == "reset":
+                        latest, gone = (event[2][0], False) if event[2] else (None, True)
+                    else:
+                        latest, gone = (None, True) if event[2] == "DELETED" else (event[3], False)
+                    if changes.empty():
+                        break
+                    event = changes.get_nowait()
+                if gone:
+                    out += _sse("gone", f"Incident {namespace}/{name} is gone (deleted, or you may no longer read it).")
+                elif latest is not None and latest["metadata"].get("resourceVersion") != shown:
+                    shown = latest["metadata"].get("resourceVersion", "")
+                    out += _sse("incident", await asyncio.to_thread(self._incident_body, kube, latest, csrf))
+                await response.write(out or b": nothing shown changed\n\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            await asyncio.to_thread(watch.stop)
+        return response
+
+    @staticmethod
+    def _incident_body(kube: Kube, body: dict[str, Any], csrf: str) -> str:
+        return render.incident_body(body, csrf, _postmortem(kube, body), _windows(kube, body),
+                                    render.changes_html(*_held(kube, body)))
+
     async def runbooks_page(self, request: web.Request) -> web.Response:
         kube = request["kube"]
 
@@ -377,6 +426,7 @@ class Console:
                         web.get("/runbooks", self.runbooks_page),
                         web.get("/static/{name}", self.static),
                         web.get("/incidents/{namespace}/{name}", self.incident_page),
+                        web.get("/incidents/{namespace}/{name}/events", self.incident_events),
                         web.post("/incidents/{namespace}/{name}/decide", self.decide),
                         web.post("/incidents/{namespace}/{name}/resolve", self.resolve),
                         web.post("/patchplans/{namespace}/{name}/rollback", self.rollback)])

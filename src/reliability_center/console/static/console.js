@@ -1,11 +1,11 @@
 // Level 2 windows: the server writes the next opening in the window's own zone; the viewer's zone is known
 // only here, so each <time class="window-opens"> gets its rendering in that zone too (YYYY-MM-DD HH:MM ZONE).
 "use strict";
-(function () {
+function localTimes(root) {
   var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   var format = new Intl.DateTimeFormat("en-CA", {timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit",
                                                  hour: "2-digit", minute: "2-digit", hourCycle: "h23"});
-  document.querySelectorAll("time.window-opens").forEach(function (element) {
+  root.querySelectorAll("time.window-opens").forEach(function (element) {
     var parts = {};
     format.formatToParts(new Date(element.getAttribute("datetime"))).forEach(function (p) { parts[p.type] = p.value; });
     var local = document.createElement("span");
@@ -13,6 +13,37 @@
     local.textContent = " (your time: " + parts.year + "-" + parts.month + "-" + parts.day + " " + parts.hour + ":" +
       parts.minute + " " + zone + ")";
     element.after(local);
+  });
+}
+localTimes(document);
+
+// An incident's page, live: one EventSource on a watch of that incident; "incident" is its body rendered again
+// by the server (escaped, as the person). A comment being typed in an approval form is kept across the swap.
+(function () {
+  var holder = document.getElementById("incident");
+  var live = document.getElementById("incident-live");
+  if (!holder || !live || !window.EventSource) { return; }
+  var source = new EventSource(holder.getAttribute("data-feed"));
+  source.addEventListener("open", function () { live.textContent = "Live: this page follows the incident."; });
+  source.addEventListener("incident", function (event) {
+    var typed = {};
+    holder.querySelectorAll("section.step input[name=comment]").forEach(function (input) {
+      typed[input.closest("section.step").id] = input.value;
+    });
+    holder.innerHTML = event.data;
+    Object.keys(typed).forEach(function (id) {
+      var input = document.querySelector("#" + CSS.escape(id) + " input[name=comment]");
+      if (input) { input.value = typed[id]; }
+    });
+    localTimes(holder);
+    live.textContent = "Live: updated at " + new Date().toLocaleTimeString() + ".";
+  });
+  source.addEventListener("gone", function (event) { live.textContent = event.data; source.close(); });
+  source.addEventListener("refused", function (event) {
+    live.textContent = "Live, but the apiserver refused: " + event.data;
+  });
+  source.addEventListener("error", function () {
+    live.textContent = "Live updates interrupted: reconnecting (the page may be stale until then).";
   });
 })();
 
