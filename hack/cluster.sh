@@ -3,7 +3,8 @@
 # kube-controller-manager, kube-scheduler and etcd built by build-tools.sh,
 # with kwok faking the nodes, launched by kwokctl's binary runtime. No Docker.
 # Writes the kubeconfig to $RC_CACHE/kubeconfig (kubeconfig-$RC_CLUSTER for a cluster named by
-# RC_CLUSTER: CI makes one per run) and prints its path.
+# RC_CLUSTER: CI makes one per run) and prints its path. The apiserver logs the writes that
+# hack/audit-policy.yaml names to $KWOK_WORKDIR/clusters/<name>/logs/audit.log (tests/support/audit.py).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/versions.env"
@@ -22,7 +23,7 @@ healthy() {
 
 # What the cluster was made from: a change to it means making the cluster anew
 # (kwokctl applies its configuration only when it creates a cluster).
-recipe() { cat "$here/kwokctl.yaml" "$here/versions.env" | sha256sum | cut -c1-16; }
+recipe() { cat "$here/kwokctl.yaml" "$here/audit-policy.yaml" "$here/versions.env" | sha256sum | cut -c1-16; }
 stamp="$KWOK_WORKDIR/clusters/$name/.recipe"
 
 up() {
@@ -52,6 +53,7 @@ up() {
       --etcd-binary "$bin/etcd" \
       --kubeconfig "$kubeconfig" \
       --kube-authorization \
+      --kube-audit-policy "$here/audit-policy.yaml" \
       --disable-qps-limits \
       --wait 120s >&2
     recipe > "$stamp"
