@@ -20,7 +20,15 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3 import HTTPHeaderDict
 
+from reliability_center import __version__
+
 FIELD_MANAGER = "reliability-center"
+
+
+def user_agent(identity: str = "") -> str:
+    """The User-Agent of every request: an operator replica's carries its identity, so the apiserver's
+    audit log tells the replicas (and the tests and kubectl, all the same user locally) apart."""
+    return f"reliability-center/{__version__}" + (f" (replica {identity})" if identity else "")
 
 
 @dataclass(frozen=True)
@@ -208,6 +216,7 @@ class Kube:
         self._lock = threading.Lock()
         self.identity = identity
         """Who writes (the operator replica): audit Events name it as their reporting instance."""
+        self.user_agent = user_agent(identity)
         self.fence = fence
         """Called before every write; raises Fenced when this process may not write (not the leader)."""
 
@@ -246,7 +255,7 @@ class Kube:
         url = self.api.configuration.host + path
         if query:
             url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
-        sent: Any = dict(headers)
+        sent: Any = {"User-Agent": self.user_agent, **headers}
         self.api.update_params_for_auth(sent, None, ["BearerToken"], path, method, body)
         if self.impersonate:
             sent = HTTPHeaderDict(sent)  # one Impersonate-Group header per group, as the apiserver reads them
