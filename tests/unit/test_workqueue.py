@@ -11,7 +11,10 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, timeout=10))
 
 
-def test_events_arriving_while_a_key_is_processed_fold_into_one_more_pass_with_the_newest_body():
+def test_events_arriving_while_a_key_is_processed_fold_into_one_more_pass_that_reads_the_object_afresh():
+    # A body the watch brings during a pass may predate the pass's own writes (the watch lags behind them):
+    # a second pass on it redid a step the first had just recorded (test_failover.py's audit log saw the
+    # same process create the same Job and Event twice). The next pass reads the object instead (None).
     async def scenario():
         seen, running, gate = [], set(), asyncio.Event()
 
@@ -38,7 +41,7 @@ def test_events_arriving_while_a_key_is_processed_fold_into_one_more_pass_with_t
         await queue.stop()
         return seen
 
-    assert run(scenario()) == [{"v": 1}, {"v": 4}]
+    assert run(scenario()) == [{"v": 1}, None]
 
 
 def test_a_pass_that_asks_for_another_look_is_called_again_after_its_delay_without_a_thread_asleep():
@@ -175,8 +178,8 @@ def test_a_key_forgotten_while_queued_and_added_again_is_never_passed_by_two_wor
 
     overlaps, seen = run(scenario())
     assert overlaps == []
-    # The forgotten pass never ran; the change got one more pass, after the first.
-    assert seen == [("b", None), ("a", {"v": 2}), ("a", {"v": 3})]
+    # The forgotten pass never ran; the change got one more pass, after the first, on the object read afresh.
+    assert seen == [("b", None), ("a", {"v": 2}), ("a", None)]
 
 
 def sample(name, queue, **labels):

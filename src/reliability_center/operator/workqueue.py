@@ -6,7 +6,8 @@ could not be deleted while the operator is down). So the event handler only adds
 the Incident's key here, and this queue gives what a controller needs:
 
 - a key is queued at most once, and processed by one worker at a time; events that
-  arrive meanwhile are folded into one more pass with the newest body. As in
+  arrive meanwhile are folded into one more pass, which reads the object afresh (a
+  body the watch brought during a pass may predate that pass's own writes). As in
   client-go's workqueue ("Stingy"), a key waiting for a pass is *dirty*, a key
   being passed is *processing*, and the queue holds exactly the keys that are
   dirty and not processing: a dirty key whose pass is running is queued again when
@@ -160,7 +161,11 @@ class WorkQueue:
     def _done(self, key: Key) -> None:
         self._processing.discard(key)
         if key in self._dirty:
-            self._push(key)  # changed while it ran: one more pass
+            # Changed while it ran: one more pass, on the object read afresh. A body the watch brought
+            # during the pass may predate the pass's own writes (the watch lags): a pass on it would
+            # redo a step whose result the pass just wrote (seen in the apiserver's audit log).
+            self._dirty[key] = None
+            self._push(key)
 
     def add_after(self, key: Key, delay: float) -> None:
         """Queue a pass after ``delay`` seconds; an earlier timer of the key wins."""
