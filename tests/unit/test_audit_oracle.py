@@ -1,0 +1,115 @@
+"""The apiserver audit log reader (tests/support/audit.py), on logged events written out here: an oracle that
+cannot see a repeat proves nothing."""
+
+from __future__ import annotations
+
+import json
+
+from reliability_center.gateway.kube import user_agent
+from tests.support.audit import AuditLog, effects, repeated
+
+OPERATOR = user_agent("host-41-abc123")
+
+
+def logged(verb: str, resource: str, name: str, code: int = 200, body=None, agent: str = OPERATOR,
+           uri: str = "/api/v1/namespaces/ns/x", at: str = "2026-12-06T16:00:00.000001Z", **extra) -> dict:
+    return {"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Request", "stage": "ResponseComplete",
+            "requestURI": uri, "verb": verb, "user": {"username": "kwok-admin"}, "userAgent": agent,
+            "objectRef": {"resource": resource, "namespace": "ns", "name": name, **extra},
+            "responseStatus": {"code": code}, "requestObject": body,
+            "requestReceivedTimestamp": at, "stageTimestamp": at}
+
+
+def line(event: dict) -> bytes:
+    return json.dumps(event, separators=(",", ":")).encode()  # compact, as the apiserver writes them
+
+
+def write_log(tmp_path, events, tail: bytes = b"") -> AuditLog:
+    path = tmp_path / "audit.log"
+    path.write_bytes(b"".join(line(e) + b"\n" for e in events) + tail)
+    return AuditLog(path)
+
+
+def test_the_operator_replica_is_read_from_the_user_agent_and_nobody_else_is_the_operator(tmp_path):
+    log = write_log(tmp_path, [logged("create", "events", "a"), logged("create", "events", "b", agent=user_agent()),
+                               logged("create", "events", "c", agent="kubectl/v1.33")])
+    assert [(w.name, w.replica) for w in log._read(0)] == [("a", "host-41-abc123"), ("b", None), ("c", None)]
+
+
+def test_a_second_create_of_an_event_is_a_repeat_even_when_the_apiserver_refused_it():
+    from tests.support.audit import Write
+
+    first = Write.of(logged("create", "events", "inc.1a2b", code=201))
+    again = Write.of(logged("create", "events", "inc.1a2b", code=409))
+    assert list(repeated([first, again])) == [("create", "events ns/inc.1a2b", 0)]
+    assert not repeated([first])
+
+
+def test_a_field_set_twice_to_the_same_value_is_a_repeat_and_to_another_value_is_not():
+    from tests.support.audit import Write
+
+    def patch(value, code=200):
+        return Write.of(logged("patch", "configmaps", "flags", code=code, body=[
+            {"op": "test", "path": "/data/k", "value": None}, {"op": "add", "path": "/data/k", "value": value}]))
+
+    assert repeated([patch("off"), patch("off")])
+    assert not repeated([patch("off"), patch("on")])
+    assert not repeated([patch("off"), patch("off", code=422)])  # a refused compare-and-swap changed nothing
+
+
+def test_a_configmap_replaced_whole_counts_the_keys_each_write_changed():
+    from tests.support.audit import Write
+
+    def put(data, verb="update"):
+        return Write.of(logged(verb, "configmaps", "rc-audit-x", body={"metadata": {"name": "rc-audit-x"}, "data": data}))
+
+    once = [put({"a": "1"}, "create"), put({"a": "1", "b": "2"}), put({"a": "1", "b": "2", "c": "3"})]
+    assert not repeated(once)
+    assert ("set", "configmaps ns/rc-audit-x", "/data/b", "replace", '"2"', 0) in effects(once)
+    # A record added, given up (the key removed by someone else), added again: the same record twice.
+    assert repeated([put({"a": "1"}, "create"), put({}), put({"a": "1"})])
+
+
+def test_positions_read_only_what_came_after_and_a_torn_line_is_skipped_to_the_event_after_it(tmp_path):
+    log = write_log(tmp_path, [logged("create", "jobs", "j1")])
+    middle = log.path.stat().st_size
+    torn = line(logged("create", "jobs", "lost"))[:40]  # the apiserver killed mid-line
+    with open(log.path, "ab") as out:
+        out.write(torn + line(logged("create", "jobs", "j2")) + b"\n" + b'{"kind":"Ev')
+    assert [w.name for w in log._read(middle)] == ["j2"]  # and the unfinished last line is left for later
+    assert [w.name for w in log._read(0)] == ["j1", "j2"]
+
+
+def test_dry_runs_status_writes_and_lease_renewals_are_no_effects():
+    from tests.support.audit import Write
+
+    writes = [Write.of(logged("create", "configmaps", "x", uri="/api/v1/namespaces/ns/configmaps?dryRun=All",
+                              body={"data": {"a": "1"}})),
+              Write.of(logged("patch", "incidents", "i", body={"status": {}}, subresource="status")),
+              Write.of(logged("update", "leases", "l", body={"spec": {}}))]
+    assert effects([w for w in writes if not w.dry_run]) == {}
+    assert effects(writes) == {}
+
+
+def test_after_a_kill_only_a_later_process_may_send_a_create_again_and_only_to_be_refused():
+    from tests.support.audit import Write
+
+    def create(code, replica):
+        return Write.of(logged("create", "jobs", "replay-1", code=code, agent=user_agent(replica)))
+
+    retried = [create(201, "p1"), create(409, "p2"), create(409, "p3")]
+    assert repeated(retried) and not repeated(retried, retries_after_kills=True)
+    assert repeated([create(201, "p1"), create(409, "p1")], retries_after_kills=True)  # one process, twice
+    assert repeated([create(201, "p1"), create(201, "p2")], retries_after_kills=True)  # made twice
+    # A request its process's kill cut off (the apiserver answers 5xx): made or not, the next one settles it.
+    assert not repeated([create(504, "p1"), create(201, "p2")], retries_after_kills=True)
+    assert not repeated([create(504, "p1"), create(409, "p2")], retries_after_kills=True)
+
+
+def test_an_object_deleted_and_made_again_is_a_new_object():
+    from tests.support.audit import Write
+
+    made = Write.of(logged("create", "configmaps", "rc-snap-1", code=201, body={"data": {"a": "1"}}))
+    gone = Write.of(logged("delete", "configmaps", "rc-snap-1"))
+    assert not repeated([made, gone, made])
+    assert repeated([made, made])
