@@ -10,7 +10,13 @@ At the end every step ran exactly once: one audit record per (incident, step,
 target) in the timeline and among the Events, one new ReplicaSet per restart,
 exactly the bounded number of replay Jobs, a snapshot behind every hold; and once
 every incident is resolved (killed during that too), the app is back exactly as
-it was, with no hold left.
+it was, with no hold left. The apiserver's own audit log (tests/support/audit.py)
+counts what the operator processes sent, mitigating and then restoring: no effect
+twice — no field set twice to the same value, no audit Event or replay Job
+created twice by one process, not even by a request the apiserver refused with
+409. Only a process started after a kill may send a create of the same
+deterministic name again (its predecessor died before recording it), and the
+apiserver refuses it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import pytest
 
 from reliability_center.gateway.holds import HOLD_PREFIX
 from tests.conftest import CACHE, WarmOperators, stop_operator
+from tests.support.audit import AuditLog, effects, repeated
 from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, load_yaml, rollout_status, wait_for
 from tests.support.incidents import app_content, changed, create, incident, status
 
@@ -108,6 +115,8 @@ def test_sigkill_at_random_points_loses_no_step_and_repeats_no_side_effect(crash
     rng = random.Random(20261128)
     operators = WarmOperators(CACHE / "operator-crash-test.log", {"RC_NAMESPACES": ns})
     original = app_content(ns)
+    audit = AuditLog()
+    before = audit.position()
     kills, names = [0], []
     mitigated = lambda st: st.get("phase") == "Mitigated"  # noqa: E731
     while kills[0] < KILLS_WANTED:
@@ -129,12 +138,22 @@ def test_sigkill_at_random_points_loses_no_step_and_repeats_no_side_effect(crash
         restarted = [e["target"].split("/")[-1] for e in st["timeline"]
                      if e.get("step") == "restart" and e["event"] == "restart-one-by-one:applied"]
         assert restarted == DEPLOYMENTS[name.split("-")[-1]], (name, restarted)
-    # ... and one audit Event per write (deterministic names make retries idempotent).
-    events = [e for e in get_json("events", "-n", ns)["items"] if e["reason"] == "Audit"]
-    per_event = Counter((e["involvedObject"]["name"], e["message"].split(" target=")[1].split(" ")[0],
-                         e["message"].split(" action=")[1].split(" ")[0]) for e in events)
-    assert all(n == 1 for n in per_event.values()), [k for k, n in per_event.items() if n > 1]
-    assert len(events) == sum(1 for n in names for e in status(ns, n)["timeline"] if is_write(e))
+    # ... and, as the apiserver saw the operators' requests, no effect twice: one create request per audit
+    # Event (a 409 counts: deterministic names would hide a repeat from a list of Events), one per
+    # replay Job, each field set to each value once; a restart's annotation once per Deployment.
+    mitigated_at = audit.position()
+    mitigation = audit.writes(before, namespace=ns, operator=True)
+    assert not repeated(mitigation, retries_after_kills=True), repeated(mitigation, retries_after_kills=True)
+    done = effects(mitigation)
+    posted = {e["metadata"]["name"]: e for e in get_json("events", "-n", ns)["items"]
+              if e.get("reportingComponent") == "reliability-center"}
+    created = {t.split("/")[-1] for kind, t, *_ in done if kind == "create" and t.startswith("events ")}
+    assert created == set(posted), created ^ set(posted)
+    assert sum(1 for e in posted.values() if e["reason"] == "Audit") == \
+        sum(1 for n in names for e in status(ns, n)["timeline"] if is_write(e))
+    restarts = Counter(t.split("/")[-1] for kind, t, *rest in done
+                       if kind == "set" and t.startswith("deployments ") and rest[0].endswith("~1restarted-by"))
+    assert restarts == {d: len(names) // 2 for ds in DEPLOYMENTS.values() for d in ds}, restarts
 
     # Exactly one rollout per incident and Deployment: one ReplicaSet each, plus the original.
     replicasets = Counter(rs["metadata"]["ownerReferences"][0]["name"]
@@ -164,6 +183,8 @@ def test_sigkill_at_random_points_loses_no_step_and_repeats_no_side_effect(crash
         kubectl("patch", "incident", name, "-n", ns, "--type=merge", "-p", '{"spec":{"resolved":true}}')
     kill_until(kube, ns, names, lambda st: st.get("phase") == "Verifying", rng, operators, kills)
     operators.close()
+    restoring = audit.writes(mitigated_at, namespace=ns, operator=True)
+    assert not repeated(restoring, retries_after_kills=True), repeated(restoring, retries_after_kills=True)
     for name in names:
         st = status(ns, name)
         assert {s["name"]: s["state"] for s in st["steps"] if s["name"] not in ("restart", "replay")} == \

@@ -8,10 +8,13 @@ over within a bound, and a new standby is started. Once, the leader is frozen
 must write nothing.
 
 The oracles are the cluster's: a watch on the Lease gives each leader's term
-(from its acquireTime), every audit Event names the replica that wrote
-(reportingInstance, eventTime to the microsecond), the ReplicaSets count the
-restarts and the Jobs the replays. At no moment may a replica write outside its
-own term, and every step runs exactly once.
+(from its acquireTime), the apiserver's own audit log (tests/support/audit.py)
+every write request that reached it, with the replica that sent it (its
+User-Agent) and when (to the microsecond), the ReplicaSets count the restarts and
+the Jobs the replays. At no moment may a replica write outside its own term, the
+frozen one writes nothing at all once its successor's term began, and every write
+reaches the apiserver once: no field set twice to the same value, no audit Event
+or replay Job created twice (a create refused with 409 counts).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import pytest
 
 from reliability_center.gateway import Ref
 from tests.conftest import CACHE, WarmOperators, start_operator, stop_operator
+from tests.support.audit import AuditLog, effects, repeated
 from tests.support.cluster import api, apply_runbook, get_json, slow_schedulers, wait_for
 from tests.support.incidents import create, incident
 from tests.support.watches import Follow
@@ -130,6 +134,8 @@ def test_the_standby_takes_over_every_time_and_no_two_replicas_ever_write_at_onc
                                     "RC_LEADER_RENEW_DEADLINE": str(DEADLINE),
                                     "RC_LEADER_RETRY_PERIOD": str(RETRY)})
     leases = LeaseWatch(ns, lease)
+    audit = AuditLog()
+    before = audit.position()
     rng = random.Random(20261128)
     running = {}
     for _ in range(2):
@@ -182,15 +188,24 @@ def test_the_standby_takes_over_every_time_and_no_two_replicas_ever_write_at_onc
     jobs = Counter(j["metadata"]["labels"]["reliability.center/incident"] for j in get_json("jobs", "-n", ns)["items"]
                    if j["metadata"]["labels"].get("reliability.center/replay-of") == "ocr-replay")
     assert jobs == dict.fromkeys(names, 2)
-    events = [e for e in get_json("events", "-n", ns)["items"] if e["reason"] == "Audit"]
-    writes = Counter((e["involvedObject"]["name"], e["action"], e["message"].split(" target=")[1].split(" ")[0])
-                     for e in events)
-    assert writes and all(n == 1 for n in writes.values()), [w for w, n in writes.items() if n > 1]
-    # No replica wrote outside its own term: terms follow one another, each write falls in its writer's.
+    # ... as the apiserver saw the replicas' requests: no effect twice, a 409 on a create included.
+    writes = audit.writes(before, namespace=ns, operator=True)
+    assert not repeated(writes, retries_after_kills=True), repeated(writes, retries_after_kills=True)
+    events = {e["metadata"]["name"] for e in get_json("events", "-n", ns)["items"]
+              if e.get("reportingComponent") == "reliability-center"}
+    created = {t.split("/")[-1] for kind, t, *_ in effects(writes) if kind == "create" and t.startswith("events ")}
+    assert events and created == events, created ^ events
+    # No replica wrote outside its own term: terms follow one another, each write (the Lease's own
+    # campaign aside) was received during its writer's.
     terms = [(holder, parse(start)) for holder, start in
              ((h, a if isinstance(a, str) else a.isoformat()) for h, a in leases.terms)]
     assert len({h for h, _ in terms}) >= KILLS + 1, terms
-    for event in events:
-        writer, at = event["reportingInstance"], parse(event["eventTime"])
-        current = [h for h, start in terms if start <= at][-1:]
-        assert current == [writer], f"{writer} wrote at {at} during the term of {current}: {event['message'][:200]}"
+    for write in (w for w in writes if w.resource != "leases"):
+        current = [h for h, start in terms if start <= write.received][-1:]
+        assert current == [write.replica], f"{write.replica} wrote at {write.received} during the term of {current}: " \
+                                           f"{write.verb} {write.target} {write.code}"
+    # The frozen replica: nothing at all (not even a Lease request) once its successor's term began.
+    successor_began = terms[[h for h, _ in terms].index(frozen) + 1][1]
+    late = [f"{w.verb} {w.target} {w.code} at {w.received}" for w in writes
+            if w.replica == frozen and w.received >= successor_began]
+    assert not late, late
