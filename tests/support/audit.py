@@ -8,8 +8,9 @@ a test counts each replica's writes per object and field, including the ones the
 refused (a duplicate create's 409 is a request that reached it all the same).
 
 Take a position before an action (``AuditLog.position``), then read the writes after it
-(``AuditLog.writes(since=...)``); ``sync`` first, so that every request answered so far is in the
-file (the apiserver logs a request's ResponseComplete just after it answered).
+(``AuditLog.writes(since=...)``, across a rotation of the file too); both ``sync`` first, so that
+every request answered so far is in the file (the apiserver logs a request's ResponseComplete just
+after it answered).
 """
 
 from __future__ import annotations
@@ -152,43 +153,70 @@ def _retried_after_kills(requests: list[Write]) -> bool:
         and all(w.ok or w.code == 409 or w.code >= 500 for w in requests)
 
 
+@dataclass(frozen=True)
+class Position:
+    """A place in the log: the file (its inode: the apiserver rotates it, hack/kwokctl.yaml) and an offset."""
+
+    inode: int
+    offset: int
+
+
 class AuditLog:
     """The apiserver's audit log of the cluster the tests run on (RC_CLUSTER)."""
 
     def __init__(self, path=PATH):
         self.path = path
 
-    def position(self) -> int:
+    def position(self) -> Position:
         """Where the log ends now, every request answered so far included: read from here with ``since``."""
         self.sync()
-        return self.path.stat().st_size
+        return self._end()
+
+    def _end(self) -> Position:
+        assert self.path.exists(), f"{self.path}: no audit log (a cluster made before hack/audit-policy.yaml?)"
+        stat = self.path.stat()
+        return Position(stat.st_ino, stat.st_size)
 
     def sync(self) -> None:
         """Wait until the requests answered so far are in the file: a marker write (a dry-run create,
         which makes nothing) sent now is logged after them."""
-        assert self.path.exists(), f"{self.path}: no audit log (a cluster made before hack/audit-policy.yaml?)"
         marker = f"audit-sync-{uuid.uuid4().hex[:12]}"
-        start = self.path.stat().st_size
+        start = self._end()
         api().create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": marker, "namespace": "default"}},
                      dry_run=True)
         wait_for(lambda: any(w.name == marker for w in self._read(start)), timeout=10, interval=0.05,
                  what="the apiserver to log the marker write")
 
-    def writes(self, since: int = 0, *, namespace: str | None = None, operator: bool = False) -> list[Write]:
-        """The writes logged after ``since`` (a ``position``), in the order the apiserver logged them; only
-        ``namespace``'s; only the operator's (any replica) with ``operator``. Dry runs are left out."""
+    def writes(self, since: Position | None = None, *, namespace: str | None = None,
+               operator: bool = False) -> list[Write]:
+        """The writes logged after ``since`` (a ``position``; None: the whole file), in the order the apiserver
+        logged them; only ``namespace``'s; only the operator's (any replica) with ``operator``. Dry runs are
+        left out."""
         self.sync()
         return [w for w in self._read(since) if not w.dry_run and (namespace is None or w.namespace == namespace)
                 and (not operator or w.replica is not None)]
 
-    def _read(self, since: int) -> list[Write]:
-        with open(self.path, "rb") as log:
-            log.seek(since)
-            data = log.read()
+    def _read(self, since: Position | None) -> list[Write]:
+        data = self._bytes(since)
         # A line still being written (no newline yet) is read next time.
         lines = data[:data.rfind(b"\n") + 1].splitlines()
         events = (_event(line) for line in lines if line.strip())
         return [Write.of(e) for e in events if e.get("stage") == "ResponseComplete" and e.get("verb") in WRITE_VERBS]
+
+    def _bytes(self, since: Position | None) -> bytes:
+        """The log after ``since``: across a rotation, the rest of the file it was then (kept beside the new
+        one as ``audit-<time>.log``), then the new file."""
+        current = self.path.stat().st_ino
+        if since is None or since.inode == current:
+            return _tail(self.path, since.offset if since else 0)
+        rotated = [p for p in self.path.parent.glob("audit-*.log") if p.stat().st_ino == since.inode]
+        return b"".join(_tail(p, since.offset) for p in rotated) + _tail(self.path, 0)
+
+
+def _tail(path, offset: int) -> bytes:
+    with open(path, "rb") as log:
+        log.seek(offset)
+        return log.read()
 
 
 _START = b'{"kind":"Event","apiVersion":"audit.k8s.io/v1"'

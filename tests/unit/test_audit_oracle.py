@@ -33,7 +33,7 @@ def write_log(tmp_path, events, tail: bytes = b"") -> AuditLog:
 def test_the_operator_replica_is_read_from_the_user_agent_and_nobody_else_is_the_operator(tmp_path):
     log = write_log(tmp_path, [logged("create", "events", "a"), logged("create", "events", "b", agent=user_agent()),
                                logged("create", "events", "c", agent="kubectl/v1.33")])
-    assert [(w.name, w.replica) for w in log._read(0)] == [("a", "host-41-abc123"), ("b", None), ("c", None)]
+    assert [(w.name, w.replica) for w in log._read(None)] == [("a", "host-41-abc123"), ("b", None), ("c", None)]
 
 
 def test_a_second_create_of_an_event_is_a_repeat_even_when_the_apiserver_refused_it():
@@ -72,12 +72,12 @@ def test_a_configmap_replaced_whole_counts_the_keys_each_write_changed():
 
 def test_positions_read_only_what_came_after_and_a_torn_line_is_skipped_to_the_event_after_it(tmp_path):
     log = write_log(tmp_path, [logged("create", "jobs", "j1")])
-    middle = log.path.stat().st_size
+    middle = log._end()
     torn = line(logged("create", "jobs", "lost"))[:40]  # the apiserver killed mid-line
     with open(log.path, "ab") as out:
         out.write(torn + line(logged("create", "jobs", "j2")) + b"\n" + b'{"kind":"Ev')
     assert [w.name for w in log._read(middle)] == ["j2"]  # and the unfinished last line is left for later
-    assert [w.name for w in log._read(0)] == ["j1", "j2"]
+    assert [w.name for w in log._read(None)] == ["j1", "j2"]
 
 
 def test_dry_runs_status_writes_and_lease_renewals_are_no_effects():
@@ -113,3 +113,13 @@ def test_an_object_deleted_and_made_again_is_a_new_object():
     gone = Write.of(logged("delete", "configmaps", "rc-snap-1"))
     assert not repeated([made, gone, made])
     assert repeated([made, made])
+
+
+def test_a_position_taken_before_the_apiserver_rotated_the_log_reads_the_rest_of_the_old_file_then_the_new(tmp_path):
+    log = write_log(tmp_path, [logged("create", "jobs", "j1")])
+    before = log._end()
+    with open(log.path, "ab") as out:
+        out.write(line(logged("create", "jobs", "j2")) + b"\n")
+    log.path.rename(tmp_path / "audit-2026-12-06T16-40-00.000.log")  # as lumberjack rotates it
+    log.path.write_bytes(line(logged("create", "jobs", "j3")) + b"\n")
+    assert [w.name for w in log._read(before)] == ["j2", "j3"]
