@@ -82,11 +82,6 @@ class Write:
         """resource[/subresource] namespace/name, as the tests name what was written."""
         return f"{self.resource}{'/' + self.subresource if self.subresource else ''} {self.namespace}/{self.name}"
 
-    def paths(self) -> set[str]:
-        """The fields a JSON patch changes (its ``test`` operations left out), as JSON pointers."""
-        return {op["path"] for op in self.request if op.get("op") != "test"} if isinstance(self.request, list) \
-            else set()
-
 
 #: Creates counted per request whatever the answer: their names are the operator's own, one per write
 #: (an audit Event per record, a replay Job per run), so a second create is a repeat even when it got 409.
@@ -97,7 +92,7 @@ def effects(writes: list[Write]) -> dict[tuple, list[Write]]:
     """What the writes did, each effect with the requests that did it: a create of a per-write name
     (every request that named it: ``NAMED_PER_WRITE``; a request cut off by a SIGKILL names nothing and made
     nothing), another create that succeeded, a successful delete, and per
-    field the value a successful write set (a JSON patch's operations; a ConfigMap's data keys that a
+    field the value a successful write set or removed (a JSON patch's operations; a ConfigMap's data keys that a
     create or update changed from the previous write of it in ``writes``). Status writes (the incident's
     own bookkeeping, rewritten whole) and Leases (the election's renewals) are not effects.
 
@@ -118,8 +113,7 @@ def effects(writes: list[Write]) -> dict[tuple, list[Write]]:
             deleted[write.target] = life + 1
             data.pop(write.target, None)
         elif write.verb == "patch" and write.ok and isinstance(write.request, list):
-            found += [("set", write.target, op["path"], op["op"], json.dumps(op.get("value"), sort_keys=True), life)
-                      for op in write.request if op.get("op") != "test"]
+            found += [("set", write.target, path, op, value, life) for path, op, value in _operations(write.request)]
         if write.resource == "configmaps" and write.verb in ("create", "update") and write.ok \
                 and isinstance(write.request, dict):
             new, old = write.request.get("data") or {}, data.get(write.target, {})
@@ -130,6 +124,18 @@ def effects(writes: list[Write]) -> dict[tuple, list[Write]]:
         for effect in found:
             done.setdefault(effect, []).append(write)
     return done
+
+
+def _operations(patch: list[dict[str, Any]]):
+    """A JSON patch's operations as (path, op, value); a ``remove`` has no value of its own: the value its
+    ``test`` found there says what it removed (the same array index may hold another item next time)."""
+    tested: dict[str, Any] = {}
+    for op in patch:
+        if op.get("op") == "test":
+            tested[op["path"]] = op.get("value")
+            continue
+        value = op["value"] if "value" in op else tested.get(op["path"])
+        yield op["path"], op["op"], json.dumps(value, sort_keys=True)
 
 
 def repeated(writes: list[Write], *, retries_after_kills: bool = False) -> dict[tuple, list[str]]:

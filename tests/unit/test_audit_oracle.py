@@ -123,3 +123,15 @@ def test_a_position_taken_before_the_apiserver_rotated_the_log_reads_the_rest_of
     log.path.rename(tmp_path / "audit-2026-12-06T16-40-00.000.log")  # as lumberjack rotates it
     log.path.write_bytes(line(logged("create", "jobs", "j3")) + b"\n")
     assert [w.name for w in log._read(before)] == ["j2", "j3"]
+
+
+def test_removing_the_item_at_an_array_index_twice_removes_two_items_when_their_tests_say_so():
+    from tests.support.audit import Write
+
+    def remove(item):
+        return Write.of(logged("patch", "networkpolicies", "allow", body=[
+            {"op": "test", "path": "/spec/podSelector/matchExpressions/0", "value": item},
+            {"op": "remove", "path": "/spec/podSelector/matchExpressions/0"}]))
+
+    assert not repeated([remove({"values": ["globex"]}), remove({"values": ["acme"]})])
+    assert repeated([remove({"values": ["acme"]}), remove({"values": ["acme"]})])
