@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from reliability_center.api.incident import Incident, StepStatus, TimelineEntry
 from reliability_center.api.runbook import Limits, Step
+from reliability_center.engine import templates
+from reliability_center.engine.measure import Answer
 from reliability_center.engine.plan import Facts
 from reliability_center.gateway import Ref, WriteContext, WriteGateway
 from reliability_center.policy.writes import MODULE_LABEL, ROLE_LABEL, TENANT_LABEL, Verdict
@@ -27,10 +29,20 @@ class Params(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
+    promql: ClassVar[tuple[str, ...]] = ()
+    """The params (keys as the runbook writes them) that hold PromQL: a templated label value is quoted
+    there as a PromQL string's content, so it cannot end the string and change the query."""
+
 
 class Reader(Protocol):
     def get(self, ref: Ref) -> dict[str, Any] | None: ...
     def list(self, kind: str, namespace: str | None = None, selector: str | None = None) -> list[dict[str, Any]]: ...
+
+
+class MetricsSource(Protocol):
+    """Prometheus, for the steps that read the metrics they act on (``operator/prometheus.py``)."""
+
+    def query(self, promql: str) -> Answer: ...
 
 
 # -- results -----------------------------------------------------------------------------
@@ -113,6 +125,8 @@ class ActionContext:
     approved: frozenset[str] | None = None
     """The targets of the approved plan (a governed step with an approval): a write to any other target,
     such as a later wave's fresh selection, is not made (``OutsidePlan``) and the step asks again."""
+    metrics: MetricsSource | None = None
+    """Prometheus (``RC_PROMETHEUS_URL``); None where the caller has none (the step then says so)."""
 
     @property
     def namespace(self) -> str:
@@ -207,6 +221,16 @@ class ActionContext:
         if explicit:
             return explicit
         return [self.incident.spec.module] if self.incident.spec.module else []
+
+
+def resolve_params(model: type[Params], step: Step, incident: Incident) -> Params:
+    """The step's params with their templates (``{{ labels.NAME }}``) rendered from the incident's signals,
+    validated by the action's model. Raises ``TemplateError`` (the step fails with its reason) or
+    pydantic's ``ValidationError``."""
+    ctx = templates.context(incident, step.when.signals if step.when else [])
+    raw = step.params or {}
+    return model.model_validate({key: templates.render(value, ctx, templates.promql_string if key in model.promql
+                                                       else None) for key, value in raw.items()})
 
 
 Run = Callable[[ActionContext, Any], Result]

@@ -8,11 +8,13 @@ from pydantic import ValidationError
 
 from reliability_center.actions.base import REGISTRY
 from reliability_center.api.runbook import RunbookSpec
+from reliability_center.engine import templates
+from reliability_center.policy.limits import seconds
 
 
 @dataclass(frozen=True)
 class Problem:
-    reason: str  # UnknownAction, InvalidParams, LevelNotAllowed
+    reason: str  # UnknownAction, InvalidParams, LevelNotAllowed, InvalidTemplate, CheckOutlastsTimeout
     message: str
 
 
@@ -33,9 +35,20 @@ def check_runbook(spec: RunbookSpec) -> list[Problem]:
             allowed = ", ".join(str(lv) for lv in sorted(found.levels))
             problems.append(Problem("LevelNotAllowed", f"step {step.name!r}: action {step.action!r} runs at level "
                                                        f"{allowed}, not {step.level}"))
+        for why in templates.problems(step.params or {}) + templates.problems(step.check.query if step.check else ""):
+            problems.append(Problem("InvalidTemplate", f"step {step.name!r}: {why}"))
+        if step.check is not None and seconds(step.check.within) >= seconds(step.timeout):
+            problems.append(Problem("CheckOutlastsTimeout", f"step {step.name!r}: its check watches for "
+                                                            f"{step.check.within}, not shorter than the step's "
+                                                            f"timeout {step.timeout}, which bounds the action and "
+                                                            f"its check together"))
+        # A templated value is known only when the step runs: it is validated then, once rendered.
+        later = templates.templated(step.params or {})
         try:
             found.params.model_validate(step.params or {})
         except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors())
-            problems.append(Problem("InvalidParams", f"step {step.name!r}: {detail}"))
+            errors = [e for e in exc.errors() if not any(tuple(e["loc"][:len(p)]) == p for p in later)]
+            detail = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in errors)
+            if detail:
+                problems.append(Problem("InvalidParams", f"step {step.name!r}: {detail}"))
     return problems

@@ -106,6 +106,20 @@ class Approval(Model):
     window: Window | None = None
 
 
+class StepCheck(Model):
+    """After a level 1 step, did its signal move as expected? Watched in the manner of an Argo Rollouts
+    analysis: measured as the step starts, then every ``interval``; not improving within ``within``
+    escalates the incident, with the values as evidence."""
+
+    query: str = Field(min_length=1, max_length=4096,
+                       description="PromQL; may use {{ labels.NAME }} (the alert's labels) and {{ incident.tenant }}, "
+                                   "module, namespace, name. Several series: the worst is judged. Make it return a "
+                                   "value even when all is well (e.g. `or vector(0)`): no series counts as no data.")
+    direction: Literal["decrease", "increase"] = Field(description="Where the value should go once the step acted.")
+    within: str = Field(pattern=DURATION, description="Not improved after this long (from the step's end): escalate.")
+    interval: str = Field(default="10s", pattern=DURATION, description="How often the query is evaluated.")
+
+
 class Step(Model):
     """One runbook step. Level 1 acts at once, level 2 is governed, level 3 goes through Git."""
 
@@ -128,12 +142,16 @@ class Step(Model):
         default=False,
         description="May change fields another field manager set (Argo CD, Helm, kubectl apply): the change is "
                     "made and audited as taken over. Without it such a step is refused and escalated.")
+    check: StepCheck | None = Field(default=None, description="Level 1: the signal the step should move, watched "
+                                                              "after it; not moving escalates.")
 
     model_config = Model.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
                 cel("self.level != 1 || !has(self.approval)",
                     "approval applies to level 2 steps only: a level 1 step acts at once"),
+                cel("self.level == 1 || !has(self.check)",
+                    "check applies to level 1 steps only: level 2 is judged by its approvers, level 3 in Git"),
                 cel("self.level != 3 || self.action in ['patch-plan', 'escalate']",
                     "a level 3 step may only open a PatchPlan or escalate: the operator never applies it"),
             ]

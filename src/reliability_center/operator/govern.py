@@ -22,7 +22,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from reliability_center.actions import REGISTRY
-from reliability_center.actions.base import ActionContext, Escalate, Failed, Planned, Result, Running, Skipped
+from reliability_center.actions.base import (ActionContext, Escalate, Failed, MetricsSource, Planned, Result, Running,
+                                             Skipped, resolve_params)
 from reliability_center.api.approval import CREATED_BY
 from reliability_center.api.common import now_iso
 from reliability_center.api.incident import ApprovalState, StepStatus, Vote
@@ -30,6 +31,7 @@ from reliability_center.api.runbook import Runbook, Step
 from reliability_center.engine.approvals import ASKED_AGAIN, Ballot, plan_digest, weigh
 from reliability_center.engine.plan import Facts
 from reliability_center.engine.progress import approved
+from reliability_center.engine.templates import TemplateError
 from reliability_center.gateway import Kube, PolicyDenied, WriteGateway, audit
 from reliability_center.gateway.kube import Invalid, NotFound
 from reliability_center.operator import metrics
@@ -71,10 +73,11 @@ def governed(step: Step) -> bool:
 
 
 def review(draft: Draft, runbook: Runbook, index: int, facts: Facts, *, kube: Kube, gateway: WriteGateway,
-           wakes: Wakes, admission: AdmissionCheck, identity: Callable[[], str]) -> Review:
+           wakes: Wakes, admission: AdmissionCheck, identity: Callable[[], str],
+           prometheus: MetricsSource | None = None) -> Review:
     status = draft.status.steps[index]
     step = next(s for s in runbook.spec.steps if s.name == status.name)
-    planned = _plan(draft, kube, gateway, runbook, step, status, facts)
+    planned = _plan(draft, kube, gateway, runbook, step, status, facts, prometheus)
     if isinstance(planned, Running):
         status.state, status.reason = "AwaitingApproval", "Planning"  # type: ignore[assignment]
         status.message = planned.message
@@ -153,7 +156,8 @@ def review(draft: Draft, runbook: Runbook, index: int, facts: Facts, *, kube: Ku
     return Review(Outcome.DECIDE if approved(status) != was else Outcome.SAME, wake)
 
 
-def _plan(draft: Draft, kube: Kube, gateway: WriteGateway, runbook: Runbook, step: Step, status: StepStatus, facts: Facts) -> Planned | Result:
+def _plan(draft: Draft, kube: Kube, gateway: WriteGateway, runbook: Runbook, step: Step, status: StepStatus, facts: Facts,
+          prometheus: MetricsSource | None = None) -> Planned | Result:
     """The step's planned change. By default its action runs against a shadow context (nothing
     written; each write dry-run on the apiserver when ``dryRunFirst``) on a scratch copy of its
     status; an action with its own ``plan`` (run-job: a real dry-run Job) runs that instead."""
@@ -163,9 +167,10 @@ def _plan(draft: Draft, kube: Kube, gateway: WriteGateway, runbook: Runbook, ste
                                 shadow=draft.shadow or not own, server_dry_run=step.dry_run_first)
     scratch = status if own else status.model_copy(deep=True)
     ctx = ActionContext(gateway=gateway, read=kube, incident=draft.incident, write=write,
-                        step=step, status=scratch, limits=runbook.spec.limits, facts=facts, action=step.action)
+                        step=step, status=scratch, limits=runbook.spec.limits, facts=facts, action=step.action,
+                        metrics=prometheus)
     try:
-        params = spec.params.model_validate(step.params or {})
+        params = resolve_params(spec.params, step, draft.incident)
         result = spec.plan(ctx, params) if spec.plan is not None else spec.run(ctx, params)
         for _ in range(PLAN_CALLS if not own else 0):
             if not isinstance(result, Running):
@@ -179,6 +184,8 @@ def _plan(draft: Draft, kube: Kube, gateway: WriteGateway, runbook: Runbook, ste
         status.state = "Blocked"
         return Escalate(denied.verdict.reason, f"{denied.verdict.message}; escalated to level 3: a human decides, "
                                                f"through a reviewed change")
+    except TemplateError as exc:
+        return Failed(exc.reason, str(exc)[:1024])
     except (Invalid, NotFound, ValidationError) as exc:
         return Failed("DryRunRefused", f"the apiserver refused the planned change: {str(exc)[:900]}")
     if own:

@@ -9,6 +9,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+from reliability_center.actions.base import MetricsSource
 from reliability_center.api.common import now_iso
 from reliability_center.api.runbook import Runbook
 from reliability_center.engine.plan import Facts
@@ -33,7 +34,7 @@ class Walked:
 
 def walk(draft: Draft, runbook: Runbook, facts: Facts, held: dict[str, list[str]], *, kube: Kube,
          gateway: WriteGateway, wakes: Wakes, admission: AdmissionCheck, identity: Callable[[], str],
-         guards_seen: dict[Any, dict[str, Any]]) -> Walked:
+         guards_seen: dict[Any, dict[str, Any]], prometheus: MetricsSource | None = None) -> Walked:
     """Take decisions until one waits or the walk is finished. ``held``: once resolved, the snapshots
     this incident took, by step."""
     reviewed: set[int] = set()
@@ -44,7 +45,7 @@ def walk(draft: Draft, runbook: Runbook, facts: Facts, held: dict[str, list[str]
             # A governed step is planned (and its approvals weighed) each turn before it runs or waits.
             reviewed.add(decision.index)
             outcome = govern.review(draft, runbook, decision.index, facts, kube=kube, gateway=gateway, wakes=wakes,
-                                    admission=admission, identity=identity)
+                                    admission=admission, identity=identity, prometheus=prometheus)
             if outcome.outcome is govern.Outcome.PLANNING:
                 if draft.changed():
                     draft.save()
@@ -54,7 +55,8 @@ def walk(draft: Draft, runbook: Runbook, facts: Facts, held: dict[str, list[str]
             if isinstance(decision, AwaitStep) and decision.reason in ("ApprovalRequired", "PlanChanged"):
                 decision = dataclasses.replace(decision, wake_in=outcome.wake_in)
         if isinstance(decision, RunStep):
-            wait = run_step(draft, runbook, decision.index, facts, kube=kube, gateway=gateway, wakes=wakes)
+            wait = run_step(draft, runbook, decision.index, facts, kube=kube, gateway=gateway, wakes=wakes,
+                            prometheus=prometheus)
             if wait:
                 return Walked(wait)
         elif isinstance(decision, RestoreStep):

@@ -37,6 +37,7 @@ from reliability_center.operator import close, mitigate, restore, start
 from reliability_center.operator.admission import AdmissionCheck
 from reliability_center.operator.draft import Draft, Stale
 from reliability_center.operator.follow_plans import follow_plans
+from reliability_center.operator.prometheus import Prometheus
 from reliability_center.operator.settings import SETTINGS_CONFIGMAP, Settings
 from reliability_center.operator.workqueue import Echoes, Retry, Wakes
 
@@ -75,6 +76,8 @@ class StepRunner:
         self._identity: str | None = None
         #: Whether the apiserver vouches for approvals: no vote counts while it does not.
         self.admission = AdmissionCheck(kube, settings.admission.namespace, self.identity, settings.admission.every)
+        #: Prometheus, for the steps that read the metrics they act on (blast-radius, a step's check).
+        self.prometheus = Prometheus(settings.gates.prometheus_url)
 
     def forget(self, uid: str) -> None:
         """The incident is gone: nothing of it is kept."""
@@ -234,7 +237,8 @@ def turn(runner: StepRunner, draft: Draft, runbooks: list[dict[str, Any]]) -> fl
         # since mitigation, and a change made since then by someone else shows here.
         restore.rehearse(draft, runner.gateway, held, again=True)
     walked = mitigate.walk(draft, runbook, facts, held, kube=runner.kube, gateway=runner.gateway, wakes=runner.wakes,
-                           admission=runner.admission, identity=runner.identity, guards_seen=runner.guards_seen)
+                           admission=runner.admission, identity=runner.identity, guards_seen=runner.guards_seen,
+                           prometheus=runner.prometheus)
     if not walked.finished:
         return walked.wake_in
     return verify(runner, draft) if draft.status.phase == "Verifying" else None

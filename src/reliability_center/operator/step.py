@@ -10,17 +10,19 @@ from typing import Any
 from pydantic import ValidationError
 
 from reliability_center.actions import REGISTRY
-from reliability_center.actions.base import ActionContext, Escalate, Failed, OutsidePlan, Running, Skipped, Succeeded
+from reliability_center.actions.base import (ActionContext, Escalate, Failed, MetricsSource, OutsidePlan, Running,
+                                             Skipped, Succeeded, resolve_params)
 from reliability_center.api.common import now_iso
 from reliability_center.api.incident import ApprovalState, StepStatus
 from reliability_center.api.runbook import Runbook, Step
 from reliability_center.engine.approvals import ASKED_AGAIN, ask_again, planned_targets
 from reliability_center.engine.plan import Facts
+from reliability_center.engine.templates import TemplateError
 from reliability_center.gateway import Kube, PolicyDenied, Ref, WriteGateway
 from reliability_center.gateway.kube import KINDS, Invalid, NotFound
 from reliability_center.gateway.tracking import ARGO_NAMESPACE
 from reliability_center.gitops import argocd
-from reliability_center.operator import metrics
+from reliability_center.operator import checks, metrics
 from reliability_center.operator.draft import Draft, seconds_since
 from reliability_center.operator.workqueue import Wakes
 from reliability_center.policy import limits as guard
@@ -33,7 +35,7 @@ def planned_of(status: StepStatus) -> dict[str, Any]:
 
 
 def run_step(draft: Draft, runbook: Runbook, index: int, facts: Facts, *, kube: Kube, gateway: WriteGateway,
-             wakes: Wakes) -> float:
+             wakes: Wakes, prometheus: MetricsSource | None = None) -> float:
     """Run (or continue) one step; returns the seconds to wait before calling it again (0: go on)."""
     status = draft.status.steps[index]
     step = next(s for s in runbook.spec.steps if s.name == status.name)
@@ -49,14 +51,16 @@ def run_step(draft: Draft, runbook: Runbook, index: int, facts: Facts, *, kube: 
         else None
     ctx = ActionContext(gateway=gateway, read=kube, incident=draft.incident, write=write,
                         step=step, status=status, limits=runbook.spec.limits, facts=facts, action=step.action,
-                        approved=approved)
+                        approved=approved, metrics=prometheus)
     before = status.model_dump()
     timeline = len(draft.status.timeline)
     clock = datetime.now(timezone.utc)
     wait = 0.0
     try:
-        params = spec.params.model_validate(step.params or {})
-        result = spec.run(ctx, params)
+        params = resolve_params(spec.params, step, draft.incident)
+        result = checks.checked(ctx, lambda: spec.run(ctx, params))
+    except TemplateError as exc:
+        result = Failed(exc.reason, str(exc)[:1024])
     except PolicyDenied as denied:
         # Refused by policy (protected data, another incident's hold): a human takes over.
         ctx.entries.append(denied.entry)
