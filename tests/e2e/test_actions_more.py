@@ -11,6 +11,7 @@ import pytest
 from tests.conftest import METRICS_PORT, OPERATOR_LOG
 from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, wait_for
 from tests.support.incidents import app_content, changed, create, incident, settle_app, steps, wait_phase
+from tests.support.jobs import IDEMPOTENT, failed_job
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -181,19 +182,18 @@ def test_a_field_another_manager_owns_is_left_to_it_unless_the_step_declares_tak
     assert get_json("deployment", "ingest-ocr-acme", "-n", app)["spec"]["replicas"] == 0
 
 
-def test_replay_jobs_of_a_cronjob_with_the_longest_name_allowed_are_accepted_by_the_apiserver(namespace):
-    # Seen before: <cronJob>-replay-<hash> reached 68 characters, over the 63 of the job-name label the
+def test_replays_of_failed_jobs_with_the_longest_names_allowed_are_accepted_by_the_apiserver(namespace):
+    # Seen before: <name>-replay-<hash> reached 68 characters, over the 63 of the job-name label the
     # apiserver puts on a Job, and the step failed InvalidChange.
-    cron = "ingest-" + "x" * 44 + "z"  # 52 characters, the most the step's params accept
-    apply_docs(namespace, [{"apiVersion": "batch/v1", "kind": "CronJob",
-                            "metadata": {"name": cron, "labels": {"reliability.center/idempotent": "true"}},
-                            "spec": {"schedule": "*/10 * * * *", "suspend": True, "jobTemplate": {"spec": {
-                                "template": {"spec": {"restartPolicy": "Never", "containers": [
-                                    {"name": "job", "image": "registry.invalid/shop/ingest:1.0"}]}}}}}}])
-    category = runbook([{"name": "replay", "level": 1, "action": "replay-jobs", "params": {"cronJob": cron, "count": 2}}])
+    longest = ["ingest-" + "x" * 55 + str(i) for i in range(2)]  # 63 characters, the most a Job's name may have
+    for name in longest:
+        failed_job(namespace, name, {"reliability.center/module": "ingest", **IDEMPOTENT})
+    category = runbook([{"name": "replay", "level": 1, "action": "replay-jobs",
+                         "params": {"selector": "reliability.center/module=ingest", "maxReplays": 2}}])
     create(namespace, incident("long", category=category))
     st = wait_phase(namespace, "long", {"Mitigated", "Failed"})
     assert steps(st) == {"replay": "Succeeded"}, st["steps"]
-    jobs = [j["metadata"]["name"] for j in get_json("jobs", "-n", namespace)["items"]
-            if j["metadata"]["labels"].get("reliability.center/replay-of") == cron]
-    assert len(jobs) == 2 and all(len(name) <= 63 for name in jobs), jobs
+    jobs = {j["metadata"]["labels"]["reliability.center/replay-of"]: j["metadata"]["name"]
+            for j in get_json("jobs", "-n", namespace)["items"]
+            if "reliability.center/replay-of" in j["metadata"]["labels"]}
+    assert sorted(jobs) == longest and all(len(name) <= 63 for name in jobs.values()), jobs

@@ -26,6 +26,7 @@ from tests.support import apiserver
 from tests.support.audit import AuditLog, effects, repeated
 from tests.support.cluster import apply_runbook, get_json, slow_schedulers, wait_for
 from tests.support.incidents import create, incident, status
+from tests.support.jobs import IDEMPOTENT, failed_job
 
 pytestmark = pytest.mark.exclusive
 DEPLOYMENTS = ["sched-0", "sched-1"]
@@ -56,12 +57,15 @@ def test_a_ten_second_apiserver_outage_mid_mitigation_ends_in_a_complete_mitigat
         solo_namespace, seed_runbooks):
     ns = solo_namespace
     slow_schedulers(ns, DEPLOYMENTS, "outage", min_ready=3)
+    for job in ("failed-ocr-1", "failed-ocr-2", "failed-ocr-3"):
+        failed_job(ns, job, {"reliability.center/role": "replay", **IDEMPOTENT})
     category = f"o{uuid.uuid4().hex[:8]}"
     apply_runbook(category, {"steps": [
         {"name": "flags", "level": 1, "action": "feature-flags-off", "params": {"modules": ["search"]}},
         {"name": "restart", "level": 1, "action": "restart-one-by-one",
          "params": {"role": "scheduler", "modules": ["outage"]}},
-        {"name": "replay", "level": 1, "action": "replay-jobs", "params": {"cronJob": "ocr-replay", "count": 2}},
+        {"name": "replay", "level": 1, "action": "replay-jobs",
+         "params": {"selector": "reliability.center/role=replay", "maxReplays": 2}},
     ]})
     url = f"http://127.0.0.1:{free_port()}/healthz"
     audit = AuditLog()
@@ -110,5 +114,5 @@ def test_a_ten_second_apiserver_outage_mid_mitigation_ends_in_a_complete_mitigat
     replicasets = Counter(rs["metadata"]["ownerReferences"][0]["name"] for rs in get_json("replicasets", "-n", ns)["items"])
     assert all(replicasets[d] == 2 for d in DEPLOYMENTS), replicasets  # one restart each, no more
     jobs = [j for j in get_json("jobs", "-n", ns)["items"]
-            if j["metadata"]["labels"].get("reliability.center/replay-of") == "ocr-replay"]
+            if "reliability.center/replay-of" in j["metadata"]["labels"]]
     assert len(jobs) == 2

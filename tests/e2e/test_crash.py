@@ -35,6 +35,7 @@ from tests.conftest import CACHE, WarmOperators, stop_operator
 from tests.support.audit import AuditLog, effects, repeated
 from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, load_yaml, rollout_status, wait_for
 from tests.support.incidents import app_content, changed, create, incident, status
+from tests.support.jobs import IDEMPOTENT, failed_job
 
 KILLS_WANTED = 20
 TENANTS = ("acme", "globex")
@@ -42,6 +43,7 @@ TENANTS = ("acme", "globex")
 DEPLOYMENTS = {t: [f"sched-{t}-{i}" for i in range(2)] for t in TENANTS}
 STEPS = ["flags", "breaker", "isolate", "restart", "replay", "pause"]
 HOLDING_KINDS = "configmaps,deployments,cronjobs,networkpolicies"
+FAILED_JOBS = ("failed-ocr-1", "failed-ocr-2", "failed-ocr-3", "failed-ocr-4")
 
 
 @pytest.fixture
@@ -59,6 +61,8 @@ def crash_namespace(solo_namespace):
     apply_docs(name, docs)
     for d in (d for ds in DEPLOYMENTS.values() for d in ds):
         rollout_status(name, "Deployment", d)
+    for job in FAILED_JOBS:  # the queue: shared OCR work that failed, more than one incident may replay
+        failed_job(name, job, {"reliability.center/role": "replay", **IDEMPOTENT})
     return name
 
 
@@ -70,7 +74,8 @@ def runbook(category: str) -> None:
         {"name": "isolate", "level": 1, "action": "isolate-tenant", "takeOwnership": True},
         {"name": "restart", "level": 1, "action": "restart-one-by-one",
          "params": {"role": "scheduler", "modules": ["crash"]}},
-        {"name": "replay", "level": 1, "action": "replay-jobs", "params": {"cronJob": "ocr-replay", "count": 3}},
+        {"name": "replay", "level": 1, "action": "replay-jobs",
+         "params": {"selector": "reliability.center/role=replay", "maxReplays": 3}},
         {"name": "pause", "level": 1, "action": "pause-ingestion", "params": {"modules": ["ocr"]},
          "takeOwnership": True},
     ]})
@@ -160,10 +165,12 @@ def test_sigkill_at_random_points_loses_no_step_and_repeats_no_side_effect(crash
                           for rs in get_json("replicasets", "-n", ns)["items"])
     for d in (d for ds in DEPLOYMENTS.values() for d in ds):
         assert replicasets[d] == 1 + len(names) // 2, (d, replicasets[d], len(names))
-    # Exactly the bounded number of replays per incident.
-    jobs = Counter(j["metadata"]["labels"]["reliability.center/incident"] for j in get_json("jobs", "-n", ns)["items"]
-                   if j["metadata"]["labels"].get("reliability.center/replay-of") == "ocr-replay")
-    assert jobs == dict.fromkeys(names, 3)
+    # Exactly the bounded number of replays per incident, each of a failed Job, once.
+    replays = [j["metadata"]["labels"] for j in get_json("jobs", "-n", ns)["items"]
+               if "reliability.center/replay-of" in j["metadata"]["labels"]]
+    assert Counter(r["reliability.center/incident"] for r in replays) == dict.fromkeys(names, 3)
+    assert Counter((r["reliability.center/incident"], r["reliability.center/replay-of"]) for r in replays) == \
+        {(n, j): 1 for n in names for j in FAILED_JOBS[:3]}
 
     # A snapshot behind every hold, and the holders of each shared field are exactly its incidents' steps.
     snapshots = {c["metadata"]["name"]: c for c in get_json("configmaps", "-n", ns, "-l", "reliability.center/snapshot")["items"]}

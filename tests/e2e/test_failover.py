@@ -34,6 +34,7 @@ from tests.conftest import CACHE, WarmOperators, start_operator, stop_operator
 from tests.support.audit import AuditLog, effects, repeated
 from tests.support.cluster import api, apply_runbook, get_json, slow_schedulers, wait_for
 from tests.support.incidents import create, incident
+from tests.support.jobs import IDEMPOTENT, failed_job
 from tests.support.watches import Follow
 
 KILLS = 10
@@ -87,6 +88,8 @@ def identity_of(proc, log) -> str:
 @pytest.fixture
 def failover_namespace(solo_namespace):
     slow_schedulers(solo_namespace, DEPLOYMENTS, "failover", min_ready=1, history=100)
+    for job in ("failed-ocr-1", "failed-ocr-2", "failed-ocr-3"):
+        failed_job(solo_namespace, job, {"reliability.center/role": "replay", **IDEMPOTENT})
     return solo_namespace
 
 
@@ -125,7 +128,8 @@ def test_the_standby_takes_over_every_time_and_no_two_replicas_ever_write_at_onc
         {"name": "flags", "level": 1, "action": "feature-flags-off", "params": {"modules": ["search"]}},
         {"name": "restart", "level": 1, "action": "restart-one-by-one",
          "params": {"role": "scheduler", "modules": ["failover"]}},
-        {"name": "replay", "level": 1, "action": "replay-jobs", "params": {"cronJob": "ocr-replay", "count": 2}},
+        {"name": "replay", "level": 1, "action": "replay-jobs",
+         "params": {"selector": "reliability.center/role=replay", "maxReplays": 2}},
     ]})
     lease = f"rc-leader-{uuid.uuid4().hex[:6]}"
     log = CACHE / f"operator-failover-{ns}.log"
@@ -186,7 +190,7 @@ def test_the_standby_takes_over_every_time_and_no_two_replicas_ever_write_at_onc
     replicasets = Counter(rs["metadata"]["ownerReferences"][0]["name"] for rs in get_json("replicasets", "-n", ns)["items"])
     assert all(replicasets[d] == 1 + len(names) for d in DEPLOYMENTS), (replicasets, len(names))
     jobs = Counter(j["metadata"]["labels"]["reliability.center/incident"] for j in get_json("jobs", "-n", ns)["items"]
-                   if j["metadata"]["labels"].get("reliability.center/replay-of") == "ocr-replay")
+                   if "reliability.center/replay-of" in j["metadata"]["labels"])
     assert jobs == dict.fromkeys(names, 2)
     # ... as the apiserver saw the replicas' requests: no effect twice, a 409 on a create included.
     writes = audit.writes(before, namespace=ns, operator=True)

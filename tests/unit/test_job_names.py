@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from reliability_center.actions.replay_jobs import ReplayParams, replay_name
+from reliability_center.actions.replay_jobs import replay_name
 from reliability_center.actions.run_job import JobParams, _names
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -33,19 +33,20 @@ def test_run_job_names_fit_a_label_whatever_the_cronjob_s_name(length):
     assert run_job_names(cron, step="other") != (dry, apply)
 
 
-@pytest.mark.parametrize("length", [1, 20, 47, 48, 51, 52])
-def test_replay_job_names_fit_a_label_whatever_the_cronjob_s_name(length):
-    cron = ReplayParams(cron_job=("b-" * 30)[:length - 1] + "z").cron_job
-    names = [replay_name(cron, UID, "replay", i) for i in range(10)]
+@pytest.mark.parametrize("length", [1, 20, 47, 48, 62, 63])
+def test_replay_job_names_fit_a_label_whatever_the_failed_job_s_name(length):
+    failed = [(f"j{i}-" + "b" * 70)[:length - 1] + "z" for i in range(10)]
+    names = [replay_name(job, UID) for job in failed]
     assert all(DNS_LABEL.match(n) for n in names), names
-    assert len(set(names)) == 10 and names == [replay_name(cron, UID, "replay", i) for i in range(10)]
+    assert len(set(names)) == len(set(failed)) and names == [replay_name(job, UID) for job in failed]
+    assert replay_name(failed[0], UID) != replay_name(failed[0], UID.replace("8", "9"))  # one per incident
 
 
 def test_names_that_fitted_are_unchanged_so_a_retry_adopts_the_job_an_older_version_made():
     dry, apply = run_job_names("ocr-reprocess")
     assert re.fullmatch(r"ocr-reprocess-dryrun-[0-9a-f]{8}", dry) and re.fullmatch(r"ocr-reprocess-apply-[0-9a-f]{8}",
                                                                                   apply)
-    assert re.fullmatch(r"ocr-replay-replay-[0-9a-f]{8}", replay_name("ocr-replay", UID, "s", 0))
+    assert re.fullmatch(r"ocr-replay-replay-[0-9a-f]{8}", replay_name("ocr-replay", UID))
 
 
 def test_a_cronjob_changed_since_its_dry_run_gets_a_new_dry_run_and_the_same_real_job():
