@@ -105,6 +105,23 @@ def check_step(within: str) -> dict:
                       "direction": "decrease", "within": within, "interval": "1s"}}
 
 
+def create_checked(namespace: str, name: str, within: str) -> str:
+    """A runbook whose step has a check, and an incident of it; returns the incident's name once its pinned
+    runbook shows the check.
+
+    Other checkouts' sessions share this cluster and apply their own, older, Runbook CRD when they start;
+    its schema prunes ``check`` from what the operator then lists, and its copy stays pruned until the
+    Runbook changes (CI's cluster is its own: no such race). An incident that matched such a copy proves
+    nothing: our CRD again, a new Runbook, a new incident."""
+    for attempt in range(3):
+        made = f"{name}-{attempt}"
+        create(namespace, incident(made, category=runbook([check_step(within)]), module="search"))
+        pinned = wait_for(lambda: status(namespace, made).get("runbookSpec"), what="the pinned runbook")
+        if "check" in pinned["steps"][0]:
+            return made
+    pytest.fail("three incidents in a row matched a Runbook whose check another session's CRD pruned")
+
+
 def error_ratio(monitoring, namespace: str, value: float) -> None:
     monitoring.exporter.set(value, namespace=namespace, tenant="acme", module="search", category="check")
     wait_for(lambda: [float(s["value"][1]) for s in monitoring.query(f'rc_test_error_ratio{{namespace="{namespace}"}}')]
@@ -113,9 +130,8 @@ def error_ratio(monitoring, namespace: str, value: float) -> None:
 
 def test_a_level_1_step_whose_check_does_not_improve_escalates_with_the_values(app, monitoring):
     error_ratio(monitoring, app, 0.9)
-    category = runbook([check_step("4s")])
-    create(app, incident("stuck", category=category, module="search"))
-    st = wait_phase(app, "stuck", {"Escalated", "Mitigated", "Failed"}, timeout=60)
+    stuck = create_checked(app, "stuck", "4s")
+    st = wait_phase(app, stuck, {"Escalated", "Mitigated", "Failed"}, timeout=60)
     flags = next(s for s in st["steps"] if s["name"] == "flags")
     assert st["phase"] == "Escalated" and (flags["state"], flags["reason"]) == ("Escalated", "CheckNotImproved"), flags
     assert {c["type"]: c["reason"] for c in st["conditions"]}["Escalated"] == "CheckNotImproved"
@@ -130,14 +146,13 @@ def test_a_level_1_step_whose_check_does_not_improve_escalates_with_the_values(a
 
 def test_a_level_1_step_whose_check_improves_succeeds_once_the_signal_moved(app, monitoring):
     error_ratio(monitoring, app, 0.9)
-    category = runbook([check_step("60s")])
-    create(app, incident("better", category=category, module="search"))
+    better = create_checked(app, "better", "60s")
     # Watching: the action is done, the step waits for its signal (the next steps would wait too).
-    wait_for(lambda: next((s for s in status(app, "better").get("steps") or [] if s["name"] == "flags"
+    wait_for(lambda: next((s for s in status(app, better).get("steps") or [] if s["name"] == "flags"
                            and s["state"] == "Running" and (s.get("evidence") or {}).get("check")), None),
              timeout=30, what="the check to be watched")
     error_ratio(monitoring, app, 0.2)
-    st = wait_phase(app, "better", {"Escalated", "Mitigated", "Failed"}, timeout=60)
+    st = wait_phase(app, better, {"Escalated", "Mitigated", "Failed"}, timeout=60)
     flags = next(s for s in st["steps"] if s["name"] == "flags")
     assert st["phase"] == "Mitigated" and flags["state"] == "Succeeded", flags
     check = flags["evidence"]["check"]

@@ -100,7 +100,8 @@ class ForgeHookSettings:
 @dataclass(frozen=True)
 class GateSettings:
     prometheus_url: str = _env("RC_PROMETHEUS_URL", "").rstrip("/")
-    """Prometheus HTTP API the SLO gate queries; empty: the SLO gate fails, saying so."""
+    """Prometheus HTTP API the SLO gate, ``blast-radius`` and step checks query; empty: the SLO gate fails and
+    a check escalates, saying so, and ``blast-radius`` counts signal labels."""
 
     interval: float = float(_env("RC_GATE_INTERVAL", "10"))
     """Seconds between two evaluations of a resolved incident's failing post-repair gates."""
