@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.cluster import get_json, kubectl, wait_for
+from tests.support.cluster import get_json, kubectl, load_yaml, wait_for
 from tests.support.incidents import (app_content, audit_targets, changed, create, incident, settle_app, status, steps,
                                      wait_phase)
+from tests.support.jobs import failed_job
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -81,10 +82,16 @@ def test_cross_tenant_incident_blocks_the_feature_and_isolates_only_that_tenant(
 
 
 def test_ocr_incident_breaks_the_circuit_pauses_its_ingestion_replays_and_goes_human_in_the_loop(app):
+    # Two of the OCR replay CronJob's Jobs failed (labelled as its jobTemplate labels them): the queue.
+    ocr_replay = load_yaml("examples/protected-app/app.yaml")
+    labels = next(d for d in ocr_replay if d["metadata"]["name"] == "ocr-replay")["spec"]["jobTemplate"]["metadata"]
+    for name in ("ocr-replay-29650001", "ocr-replay-29650011"):
+        failed_job(app, name, labels["labels"])
     st, diff, _ = run_incident(app, "ocr-1", category="ocr", module="ocr", summary="OCR failure rate 30%")
     assert st["phase"] == "Mitigated"
     jobs = {k for k in diff if k.startswith("Job/")}
-    assert len(jobs) == 2 and all(j.startswith("Job/ocr-replay-replay-") for j in jobs)
+    assert len(jobs) == 2 and {j.rsplit("-replay-", 1)[0] for j in jobs} == {"Job/ocr-replay-29650001",
+                                                                        "Job/ocr-replay-29650011"}, jobs
     assert diff - jobs == {"ConfigMap/integration-ocr-provider", "Deployment/ingest-ocr-acme", "ConfigMap/ocr-pipeline"}
     assert get_json("deployment", "ingest-ocr-acme", "-n", app)["spec"]["replicas"] == 0
     assert get_json("deployment", "ingest-ocr-globex", "-n", app)["spec"]["replicas"] == 2
