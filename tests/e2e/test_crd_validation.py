@@ -45,6 +45,12 @@ CASES = [
     ("level 1 step with an approval", obj("Runbook", {**GOOD_RUNBOOK, "steps": [
         {**GOOD_STEP, "approval": {"required": True}}]}),
      "approval applies to level 2 steps only"),
+    ("level 2 step with a check", obj("Runbook", {**GOOD_RUNBOOK, "steps": [
+        {**GOOD_STEP, "level": 2, "check": {"query": "up", "direction": "decrease", "within": "1m"}}]}),
+     "check applies to level 1 steps only"),
+    ("step check with an unknown direction", obj("Runbook", {**GOOD_RUNBOOK, "steps": [
+        {**GOOD_STEP, "check": {"query": "up", "direction": "sideways", "within": "1m"}}]}),
+     'spec.steps[0].check.direction: Unsupported value: "sideways"'),
     ("level 3 step that would act on the cluster", obj("Runbook", {**GOOD_RUNBOOK, "steps": [
         {"name": "x", "level": 3, "action": "feature-flags-off"}]}),
      "a level 3 step may only open a PatchPlan or escalate"),

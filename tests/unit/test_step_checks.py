@@ -67,3 +67,14 @@ def test_an_action_still_running_is_called_again_and_not_judged_yet():
     source, progress, runs = Answers(0.9), {}, []
     result = checks.checked(turn(source, 0, progress), lambda: runs.append(1) or Running("wave 1", 2.0))
     assert isinstance(result, Running) and result.message == "wave 1" and "since" not in progress["check"]
+
+
+def test_a_check_that_would_outlast_its_step_s_timeout_makes_the_runbook_not_ready():
+    from reliability_center.actions.validate import check_runbook
+    from tests.unit.factories import runbook
+
+    check = {"query": "up", "direction": "decrease", "within": "10m"}
+    long = runbook(steps=[{"name": "f", "level": 1, "action": "feature-flags-off", "check": check}])
+    assert [p.reason for p in check_runbook(long.spec)] == ["CheckOutlastsTimeout"]
+    fits = runbook(steps=[{"name": "f", "level": 1, "action": "feature-flags-off", "check": check, "timeout": "15m"}])
+    assert check_runbook(fits.spec) == []
