@@ -65,10 +65,8 @@ def test_cross_tenant_incident_blocks_the_feature_and_isolates_only_that_tenant(
     st, diff, _ = run_incident(app, "xt-1", category="cross-tenant", severity="critical", module="exports",
                                summary="query without tenant_id")
     # Level 1 done, and the mandatory PatchPlan hands over to a human (here: no GitOps repository to
-    # propose it to): Escalated. revoke-access revokes the access an alert names; no signal names one here
-    # (tests/e2e/test_revoke_access.py runs it on an alert that does).
-    revoke = next(s for s in st["steps"] if s["name"] == "revoke-access")
-    assert st["phase"] == "Escalated" and revoke["state"] == "Skipped" and "cross_tenant_access" in revoke["message"]
+    # propose it to) while security reviews revoke-access: Escalated, not held back behind the approval.
+    assert st["phase"] == "Escalated" and steps(st)["revoke-access"] == "AwaitingApproval"
     assert {c["type"]: c["reason"] for c in st["conditions"]}["Escalated"] == "NoGitOpsRepository"
     assert diff == {"ConfigMap/flags-exports", "ConfigMap/tenant-acme", "NetworkPolicy/allow-api-from-frontend",
                     "NetworkPolicy/rc-isolate-acme"}

@@ -38,8 +38,8 @@ def test_global_shadow_mode_runs_all_four_playbooks_and_changes_no_object(solo_n
         for category, module in cases.items():
             # Approved level 2 steps too: shadow mode dry-runs them as well.
             create(ns, incident(category, category=category, module=module, severity="critical"))
-        # (cross-tenant's revoke-access runs on an alert that names the access; these incidents name none.)
-        governed = {"perf": "adjust-flags", "billing": "disable-dunning", "ocr": "repair-reprocess-ocr-batch"}
+        governed = {"perf": "adjust-flags", "cross-tenant": "revoke-access", "billing": "disable-dunning",
+                    "ocr": "repair-reprocess-ocr-batch"}
         for category, step in governed.items():
             approve(ns, category, step, user="sam", groups=(APPROVERS, "security-review"))
             wait_for(lambda: steps(status(ns, category))[step] not in ("Pending", "AwaitingApproval"), timeout=90,
