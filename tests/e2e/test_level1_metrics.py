@@ -15,24 +15,19 @@ import pytest
 
 from tests.support.cluster import ROOT, apply_runbook, get_json, kubectl, load_yaml, wait_for
 from tests.support.incidents import create, incident, status, steps, wait_phase
+from tests.support.monitoring import latency_histogram
 
 pytestmark = pytest.mark.usefixtures("operator")
 
 #: The seed perf runbook's blast-radius query (runbooks/perf.yaml), for one namespace.
 P99 = ('histogram_quantile(0.99, sum by (le, tenant, module) '
        '(rate(http_request_duration_seconds_bucket{{namespace="{ns}"}}[5m])))')
-_latency: dict[int, prometheus_client.Histogram] = {}
 
 
 @pytest.fixture
 def latency(monitoring) -> Iterator[prometheus_client.Histogram]:
     """The app's request latency histogram, served by the harness's exporter (registered once a session)."""
-    registry = monitoring.exporter.registry
-    if id(registry) not in _latency:
-        _latency[id(registry)] = prometheus_client.Histogram(
-            "http_request_duration_seconds", "Request latency.", ["namespace", "tenant", "module"],
-            buckets=(0.1, 0.25, 0.5, 0.8, 1.0, 2.0, 5.0), registry=registry)
-    yield _latency[id(registry)]
+    yield latency_histogram(monitoring)
 
 
 def observe(histogram, monitoring, namespace: str, seconds_by_tenant: dict[str, float]) -> None:

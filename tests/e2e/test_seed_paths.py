@@ -29,7 +29,6 @@ import datetime
 import json
 import uuid
 
-import prometheus_client
 import pytest
 import yaml
 
@@ -38,6 +37,7 @@ from tests.gitea.conftest import create_repo, gitea  # noqa: F401  (gitea is a f
 from tests.support.argocd import synced
 from tests.support.cluster import (ROOT, apply_docs, get_json, kubectl, load_yaml, repository_secret, runbook_doc,
                                    wait_for)
+from tests.support.monitoring import latency_histogram
 from tests.support.incidents import APPROVERS, approve, create, status, steps
 
 pytestmark = [pytest.mark.gitea, pytest.mark.usefixtures("operator")]
@@ -136,17 +136,6 @@ def waiting(namespace: str, probe, what: str, timeout: float = 90):
         return wait_for(probe, timeout=timeout, what=what)
     except AssertionError as error:
         raise AssertionError(f"{error}\n{where(namespace)}") from None
-
-
-def latency_histogram(monitoring) -> prometheus_client.Histogram:
-    """What the search module would export: its request latency, on the session exporter's registry."""
-    registry = monitoring.exporter.registry
-    found = getattr(registry, "_rc_latency", None)
-    if found is None:
-        found = prometheus_client.Histogram("http_request_duration_seconds", "Request latency (test app).",
-                                            ["namespace", "module"], registry=registry)
-        registry._rc_latency = found  # type: ignore[attr-defined]  # one per session's registry
-    return found
 
 
 def test_each_seed_runbooks_realistic_path_reaches_closed_on_an_argo_cd_synced_app(
@@ -257,7 +246,7 @@ def test_each_seed_runbooks_realistic_path_reaches_closed_on_an_argo_cd_synced_a
         merged[f"{name}-postmortem"] = repo.merge(number)
 
     # The search module's latency, well under its objective, scraped twice so its rate has a value.
-    latency = latency_histogram(monitoring).labels(namespace=namespace, module="search")
+    latency = latency_histogram(monitoring).labels(namespace=namespace, tenant="acme", module="search")
     series = f'http_request_duration_seconds_count{{namespace="{namespace}",module="search"}}'
     for _ in range(2):
         seen = monitoring.query(series)

@@ -190,3 +190,17 @@ class Monitoring(LocalProcesses):
         reply = self._http.get(url, params=params)
         reply.raise_for_status()
         return reply.json()
+
+
+def latency_histogram(monitoring: Monitoring) -> prometheus_client.Histogram:
+    """The sample app's request latency by namespace, tenant and module, on the session exporter's registry.
+    One per registry: a name registers once, and every test that reads it (Level 1's blast radius, the
+    seed runbooks' SLO gate) shares it, each in its own namespace."""
+    registry = monitoring.exporter.registry
+    found = getattr(registry, "_rc_latency", None)
+    if found is None:
+        found = prometheus_client.Histogram(
+            "http_request_duration_seconds", "Request latency (sample app).", ["namespace", "tenant", "module"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 0.8, 1.0, 2.0, 5.0), registry=registry)
+        registry._rc_latency = found  # type: ignore[attr-defined]
+    return found
