@@ -7,7 +7,6 @@ by the server exactly as ``kubectl get`` shows them; ``-o wide`` adds the priori
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -16,7 +15,7 @@ import yaml
 from reliability_center.cli.session import CliError, Session, complete_names, kube_options, session
 from reliability_center.cli.show import approval_lines, format_gates
 from reliability_center.gateway import Kube, Ref
-from reliability_center.gateway.kube import KINDS, NotFound
+from reliability_center.gateway.kube import KINDS, NotFound, watch_events
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 GROUP = "reliability.center"
@@ -77,16 +76,6 @@ class _Columns:
         return namespace + [_cell(row["cells"][i]) for i in self.keep]
 
 
-def _stream(response: Any) -> Iterator[dict[str, Any]]:
-    """A watch's events, one JSON document per line."""
-    pending = b""
-    for chunk in response.response.stream(amt=None, decode_content=True):
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            if line.strip():
-                yield json.loads(line)
-
 
 def _print_object(obj: dict[str, Any], output: str) -> None:
     if output == "json":
@@ -104,7 +93,7 @@ def _watch(kube: Kube, path: str, query: dict[str, Any], resource_version: str, 
         response = _raw(kube, path, {**query, "watch": "true", "resourceVersion": resource_version,
                                      "allowWatchBookmarks": "true"},
                         TABLE if columns else "application/json", timeout=None)
-        for event in _stream(response):
+        for event in watch_events(response):
             obj = event.get("object") or {}
             if event.get("type") == "ERROR":
                 raise CliError(f"watch stopped: {obj.get('message') or obj}")

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from reliability_center.gateway import Kube
+from reliability_center.gateway.kube import watch_events
 
 #: A watch request ends after this long and is resumed: a thread whose page was closed stops within it.
 WATCH_SECONDS = 20
@@ -56,16 +57,6 @@ def list_namespaces(kube: Kube) -> list[str]:
     listed = json.loads(_get(kube, Kube.path("Namespace", None), {}).read())
     return sorted(item["metadata"]["name"] for item in listed.get("items") or [])
 
-
-def _events(response: Any) -> Iterator[dict[str, Any]]:
-    """A watch's events, one JSON document per line."""
-    pending = b""
-    for chunk in response.response.stream(amt=None, decode_content=True):
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            if line.strip():
-                yield json.loads(line)
 
 
 @dataclass
@@ -124,7 +115,7 @@ class Watch(threading.Thread):
                                        "allowWatchBookmarks": "true", "timeoutSeconds": str(WATCH_SECONDS),
                                        **_only(self.only)},
                                       timeout=None)
-                for event in _events(self._response):
+                for event in watch_events(self._response):
                     obj = event.get("object") or {}
                     if event.get("type") == "ERROR":
                         resource_version = None  # expired (410): list again

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -159,6 +159,17 @@ def _raise(exc: ApiException) -> None:
 POOL_SIZE = 32
 """Pooled connections to the apiserver, in a Pod as out of one: the reconciles and the intake run on many
 threads (the client's default is five per CPU the process sees)."""
+
+
+def watch_events(response: Any) -> Iterator[dict[str, Any]]:
+    """A raw watch response's events (``_preload_content=False``), one JSON document per line."""
+    pending = b""
+    for chunk in response.response.stream(amt=None, decode_content=True):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield json.loads(line)
 
 
 def load_api_client(config_file: str | None = None, context: str | None = None) -> client.ApiClient:

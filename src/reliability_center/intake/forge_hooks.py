@@ -33,7 +33,7 @@ from aiohttp import web
 
 from reliability_center.gitops.forges import ForgeError, repository_path
 from reliability_center.intake.metrics import FORGE_HOOKS
-from reliability_center.intake.server import Handler, TokenFile, tls_context
+from reliability_center.intake.server import Handler, TokenFile, serve, tls_context
 
 log = logging.getLogger("reliability_center.forge_hooks")
 
@@ -235,13 +235,7 @@ async def start(port: int, secret_file: str, wake: Wake, host: str = "0.0.0.0", 
     """Serve the forge webhooks; ConfigError (TLS) or OSError (the port) if it cannot."""
     tls = tls_context(tls_cert_file, tls_key_file, allow_plain_http, "RC_FORGE_HOOKS")
     hooks = ForgeHooks(TokenFile(secret_file), wake)
-    runner = web.AppRunner(hooks.app(), access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port, ssl_context=tls).start()
-    except OSError:
-        await runner.cleanup()
-        raise
+    runner = await serve(hooks.app(), host, port, tls)
     if hooks.secret.current() is None:
         log.warning("the forge webhook receiver has no secret (RC_FORGE_HOOKS_SECRET_FILE=%r): it refuses every "
                     "post", secret_file)

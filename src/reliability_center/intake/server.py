@@ -232,19 +232,25 @@ def tls_context(cert_file: str, key_file: str, allow_plain_http: bool,
     return context
 
 
-async def start(kube: Kube, port: int, token_file: str, config_file: str, host: str = "0.0.0.0",
-                tls_cert_file: str = "", tls_key_file: str = "", allow_plain_http: bool = False) -> web.AppRunner:
-    """Serve the receiver; ConfigError (the config or TLS is missing or invalid) or OSError (the port) if it cannot."""
-    config = load(config_file)
-    tls = tls_context(tls_cert_file, tls_key_file, allow_plain_http)
-    receiver = Receiver(config, TokenFile(token_file), Incidents(kube, config))
-    runner = web.AppRunner(receiver.app(), access_log=None)
+async def serve(app: web.Application, host: str, port: int, tls: ssl.SSLContext | None) -> web.AppRunner:
+    """Serve an app on a port (TLS when given); OSError, nothing left running, if the port cannot be had."""
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port, ssl_context=tls).start()
     except OSError:
         await runner.cleanup()
         raise
+    return runner
+
+
+async def start(kube: Kube, port: int, token_file: str, config_file: str, host: str = "0.0.0.0",
+                tls_cert_file: str = "", tls_key_file: str = "", allow_plain_http: bool = False) -> web.AppRunner:
+    """Serve the receiver; ConfigError (the config or TLS is missing or invalid) or OSError (the port) if it cannot."""
+    config = load(config_file)
+    tls = tls_context(tls_cert_file, tls_key_file, allow_plain_http)
+    receiver = Receiver(config, TokenFile(token_file), Incidents(kube, config))
+    runner = await serve(receiver.app(), host, port, tls)
     if receiver.tokens.current() is None:
         log.warning("the Alertmanager receiver has no token (RC_INTAKE_TOKEN_FILE=%r): it refuses every post",
                     token_file)
