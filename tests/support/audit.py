@@ -78,6 +78,15 @@ class Write:
         return 200 <= self.code <= 299
 
     @property
+    def may_have_landed(self) -> bool:
+        """Succeeded, or its outcome unknown: the apiserver answers 504 to a request whose client was killed
+        mid-request (or that outlived its timeout), and the write may have been made all the same (seen in
+        test_crash: a patch answered 504 whose value the next process's patch found there and tested). Such a
+        request is an effect; if it made nothing, the retry that then follows names the same effect and
+        ``repeated`` judges the pair. Other 5xx answers (an apiserver not ready) made nothing."""
+        return self.ok or self.code == 504
+
+    @property
     def target(self) -> str:
         """resource[/subresource] namespace/name, as the tests name what was written."""
         return f"{self.resource}{'/' + self.subresource if self.subresource else ''} {self.namespace}/{self.name}"
@@ -90,10 +99,10 @@ NAMED_PER_WRITE = {"events", "jobs"}
 
 def effects(writes: list[Write]) -> dict[tuple, list[Write]]:
     """What the writes did, each effect with the requests that did it: a create of a per-write name
-    (every request that named it: ``NAMED_PER_WRITE``; a request cut off by a SIGKILL names nothing and made
-    nothing), another create that succeeded, a successful delete, and per
-    field the value a successful write set or removed (a JSON patch's operations; a ConfigMap's data keys that a
-    create or update changed from the previous write of it in ``writes``). Status writes (the incident's
+    (every request that named it: ``NAMED_PER_WRITE``), another create, a delete, and per field the value a write
+    set or removed (a JSON patch's operations; a ConfigMap's data keys that a create or update changed from the
+    previous write of it in ``writes``); each but the first kind counted when it succeeded or was cut off by its
+    client's kill (``Write.may_have_landed``). Status writes (the incident's
     own bookkeeping, rewritten whole) and Leases (the election's renewals) are not effects.
 
     Exactly once is then: every effect has one request. The same field set to the same value twice is a
@@ -106,15 +115,15 @@ def effects(writes: list[Write]) -> dict[tuple, list[Write]]:
             continue
         found: list[tuple] = []
         life = deleted.get(write.target, 0)
-        if write.verb == "create" and write.name and (write.ok or write.resource in NAMED_PER_WRITE):
+        if write.verb == "create" and write.name and (write.may_have_landed or write.resource in NAMED_PER_WRITE):
             found.append(("create", write.target, life))
-        elif write.verb == "delete" and write.ok:
+        elif write.verb == "delete" and write.may_have_landed:
             found.append(("delete", write.target, life))
             deleted[write.target] = life + 1
             data.pop(write.target, None)
-        elif write.verb == "patch" and write.ok and isinstance(write.request, list):
+        elif write.verb == "patch" and write.may_have_landed and isinstance(write.request, list):
             found += [("set", write.target, path, op, value, life) for path, op, value in _operations(write.request)]
-        if write.resource == "configmaps" and write.verb in ("create", "update") and write.ok \
+        if write.resource == "configmaps" and write.verb in ("create", "update") and write.may_have_landed \
                 and isinstance(write.request, dict):
             new, old = write.request.get("data") or {}, data.get(write.target, {})
             data[write.target] = new

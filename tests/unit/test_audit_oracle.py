@@ -57,6 +57,21 @@ def test_a_field_set_twice_to_the_same_value_is_a_repeat_and_to_another_value_is
     assert not repeated([patch("off"), patch("off", code=422)])  # a refused compare-and-swap changed nothing
 
 
+def test_a_patch_its_killed_client_never_heard_answered_is_an_effect_all_the_same():
+    """Seen in test_crash: the apiserver answered 504 to a patch whose process was killed mid-request, and the
+    value was there (the next process's patch tested it). Not counting it lost a Deployment's restart."""
+    from tests.support.audit import Write
+
+    def patch(value, code=200, agent=OPERATOR):
+        return Write.of(logged("patch", "deployments", "sched", code=code, agent=agent, body=[
+            {"op": "add", "path": "/spec/template/metadata/annotations/r", "value": value}]))
+
+    assert [e[4] for e in effects([patch("one", code=504), patch("two")])] == ['"one"', '"two"']
+    # Made or not, a retry of the same value by the next process is judged by repeated(), as for creates.
+    retried = [patch("one", code=504), patch("one", agent=user_agent("vm-2"))]
+    assert len(effects(retried)) == 1 and not repeated(retried, retries_after_kills=True)
+
+
 def test_a_configmap_replaced_whole_counts_the_keys_each_write_changed():
     from tests.support.audit import Write
 
