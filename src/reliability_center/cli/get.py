@@ -15,7 +15,7 @@ import yaml
 from reliability_center.cli.session import CliError, Session, complete_names, kube_options, session
 from reliability_center.cli.show import approval_lines, format_gates
 from reliability_center.gateway import Kube, Ref
-from reliability_center.gateway.kube import KINDS, NotFound, watch_events
+from reliability_center.gateway.kube import KINDS, NotFound, raw_refusal, watch_events
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 GROUP = "reliability.center"
@@ -34,11 +34,7 @@ def _raw(kube: Kube, path: str, query: dict[str, Any], accept: str, timeout: flo
     """
     response = kube.read_raw(path, {k: v for k, v in query.items() if v not in (None, "")}, accept, timeout)
     if not 200 <= response.status <= 299:
-        body = response.read()
-        try:
-            message = json.loads(body).get("message") or response.reason
-        except ValueError:
-            message = response.reason
+        message = raw_refusal(response)
         raise (NotFound if response.status == 404 else CliError)(message)
     return response
 

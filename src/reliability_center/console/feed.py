@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reliability_center.gateway import Kube
-from reliability_center.gateway.kube import watch_events
+from reliability_center.gateway.kube import raw_refusal, watch_events
 
 #: A watch request ends after this long and is resumed: a thread whose page was closed stops within it.
 WATCH_SECONDS = 20
@@ -34,11 +34,7 @@ def incidents_path(namespace: str | None) -> str:
 def _get(kube: Kube, path: str, query: dict[str, Any], timeout: float | None = 30) -> Any:
     response = kube.read_raw(path, query, "application/json", timeout)
     if not 200 <= response.status <= 299:
-        body = response.read()
-        try:
-            message = json.loads(body).get("message") or response.reason
-        except ValueError:
-            message = response.reason
+        message = raw_refusal(response)
         raise Refused(response.status, message)
     return response
 

@@ -161,6 +161,15 @@ POOL_SIZE = 32
 threads (the client's default is five per CPU the process sees)."""
 
 
+def raw_refusal(response: Any) -> str:
+    """What the apiserver said when it refused a raw request: its Status message, else the HTTP reason."""
+    body = response.read()
+    try:
+        return json.loads(body).get("message") or response.reason
+    except ValueError:
+        return response.reason
+
+
 def watch_events(response: Any) -> Iterator[dict[str, Any]]:
     """A raw watch response's events (``_preload_content=False``), one JSON document per line."""
     pending = b""
