@@ -53,6 +53,12 @@ def one(rendered: list[Doc], kind: str) -> Doc:
     return matches[0]
 
 
+def metrics_service(rendered: list[Doc]) -> Doc:
+    """The metrics Service (the chart also renders the -webhooks one, for posts to the leader)."""
+    return one([d for d in rendered if (d["metadata"].get("labels") or {}).get("app.kubernetes.io/component") == "metrics"],
+               "Service")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -118,7 +124,7 @@ def test_the_service_monitor_is_opt_in_and_scrapes_the_metrics_service(cluster: 
     assert "ServiceMonitor" not in {d["kind"] for d in render()}
     rendered = render("--set", "serviceMonitor.enabled=true", "--set", "serviceMonitor.interval=15s",
                       "--set", "serviceMonitor.labels.release=kube-prometheus-stack")
-    monitor, service = one(rendered, "ServiceMonitor"), one(rendered, "Service")
+    monitor, service = one(rendered, "ServiceMonitor"), metrics_service(rendered)
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [service["metadata"]["namespace"]]}
@@ -127,7 +133,7 @@ def test_the_service_monitor_is_opt_in_and_scrapes_the_metrics_service(cluster: 
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert (endpoint["path"], endpoint["interval"]) == ("/metrics", "15s")
     # Another release's metrics Service is not scraped as this one's.
-    other = one(render("--set", "serviceMonitor.enabled=true"), "Service")
+    other = metrics_service(render("--set", "serviceMonitor.enabled=true"))
     other["metadata"]["labels"]["app.kubernetes.io/instance"] = "another"
     assert not monitor["spec"]["selector"]["matchLabels"].items() <= other["metadata"]["labels"].items()
     # Without the metrics Service there is nothing to scrape: refused, not rendered dangling.
@@ -141,7 +147,7 @@ def test_the_kustomize_example_service_monitor_matches_the_chart(cluster: str) -
     commented = text.split("\n#\n", 1)[1]  # the object, after the explanation and a bare "#"
     example = yaml.safe_load("\n".join(line.removeprefix("#").removeprefix(" ") for line in commented.splitlines()))
     kustomize = [d for d in yaml.safe_load_all(kubectl("kustomize", str(ROOT / "manifests" / "default")).stdout) if d]
-    service = next(d for d in kustomize if d["kind"] == "Service")
+    service = next(d for d in kustomize if d["kind"] == "Service" and d["metadata"]["name"].endswith("-metrics"))
     assert example["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert example["spec"]["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
     chart = one(render("--set", "serviceMonitor.enabled=true"), "ServiceMonitor")

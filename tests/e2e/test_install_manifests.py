@@ -130,6 +130,15 @@ def test_kustomize_and_helm_run_the_operator_the_same_way(kustomize_render: list
     service, their_service = (one(r, "Service", "reliability-center-metrics") for r in (kustomize_render, helm_render))
     assert their_service["spec"]["ports"] == service["spec"]["ports"]
     assert their_service["metadata"]["annotations"] == service["metadata"]["annotations"]
+    # Posts (Alertmanager's) go to the leader alone, in both installs: a Service without a selector, whose
+    # EndpointSlice the leader writes (operator/leadership.py), named in the pods' settings.
+    hooks, their_hooks = (one(r, "Service", "reliability-center-webhooks") for r in (kustomize_render, helm_render))
+    assert their_hooks["spec"]["ports"] == hooks["spec"]["ports"]
+    for rendered, svc in ((kustomize_render, hooks), (helm_render, their_hooks)):
+        assert "selector" not in svc["spec"], svc
+        env = {e["name"]: e for e in container(rendered)["env"]}
+        assert env["RC_LEADER_SERVICE"]["value"] == svc["metadata"]["name"]
+        assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
     # The same NetworkPolicy on the intake's port, each on its own Deployment's pods.
     policy, their_policy = (one(r, "NetworkPolicy", "reliability-center-intake")
                             for r in (kustomize_render, helm_render))
@@ -138,7 +147,7 @@ def test_kustomize_and_helm_run_the_operator_the_same_way(kustomize_render: list
     for rendered, np in ((kustomize_render, policy), (helm_render, their_policy)):
         pod_labels = one(rendered, "Deployment", "reliability-center")["spec"]["template"]["metadata"]["labels"]
         assert np["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
-    # Each Service selects its own Deployment's pods.
+    # Each metrics Service selects its own Deployment's pods.
     for rendered, svc in ((kustomize_render, service), (helm_render, their_service)):
         pod_labels = one(rendered, "Deployment", "reliability-center")["spec"]["template"]["metadata"]["labels"]
         assert svc["spec"]["selector"].items() <= pod_labels.items()
@@ -194,8 +203,9 @@ def test_the_operator_role_grants_no_wildcards_and_no_secret_writes(kustomize_re
         assert not any("secrets" in rule["resources"] for rule in roles[2]["rules"]), \
             "no Secret may be read in a served namespace: credentials live in the operator's namespace"
         assert sorted(r for rule in roles[1]["rules"] for r in rule["resources"]) == \
-            ["approvals", "incidents", "leases", "records", "secrets"], \
-            "the namespaced Role is for the PatchPlan Lease locks (records of ours), the credentials Secrets and " \
+            ["approvals", "endpointslices", "incidents", "leases", "records", "secrets"], \
+            "the namespaced Role is for the PatchPlan Lease locks (records of ours), the credentials Secrets, " \
+            "the webhooks' EndpointSlice (posts to the leader) and " \
             "the admission check's dry-run Approval and Incident only"
         admission_check = next(rule for rule in roles[1]["rules"] if "approvals" in rule["resources"])
         assert admission_check["verbs"] == ["create"], admission_check
@@ -241,8 +251,9 @@ def test_the_chart_values_change_what_they_say(cluster: str) -> None:
                              "--set", "admission.enabled=false",
                              "--set", "serviceAccount.create=false", "--set", "serviceAccount.name=existing")
     kinds = {d["kind"] for d in rendered}
-    # The intake's NetworkPolicy stays: the receiver serves on the pod's port without the Service too.
-    assert kinds == {"CustomResourceDefinition", "Deployment", "PodDisruptionBudget", "NetworkPolicy"}
+    # The intake's NetworkPolicy and its Service stay: only the metrics Service goes.
+    assert kinds == {"CustomResourceDefinition", "Deployment", "PodDisruptionBudget", "NetworkPolicy", "Service"}
+    assert [d["metadata"]["name"] for d in rendered if d["kind"] == "Service"] == ["reliability-center-webhooks"]
     admission = {"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "ValidatingAdmissionPolicy",
                  "ValidatingAdmissionPolicyBinding"}
     assert admission <= {d["kind"] for d in helm_template()}  # on by default: approvals count only with them

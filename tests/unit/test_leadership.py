@@ -161,3 +161,19 @@ def test_a_catch_up_still_running_when_the_lease_is_lost_is_cancelled():
         return cancelled.is_set()
 
     assert asyncio.run(scenario())
+
+
+def test_the_webhooks_endpoint_slice_names_the_leaders_address_or_none():
+    from reliability_center.operator.leadership import Route, endpoint_slice
+
+    route = Route("hooks", "rc-0", "10.1.2.3", (("intake", 9443), ("forge-hooks", 9444)))
+    here = endpoint_slice("rc", route, here=True)
+    assert here["metadata"]["name"] == "hooks-leader"
+    assert here["metadata"]["labels"] == {"kubernetes.io/service-name": "hooks",
+                                          "endpointslice.kubernetes.io/managed-by": "reliability-center"}
+    assert here["addressType"] == "IPv4"
+    assert here["endpoints"] == [{"addresses": ["10.1.2.3"], "conditions": {"ready": True},
+                                  "targetRef": {"kind": "Pod", "namespace": "rc", "name": "rc-0"}}]
+    assert [p["name"] for p in here["ports"]] == ["intake", "forge-hooks"]
+    assert endpoint_slice("rc", route, here=False)["endpoints"] == []
+    assert endpoint_slice("rc", Route("hooks", "rc-0", "fd00::1", ()), here=True)["addressType"] == "IPv6"

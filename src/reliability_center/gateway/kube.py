@@ -60,6 +60,7 @@ KINDS: dict[str, Kind] = {
         Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
         Kind("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings"),
         Kind("coordination.k8s.io/v1", "Lease", "leases"),
+        Kind("discovery.k8s.io/v1", "EndpointSlice", "endpointslices"),
         Kind("core.openfeature.dev/v1beta1", "FeatureFlag", "featureflags"),
         Kind("reliability.center/v1alpha1", "Incident", "incidents"),
         Kind("reliability.center/v1alpha1", "Runbook", "runbooks", namespaced=False),

@@ -219,8 +219,9 @@ class ForgeHooks:
         try:
             woken = self.wake(event)
         except NotLeader:
-            # Both replicas sit behind the Service; a standby's queue takes no pass. The forge may redeliver
-            # (GitHub and Gitea on request, GitLab not): the leader's poll sees the change either way.
+            # The Service sends posts to the leader's pod (operator/leadership.py), but one may land here in a
+            # failover; a standby's queue takes no pass. The forge may redeliver (GitHub and Gitea on
+            # request, GitLab not): the leader's poll sees the change either way.
             return refuse(503, "NotLeader", "this replica is a standby; the leader takes the webhooks, and its poll "
                                             "sees the change", {"Retry-After": str(RETRY_AFTER_SECONDS)})
         FORGE_HOOKS.labels("woke" if woken else "no_plan").inc()

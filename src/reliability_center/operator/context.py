@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 from reliability_center.gateway import Kube
-from reliability_center.operator.leadership import Elector, Timing, identity
+from reliability_center.operator.leadership import Elector, Route, Timing, identity
 from reliability_center.operator.runner import StepRunner
 from reliability_center.operator.settings import Settings
 from reliability_center.operator.workqueue import WorkQueue
@@ -30,7 +31,17 @@ def elector() -> Elector | None:
     if not ours.enabled:
         return None
     return Elector(Kube(identity=me()), ours.namespace, ours.name, me(),
-                   Timing(ours.lease_duration, ours.renew_deadline, ours.retry_period))
+                   Timing(ours.lease_duration, ours.renew_deadline, ours.retry_period), route=route())
+
+
+def route() -> Route | None:
+    """Where posts reach this replica, when it runs in a pod and a Service is named (RC_LEADER_SERVICE)."""
+    ours, pod, ip = settings(), os.environ.get("POD_NAME", ""), os.environ.get("POD_IP", "")
+    if not (ours.leadership.service and pod and ip):
+        return None
+    ports = tuple((name, port) for name, port in (("intake", ours.intake.port), ("forge-hooks", ours.forge_hooks.port))
+                  if port)
+    return Route(ours.leadership.service, pod, ip, ports)
 
 
 @functools.cache

@@ -24,6 +24,14 @@ catch-up never stops the renewals. A leader that loses the Lease does not
 campaign again: ``run`` returns and the process exits (operator/main.py), as
 controller-runtime's manager does ("leader election lost"); a fresh process
 starts as a standby, with nothing left over from its term.
+
+Posts go to the leader. Both replicas serve the Alertmanager receiver and the forge webhooks, but a
+standby's queues take no pass, so it answers 503. In a pod, the leader points the webhooks' Service
+(``RC_LEADER_SERVICE``, selector-less) at itself: it writes that Service's one EndpointSlice with its own
+address (``POD_IP``) once it leads, and empties it when it leaves cleanly, as Patroni keeps its primary's
+Service endpoints. A leader that died leaves its address until its successor writes its own. The
+controller-manager leaves the slice alone (``endpointslice.kubernetes.io/managed-by``), and kube-proxy
+routes the Service by it.
 """
 
 from __future__ import annotations
@@ -44,6 +52,9 @@ from reliability_center.gateway.kube import Conflict, Fenced
 log = logging.getLogger("reliability_center.leadership")
 
 Move = Literal["create", "renew", "take", "wait"]
+
+MANAGED_BY = "reliability-center"
+"""The EndpointSlice's ``endpointslice.kubernetes.io/managed-by``: the controller-manager's controllers skip it."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,30 @@ def identity() -> str:
     return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+@dataclass(frozen=True)
+class Route:
+    """Where posts for this replica arrive: the Service's name, this pod's name and address, the ports served."""
+
+    service: str
+    pod: str
+    ip: str
+    ports: tuple[tuple[str, int], ...]
+    """(name, port): the names are the Service's port names (``intake``, ``forge-hooks``)."""
+
+
+def endpoint_slice(namespace: str, route: Route, *, here: bool) -> dict[str, Any]:
+    """The Service's EndpointSlice: this pod's address when ``here`` (it leads), else no address at all."""
+    endpoints = [{"addresses": [route.ip], "conditions": {"ready": True},
+                  "targetRef": {"kind": "Pod", "namespace": namespace, "name": route.pod}}] if here else []
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{route.service}-leader", "namespace": namespace,
+                         "labels": {"kubernetes.io/service-name": route.service,
+                                    "endpointslice.kubernetes.io/managed-by": MANAGED_BY}},
+            "addressType": "IPv6" if ":" in route.ip else "IPv4",
+            "ports": [{"name": name, "port": port, "protocol": "TCP"} for name, port in route.ports],
+            "endpoints": endpoints}
+
+
 @dataclass
 class Elector:
     kube: Kube
@@ -111,6 +146,8 @@ class Elector:
     on_lead: list[Any] = field(default_factory=list)
     """Coroutines to run when this replica becomes the leader (work a standby let pass)."""
     stopped: bool = False
+    route: Route | None = None
+    """Where posts reach this replica, in a pod; None: no Service to point (a process outside the cluster)."""
 
     @property
     def ref(self) -> Ref:
@@ -184,6 +221,11 @@ class Elector:
                                 extra={"leader": self.me, "lease": f"{self.namespace}/{self.name}"})
                     await asyncio.sleep(self.timing.retry_period)
 
+    async def take_posts(self) -> None:
+        """Once leading (``on_lead``): the webhooks' Service sends posts here."""
+        if self.route is not None:
+            await asyncio.to_thread(point_service, self.kube, self.namespace, self.route, True)
+
     def release(self) -> None:
         """On a clean shutdown: let a standby take over at once instead of after lease_duration."""
         self.stopped = True  # no more campaigning: the Lease must not come back to a process that is leaving
@@ -196,3 +238,26 @@ class Elector:
                 records.replace(self.kube, {**lease, "spec": {**lease["spec"], "holderIdentity": ""}})
             except Conflict:
                 pass
+        if self.route is not None:  # posts wait for the next leader rather than reach a process that is leaving
+            try:
+                point_service(self.kube, self.namespace, self.route, False)
+            except Conflict:
+                pass  # the next leader wrote its own address meanwhile
+
+
+def point_service(kube: Kube, namespace: str, route: Route, here: bool) -> None:
+    """Point the Service's EndpointSlice at this pod (``here``), or at nothing if it still points here; a write
+    only on the slice as it was read (a Conflict when another replica moved it first)."""
+    desired = endpoint_slice(namespace, route, here=here)
+    current = kube.get(Ref("EndpointSlice", namespace, desired["metadata"]["name"]))
+    if current is None:
+        if here:
+            records.create(kube, desired)
+        return
+    pointed = {(e.get("targetRef") or {}).get("name") for e in current.get("endpoints") or []}
+    if not here and route.pod not in pointed:
+        return  # another replica's address (its successor's): not ours to take away
+    if (current.get("endpoints") or [], current.get("ports")) != (desired["endpoints"], desired["ports"]):
+        records.replace(kube, {**desired, "metadata": {**current["metadata"], **desired["metadata"]}})
+    log.info("the webhooks' Service points %s", f"at {route.pod} ({route.ip})" if here else "nowhere",
+             extra={"service": route.service})

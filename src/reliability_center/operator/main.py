@@ -68,6 +68,7 @@ async def elect(**_: Any) -> None:
     election = context.elector()
     if election is None:
         return
+    election.on_lead.insert(0, election.take_posts)  # first: posts reach the new leader before it catches up
     task = asyncio.get_running_loop().create_task(election.run(), name="leader-election")
     _tasks.add(task)
     task.add_done_callback(_election_ended)

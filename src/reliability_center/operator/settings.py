@@ -126,6 +126,10 @@ class LeadershipSettings:
 
     retry_period: float = float(_env("RC_LEADER_RETRY_PERIOD", "2"))
 
+    service: str = _env("RC_LEADER_SERVICE", "")
+    """A selector-less Service of the Lease's namespace that the leader points at itself (its EndpointSlice),
+    so that posts (Alertmanager's, the forges') reach the replica that acts; needs ``POD_NAME`` and ``POD_IP``."""
+
 
 @dataclass(frozen=True)
 class AdmissionSettings:
