@@ -53,6 +53,17 @@ def test_a_service_account_is_the_incident_namespaces_unless_another_is_named():
     assert removed == [EXPORTER_ELSEWHERE] and EXPORTER in kept
 
 
+def test_a_service_account_bound_without_a_namespace_is_the_bindings_own():
+    """The apiserver accepts a RoleBinding's ServiceAccount subject without a namespace and reads it as the
+    binding's namespace (what a manifest applied into any namespace writes): it is that account."""
+    local = {"kind": "ServiceAccount", "name": "exporter"}
+    kept, removed = narrow([ALICE, local], [Subject(kind="ServiceAccount", name="exporter")], "shop")
+    assert (kept, removed) == ([ALICE], [local])
+    assert narrow([local], [Subject(kind="ServiceAccount", name="exporter", namespace="billing")], "shop") == (
+        [local], [])
+    assert principal(local, "shop") == "system:serviceaccount:shop:exporter"
+
+
 def test_no_subject_named_removes_them_all():
     assert narrow(BOUND, [], "shop") == ([], BOUND)
 

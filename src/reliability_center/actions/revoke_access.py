@@ -47,10 +47,11 @@ class RevokeParams(Params):
 
 
 def matches(bound: dict[str, Any], wanted: Subject, namespace: str) -> bool:
-    """Does the binding's subject name the same principal? (apiGroup is implied by the kind.)"""
+    """Does the binding's subject name the same principal? (apiGroup is implied by the kind; a RoleBinding's
+    ServiceAccount subject without a namespace is the binding's, as the apiserver reads it.)"""
     if bound.get("kind") != wanted.kind or bound.get("name") != wanted.name:
         return False
-    return wanted.kind != "ServiceAccount" or bound.get("namespace") == (wanted.namespace or namespace)
+    return wanted.kind != "ServiceAccount" or (bound.get("namespace") or namespace) == (wanted.namespace or namespace)
 
 
 def narrow(bound: list[dict[str, Any]], remove: list[Subject], namespace: str) -> tuple[list, list]:
@@ -63,9 +64,10 @@ def narrow(bound: list[dict[str, Any]], remove: list[Subject], namespace: str) -
     return kept, removed
 
 
-def principal(subject: dict[str, Any]) -> str:
+def principal(subject: dict[str, Any], namespace: str | None = None) -> str:
+    """The user name the apiserver authenticates the subject as (``namespace``: the binding's)."""
     if subject.get("kind") == "ServiceAccount":
-        return f"system:serviceaccount:{subject.get('namespace')}:{subject.get('name')}"
+        return f"system:serviceaccount:{subject.get('namespace') or namespace}:{subject.get('name')}"
     return f"{subject.get('kind')}:{subject.get('name')}"
 
 
@@ -91,4 +93,5 @@ def run(ctx: ActionContext, params: RevokeParams) -> Result:
     role = binding.get("roleRef") or {}
     return Succeeded(f"RoleBinding {params.role_binding}: {len(removed)} subjects removed, {len(kept)} kept",
                      {"roleBinding": params.role_binding, "roleRef": f"{role.get('kind')}/{role.get('name')}",
-                      "removed": [principal(s) for s in removed], "kept": [principal(s) for s in kept]})
+                      "removed": [principal(s, ctx.namespace) for s in removed],
+                      "kept": [principal(s, ctx.namespace) for s in kept]})
