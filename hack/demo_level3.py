@@ -52,7 +52,9 @@ ARGOCD_DIR = CACHE / ARGOCD_NS
 #: What Level 1 writes on objects the Application syncs (flags, the tenants' shared allow policies):
 #: Argo CD leaves the fields the operator holds alone (README, "Level 1 under Argo CD self-heal").
 IGNORE_OURS = [{"kind": "ConfigMap", "managedFieldsManagers": ["reliability-center"]},
-               {"group": "networking.k8s.io", "kind": "NetworkPolicy", "managedFieldsManagers": ["reliability-center"]}]
+               {"group": "networking.k8s.io", "kind": "NetworkPolicy", "managedFieldsManagers": ["reliability-center"]},
+               {"group": "rbac.authorization.k8s.io", "kind": "RoleBinding",
+                "managedFieldsManagers": ["reliability-center"]}]
 T = TypeVar("T")
 
 

@@ -1,15 +1,16 @@
 """The shipped detection rules on real parts: the sample application's metrics breach, the real Prometheus
 fires the shipped rule, the real Alertmanager posts it, the session operator's intake opens the seed
 Runbook's Incident with the alert's tenant and module; the values back to normal resolve the alert,
-and the intake marks the Incident's signal resolved.
+the intake marks the Incident's signal resolved, and the incident resolves where its runbook says so.
 
 One Prometheus and Alertmanager for the four playbooks, which breach at once. The rules are
 manifests/prometheus/detection-rules.yaml with one transform (tests/support/sample_app.scaled): every
 range and ``for`` divided by 60, as this Prometheus scrapes and evaluates every second; their real
 windows are unit-tested by promtool (tests/rules/detection-rules.test.yaml).
 
-The seed Runbooks do not set resolveWhenSignalsResolve, so a resolved alert resolves the signal, not
-the incident (which a person resolves after the runbook's steps): the test checks the signal.
+Of the seed Runbooks only perf sets resolveWhenSignalsResolve (README, "Closing an incident"): its
+incident is resolved by the operator and its changes restored (phase Verifying or further); cross-tenant,
+ocr and billing keep their phase, unresolved, with the signal resolved: a person resolves them.
 
 Oracles: Prometheus' and Alertmanager's own APIs (what fired, what is active), the cluster's Incidents.
 """
@@ -52,8 +53,9 @@ def breach(app: SampleApp, ns: str) -> None:
     app.count("http_request_duration_seconds_bucket", 10, le="0.3", **healthy)
     app.count("http_request_duration_seconds_bucket", 10, le="1", **healthy)
     # globex's exports module reads acme's data.
+    # (as its exports service account, which the scanner names: the access the runbook would revoke)
     app.count("contract_violations_total", 1, namespace=ns, tenant="globex", module="exports",
-              kind="cross_tenant_access", target_tenant="acme")
+              kind="cross_tenant_access", target_tenant="acme", service_account="exports-globex")
     app.count("ocr_model_errors_total", 1, namespace=ns, tenant="initech", module="ocr", model="invoice-reader",
               version="2.3.0")
     # acme's billing refuses for quota while acme uses 60 % of it.
@@ -65,7 +67,7 @@ def recover(app: SampleApp, ns: str) -> None:
     perf = {"namespace": ns, "tenant": "acme", "module": "api"}
     app.count("http_request_duration_seconds_bucket", 10, le="0.3", **perf)
     app.count("contract_violations_total", 0, namespace=ns, tenant="globex", module="exports",
-              kind="cross_tenant_access", target_tenant="acme")
+              kind="cross_tenant_access", target_tenant="acme", service_account="exports-globex")
     app.count("ocr_model_errors_total", 0, namespace=ns, tenant="initech", module="ocr", model="invoice-reader",
               version="2.3.0")
     app.count("billing_quota_exceeded_total", 0, namespace=ns, tenant="acme", module="billing")
@@ -114,7 +116,8 @@ def test_each_playbooks_shipped_rule_opens_its_seed_incident_then_resolves(detec
         (signal,) = spec["signals"]
         assert (signal["name"], signal["resolved"]) == (alertname, False)
         assert signal["labels"]["alertname"] == alertname and signal["value"] > 0
-    assert found["cross-tenant"]["spec"]["signals"][0]["labels"]["target_tenant"] == "acme"
+    xt_labels = found["cross-tenant"]["spec"]["signals"][0]["labels"]
+    assert (xt_labels["target_tenant"], xt_labels["service_account"]) == ("acme", "exports-globex")
 
     # 3. Back to normal: the alerts resolve in Alertmanager and the intake resolves each Incident's signal.
     recover(sample, app)
@@ -125,3 +128,17 @@ def test_each_playbooks_shipped_rule_opens_its_seed_incident_then_resolves(detec
         assert incident["metadata"]["name"] == found[category]["metadata"]["name"]  # the same incident, no other
         (signal,) = incident["spec"]["signals"]
         assert signal["resolvedAt"] > signal["time"], category
+
+    # 4. perf resolves with its alert (resolveWhenSignalsResolve): the operator sets spec.resolved and restores.
+    perf = found["perf"]["metadata"]["name"]
+    done = wait_for(lambda: (i := get_json("incident", perf, "-n", app)) and (i.get("status") or {}).get(
+        "phase") in ("Verifying", "Closed") and i, 60, "perf's incident resolved by its signal")
+    assert done["spec"]["resolved"] is True and done["status"]["times"]["resolved"]
+    assert any(e["event"] == "resolved" and "resolveWhenSignalsResolve" in e.get("message", "")
+               for e in done["status"]["timeline"]), done["status"]["timeline"]
+    # The others wait for a person, though their signal resolved before perf's incident was resolved.
+    for category, incident in by_category(app).items():
+        if category != "perf":
+            status = incident.get("status") or {}
+            assert not incident["spec"].get("resolved") and not (status.get("times") or {}).get("resolved"), category
+            assert status.get("phase") not in ("Verifying", "Closed"), (category, status.get("phase"))

@@ -62,11 +62,15 @@ def test_perf_incident_degrades_search_purges_cache_and_restarts_its_schedulers(
 
 
 def test_cross_tenant_incident_blocks_the_feature_and_isolates_only_that_tenant(app):
+    readers = get_json("rolebinding", "exports-data-readers", "-n", app)["subjects"]
+    alert = {"source": "alertmanager", "name": "CrossTenantQueryWithoutTenantId", "value": 3,
+             "labels": {"tenant": "acme", "module": "exports", "service_account": "exports-acme"}}
     st, diff, _ = run_incident(app, "xt-1", category="cross-tenant", severity="critical", module="exports",
-                               summary="query without tenant_id")
+                               summary="query without tenant_id", signals=[alert])
     # Level 1 done, and the mandatory PatchPlan hands over to a human (here: no GitOps repository to
     # propose it to) while security reviews revoke-access: Escalated, not held back behind the approval.
     assert st["phase"] == "Escalated" and steps(st)["revoke-access"] == "AwaitingApproval"
+    assert get_json("rolebinding", "exports-data-readers", "-n", app)["subjects"] == readers  # not before review
     assert {c["type"]: c["reason"] for c in st["conditions"]}["Escalated"] == "NoGitOpsRepository"
     assert diff == {"ConfigMap/flags-exports", "ConfigMap/tenant-acme", "NetworkPolicy/allow-api-from-frontend",
                     "NetworkPolicy/rc-isolate-acme"}

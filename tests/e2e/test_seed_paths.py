@@ -10,7 +10,8 @@ checkout's seeds under their names), and the four example incidents (examples/in
 
 - its Level 1 takes the fields Argo CD owns (the step declares ``takeOwnership``: the durable audit
   record says from whom) and leaves another tenant's object out (recorded on the step and audited);
-- its Level 2 step runs once someone other than its creator approved it (an impersonated user);
+- its Level 2 step runs once someone other than its creator approved it (an impersonated user); cross-tenant's
+  takes out of the exports module's RoleBinding (in Git, Argo CD's) exactly the service account its alert names;
 - its Level 3 fix, where one is proposed, is merged by a reviewer in Gitea and synced by Argo CD;
 - a person (another impersonated user) resolves it; the reviewer merges its postmortem pull request;
 - it is ``Closed`` with its five gates passed, each with its evidence.
@@ -19,7 +20,7 @@ perf's ``slo-normal`` gate first says why it cannot pass (no series in Prometheu
 what would make it pass; once the app exports the latency histogram, it passes.
 
 Oracles: the cluster's objects (Incident status and admission's stamps, the Approvals as stored, the flag
-stores compared with the files on the forge's main branch, managedFields), Gitea's API (each pull
+stores and the RoleBinding compared with the files on the forge's main branch, managedFields), Gitea's API (each pull
 request merged), Argo CD's Application status, Prometheus's own answer.
 """
 
@@ -49,18 +50,21 @@ SEEDS = {"perf": ("search-latency", "adjust-flags", False),
          "ocr": ("ocr-failure-rate", "repair-reprocess-ocr-batch", True),
          "billing": ("dunning-failing", "disable-dunning", True)}
 #: The kinds the Application syncs (tests/support/argocd.py INCLUSIONS); CronJobs and the HPA are applied apart.
-IN_GIT = {"ConfigMap", "Deployment", "NetworkPolicy"}
+IN_GIT = {"ConfigMap", "Deployment", "NetworkPolicy", "Role", "RoleBinding"}
 TENANTS = ("acme", "globex", "initech")
 #: Per-tenant flag stores of another tenant than the incident's of that module: each is met and left out.
 OTHER_TENANT_STORES = {"search": "globex", "billing": "globex", "exports": "acme"}
 #: What the Application ignores: the fields the operator holds (README, "Level 1 under Argo CD self-heal").
 IGNORE_OURS = [{"kind": "ConfigMap", "managedFieldsManagers": ["reliability-center"]},
                {"group": "apps", "kind": "Deployment", "managedFieldsManagers": ["reliability-center"]},
-               {"group": "networking.k8s.io", "kind": "NetworkPolicy", "managedFieldsManagers": ["reliability-center"]}]
+               {"group": "networking.k8s.io", "kind": "NetworkPolicy", "managedFieldsManagers": ["reliability-center"]},
+               {"group": "rbac.authorization.k8s.io", "kind": "RoleBinding", "managedFieldsManagers": ["reliability-center"]}]
 APPROVER, RESOLVER = "alice", "rita"
 #: What restart-schedulers and purge-cache leave on a pod template, owned by the operator (not restored).
 RESTART_MARKER = "spec.template.metadata.annotations.reliability.center/restarted-by"
 SECURITY_REVIEW = "security-review"  # cross-tenant's revoke-access: approvers [security-review]
+#: The binding cross-tenant's revoke-access narrows, and the account its example incident's alert names.
+READERS, REVOKED = "exports-data-readers", "exports-globex"
 
 
 def realistic_app(namespace: str) -> tuple[dict[str, str], list[dict]]:
@@ -209,6 +213,13 @@ def test_each_seed_runbooks_realistic_path_reaches_closed_on_an_argo_cd_synced_a
     assert billing["auto-invoicing.tenant.globex"] == "true"  # the other tenants keep every feature
     assert kube.get(Ref("Deployment", namespace, "ingest-ocr-initech"))["spec"]["replicas"] == 0
     assert kube.get(Ref("Deployment", namespace, "ingest-ocr-globex"))["spec"]["replicas"] == 2
+    # cross-tenant's revoke took out exactly the service account its alert names; the other tenants' stay.
+    declared = yaml.safe_load(files[f"apps/{namespace}/rolebinding-{READERS}.yaml"])["subjects"]
+    assert REVOKED in {s["name"] for s in declared}
+    assert kube.get(Ref("RoleBinding", namespace, READERS))["subjects"] == [
+        s for s in declared if s["name"] != REVOKED], where(namespace)
+    revoke = step_of(namespace, SEEDS["cross-tenant"][0], "revoke-access")
+    assert revoke["evidence"]["removed"] == [f"system:serviceaccount:{namespace}:{REVOKED}"], revoke
 
     # Level 3: the reviewer merges each fix; Argo CD syncs it; the plan is Verified from the Application's status.
     merged: dict[str, dict] = {}
@@ -298,8 +309,9 @@ def test_each_seed_runbooks_realistic_path_reaches_closed_on_an_argo_cd_synced_a
     # Each pull request merged, in Gitea's own word.
     for plan, pull in merged.items():
         assert repo.pull(pull["number"])["merged"], plan
-    # The flag stores, integrations, pipelines and tenants are Git's again (main, after the fixes merged), and the
-    # paused ingestion is back at Git's replicas; nothing of the operator's is left in their managedFields.
+    # The flag stores, integrations, pipelines and tenants are Git's again (main, after the fixes merged), the
+    # paused ingestion is back at Git's replicas, the revoked account back in its binding; nothing of the
+    # operator's is left in their managedFields.
     head = repo.head("main")
     argocd.wait(namespace, lambda app: app["status"]["sync"]["status"] == "Synced" and
                 app["status"]["sync"]["revision"] == head, "Argo CD to find the app in sync with main")
@@ -311,5 +323,7 @@ def test_each_seed_runbooks_realistic_path_reaches_closed_on_an_argo_cd_synced_a
             assert live["data"] == declared["data"], name
         elif kind == "Deployment":
             assert live["spec"]["replicas"] == declared["spec"]["replicas"], name
+        elif kind == "RoleBinding":  # the revoked account is back: the resolve gives it back, as Git declares
+            assert live["subjects"] == declared["subjects"], name
         # Given back to Git, all but a restart's marker: kept on purpose (removing it would restart the pods again).
         assert owned(live, "reliability-center") <= {RESTART_MARKER}, name

@@ -16,13 +16,14 @@ from tests.conftest import CACHE, start_operator, stop_operator
 from tests.support.cluster import apply_docs, get_json, load_yaml, wait_for
 from tests.support.incidents import APPROVERS, approve, create, incident, settle_app, status, steps, wait_phase
 
-KINDS = "configmaps,deployments,cronjobs,jobs,networkpolicies,horizontalpodautoscalers,patchplans"
+KINDS = "configmaps,deployments,cronjobs,jobs,networkpolicies,horizontalpodautoscalers,patchplans,rolebindings"
 
 
 def content(namespace: str) -> dict[tuple[str, str], str]:
-    """(kind, name) -> digest of what a writer of ours could change: labels, annotations, data, spec."""
+    """(kind, name) -> digest of what a writer of ours could change: labels, annotations, data, spec, subjects."""
     return {(o["kind"], o["metadata"]["name"]): hashlib.sha256(json.dumps(
-                [o["metadata"].get("labels"), o["metadata"].get("annotations"), o.get("data"), o.get("spec")],
+                [o["metadata"].get("labels"), o["metadata"].get("annotations"), o.get("data"), o.get("spec"),
+                 o.get("subjects")],
                 sort_keys=True).encode()).hexdigest()
             for o in get_json(KINDS, "-n", namespace)["items"]}
 
@@ -35,9 +36,13 @@ def test_global_shadow_mode_runs_all_four_playbooks_and_changes_no_object(solo_n
     proc = start_operator(CACHE / "operator-shadow-test.log", {"RC_NAMESPACES": ns, "RC_MODE": "shadow"})
     try:
         cases = {"perf": "search", "cross-tenant": "exports", "ocr": "ocr", "billing": "billing"}
+        # cross-tenant's revoke-access runs on the scanner's alert, which names the account it revokes.
+        scanner = {"source": "alertmanager", "name": "CrossTenantAccess",
+                   "labels": {"tenant": "acme", "module": "exports", "service_account": "exports-acme"}}
         for category, module in cases.items():
             # Approved level 2 steps too: shadow mode dry-runs them as well.
-            create(ns, incident(category, category=category, module=module, severity="critical"))
+            create(ns, incident(category, category=category, module=module, severity="critical",
+                                **({"signals": [scanner]} if category == "cross-tenant" else {})))
         governed = {"perf": "adjust-flags", "cross-tenant": "revoke-access", "billing": "disable-dunning",
                     "ocr": "repair-reprocess-ocr-batch"}
         for category, step in governed.items():

@@ -45,7 +45,9 @@ WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 #: The kinds the controller caches and may sync (the cluster cache watches every kind otherwise).
 INCLUSIONS = [{"apiGroups": [""], "kinds": ["ConfigMap", "Service"], "clusters": ["*"]},
               {"apiGroups": ["apps"], "kinds": ["Deployment", "ReplicaSet"], "clusters": ["*"]},
-              {"apiGroups": ["networking.k8s.io"], "kinds": ["NetworkPolicy"], "clusters": ["*"]}]
+              {"apiGroups": ["networking.k8s.io"], "kinds": ["NetworkPolicy"], "clusters": ["*"]},
+              # The sample app's revocable binding (and its Role): the cross-tenant runbook narrows it.
+              {"apiGroups": ["rbac.authorization.k8s.io"], "kinds": ["Role", "RoleBinding"], "clusters": ["*"]}]
 IN_CLUSTER = "https://kubernetes.default.svc"
 T = TypeVar("T")
 

@@ -91,6 +91,36 @@ def test_every_alert_opens_the_matching_seed_runbooks_incident_with_its_tenant_a
         assert takers == [labels["category"]], (case["alertname"], takers)
 
 
+def test_each_contract_violation_alert_names_the_service_account_the_seed_cross_tenant_runbook_revokes():
+    """The alerts that carry a service_account are exactly those the seed's revoke-access step runs on
+    (its when.signals), and each, through the intake's mapping, makes the step take out that account."""
+    from reliability_center.actions.base import resolve_params
+    from reliability_center.actions.revoke_access import RevokeParams
+    from reliability_center.engine.plan import Facts, when_holds
+
+    revoke = next(s for s in SEED["cross-tenant"].spec.steps if s.action == "revoke-access")
+    naming = {rule["alert"] for rule in alerts() if "service_account" in rule["expr"]}
+    assert revoke.when is not None and set(revoke.when.signals) == naming
+    cases = [c for c in firing_cases() if c["alertname"] in naming]
+    assert {c["alertname"] for c in cases} == naming
+    config = IntakeConfig(namespaces=["shop"], categories=["cross-tenant"])
+    for case in cases:
+        labels = {"alertname": case["alertname"], **case["exp_labels"]}
+        body = {"version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": "firing", "receiver": "intake",
+                "groupLabels": {}, "commonLabels": labels, "commonAnnotations": case["exp_annotations"],
+                "externalURL": "http://alertmanager:9093",
+                "alerts": [{"status": "firing", "labels": labels, "annotations": case["exp_annotations"],
+                            "startsAt": "2026-01-01T10:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+                            "generatorURL": "http://prometheus/graph", "fingerprint": "0123456789abcdef"}]}
+        (plan,) = plans(Webhook.model_validate(body), config)
+        incident = Incident.model_validate(plan.manifest(plan.base_name))
+        assert when_holds(revoke, incident, Facts(now="2026-01-01T10:00:00Z")) == (True, ""), case["alertname"]
+        params = resolve_params(RevokeParams, revoke, incident)
+        assert params.role_binding == f"{labels['module']}-data-readers"
+        assert [(s.kind, s.name, s.namespace) for s in params.subjects] == [
+            ("ServiceAccount", labels["service_account"], None)], case["alertname"]
+
+
 def test_the_seed_runbooks_every_category_has_rules():
     assert {rule["labels"]["category"] for rule in alerts()} == {rb.spec.match.category for rb in SEED.values()}
 
