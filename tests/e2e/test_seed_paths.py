@@ -60,6 +60,9 @@ IGNORE_OURS = [{"kind": "ConfigMap", "managedFieldsManagers": ["reliability-cent
                {"group": "networking.k8s.io", "kind": "NetworkPolicy", "managedFieldsManagers": ["reliability-center"]},
                {"group": "rbac.authorization.k8s.io", "kind": "RoleBinding", "managedFieldsManagers": ["reliability-center"]}]
 APPROVER, RESOLVER = "alice", "rita"
+#: How a durable record of a write names Argo CD when it took its field: Argo CD applies under argocd-controller,
+#: and reconciles RBAC objects (kubectl auth reconcile) under argocd-application-controller.
+ARGO_CD_MANAGERS = ("from argocd-controller", "from argocd-application-controller")
 #: What restart-schedulers and purge-cache leave on a pod template, owned by the operator (not restored).
 RESTART_MARKER = "spec.template.metadata.annotations.reliability.center/restarted-by"
 SECURITY_REVIEW = "security-review"  # cross-tenant's revoke-access: approvers [security-review]
@@ -303,7 +306,9 @@ def test_each_seed_runbooks_realistic_path_reaches_closed_on_an_argo_cd_synced_a
         assert {(s, line.split(":", 1)[0]) for s, line in left_out} <= denied, (runbook, left_out, denied)
         # It took Argo CD's fields, and says so in the durable record of the write.
         taken = [r for r in log if r["outcome"] == "applied" and "took over" in r["message"]]
-        assert taken and all("argocd-controller" in r["message"] for r in taken), (runbook, log)
+        from_argo = [r for r in taken if any(m in r["message"] for m in ARGO_CD_MANAGERS)]
+        assert taken and from_argo == taken, (runbook, [(r["target"], r["message"]) for r in taken
+                                                          if r not in from_argo])
         assert not any(c["type"] == "SelfHealSafe" and c["status"] == "False" for c in st["conditions"]), runbook
 
     # Each pull request merged, in Gitea's own word.
@@ -318,6 +323,8 @@ def test_each_seed_runbooks_realistic_path_reaches_closed_on_an_argo_cd_synced_a
     for path in files:
         declared = yaml.safe_load(repo.file(path))
         kind, name = declared["kind"], declared["metadata"]["name"]
+        if kind == "Role":
+            continue  # no action writes a Role (RBAC gives the operator bind, not escalate)
         live = kube.get(Ref(kind, namespace, name))
         if kind == "ConfigMap":
             assert live["data"] == declared["data"], name
