@@ -12,9 +12,39 @@ import copy
 import jsonpatch
 import pytest
 
-from reliability_center.gateway.holds import (Edit, HeldElsewhere, gone_holds, holds, plan_release, plan_write,
-                                               same, whole_hold)
+from reliability_center.gateway.holds import (Edit, HeldElsewhere, Hold, ReleasePlan, WritePlan, gone_holds, holder_id,
+                                               holds, plan_release, plan_write, same, whole_hold, whole_record)
 from reliability_center.gateway.leaves import ABSENT, read
+
+RECORDS: dict[str, dict[str, Hold]] = {}
+"""Each holder's snapshot record, as the gateway keeps it: what its first write planned, completed by later ones."""
+
+
+@pytest.fixture(autouse=True)
+def records():
+    RECORDS.clear()
+    yield RECORDS
+
+
+def recorded(hid: str, key: str) -> Hold | None:
+    return next((taken[key] for name, taken in RECORDS.items() if holder_id(name) == hid and key in taken), None)
+
+
+def gone(*names: str):
+    """``alive`` for holders ``names`` whose incidents were deleted (by snapshot name or holder id)."""
+    dead = set(names) | {holder_id(n) for n in names}
+    return lambda h: h not in dead
+
+
+def planned(doc: dict, holder: str, *edits: Edit, alive=lambda _: True) -> WritePlan:
+    plan = plan_write(doc, list(edits), holder, alive, recorded)
+    for key, hold in plan.holds.items():
+        RECORDS.setdefault(holder, {}).setdefault(key, hold)
+    return plan
+
+
+def released(doc: dict, holder: str, alive=lambda _: True) -> ReleasePlan:
+    return plan_release(doc, holder, alive, taken=RECORDS.get(holder, {}))
 
 
 class PatchTestFailed(Exception):
@@ -41,11 +71,11 @@ def flags(**data: str) -> dict:
 
 
 def write(doc: dict, holder: str, *edits: Edit) -> dict:
-    return apply(doc, plan_write(doc, list(edits), holder).ops)
+    return apply(doc, planned(doc, holder, *edits).ops)
 
 
 def release(doc: dict, holder: str, alive=lambda _: True) -> dict:
-    return apply(doc, plan_release(doc, holder, alive).ops)
+    return apply(doc, released(doc, holder, alive).ops)
 
 
 def test_two_tenants_on_one_store_each_keep_their_key_until_their_own_release():
@@ -62,10 +92,10 @@ def test_two_tenants_on_one_store_each_keep_their_key_until_their_own_release():
 def test_two_incidents_on_one_field_keep_it_until_the_last_releases_and_then_restore_the_original():
     doc = flags(breaker="closed")
     doc = write(doc, "first", Edit("/data/breaker", "open"))
-    second = plan_write(doc, [Edit("/data/breaker", "open")], "second")
+    second = planned(doc, "second", Edit("/data/breaker", "open"))
     assert second.joined == ["/data/breaker"] and second.before == {"/data/breaker": "closed"}
     doc = apply(doc, second.ops)
-    first_out = plan_release(doc, "first", lambda _: True)
+    first_out = released(doc, "first")
     assert first_out.kept == ["/data/breaker"] and first_out.restored == []
     doc = apply(doc, first_out.ops)
     assert doc["data"]["breaker"] == "open"
@@ -76,40 +106,40 @@ def test_two_incidents_on_one_field_keep_it_until_the_last_releases_and_then_res
 def test_a_holder_whose_incident_is_gone_does_not_keep_the_field_forever():
     doc = write(flags(breaker="closed"), "gone", Edit("/data/breaker", "open"))
     doc = write(doc, "live", Edit("/data/breaker", "open"))
-    doc = release(doc, "live", alive=lambda h: h != "gone")
+    doc = release(doc, "live", alive=gone("gone"))
     assert doc == flags(breaker="closed")
 
 
 def test_a_retry_of_the_same_step_writes_nothing_more():
     doc = write(flags(a="true"), "s", Edit("/data/a", "false"))
-    again = plan_write(doc, [Edit("/data/a", "false")], "s")
+    again = planned(doc, "s", Edit("/data/a", "false"))
     assert again.ops == [] and again.holds_all and again.before == {"/data/a": "true"}
 
 
 def test_a_value_already_set_by_someone_else_is_not_held_nor_restored():
     doc = flags(a="false")
-    plan = plan_write(doc, [Edit("/data/a", "false")], "s")
+    plan = planned(doc, "s", Edit("/data/a", "false"))
     assert plan.ops == [] and plan.unchanged == ["/data/a"] and not plan.holds_all
-    assert plan_release(doc, "s", lambda _: True).ops == []
+    assert released(doc, "s").ops == []
 
 
 def test_another_incident_holding_a_different_value_is_a_collision_not_an_override():
     doc = write(flags(replicas="2"), "pause", Edit("/spec/replicas", 0))
     with pytest.raises(HeldElsewhere) as err:
-        plan_write(doc, [Edit("/spec/replicas", 1)], "scale")
-    assert err.value.holders == ("pause",)
+        planned(doc, "scale", Edit("/spec/replicas", 1))
+    assert err.value.holders == (holder_id("pause"),) and err.value.value == 0  # the value its record says
     # ... unless that incident is gone: the field is taken over, its original value kept.
-    plan = plan_write(doc, [Edit("/spec/replicas", 1)], "scale", alive=lambda h: h != "pause")
+    plan = planned(doc, "scale", Edit("/spec/replicas", 1), alive=gone("pause"))
     doc = apply(doc, plan.ops)
     assert doc["spec"]["replicas"] == 1
-    doc = release(doc, "scale", alive=lambda h: h != "pause")
+    doc = release(doc, "scale", alive=gone("pause"))
     assert "replicas" not in doc.get("spec", {}) and not holds(doc)
 
 
 def test_restore_never_clobbers_a_value_changed_since():
     doc = write(flags(a="true"), "s", Edit("/data/a", "false"))
     doc["data"]["a"] = "changed-by-oncall"
-    plan = plan_release(doc, "s", lambda _: True)
+    plan = released(doc, "s")
     assert plan.conflicts == ["/data/a"]
     doc = apply(doc, plan.ops)
     assert doc["data"]["a"] == "changed-by-oncall" and not holds(doc)
@@ -142,23 +172,24 @@ def test_list_items_of_two_tenants_are_added_and_removed_one_by_one():
 
 def test_two_writers_racing_on_one_new_key_cannot_both_hold_it_alone():
     doc = flags()
-    first = plan_write(doc, [Edit("/data/k", "v")], "first")
-    second = plan_write(doc, [Edit("/data/k", "v")], "second")  # planned from the same read
+    first = planned(doc, "first", Edit("/data/k", "v"))
+    second = planned(doc, "second", Edit("/data/k", "v"))  # planned from the same read
     doc = apply(doc, first.ops)
     with pytest.raises(PatchTestFailed):
         apply(doc, second.ops)  # its test on the hold annotation fails: it plans again and joins
-    doc = apply(doc, plan_write(doc, [Edit("/data/k", "v")], "second").ops)
-    assert next(iter(holds(doc).values())).holders == ("first", "second")
+    doc = apply(doc, planned(doc, "second", Edit("/data/k", "v")).ops)
+    assert list(holds(doc)) == [(holder_id("first"), holder_id("second"))]
 
 
 def test_a_created_object_is_deleted_only_by_its_last_holder():
     key, value = whole_hold("a")
     created = {"metadata": {"name": "rc-isolate-acme", "annotations": {key: value}}, "spec": {"x": 1}}
-    doc = apply(created, plan_write(created, [Edit("/", None)], "b").ops)
-    first = plan_release(doc, "a", lambda _: True)
+    RECORDS["a"] = whole_record("a")
+    doc = apply(created, planned(created, "b", Edit("/", None)).ops)
+    first = released(doc, "a")
     assert not first.delete and first.kept == ["/"]
     doc = apply(doc, first.ops)
-    assert plan_release(doc, "b", lambda _: True).delete
+    assert released(doc, "b").delete
 
 
 def test_json_equality_is_by_type():
@@ -175,9 +206,9 @@ def test_fields_another_manager_owns_are_named_with_their_managers():
         {"manager": "kube-controller-manager", "operation": "Update", "subresource": "status",
          "fieldsV1": {"f:data": {"f:a": {}}}},
     ]
-    taking = plan_write(doc, [Edit("/data/a", "false")], "s").ops
+    taking = planned(doc, "s", Edit("/data/a", "false")).ops
     assert foreign_owners(doc, taking, "reliability-center") == {"/data/a": ["argocd-controller (Apply)"]}
-    adding = plan_write(doc, [Edit("/data/a.tenant.acme", "false")], "s").ops  # a new key: nobody's
+    adding = planned(doc, "s", Edit("/data/a.tenant.acme", "false")).ops  # a new key: nobody's
     assert foreign_owners(doc, adding, "reliability-center") == {}
 
 
@@ -187,33 +218,35 @@ def test_an_atomic_selector_owned_whole_counts_for_an_item_added_inside_it():
     policy = {"metadata": {"name": "allow", "managedFields": [
         {"manager": "helm", "operation": "Apply", "fieldsV1": {"f:spec": {"f:podSelector": {}}}}]},
         "spec": {"podSelector": {"matchLabels": {"app": "api"}}}}
-    ops = plan_write(policy, [Edit("/spec/podSelector/matchExpressions", {"key": "t"}, item=True)], "s").ops
+    ops = planned(policy, "s", Edit("/spec/podSelector/matchExpressions", {"key": "t"}, item=True)).ops
     assert foreign_owners(policy, ops, "reliability-center") == {"/spec/podSelector/matchExpressions": ["helm (Apply)"]}
 
 
 def unannotated(doc: dict) -> dict:
-    """``kubectl annotate ... reliability.center/hold-<hash>-``, or another writer's PUT without them."""
+    """``kubectl annotate ... reliability.center/holds-NN-``, or another writer's PUT without them."""
     out = copy.deepcopy(doc)
     out["metadata"]["annotations"] = {k: v for k, v in out["metadata"]["annotations"].items()
-                                      if not k.startswith("reliability.center/hold-")}
+                                      if not k.startswith("reliability.center/hold")}
     return out
 
 
 def test_a_write_records_the_holds_it_leaves_as_the_object_carries_them():
     doc = flags(a="true")
-    plan = plan_write(doc, [Edit("/data/a", "false"), Edit("/data/b", "x")], "s")
+    plan = planned(doc, "s", Edit("/data/a", "false"), Edit("/data/b", "x"))
     written = apply(doc, plan.ops)
-    assert plan.holds == holds(written) and len(plan.holds) == 2
-    joined = plan_write(written, [Edit("/data/a", "false")], "t")
-    assert {k: h.holders for k, h in joined.holds.items()} == {Edit("/data/a", "false").key: ("s", "t")}
+    assert {k: h.holders for k, h in plan.holds.items()} == {k: holds(written).holders(k) for k in plan.holds}
+    assert len(plan.holds) == 2 and all(h.path for h in plan.holds.values())  # the path, for the release
+    joined = planned(written, "t", Edit("/data/a", "false"))
+    assert {k: h.holders for k, h in joined.holds.items()} == \
+        {Edit("/data/a", "false").key: (holder_id("s"), holder_id("t"))}
 
 
 def test_a_hold_someone_removed_is_lost_not_restored():
     doc = flags(a="true", b="on")
-    plan = plan_write(doc, [Edit("/data/a", "false"), Edit("/data/b", "off"), Edit("/data/c", "new")], "s")
+    plan = planned(doc, "s", Edit("/data/a", "false"), Edit("/data/b", "off"), Edit("/data/c", "new"))
     stripped = unannotated(apply(doc, plan.ops))
     stripped["data"]["b"] = "someone's"
-    release = plan_release(stripped, "s", lambda _: True)
+    release = released(stripped, "s")
     assert not release.ops and not release.restored  # nothing left to release: the old, silent "restored"
     gone = gone_holds(stripped, plan.holds, plan.after)
     assert (gone.lost, gone.back, gone.changed) == (["/data/a", "/data/c"], [], ["/data/b"])
@@ -221,7 +254,7 @@ def test_a_hold_someone_removed_is_lost_not_restored():
 
 def test_holds_released_already_or_kept_by_others_are_not_lost():
     doc = flags(a="true")
-    first = plan_write(doc, [Edit("/data/a", "false")], "s")
+    first = planned(doc, "s", Edit("/data/a", "false"))
     doc = apply(doc, first.ops)
     doc = write(doc, "t", Edit("/data/a", "false"))
     kept = release(doc, "s")  # t still holds it: the annotation stays, with t alone
@@ -235,14 +268,15 @@ def test_lost_holds_on_list_items_and_created_objects_are_judged_by_the_object()
     path = "/spec/ingress"
     policy = {"apiVersion": "v1", "kind": "NetworkPolicy", "metadata": {"name": "p", "annotations": {}},
               "spec": {"ingress": [{"from": "a"}, {"from": "b"}]}}
-    plan = plan_write(policy, [Edit(path, {"from": "x"}, item=True), Edit(path, {"from": "a"}, item=True,
-                                                                          remove=True)], "s")
+    plan = planned(policy, "s", Edit(path, {"from": "x"}, item=True), Edit(path, {"from": "a"}, item=True,
+                                                                           remove=True))
     stripped = unannotated(apply(policy, plan.ops))
     assert stripped["spec"]["ingress"] == [{"from": "b"}, {"from": "x"}]
     assert gone_holds(stripped, plan.holds, plan.after).lost == ["/spec/ingress/-", '/spec/ingress[-{"from": "a"}]']
     key, value = whole_hold("s")
     created = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "iso", "annotations": {}},
                "data": {"k": "v"}}
-    taken = {key: holds({"metadata": {"annotations": {key: value}}})[key]}
+    taken = whole_record("s")
+    assert holds({"metadata": {"annotations": {key: value}}}).has(next(iter(taken)))
     assert gone_holds(created, taken, {"/data/k": "v"}).lost == ["/"]
     assert gone_holds({**created, "data": {"k": "changed"}}, taken, {"/data/k": "v"}).changed == ["/"]

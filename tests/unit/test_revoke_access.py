@@ -9,8 +9,8 @@ from pydantic import ValidationError
 from reliability_center.actions.revoke_access import RevokeParams, Subject, narrow, principal
 from reliability_center.actions.validate import check_runbook
 from reliability_center.api.runbook import RunbookSpec
-from reliability_center.gateway.holds import Edit, holds, plan_release, plan_write
-from tests.unit.test_holds import apply
+from reliability_center.gateway.holds import Edit, holds
+from tests.unit.test_holds import apply, planned, records, released  # noqa: F401 (records: autouse)
 
 ALICE = {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "alice"}
 AUDITORS = {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "auditors"}
@@ -92,9 +92,9 @@ def removal(item: dict) -> Edit:
 
 def test_a_removal_is_held_per_subject_and_released_back_to_its_index():
     doc = binding(BOUND)
-    doc = apply(doc, plan_write(doc, [removal(BOUND[0]), removal(BOUND[2])], "incident-a").ops)
+    doc = apply(doc, planned(doc, "incident-a", removal(BOUND[0]), removal(BOUND[2])).ops)
     assert doc["subjects"] == [b for i, b in enumerate(BOUND) if i not in (0, 2)]
-    release = plan_release(doc, "incident-a", lambda _: True)
+    release = released(doc, "incident-a")
     restored = apply(doc, release.ops)
     assert restored["subjects"] == BOUND and not holds(restored)
 
@@ -102,30 +102,30 @@ def test_a_removal_is_held_per_subject_and_released_back_to_its_index():
 def test_two_incidents_remove_two_subjects_and_each_puts_back_only_its_own_in_either_order():
     for first, second in (("a", "b"), ("b", "a")):
         doc = binding(BOUND)
-        doc = apply(doc, plan_write(doc, [removal(BOUND[0])], "a").ops)
-        doc = apply(doc, plan_write(doc, [removal(BOUND[2])], "b").ops)  # no clash: another item
+        doc = apply(doc, planned(doc, "a", removal(BOUND[0])).ops)
+        doc = apply(doc, planned(doc, "b", removal(BOUND[2])).ops)  # no clash: another item
         assert doc["subjects"] == [b for i, b in enumerate(BOUND) if i not in (0, 2)]
-        doc = apply(doc, plan_release(doc, first, lambda _: True).ops)
+        doc = apply(doc, released(doc, first).ops)
         kept = BOUND[2] if first == "a" else BOUND[0]
         assert doc["subjects"] == [b for b in BOUND if b != kept]
-        doc = apply(doc, plan_release(doc, second, lambda _: True).ops)
+        doc = apply(doc, released(doc, second).ops)
         assert doc["subjects"] == BOUND and not holds(doc)
 
 
 def test_an_emptied_list_the_apiserver_dropped_is_made_again_in_order():
     doc = binding(BOUND)
-    doc = apply(doc, plan_write(doc, [removal(b) for b in BOUND], "a").ops)
+    doc = apply(doc, planned(doc, "a", *(removal(b) for b in BOUND)).ops)
     assert doc["subjects"] == []
     del doc["subjects"]  # what the apiserver stores for an empty list
-    doc = apply(doc, plan_release(doc, "a", lambda _: True).ops)
+    doc = apply(doc, released(doc, "a").ops)
     assert doc["subjects"] == BOUND
 
 
 def test_the_same_subject_removed_by_two_incidents_comes_back_with_the_last_resolve():
     doc = binding(BOUND)
-    doc = apply(doc, plan_write(doc, [removal(BOUND[1])], "a").ops)
-    doc = apply(doc, plan_write(doc, [removal(BOUND[1])], "b").ops)  # joins the hold
-    doc = apply(doc, plan_release(doc, "a", lambda _: True).ops)
+    doc = apply(doc, planned(doc, "a", removal(BOUND[1])).ops)
+    doc = apply(doc, planned(doc, "b", removal(BOUND[1])).ops)  # joins the hold
+    doc = apply(doc, released(doc, "a").ops)
     assert BOUND[1] not in doc["subjects"]
-    doc = apply(doc, plan_release(doc, "b", lambda _: True).ops)
+    doc = apply(doc, released(doc, "b").ops)
     assert doc["subjects"] == BOUND and not holds(doc)

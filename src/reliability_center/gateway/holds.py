@@ -1,18 +1,50 @@
-"""Holds: which incident step holds which field of a shared object, written on the object itself.
+"""Holds: which incident step holds which field of a shared object, marked on the object itself.
 
 Outages bring many incidents onto one object (one flags store, one NetworkPolicy).
 A change must stay until the last incident that needs it resolves, and then go
-back to what the field was before the first one. So each field we change carries
-one annotation, ``reliability.center/hold-<hash of the field>``, holding the value
-we set, the value before, and the holders (snapshot names: one per incident step
-and target).
+back to what the field was before the first one.
+
+**The layout, and why.** Kubernetes limits all annotations of one object to 256 KiB
+together, and a storm is thousands of tenants on one flags store. The first layout,
+one annotation ``reliability.center/hold-<hash>`` per field holding the value set,
+the value before and the holders' snapshot names, cost 134 bytes and the path's
+length a field (158 for ``/data/tenant-0001.search``) and 31 per extra holder
+(``tests/unit/test_hold_bytes.py`` measures both layouts): about 1,500 held fields
+filled the object and every further step failed. So the object
+now carries only what must change in the same patch as the field:
+
+- who holds it: 64 annotations ``reliability.center/holds-NN``, each one string
+  of 12-character records ``<field id><holder id>``, one per (field, holder).
+  A field's bucket ``NN`` and its 6-character id are 42 bits of the hash of its
+  path (the hash that named its annotation before); a holder id is 36 bits of the
+  hash of its snapshot's name, which that snapshot carries as its label
+  ``reliability.center/holder`` (in hex), so another incident can find it;
+- the value before, only when there was one (a line ``<field id><JSON>`` after
+  the records): a new per-tenant key costs nothing more.
+
+5,000 tenants holding one new key each take 61 KB (23% of the limit); each extra
+holder of a field adds 12 bytes. The path and the value set live where they are
+written first, in the holder's snapshot (its ``holds`` record, created before the
+write): a release plans from that record (``plan_release``'s ``taken``), and a
+second incident whose field differs from the value it wants reads the live
+holders' records (``recorded``) to tell a collision from a field someone changed
+since. The ids are short on purpose: two of 5,000 fields on one object share a
+field id with odds of 3 in a million, and a gone holder is taken for alive only
+if another snapshot of the namespace has its 36-bit id.
 
 Every write and every release is one JSON patch whose ``test`` operations cover
-exactly the fields it changes and their hold annotations. Writers of different
-fields never contend (the apiserver applies each patch to the newest object);
-two writers of the same field race on its annotation, and the loser gets a
-Conflict and plans again from a fresh read. Nothing another manager or incident
-set is removed: a patch names only our fields.
+exactly the fields it changes and the buckets of their holds. Writers of fields
+in different buckets never contend (the apiserver applies each patch to the
+newest object); two writers of one bucket race on it (1 in 64 for two fields),
+and the loser gets a Conflict and plans again from a fresh read. Nothing another
+manager or incident set is removed: a patch names only our fields and buckets.
+Crash safety is the same as before: the holder id derives from the deterministic
+snapshot name, so a step retried after a crash finds itself holding and writes
+nothing more.
+
+The first layout is still read: an object that carries ``hold-<hash>`` annotations
+(an operator upgraded with incidents open) is joined and released in that form,
+each such annotation as self-contained as it was; new holds take the new one.
 
 Pure: given the object as read, these functions return the patch.
 """
@@ -21,13 +53,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reliability_center.gateway.leaves import ABSENT, read
 
 HOLD_PREFIX = "reliability.center/hold-"
+"""The first layout's annotations (one per field), still read; ``Edit.key`` keeps this form: a field's
+identity in snapshot records."""
+BUCKET_PREFIX = "reliability.center/holds-"
+BUCKETS = 64
+ID_CHARS = 6
+"""Characters of a field id and of a holder id (36 bits each, base64url)."""
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_ID_BITS = 6 * ID_CHARS
 WHOLE = "/"
 """The path of a hold on a whole object we created: the last holder deletes it."""
 
@@ -39,6 +79,38 @@ def same(a: Any, b: Any) -> bool:
 
 def escape(key: str) -> str:
     return key.replace("~", "~0").replace("/", "~1")
+
+
+def _b64(number: int) -> str:
+    return "".join(_ALPHABET[(number >> shift) & 63] for shift in range(_ID_BITS - 6, -1, -6))
+
+
+def _unb64(text: str) -> int:
+    number = 0
+    for char in text:
+        number = number * 64 + _ALPHABET.index(char)
+    return number
+
+
+def locate(key: str) -> tuple[str, str]:
+    """A field's bucket annotation and its id in it, from its ``Edit.key`` (64 bits of the path's hash)."""
+    bits = int(key.removeprefix(HOLD_PREFIX), 16)
+    return f"{BUCKET_PREFIX}{bits >> 58:02d}", _b64((bits >> (58 - _ID_BITS)) & ((1 << _ID_BITS) - 1))
+
+
+def holder_id(holder: str) -> str:
+    """The holder's id on objects: 36 bits of the hash of its snapshot's name."""
+    return _b64(int(hashlib.sha256(holder.encode()).hexdigest()[:_ID_BITS // 4], 16))
+
+
+def holder_label(hid: str) -> str:
+    """The same id as a label value (labels allow no ``_`` or ``-`` at their ends): 9 hex digits."""
+    return f"{_unb64(hid):0{_ID_BITS // 4}x}"
+
+
+def is_holder_id(holder: str) -> bool:
+    """A holder named by id (this layout), not by snapshot name (the first layout's)."""
+    return len(holder) == ID_CHARS and all(c in _ALPHABET for c in holder)
 
 
 @dataclass(frozen=True)
@@ -53,7 +125,7 @@ class Edit:
 
     @property
     def key(self) -> str:
-        """The hold annotation's key: one per field (per list item for item edits)."""
+        """The field's identity: its first-layout annotation key, one per field (per list item for item edits)."""
         mark = "\0-" if self.remove else "\0"
         ident = self.path + (mark + json.dumps(self.value, sort_keys=True) if self.item else "")
         return HOLD_PREFIX + hashlib.sha256(ident.encode()).hexdigest()[:16]
@@ -68,6 +140,9 @@ class Edit:
 
 @dataclass(frozen=True)
 class Hold:
+    """A field held: as a snapshot records it (holders as the write left them), and as the first layout's
+    annotation carries it whole."""
+
     path: str
     value: Any
     before: Any
@@ -98,27 +173,121 @@ class Hold:
                    bool(body.get("removed")))
 
 
+@dataclass(frozen=True)
+class Marker:
+    """A field held, as this layout marks it on the object: its holders' ids, its value before unless absent."""
+
+    holders: tuple[str, ...]
+    before: Any = field(default_factory=lambda: ABSENT)
+
+
+def encode_bucket(markers: dict[str, Marker]) -> str:
+    """``<field id><holder id>`` for each (field, holder), first holders first; then a line per value before."""
+    pairs = "".join(fid + h for fid in sorted(markers) for h in markers[fid].holders)
+    befores = [fid + json.dumps(markers[fid].before, sort_keys=True, separators=(",", ":"))
+               for fid in sorted(markers) if markers[fid].before is not ABSENT]
+    return "\n".join([pairs, *befores])
+
+
+def decode_bucket(raw: str) -> dict[str, Marker]:
+    """ValueError when ``raw`` is not a bucket of holds."""
+    pairs, *befores = raw.split("\n")
+    record = 2 * ID_CHARS
+    if len(pairs) % record or any(c not in _ALPHABET for c in pairs):
+        raise ValueError(f"not records of {record} characters: {pairs[:40]!r}")
+    holders: dict[str, list[str]] = {}
+    for at in range(0, len(pairs), record):
+        holders.setdefault(pairs[at:at + ID_CHARS], []).append(pairs[at + ID_CHARS:at + record])
+    before: dict[str, Any] = {}
+    for line in befores:
+        if line[:ID_CHARS] not in holders:
+            raise ValueError(f"a value before for a field nobody holds: {line[:40]!r}")
+        before[line[:ID_CHARS]] = json.loads(line[ID_CHARS:])
+    return {fid: Marker(tuple(h), before.get(fid, ABSENT)) for fid, h in holders.items()}
+
+
+class UnreadableHolds(ValueError):
+    """A bucket of holds someone changed into something else: writing it would drop the holds it had."""
+
+
+@dataclass
+class Holds:
+    """Every hold an object carries, in either layout."""
+
+    legacy: dict[str, Hold] = field(default_factory=dict)
+    """The first layout's, by annotation key (``Edit.key``)."""
+    buckets: dict[str, dict[str, Marker]] = field(default_factory=dict)
+    """This layout's, by bucket annotation, then field id."""
+    raw: dict[str, str] = field(default_factory=dict)
+    """Each bucket annotation as read (what a patch tests)."""
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    def marker(self, key: str) -> Marker | None:
+        bucket, fid = locate(key)
+        return self.buckets.get(bucket, {}).get(fid)
+
+    def has(self, key: str) -> bool:
+        """Whether the field's hold is on the object (a bucket nobody can read counts: it may be)."""
+        return key in self.legacy or self.marker(key) is not None or locate(key)[0] in self.unreadable
+
+    def holders(self, key: str) -> tuple[str, ...]:
+        """The field's holders: snapshot names (first layout) or holder ids."""
+        legacy, marker = self.legacy.get(key), self.marker(key)
+        return legacy.holders if legacy else marker.holders if marker else ()
+
+    def __iter__(self) -> Iterator[tuple[str, ...]]:
+        """The holders of each held field."""
+        yield from (h.holders for h in self.legacy.values())
+        yield from (m.holders for bucket in self.buckets.values() for m in bucket.values())
+
+    def __len__(self) -> int:
+        return len(self.legacy) + sum(len(bucket) for bucket in self.buckets.values())
+
+
 def annotation_pointer(key: str) -> str:
     return "/metadata/annotations/" + escape(key)
 
 
-def holds(obj: dict[str, Any] | None) -> dict[str, Hold]:
-    """Every hold recorded on the object, by annotation key."""
-    out: dict[str, Hold] = {}
+def holds(obj: dict[str, Any] | None) -> Holds:
+    """Every hold recorded on the object."""
+    out = Holds()
     for key, raw in ((obj or {}).get("metadata", {}).get("annotations") or {}).items():
-        if not key.startswith(HOLD_PREFIX):
-            continue
-        try:
-            out[key] = Hold.parse(raw)
-        except (ValueError, KeyError, TypeError):
-            continue  # not ours to interpret: left alone
+        if key.startswith(BUCKET_PREFIX):
+            out.raw[key] = raw
+            try:
+                out.buckets[key] = decode_bucket(raw)
+            except (ValueError, TypeError) as exc:
+                out.unreadable[key] = str(exc)
+        elif key.startswith(HOLD_PREFIX):
+            try:
+                out.legacy[key] = Hold.parse(raw)
+            except (ValueError, KeyError, TypeError):
+                continue  # not ours to interpret: left alone
     return out
+
+
+def hold_bytes(obj: dict[str, Any] | None) -> int:
+    """What the holds cost against Kubernetes' annotation limit (keys and values, in bytes)."""
+    return sum(len(k.encode()) + len(v.encode()) for k, v in ((obj or {}).get("metadata", {}).get("annotations")
+                                                           or {}).items()
+               if k.startswith((HOLD_PREFIX, BUCKET_PREFIX)))
 
 
 def whole_hold(holder: str) -> tuple[str, str]:
     """The annotation a created object carries: it is held whole by its creator."""
-    hold = Hold(WHOLE, None, ABSENT, (holder,))
-    return Edit(WHOLE, None).key, hold.wire()
+    bucket, fid = locate(Edit(WHOLE, None).key)
+    return bucket, encode_bucket({fid: Marker((holder_id(holder),))})
+
+
+def whole_record(holder: str) -> dict[str, Hold]:
+    """What the creator's snapshot records of that hold."""
+    return {Edit(WHOLE, None).key: Hold(WHOLE, None, ABSENT, (holder_id(holder),))}
+
+
+def created_by(current: dict[str, Any], holder: str) -> bool:
+    """Whether ``holder`` created the object (it is the first holder of the whole)."""
+    first = holds(current).holders(Edit(WHOLE, None).key)[:1]
+    return first in ((holder,), (holder_id(holder),))
 
 
 class HeldElsewhere(Exception):
@@ -136,6 +305,9 @@ class _Patch:
         self.current = current
         self.ops: list[dict[str, Any]] = []
         self.made: set[str] = set()
+        self.found = holds(current)
+        self.buckets: dict[str, dict[str, Marker]] = {}
+        """The buckets this patch changes, as it leaves them."""
 
     def exists(self, pointer: str) -> bool:
         return pointer in self.made or read(self.current, pointer) is not ABSENT
@@ -164,13 +336,46 @@ class _Patch:
         self.ops.append({"op": "remove", "path": pointer} if before is ABSENT
                         else {"op": "replace", "path": pointer, "value": before})
 
+    def held(self, key: str, me: str) -> tuple[Hold | None, str]:
+        """The field's hold as this patch has it so far (its path and value unknown in this layout:
+        the caller knows them), and who ``me`` is in that layout."""
+        legacy = self.found.legacy.get(key)
+        if legacy is not None:
+            return legacy, me
+        bucket, fid = locate(key)
+        if bucket in self.found.unreadable:
+            raise UnreadableHolds(f"annotation {bucket}: {self.found.unreadable[bucket]}; its holds cannot be "
+                                  "kept by a write that does not understand them")
+        marker = self.buckets.get(bucket, self.found.buckets.get(bucket, {})).get(fid)
+        return (None if marker is None else Hold("", None, marker.before, marker.holders)), holder_id(me)
+
     def hold(self, key: str, old: Hold | None, new: Hold | None) -> None:
-        pointer = annotation_pointer(key)
-        old_wire = ABSENT if old is None else old.wire()
+        if key in self.found.legacy:
+            pointer = annotation_pointer(key)
+            old_wire = ABSENT if old is None else old.wire()
+            if new is None:
+                self.unset(pointer, old_wire, ABSENT)
+            else:
+                self.set(pointer, old_wire, new.wire())
+            return
+        bucket, fid = locate(key)
+        working = self.buckets.setdefault(bucket, dict(self.found.buckets.get(bucket, {})))
         if new is None:
-            self.unset(pointer, old_wire, ABSENT)
+            working.pop(fid, None)
         else:
-            self.set(pointer, old_wire, new.wire())
+            working[fid] = Marker(new.holders, new.before)
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The ops, with one test and one write per bucket changed."""
+        for bucket, markers in sorted(self.buckets.items()):
+            old, new = self.found.raw.get(bucket), encode_bucket(markers) if markers else None
+            if new == old:
+                continue
+            if new is None:
+                self.unset(annotation_pointer(bucket), old, ABSENT)
+            else:
+                self.set(annotation_pointer(bucket), ABSENT if old is None else old, new)
+        return self.ops
 
 
 @dataclass
@@ -186,46 +391,72 @@ class WritePlan:
     unchanged: list[str] = field(default_factory=list)
     """Edit labels already at the wanted value though nobody holds them: not ours to restore."""
     holds: dict[str, Hold] = field(default_factory=dict)
-    """By annotation key, each hold as the write leaves it: the snapshot keeps them, so that a
-    release can tell a hold someone removed from one never taken (``gone_holds``)."""
+    """By ``Edit.key``, each hold as the write leaves it: the snapshot records them (path, value, before,
+    holders), what a release plans from and what tells a hold someone removed from one never taken."""
 
     @property
     def holds_all(self) -> bool:
         return not self.ops and bool(self.held)
 
 
+_OTHER = object()
+"""A held value known to differ from the wanted one (or not known at all)."""
+
+
+def _held_value(current: dict[str, Any], edit: Edit, hold: Hold, alive: Callable[[str], bool],
+                recorded: Callable[[str, str], Hold | None] | None) -> Any:
+    """The value this layout's hold keeps (not on the object): the wanted one when the field shows it or a
+    live holder recorded it, else the one a live holder recorded; ``_OTHER`` when no live holder tells."""
+    if edit.item or same(read(current, edit.path), edit.value):
+        return edit.value  # an item's hold is of that very item; a field at the value: held at it
+    for holder in hold.holders:
+        record = recorded(holder, edit.key) if recorded and alive(holder) else None
+        if record is not None:
+            return record.value
+    return _OTHER
+
+
 def plan_write(current: dict[str, Any], edits: list[Edit], holder: str,
-               alive: Callable[[str], bool] = lambda _: True) -> WritePlan:
-    """The patch that makes ``holder`` hold every edit on ``current``.
+               alive: Callable[[str], bool] = lambda _: True,
+               recorded: Callable[[str, str], Hold | None] | None = None) -> WritePlan:
+    """The patch that makes ``holder`` (its snapshot's name) hold every edit on ``current``.
 
     Raises HeldElsewhere when another live incident holds one of the fields at a
     different value: overriding it would undo that incident's change. A hold whose
     holders are all gone (incidents deleted unresolved) is taken over, keeping the
-    value from before them.
+    value from before them. ``alive`` says whether a holder (a snapshot name, or a
+    holder id) still exists; ``recorded(holder, key)`` is what that holder's snapshot
+    recorded of the field (its value), asked only when the field is not at the value wanted.
     """
-    plan, patch, found = WritePlan(), _Patch(current), holds(current)
+    plan, patch = WritePlan(), _Patch(current)
     # Removals last, from the end of their list: an index taken out never moves the ones still to take.
     removals = sorted((e for e in edits if e.remove), key=lambda e: -_position(read(current, e.path), e.value))
     for edit in [e for e in edits if not e.remove] + removals:
-        hold = found.get(edit.key)
+        hold, me = patch.held(edit.key, holder)
+        if hold is not None and edit.key not in patch.found.legacy:  # this layout: path and value not on it
+            mine = me in hold.holders or edit.path == WHOLE
+            value = edit.value if mine else _held_value(current, edit, hold, alive, recorded)
+            hold = replace(hold, path=edit.path, value=value, item=edit.item, removed=edit.remove)
         if edit.path == WHOLE:
-            _whole(plan, patch, edit, hold, holder)
+            _whole(plan, patch, edit, hold, me)
             continue
         plan.after[edit.label] = edit.value
-        if hold is not None and holder in hold.holders:
+        if hold is not None and me in hold.holders:
             plan.before[edit.label] = hold.before  # an earlier attempt of this step holds it already
             plan.held.append(edit.label)
             plan.holds[edit.key] = hold
             continue
-        if hold is not None and not same(hold.value, edit.value) and any(alive(h) for h in hold.holders):
-            raise HeldElsewhere(edit.path, hold.value, hold.holders)
+        if hold is not None and (hold.value is _OTHER or not same(hold.value, edit.value)):
+            live = tuple(h for h in hold.holders if alive(h))
+            if live:
+                raise HeldElsewhere(edit.path, read(current, edit.path) if hold.value is _OTHER else hold.value, live)
         if edit.remove:
-            _removed(plan, patch, current, edit, hold, holder)
+            _removed(plan, patch, current, edit, hold, me)
         elif edit.item:
-            _item(plan, patch, current, edit, hold, holder)
+            _item(plan, patch, current, edit, hold, me)
         else:
-            _value(plan, patch, current, edit, hold, holder)
-    plan.ops = patch.ops
+            _value(plan, patch, current, edit, hold, me)
+    plan.ops = patch.finish()
     return plan
 
 
@@ -245,7 +476,8 @@ def _value(plan: WritePlan, patch: _Patch, current: dict[str, Any], edit: Edit, 
         plan.joined.append(edit.label)
         if not same(now, edit.value):  # changed since (by a person, or a gone holder's value): ours again
             patch.set(edit.path, now, edit.value)
-        holders = hold.holders if same(hold.value, edit.value) else ()  # a gone holders' value is taken over
+        # A gone holders' value is taken over (by this layout's holders too, when none told their value).
+        holders = hold.holders if hold.value is not _OTHER and same(hold.value, edit.value) else ()
         plan.holds[edit.key] = replace(hold, value=edit.value, holders=holders + (holder,))
         patch.hold(edit.key, hold, plan.holds[edit.key])
     plan.held.append(edit.label)
@@ -257,6 +489,7 @@ def _whole(plan: WritePlan, patch: _Patch, edit: Edit, hold: Hold | None, holder
         return  # made by someone else (or long there): never ours to delete
     plan.before[edit.label], plan.after[edit.label] = ABSENT, None
     plan.held.append(edit.label)
+    hold = replace(hold, path=WHOLE, value=None)
     if holder in hold.holders:
         plan.holds[edit.key] = hold
         return  # created or joined by an earlier attempt of this step
@@ -356,22 +589,34 @@ class ReleasePlan:
         return bool(self.ops or self.delete)
 
 
-def plan_release(current: dict[str, Any], holder: str, alive: Callable[[str], bool]) -> ReleasePlan:
+def _held_by(found: Holds, holder: str, taken: dict[str, Hold]) -> list[tuple[str, Hold, str]]:
+    """(key, hold, holder as named there) for every field ``holder`` holds on the object: the first layout's
+    annotations say it all; this layout's markers are read with the path and value ``taken`` recorded."""
+    out = [(key, hold, holder) for key, hold in found.legacy.items() if holder in hold.holders]
+    me = holder_id(holder)
+    for key, record in taken.items():
+        marker = None if key in found.legacy else found.marker(key)
+        if marker is not None and me in marker.holders:
+            out.append((key, replace(record, before=marker.before, holders=marker.holders), me))
+    return out
+
+
+def plan_release(current: dict[str, Any], holder: str, alive: Callable[[str], bool], *,
+                 taken: dict[str, Hold]) -> ReleasePlan:
     """The patch that lets go of every hold of ``holder`` on ``current``.
 
     A field is put back only when no other live holder remains and it still
     holds the value we set; ``alive`` says whether another holder still exists
-    (its incident may have been deleted without resolving).
+    (its incident may have been deleted without resolving). ``taken``: what the
+    holder's snapshot recorded of its holds, by ``Edit.key`` (their paths and values).
     """
     plan, patch = ReleasePlan(), _Patch(current)
     lists: dict[str, list[Any]] = {}  # lists items were put back into by this patch, as they will be
     # Removed items go back in the order they had, the earlier ones first.
-    order = sorted(holds(current).items(), key=lambda kv: (kv[1].path, _index_of(kv[1])))
-    for key, hold in order:
-        if holder not in hold.holders:
-            continue
+    order = sorted(_held_by(patch.found, holder, taken), key=lambda kv: (kv[1].path, _index_of(kv[1])))
+    for key, hold, me in order:
         label = hold.edit.label
-        others = tuple(h for h in hold.holders if h != holder and alive(h))
+        others = tuple(h for h in hold.holders if h != me and alive(h))
         if others:
             patch.hold(key, hold, replace(hold, holders=others))
             plan.kept.append(label)
@@ -396,13 +641,13 @@ def plan_release(current: dict[str, Any], holder: str, alive: Callable[[str], bo
             plan.restored.append(label)  # already back
         else:
             plan.conflicts.append(label)
-    plan.ops = patch.ops
+    plan.ops = patch.finish()
     return plan
 
 
 @dataclass
 class GoneHolds:
-    """Holds a write took whose annotation is no longer on the object, judged by the fields themselves."""
+    """Holds a write took that are no longer on the object, judged by the fields themselves."""
 
     lost: list[str] = field(default_factory=list)
     """Edit labels still at the value the write set, with nothing holding them: someone removed the
@@ -415,12 +660,12 @@ class GoneHolds:
 
 
 def gone_holds(current: dict[str, Any], taken: dict[str, Hold], after: dict[str, Any]) -> GoneHolds:
-    """Of the holds a write took (``taken``, by annotation key, as its snapshot recorded them), those
-    whose annotation ``current`` no longer carries at all; a hold only others still carry is theirs.
+    """Of the holds a write took (``taken``, by ``Edit.key``, as its snapshot recorded them), those no longer
+    on ``current`` at all (in either layout); a hold only others still carry is theirs.
     ``after``: the write's values by edit label (for an object it created: whether it is as created)."""
     present, out = holds(current), GoneHolds()
     for key, hold in taken.items():
-        if key in present:
+        if present.has(key):
             continue
         label = hold.edit.label
         if hold.path == WHOLE:
@@ -503,13 +748,14 @@ def foreign_owners(current: dict[str, Any], ops: list[dict[str, Any]], ours: str
                    since: str | None = None) -> dict[str, list[str]]:
     """Fields the patch changes that another field manager owns: path → managers.
 
-    Our hold annotations and the empty maps a patch creates on the way are not
+    Our hold annotations (either layout) and the empty maps a patch creates on the way are not
     fields anybody owns; status is not ours to write, so status managers are skipped.
     ``since`` (RFC 3339): only managers whose entry was updated at or after that time.
     """
     changed = []
     for op in ops:
-        if op["op"] == "test" or op["path"].startswith("/metadata/annotations/" + escape(HOLD_PREFIX)):
+        if op["op"] == "test" or op["path"].startswith(tuple(annotation_pointer(p) for p in (HOLD_PREFIX,
+                                                                                                  BUCKET_PREFIX))):
             continue
         if op["op"] == "add" and op.get("value") == {}:
             continue  # a missing parent, made empty

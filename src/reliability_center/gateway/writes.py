@@ -8,9 +8,12 @@ or manager set, and a restore puts back only what this step holds, once no
 other incident holds it.
 
 Crash safety comes from determinism: the snapshot's name derives from the
-incident, step and target and is the holder's name on the object, so a step
-retried after a crash finds itself holding the fields already and writes
-nothing more; the audit Event has a deterministic name.
+incident, step and target, and the holder's id on the object from that name, so
+a step retried after a crash finds itself holding the fields already and writes
+nothing more; the audit Event has a deterministic name. The snapshot, with the
+path, value and value before of every field its step holds (``holds``), is
+written before the write: what the object's short marks do not carry
+(``gateway/holds.py``), a release reads from it.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from reliability_center.api.incident import TimelineEntry
 from reliability_center.api.patchplan import MADE_BY_LABEL, MADE_BY_OPERATOR
 from reliability_center.api.runbook import Limits
 from reliability_center.gateway import audit, records
-from reliability_center.gateway.holds import (WHOLE, Edit, HeldElsewhere, Hold, foreign_owners, gone_holds, holds,
-                                              plan_once, plan_release, plan_write, same, whole_hold)
+from reliability_center.gateway.holds import (WHOLE, Edit, HeldElsewhere, Hold, created_by, foreign_owners, gone_holds,
+                                              holder_id, holder_label, holds, is_holder_id, plan_once, plan_release,
+                                              plan_write, same, whole_hold, whole_record)
 from reliability_center.gateway.kube import FIELD_MANAGER, Conflict, Kube, NotFound, Ref
 from reliability_center.gateway.leaves import ABSENT, digest, leaves, read
 from reliability_center.gateway.tracking import managing_application, release_ops
@@ -37,6 +41,8 @@ from reliability_center.policy.writes import ALLOWED, Verdict, check_namespace, 
 log = logging.getLogger("reliability_center.gateway")
 
 SNAPSHOT_LABEL = "reliability.center/snapshot"
+HOLDER_LABEL = "reliability.center/holder"
+"""A snapshot's holder id (``holds.holder_id``, in hex): how the holder ids on an object find their snapshots."""
 INCIDENT_UID_LABEL = "reliability.center/incident-uid"
 STEP_ANNOTATION = "reliability.center/step"
 ACTOR = "system:reliability-center"
@@ -104,6 +110,37 @@ def snapshot_name(ctx: WriteContext, target: Ref) -> str:
     return f"rc-snap-{hashlib.sha256(key.encode()).hexdigest()[:20]}"
 
 
+class _Holders:
+    """The other holders an object names, each looked up once: whether it still exists (its snapshot goes
+    with its Incident, by owner reference) and what it recorded. A holder id is found by its snapshot's
+    label; a snapshot name (the first layout's holders) by name."""
+
+    def __init__(self, kube: Kube, namespace: str):
+        self.kube, self.namespace = kube, namespace
+        self.found: dict[str, list[dict[str, Any]]] = {}
+
+    def snapshots(self, holder: str) -> list[dict[str, Any]]:
+        if holder not in self.found:
+            if is_holder_id(holder):
+                self.found[holder] = self.kube.list("ConfigMap", self.namespace,
+                                                    f"{HOLDER_LABEL}={holder_label(holder)}")
+            else:
+                found = self.kube.get(Ref("ConfigMap", self.namespace, holder))
+                self.found[holder] = [found] if found is not None else []
+        return self.found[holder]
+
+    def alive(self, holder: str) -> bool:
+        return bool(self.snapshots(holder))
+
+    def recorded(self, holder: str, key: str) -> Hold | None:
+        return next((taken[key] for s in self.snapshots(holder) if key in (taken := taken_holds(s.get("data") or {}))),
+                    None)
+
+    def name(self, holder: str) -> str:
+        """The holder as people know it: its snapshot's name, when it was looked up."""
+        return ", ".join(s["metadata"]["name"] for s in self.found.get(holder) or []) or holder
+
+
 class WriteGateway:
     def __init__(self, kube: Kube, operator_namespace: str = ""):
         self.kube = kube
@@ -146,12 +183,14 @@ class WriteGateway:
                target: Ref) -> WriteResult:
         self._check(ctx, action, target, (current.get("metadata") or {}).get("labels") or {})
         holder = snapshot_name(ctx, target)
+        others = _Holders(self.kube, ctx.namespace)
         try:
-            plan = plan_write(current, edits, holder, alive=self._alive(ctx.namespace))
+            plan = plan_write(current, edits, holder, alive=others.alive, recorded=others.recorded)
         except HeldElsewhere as clash:
             verdict = Verdict(False, "HeldByAnotherIncident",
                               f"{target}{clash.path} is held at {json.dumps(clash.value)} by another incident "
-                              f"({', '.join(clash.holders)}): overriding it would undo that incident's change")
+                              f"({', '.join(map(others.name, clash.holders))}): overriding it would undo that "
+                              "incident's change")
             raise PolicyDenied(verdict, self._refusal(ctx, action, str(target), verdict)) from None
         taken = self._owned_elsewhere(ctx, action, target, current, plan.ops)
         before = {k: v for k, v in plan.before.items() if k != WHOLE}
@@ -176,8 +215,7 @@ class WriteGateway:
                     self.kube.delete(Ref("ConfigMap", ctx.namespace, holder))
                 raise
         # A retry after a crash finds its own holds: the same outcome, so the same audit Event.
-        whole = holds(current).get(Edit(WHOLE, None).key)
-        outcome = "created" if not plan.ops and whole and whole.holders[:1] == (holder,) else "applied"
+        outcome = "created" if not plan.ops and created_by(current, holder) else "applied"
         joined = ["the object" if k == WHOLE else k for k in plan.joined]
         notes = ([f"joined the hold of other incidents on {', '.join(joined)}"] if joined else []) + \
                 ([f"took over {taken}"] if taken else [])
@@ -219,7 +257,7 @@ class WriteGateway:
                 self.kube.create(obj, dry_run=True)
             return WriteResult(str(target), "dry-run", None, self._audit(ctx, record, "dry-run", "shadow mode: would create"),
                                after)
-        self._snapshot(ctx, target, None, holder, {WHOLE: ABSENT}, after, {key: Hold.parse(value)})
+        self._snapshot(ctx, target, None, holder, {WHOLE: ABSENT}, after, whole_record(holder))
         self.kube.create(obj)  # Conflict when it exists: the caller reads it and joins its hold
         return WriteResult(str(target), "created", holder, self._audit(ctx, record, "created", ""), after)
 
@@ -298,17 +336,6 @@ class WriteGateway:
         final = audit.AuditRecord(**{**record.__dict__, "outcome": outcome, "message": message})
         return audit.emit(self.kube, ctx.incident, final, durable=not ctx.shadow)
 
-    def _alive(self, namespace: str):
-        """Whether another holder still exists: its snapshot goes with its Incident (owner reference)."""
-        seen: dict[str, bool] = {}
-
-        def alive(holder: str) -> bool:
-            if holder not in seen:
-                seen[holder] = self.kube.get(Ref("ConfigMap", namespace, holder)) is not None
-            return seen[holder]
-
-        return alive
-
     def _snapshot(self, ctx: WriteContext, target: Ref, current: dict[str, Any] | None, holder: str,
                   before: dict[str, Any], after: dict[str, Any], taken: dict[str, Hold]) -> bool:
         """Create the durable snapshot before the first write; returns whether it was taken just now.
@@ -325,7 +352,7 @@ class WriteGateway:
                 "name": holder,
                 "namespace": ctx.namespace,
                 "labels": {SNAPSHOT_LABEL: "true", "reliability.center/incident": meta["name"][:63],
-                           INCIDENT_UID_LABEL: meta["uid"]},
+                           INCIDENT_UID_LABEL: meta["uid"], HOLDER_LABEL: holder_label(holder_id(holder))},
                 "annotations": {"reliability.center/trace-id": ctx.trace_id, STEP_ANNOTATION: ctx.step},
                 "ownerReferences": [{"apiVersion": ctx.incident["apiVersion"], "kind": "Incident",
                                      "name": meta["name"], "uid": meta["uid"]}],
@@ -343,8 +370,31 @@ class WriteGateway:
         try:
             self.kube.create(snapshot)
         except Conflict:  # an earlier attempt of this step took it, before its first write
+            self._complete(Ref("ConfigMap", ctx.namespace, holder), snapshot)
             return False
         return True
+
+    def _complete(self, ref: Ref, snapshot: dict[str, Any]) -> None:
+        """An earlier attempt's snapshot keeps what it saw; fields this attempt holds that it did not
+        (the object moved in between) are added, and its holder label if it predates it: a release
+        reads each field's path and value from here, and other incidents find it by that label."""
+        for _ in range(ATTEMPTS):
+            found = self.kube.get(ref)
+            if found is None:
+                return
+            data, wanted = found.get("data") or {}, snapshot["data"]
+            merged = {name: json.dumps({**json.loads(wanted[name]), **json.loads(data.get(name) or "{}")},
+                                       sort_keys=True) for name in ("before", "after", "holds")}
+            labels = found["metadata"].get("labels") or {}
+            if all(json.loads(merged[n]) == json.loads(data.get(n) or "{}") for n in merged) and \
+                    labels.get(HOLDER_LABEL) == snapshot["metadata"]["labels"][HOLDER_LABEL]:
+                return
+            found["metadata"]["labels"] = {**labels, HOLDER_LABEL: snapshot["metadata"]["labels"][HOLDER_LABEL]}
+            try:
+                self.kube.replace({**found, "data": {**data, **merged}})
+                return
+            except Conflict:
+                continue
 
     # -- the storm guard ---------------------------------------------------------------
     def reserve_isolation(self, ctx: WriteContext, limits: Limits) -> tuple[Verdict, list[str]]:
@@ -410,7 +460,7 @@ class WriteGateway:
                 (result.restored if WHOLE in before else result.conflicts).append(WHOLE)
                 break
             self._check(ctx, action, target, (current.get("metadata") or {}).get("labels") or {}, restoring=True)
-            plan = plan_release(current, snapshot, self._alive(ctx.namespace))
+            plan = plan_release(current, snapshot, _Holders(self.kube, ctx.namespace).alive, taken=taken)
             gone = gone_holds(current, taken, after)  # holds not on the object any more: nothing to release
             result.restored, result.kept = plan.restored + gone.back, plan.kept
             result.conflicts, result.lost = plan.conflicts + gone.changed, gone.lost
