@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from reliability_center.gateway.holds import Edit, locate
 from tests.conftest import METRICS_PORT, OPERATOR_LOG
 from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, wait_for
 from tests.support.incidents import app_content, changed, create, incident, settle_app, steps, wait_phase
@@ -100,7 +101,8 @@ def test_every_field_the_operator_wrote_is_owned_by_its_field_manager(app):
     # It owns exactly the keys it wrote and their hold annotations, nothing the app's own manager set.
     assert set(ours[0]["fieldsV1"]["f:data"]) == {"f:bulk-export.tenant.acme", "f:cross-tenant-export.tenant.acme"}
     held = {k for k in ours[0]["fieldsV1"]["f:metadata"]["f:annotations"]}
-    assert len(held) == 2 and all(k.startswith("f:reliability.center/hold-") for k in held)
+    assert held == {"f:" + locate(Edit(f"/data/{k}", None).key)[0]
+                    for k in ("bulk-export.tenant.acme", "cross-tenant-export.tenant.acme")}
 
 
 def test_the_operator_logs_structured_json(app):

@@ -30,7 +30,7 @@ from collections import Counter
 
 import pytest
 
-from reliability_center.gateway.holds import HOLD_PREFIX
+from reliability_center.gateway.holds import Edit, holder_id, holds
 from tests.conftest import CACHE, WarmOperators, stop_operator
 from tests.support.audit import AuditLog, effects, repeated
 from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, load_yaml, rollout_status, wait_for
@@ -174,14 +174,15 @@ def test_sigkill_at_random_points_loses_no_step_and_repeats_no_side_effect(crash
 
     # A snapshot behind every hold, and the holders of each shared field are exactly its incidents' steps.
     snapshots = {c["metadata"]["name"]: c for c in get_json("configmaps", "-n", ns, "-l", "reliability.center/snapshot")["items"]}
-    holds = [(o["kind"], o["metadata"]["name"], json.loads(v)) for o in get_json(HOLDING_KINDS, "-n", ns)["items"]
-             for k, v in (o["metadata"].get("annotations") or {}).items() if k.startswith(HOLD_PREFIX)]
-    assert holds
-    for kind, name, hold in holds:
-        assert set(hold["holders"]) <= set(snapshots), (kind, name, hold)
-        assert len(hold["holders"]) == len(set(hold["holders"])), (kind, name, hold)
-    tenant_keys = [h for k, n, h in holds if n == "flags-search" and h["path"].endswith(".tenant.acme")]
-    assert tenant_keys and all(len(h["holders"]) == len(names) // 2 for h in tenant_keys)  # every acme incident
+    held = get_json(HOLDING_KINDS, "-n", ns)["items"]
+    assert any(holds(o) for o in held)
+    for o in held:
+        for holders in holds(o):
+            assert set(holders) <= {holder_id(s) for s in snapshots}, (o["kind"], o["metadata"]["name"], holders)
+            assert len(holders) == len(set(holders)), (o["kind"], o["metadata"]["name"], holders)
+    store = next(o for o in held if o["metadata"]["name"] == "flags-search")
+    tenant_keys = [holds(store).holders(Edit(f"/data/{k}", None).key) for k in store["data"] if k.endswith(".tenant.acme")]
+    assert tenant_keys and all(len(h) == len(names) // 2 for h in tenant_keys)  # every acme incident
     isolations = json.loads(get_json("configmap", "rc-isolations", "-n", ns)["data"]["tenants"])
     assert set(isolations) == {"acme", "globex"} and sum(map(len, isolations.values())) == len(names)
 
@@ -201,9 +202,6 @@ def test_sigkill_at_random_points_loses_no_step_and_repeats_no_side_effect(crash
     left = changed(original, app_content(ns))
     restarted = {d for ds in DEPLOYMENTS.values() for d in ds}
     assert {k for k in left if not (k.startswith("Job/") or k.split("/")[1] in restarted)} == set(), left
-    assert not [h for _, _, h in [(o["kind"], o["metadata"]["name"], v)
-                                  for o in get_json(HOLDING_KINDS, "-n", ns)["items"]
-                                  for k, v in (o["metadata"].get("annotations") or {}).items()
-                                  if k.startswith(HOLD_PREFIX)]]
+    assert not [o["metadata"]["name"] for o in get_json(HOLDING_KINDS, "-n", ns)["items"] if holds(o)]
     assert json.loads(get_json("configmap", "rc-isolations", "-n", ns)["data"]["tenants"]) == {}
     assert mitigation_kills >= KILLS_WANTED, mitigation_kills

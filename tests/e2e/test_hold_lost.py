@@ -31,8 +31,8 @@ def test_a_hold_annotation_removed_by_someone_is_reported_lost_and_keeps_the_inc
     create(app, incident("bill", category=category))
     wait_phase(app, "bill", "Mitigated")
     annotations = get_json("configmap", "flags-billing", "-n", app)["metadata"]["annotations"]
-    held = [k for k in annotations if k.startswith("reliability.center/hold-")]
-    assert len(held) == 1  # the premise: the step holds its one key
+    held = [k for k in annotations if k.startswith("reliability.center/holds-")]
+    assert len(held) == 1 and len(annotations[held[0]]) == 12  # the premise: the step holds its one key, alone
     kubectl("annotate", "configmap", "flags-billing", "-n", app, *(f"{k}-" for k in held))
 
     kubectl("patch", "incident", "bill", "-n", app, "--type=merge", "-p", '{"spec":{"resolved":true}}')

@@ -81,7 +81,8 @@ def step(namespace: str, name: str, states: set[str]) -> dict:
 
 def hold_annotations(namespace: str) -> list[str]:
     meta = get_json("rolebinding", "exports-reader", "-n", namespace)["metadata"]
-    return [k for k in meta.get("annotations") or {} if k.startswith("reliability.center/hold-")]
+    return [k for k in meta.get("annotations") or {} if k.startswith(("reliability.center/hold-",
+                                                                      "reliability.center/holds-"))]
 
 
 def test_a_level_2_step_narrows_the_rolebinding_and_resolving_puts_every_subject_back(namespace):

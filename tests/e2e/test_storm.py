@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from reliability_center.gateway.holds import HOLD_PREFIX
+from reliability_center.gateway.holds import holder_id, holds
 from tests.support.cluster import apply_docs, get_json, kubectl, wait_for
 from tests.support.incidents import create, incident, status
 
@@ -76,10 +76,8 @@ def test_thirty_tenants_at_once_isolate_exactly_the_storm_limit_and_escalate_the
 
     # Nothing written without a snapshot: every hold names snapshots that exist, one per incident write.
     snapshots = {c["metadata"]["name"] for c in get_json("configmaps", "-n", app, "-l", "reliability.center/snapshot")["items"]}
-    holders = [h for o in get_json("configmaps,networkpolicies", "-n", app)["items"]
-               for k, v in (o["metadata"].get("annotations") or {}).items() if k.startswith(HOLD_PREFIX)
-               for h in json.loads(v)["holders"]]
-    assert holders and set(holders) <= snapshots
+    holders = [h for o in get_json("configmaps,networkpolicies", "-n", app)["items"] for hs in holds(o) for h in hs]
+    assert holders and set(holders) <= {holder_id(s) for s in snapshots}
     writes = sum(1 for st in final.values() for e in st["timeline"]
                  if e.get("target") and e["event"].split(":")[-1] in ("applied", "created"))
     assert len(set(holders)) == writes == len(snapshots)

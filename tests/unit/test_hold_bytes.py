@@ -11,7 +11,7 @@ from reliability_center.gateway.holds import (BUCKET_PREFIX, HOLD_PREFIX, Edit, 
                                                UnreadableHolds, encode_bucket, hold_bytes, holder_id, holds, locate,
                                                plan_write)
 from reliability_center.gateway.leaves import ABSENT
-from tests.unit.test_holds import RECORDS, apply, flags, planned, records, release, released, write  # noqa: F401
+from tests.unit.test_holds import apply, flags, planned, records, release, released, write  # noqa: F401 (autouse)
 
 LIMIT = 256 * 1024
 """The apiserver's limit on all annotations of one object, keys and values (TotalAnnotationSizeLimitB)."""

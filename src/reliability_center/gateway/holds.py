@@ -212,36 +212,54 @@ class UnreadableHolds(ValueError):
 
 @dataclass
 class Holds:
-    """Every hold an object carries, in either layout."""
+    """Every hold an object carries, in either layout. A bucket is decoded when first asked for: a write
+    plans with the buckets of its own fields only, whatever the number of tenants on the object."""
 
     legacy: dict[str, Hold] = field(default_factory=dict)
     """The first layout's, by annotation key (``Edit.key``)."""
-    buckets: dict[str, dict[str, Marker]] = field(default_factory=dict)
-    """This layout's, by bucket annotation, then field id."""
     raw: dict[str, str] = field(default_factory=dict)
     """Each bucket annotation as read (what a patch tests)."""
-    unreadable: dict[str, str] = field(default_factory=dict)
+    _decoded: dict[str, dict[str, Marker] | str] = field(default_factory=dict)
+
+    def bucket(self, name: str) -> dict[str, Marker]:
+        """A bucket's markers by field id (empty when absent); UnreadableHolds when it is not a bucket."""
+        if name not in self._decoded:
+            try:
+                self._decoded[name] = decode_bucket(self.raw[name]) if name in self.raw else {}
+            except (ValueError, TypeError) as exc:
+                self._decoded[name] = str(exc)
+        found = self._decoded[name]
+        if isinstance(found, str):
+            raise UnreadableHolds(f"annotation {name}: {found}; its holds cannot be kept by a write that does "
+                                  "not understand them")
+        return found
 
     def marker(self, key: str) -> Marker | None:
-        bucket, fid = locate(key)
-        return self.buckets.get(bucket, {}).get(fid)
+        name, fid = locate(key)
+        return self.bucket(name).get(fid)
 
     def has(self, key: str) -> bool:
         """Whether the field's hold is on the object (a bucket nobody can read counts: it may be)."""
-        return key in self.legacy or self.marker(key) is not None or locate(key)[0] in self.unreadable
+        try:
+            return key in self.legacy or self.marker(key) is not None
+        except UnreadableHolds:
+            return True
 
     def holders(self, key: str) -> tuple[str, ...]:
         """The field's holders: snapshot names (first layout) or holder ids."""
-        legacy, marker = self.legacy.get(key), self.marker(key)
-        return legacy.holders if legacy else marker.holders if marker else ()
+        legacy = self.legacy.get(key)
+        if legacy is not None:
+            return legacy.holders
+        marker = self.marker(key)
+        return marker.holders if marker else ()
 
     def __iter__(self) -> Iterator[tuple[str, ...]]:
-        """The holders of each held field."""
+        """The holders of each held field (UnreadableHolds on a bucket that is not one)."""
         yield from (h.holders for h in self.legacy.values())
-        yield from (m.holders for bucket in self.buckets.values() for m in bucket.values())
+        yield from (m.holders for name in sorted(self.raw) for m in self.bucket(name).values())
 
     def __len__(self) -> int:
-        return len(self.legacy) + sum(len(bucket) for bucket in self.buckets.values())
+        return len(self.legacy) + sum(len(self.bucket(name)) for name in self.raw)
 
 
 def annotation_pointer(key: str) -> str:
@@ -254,10 +272,6 @@ def holds(obj: dict[str, Any] | None) -> Holds:
     for key, raw in ((obj or {}).get("metadata", {}).get("annotations") or {}).items():
         if key.startswith(BUCKET_PREFIX):
             out.raw[key] = raw
-            try:
-                out.buckets[key] = decode_bucket(raw)
-            except (ValueError, TypeError) as exc:
-                out.unreadable[key] = str(exc)
         elif key.startswith(HOLD_PREFIX):
             try:
                 out.legacy[key] = Hold.parse(raw)
@@ -343,10 +357,7 @@ class _Patch:
         if legacy is not None:
             return legacy, me
         bucket, fid = locate(key)
-        if bucket in self.found.unreadable:
-            raise UnreadableHolds(f"annotation {bucket}: {self.found.unreadable[bucket]}; its holds cannot be "
-                                  "kept by a write that does not understand them")
-        marker = self.buckets.get(bucket, self.found.buckets.get(bucket, {})).get(fid)
+        marker = self.buckets.get(bucket, self.found.bucket(bucket)).get(fid)
         return (None if marker is None else Hold("", None, marker.before, marker.holders)), holder_id(me)
 
     def hold(self, key: str, old: Hold | None, new: Hold | None) -> None:
@@ -359,7 +370,9 @@ class _Patch:
                 self.set(pointer, old_wire, new.wire())
             return
         bucket, fid = locate(key)
-        working = self.buckets.setdefault(bucket, dict(self.found.buckets.get(bucket, {})))
+        if bucket not in self.buckets:
+            self.buckets[bucket] = dict(self.found.bucket(bucket))
+        working = self.buckets[bucket]
         if new is None:
             working.pop(fid, None)
         else:
