@@ -22,7 +22,7 @@ now carries only what must change in the same patch as the field:
 - the value before, only when there was one (a line ``<field id><JSON>`` after
   the records): a new per-tenant key costs nothing more.
 
-5,000 tenants holding one new key each take 61 KB (23% of the limit); each extra
+5,000 tenants holding one new key each take 61.7 KB (23.5% of the limit); each extra
 holder of a field adds 12 bytes. The path and the value set live where they are
 written first, in the holder's snapshot (its ``holds`` record, created before the
 write): a release plans from that record (``plan_release``'s ``taken``), and a
