@@ -8,6 +8,7 @@ collect the audit entries and snapshots the step runner stores in status.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -202,6 +203,9 @@ class ActionContext:
         which the step's status and audit report); shared objects (no tenant label) are.
         """
         selector = f"{ROLE_LABEL}={role}" + (f",{MODULE_LABEL} in ({','.join(sorted(modules))})" if modules else "")
+        if not self.write.shadow:  # about to write some of them: a group commit of one waits for this step
+            self.gateway.commits.selecting(self.namespace, kind, lambda labels: labels.get(ROLE_LABEL) == role and (
+                not modules or labels.get(MODULE_LABEL) in modules))
         found = self.read.list(kind, self.namespace, selector)  # the apiserver filters: a big app lists little
         out = []
         for obj in found:
@@ -262,11 +266,23 @@ def action(name: str, *, params: type[Params], levels: tuple[int, ...] = (1, 2),
     def register(run: Run) -> Run:
         if name in REGISTRY:
             raise RuntimeError(f"action {name!r} registered twice")
-        REGISTRY[name] = ActionSpec(name, params, frozenset(levels), run, reversible, summary or (run.__doc__ or ""),
-                                    needs_settings, plan)
+        REGISTRY[name] = ActionSpec(name, params, frozenset(levels), _acting(run), reversible,
+                                    summary or (run.__doc__ or ""), needs_settings, plan)
         return run
 
     return register
+
+
+def _acting(run: Run) -> Run:
+    """While the action runs, the objects it lists count as writes on their way (``ActionContext.select``):
+    a group commit of one of them waits for it (gateway/batch.py); they stop counting when it returns."""
+
+    @functools.wraps(run)
+    def acting(ctx: ActionContext, params: Any) -> Any:
+        with ctx.gateway.commits.acting():
+            return run(ctx, params)
+
+    return acting
 
 
 def ref(obj: dict[str, Any]) -> str:

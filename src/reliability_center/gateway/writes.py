@@ -5,7 +5,8 @@ manager ``reliability-center`` whose ``test`` operations make it a
 compare-and-swap on exactly those fields and their hold annotations
 (``gateway/holds.py``). So a write never removes what another incident, step
 or manager set, and a restore puts back only what this step holds, once no
-other incident holds it.
+other incident holds it. Concurrent steps' patches of one object go out as one
+(``gateway/batch.py``, group commit), each step's part still its own.
 
 Crash safety comes from determinism: the snapshot's name derives from the
 incident, step and target, and the holder's id on the object from that name, so
@@ -22,16 +23,17 @@ import copy
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from reliability_center.api.incident import TimelineEntry
 from reliability_center.api.patchplan import MADE_BY_LABEL, MADE_BY_OPERATOR
 from reliability_center.api.runbook import Limits
 from reliability_center.gateway import audit, records
-from reliability_center.gateway.holds import (WHOLE, Edit, HeldElsewhere, Hold, created_by, foreign_owners, gone_holds,
-                                              holder_id, holder_label, holds, is_holder_id, plan_once, plan_release,
-                                              plan_write, same, whole_hold, whole_record)
+from reliability_center.gateway.batch import GroupCommit, Part, Writer
+from reliability_center.gateway.holds import (WHOLE, Edit, HeldElsewhere, Hold, ReleasePlan, WritePlan, created_by,
+                                              foreign_owners, gone_holds, holder_id, holder_label, holds, is_holder_id,
+                                              plan_once, plan_release, plan_write, same, whole_hold, whole_record)
 from reliability_center.gateway.kube import FIELD_MANAGER, Conflict, Kube, NotFound, Ref
 from reliability_center.gateway.leaves import ABSENT, digest, leaves, read
 from reliability_center.gateway.tracking import managing_application, release_ops
@@ -141,9 +143,21 @@ class _Holders:
         return ", ".join(s["metadata"]["name"] for s in self.found.get(holder) or []) or holder
 
 
+def _recorded(plan: WritePlan) -> Any:
+    """What a write's snapshot records: a batch sends the write only if its plan there still means this."""
+    return plan.before, plan.after, sorted(plan.held), {k: replace(h, holders=()) for k, h in plan.holds.items()}
+
+
+def _released(plan: ReleasePlan) -> Any:
+    """What a release reports (its audit record): a batch sends it only if its plan there still says this."""
+    return plan.restored, plan.kept, plan.conflicts, plan.delete
+
+
 class WriteGateway:
     def __init__(self, kube: Kube, operator_namespace: str = ""):
         self.kube = kube
+        #: Writes and releases of one object by concurrent steps go out together (gateway/batch.py).
+        self.commits = GroupCommit(kube)
         #: The operator's own namespace: never written through the gateway (policy.writes.check_place).
         self.operator_namespace = operator_namespace
 
@@ -163,24 +177,26 @@ class WriteGateway:
         edits = [Edit(WHOLE, None)] + [Edit(p, v) for p, v in leaves(desired).items()] + \
                 [Edit(p, v, item=True) for p, v in items or []] + \
                 [Edit(p, v, item=True, remove=True) for p, v in removals or []]
-        current = seen if seen is not None else self.kube.get(target)
-        for attempt in range(ATTEMPTS):
-            try:
-                if current is None and not restore:
-                    raise NotFound(f"{target} not found")
-                if current is None:
-                    return self._create_held(ctx, desired, action, target)
-                if not restore:
-                    return self._patch_once(ctx, current, edits[1:], action, target)
-                return self._patch(ctx, current, edits, action, target)
-            except Conflict:
-                if attempt == ATTEMPTS - 1:
-                    raise
-                current = self.kube.get(target)  # moved since it was read: plan again
+        # On its way to a held write: a group commit of this object about to go waits for it (gateway/batch.py).
+        with self.commits.writing(target) as writer:
+            current = seen if seen is not None else self.kube.get(target)
+            for attempt in range(ATTEMPTS):
+                try:
+                    if current is None and not restore:
+                        raise NotFound(f"{target} not found")
+                    if current is None:
+                        return self._create_held(ctx, desired, action, target)
+                    if not restore:
+                        return self._patch_once(ctx, current, edits[1:], action, target)
+                    return self._patch(ctx, current, edits, action, target, writer)
+                except Conflict:
+                    if attempt == ATTEMPTS - 1:
+                        raise
+                    current = self.kube.get(target)  # moved since it was read: plan again
         raise AssertionError("unreachable")
 
     def _patch(self, ctx: WriteContext, current: dict[str, Any], edits: list[Edit], action: str,
-               target: Ref) -> WriteResult:
+               target: Ref, writer: Writer) -> WriteResult:
         self._check(ctx, action, target, (current.get("metadata") or {}).get("labels") or {})
         holder = snapshot_name(ctx, target)
         others = _Holders(self.kube, ctx.namespace)
@@ -208,8 +224,12 @@ class WriteGateway:
                                self._audit(ctx, record, "unchanged", "already in the desired state"), after)
         taken_now = self._snapshot(ctx, target, current, holder, plan.before, plan.after, plan.holds)
         if plan.ops:
-            try:
-                self.kube.json_patch(target, plan.ops)
+            def part(obj: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
+                again = plan_write(obj, edits, holder, alive=others.alive, recorded=others.recorded)
+                return again.ops, _recorded(again)
+
+            try:  # with the writes of other steps to this object, in one patch (gateway/batch.py)
+                self.commits.send(writer, Part(part, _recorded(plan)), current)
             except Conflict:
                 if taken_now:  # its "before" may be stale: the next attempt takes it again
                     self.kube.delete(Ref("ConfigMap", ctx.namespace, holder))
@@ -452,33 +472,8 @@ class WriteGateway:
             raise PolicyDenied(verdict, self._refusal(ctx, action, str(target), verdict))
         before, after = json.loads(data["before"]), json.loads(data["after"])
         taken = taken_holds(data)
-        result = RestoreResult(str(target))
-        for attempt in range(ATTEMPTS):
-            result = RestoreResult(str(target))
-            current = self.kube.get(target)
-            if current is None:
-                (result.restored if WHOLE in before else result.conflicts).append(WHOLE)
-                break
-            self._check(ctx, action, target, (current.get("metadata") or {}).get("labels") or {}, restoring=True)
-            plan = plan_release(current, snapshot, _Holders(self.kube, ctx.namespace).alive, taken=taken)
-            gone = gone_holds(current, taken, after)  # holds not on the object any more: nothing to release
-            result.restored, result.kept = plan.restored + gone.back, plan.kept
-            result.conflicts, result.lost = plan.conflicts + gone.changed, gone.lost
-            try:
-                intact = all(same(read(current, p), v) for p, v in after.items() if p != WHOLE)
-                if plan.delete and intact:
-                    self.kube.delete(target, resource_version=current["metadata"]["resourceVersion"],
-                                     dry_run=dry_run)
-                    break
-                if plan.delete:  # ours, but changed by someone since: left in place, our hold let go
-                    result.restored.remove(WHOLE)
-                    result.conflicts.append(WHOLE)
-                if plan.ops:
-                    self.kube.json_patch(target, plan.ops, dry_run=dry_run)
-                break
-            except Conflict:
-                if attempt == ATTEMPTS - 1:
-                    raise
+        with self.commits.writing(target, dry_run=dry_run) as writer:
+            result = self._release(ctx, snapshot, target, action, before, after, taken, writer)
         if not dry_run and result.restored and not result.kept and not result.lost:
             self._give_back(target)
         if result.lost:
@@ -500,6 +495,44 @@ class WriteGateway:
         record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, action, str(target), ctx.step,
                                    digest(after), digest(before), outcome, "; ".join(parts))
         result.entry = record.timeline() if dry_run else audit.emit(self.kube, ctx.incident, record)
+        return result
+
+    def _release(self, ctx: WriteContext, snapshot: str, target: Ref, action: str, before: dict[str, Any],
+                 after: dict[str, Any], taken: dict[str, Hold], writer: Writer) -> RestoreResult:
+        """Plan and send the release of ``snapshot``'s holds on ``target`` (``restore``), again on a Conflict."""
+        result = RestoreResult(str(target))
+        for attempt in range(ATTEMPTS):
+            result = RestoreResult(str(target))
+            alive = _Holders(self.kube, ctx.namespace).alive
+
+            def release(obj: dict[str, Any], alive=alive) -> tuple[list[dict[str, Any]], Any]:
+                again = plan_release(obj, snapshot, alive, taken=taken)
+                return again.ops, _released(again)
+
+            current = self.kube.get(target)
+            if current is None:
+                (result.restored if WHOLE in before else result.conflicts).append(WHOLE)
+                break
+            self._check(ctx, action, target, (current.get("metadata") or {}).get("labels") or {}, restoring=True)
+            plan = plan_release(current, snapshot, alive, taken=taken)
+            gone = gone_holds(current, taken, after)  # holds not on the object any more: nothing to release
+            result.restored, result.kept = plan.restored + gone.back, plan.kept
+            result.conflicts, result.lost = plan.conflicts + gone.changed, gone.lost
+            try:
+                intact = all(same(read(current, p), v) for p, v in after.items() if p != WHOLE)
+                if plan.delete and intact:
+                    self.kube.delete(target, resource_version=current["metadata"]["resourceVersion"],
+                                     dry_run=writer.key.dry_run)
+                    break
+                if plan.delete:  # ours, but changed by someone since: left in place, our hold let go
+                    result.restored.remove(WHOLE)
+                    result.conflicts.append(WHOLE)
+                if plan.ops:  # with the releases (or rehearsals) of other steps on this object, in one patch
+                    self.commits.send(writer, Part(release, _released(plan)), current)
+                break
+            except Conflict:
+                if attempt == ATTEMPTS - 1:
+                    raise
         return result
 
     def _give_back(self, target: Ref) -> None:

@@ -1,0 +1,318 @@
+"""Group commit: the writes of many incident steps to one object, sent as one JSON patch.
+
+In an outage hundreds of incidents write into one shared object (a flags store);
+one patch each would make the apiserver re-encode the whole object hundreds of
+times. So a writer whose object has a patch in flight waits, and when that patch
+is answered one of the waiting writers sends all of their parts at once: the
+batch forms from the writers that arrive while a patch is in flight, and a lone
+writer is sent at once, never delayed.
+
+Each part plans itself (the holds planners, ``gateway/holds.py``) on the object
+as the parts before it in the batch leave it, so the combined patch carries each
+part's own ``test`` operations and stays a compare-and-swap on exactly the fields
+each part changes. A part whose plan now differs from the one its writer recorded
+(its snapshot), or that cannot be planned any more, is refused alone (Conflict:
+its writer reads again and plans again). When the combined patch fails, it is
+planned again on a fresh read, and if it fails again the batch is split in halves,
+each sent on its own, until the part that fails is alone: one bad part never
+fails the others.
+
+``combine`` is pure; ``GroupCommit`` is the send loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonpatch
+import jsonpointer
+
+from reliability_center.gateway.holds import HeldElsewhere
+from reliability_center.gateway.kube import Conflict, Invalid, Kube, NotFound, Ref
+from reliability_center.gateway.leaves import ABSENT, read
+
+Ops = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One step's change to an object: ``plan`` gives its patch on the object as it will be and what the
+    patch means (the values before, the holds); ``expect`` is that meaning as the writer planned and
+    recorded it. The part goes into a batch only when they agree."""
+
+    plan: Callable[[dict[str, Any]], tuple[Ops, Any]]
+    expect: Any
+
+
+@dataclass
+class Combined:
+    ops: Ops = field(default_factory=list)
+    taken: list[int] = field(default_factory=list)
+    """Indexes of the parts the patch carries (or that need no write any more)."""
+    refused: dict[int, Exception] = field(default_factory=dict)
+    """Index → why the part cannot go in: its writer plans again (Conflict) or gets the error."""
+    moved: list[int] = field(default_factory=list)
+    """Indexes of the refused parts whose plan there no longer means what their writer recorded."""
+    after: dict[str, Any] | None = None
+    """The object as the patch would leave it."""
+
+
+class NotApplied(Exception):
+    """A patch's ``test`` fails on the object (or a path it names is missing)."""
+
+
+def apply(obj: dict[str, Any], ops: Ops) -> dict[str, Any]:
+    """The patch applied to a copy of ``obj`` as the apiserver applies it (evanphx/json-patch v4: a
+    ``test`` for null passes on a missing key)."""
+    out = copy.deepcopy(obj)
+    for op in ops:
+        if op["op"] == "test" and op.get("value") is None:
+            if read(out, op["path"]) not in (ABSENT, None):
+                raise NotApplied(f"{op['path']} is set")
+            continue
+        try:
+            out = jsonpatch.apply_patch(out, [copy.deepcopy(op)], in_place=True)
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+            raise NotApplied(str(exc)) from None
+    return out
+
+
+def combine(current: dict[str, Any], parts: list[Part]) -> Combined:
+    """One patch for ``parts`` in their order: each planned on ``current`` as the parts before it leave it."""
+    out, working = Combined(), current
+    for index, part in enumerate(parts):
+        try:
+            ops, meaning = part.plan(working)
+        except HeldElsewhere as clash:  # taken by a batch-mate or another writer since: the writer decides again
+            out.refused[index] = Conflict(str(clash))
+            continue
+        except Exception as exc:  # noqa: BLE001 - that part's own failure, handed to its writer alone
+            out.refused[index] = exc
+            continue
+        if meaning != part.expect:
+            out.refused[index] = Conflict("the object moved since the step planned its write")
+            out.moved.append(index)
+            continue
+        try:
+            working = apply(working, ops) if ops else working
+        except NotApplied as exc:
+            out.refused[index] = Conflict(str(exc))
+            continue
+        out.ops += ops
+        out.taken.append(index)
+    out.after = working
+    return out
+
+
+@dataclass(frozen=True)
+class _Key:
+    target: Ref
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class Writer:
+    """One writer of an object, from its read to its send (``GroupCommit.writing``)."""
+
+    key: _Key
+    number: int
+
+
+@dataclass
+class _Pending:
+    part: Part
+    seen: dict[str, Any]
+    done: bool = False
+    error: BaseException | None = None
+
+
+@dataclass(frozen=True)
+class _Selection:
+    """Objects a step's action listed (``GroupCommit.selecting``): it may be about to write any of them."""
+
+    number: int
+    namespace: str
+    kind: str
+    matches: Callable[[dict[str, str]], bool]
+    """Whether an object with these labels is among them."""
+
+    def covers(self, target: Ref, labels: dict[str, str]) -> bool:
+        return target.namespace == self.namespace and target.kind == self.kind and self.matches(labels)
+
+
+class GroupCommit:
+    """Sends the parts of the writers of one object together; thread-safe (the reconciles run on threads).
+
+    A batch about to go waits for the writers of its object already on their way: announced from before
+    their read (``writing``; an action's listing, ``selecting``) until they send or leave. Only writers that
+    are running count: one waiting in a ``send`` of its own (of any object) is not waited for, so two
+    batches never wait on each other.
+    """
+
+    def __init__(self, kube: Kube):
+        self.kube = kube
+        self._cond = threading.Condition()
+        self._waiting: dict[_Key, list[_Pending]] = {}
+        self._busy: set[_Key] = set()
+        self._latest: dict[_Key, dict[str, Any]] = {}
+        """The object as the last batch left it, kept for the batch of the writers already waiting."""
+        self._coming: dict[_Key, dict[int, int]] = {}
+        """Writers on their way (reading the object, planning, taking their snapshot): number → thread."""
+        self._acting: dict[int, list[_Selection]] = {}
+        """Threads running a step's action → what it listed so far."""
+        self._sending: set[int] = set()
+        """Threads inside ``send``: never waited for."""
+        self._numbers = 0
+
+    @contextmanager
+    def acting(self) -> Iterator[None]:
+        """A step's action runs on this thread: what it lists (``selecting``) counts as coming until it returns."""
+        me = threading.get_ident()
+        with self._cond:
+            self._acting[me] = []
+        try:
+            yield
+        finally:
+            with self._cond:
+                del self._acting[me]
+                self._cond.notify_all()
+
+    def selecting(self, namespace: str, kind: str, matches: Callable[[dict[str, str]], bool]) -> None:
+        """Before an action lists the objects it may write: a batch of one of them waits for it (inside
+        ``acting`` only, so that a listing never outlives its action)."""
+        me = threading.get_ident()
+        with self._cond:
+            if me in self._acting:
+                self._numbers += 1
+                self._acting[me].append(_Selection(self._numbers, namespace, kind, matches))
+
+    @contextmanager
+    def writing(self, target: Ref, *, dry_run: bool = False) -> Iterator[Writer]:
+        """Announce a write of ``target`` from before its read to its ``send``: a batch about to go waits for
+        the writers already on their way (a round trip or two), so that they go with it, not one by one after it.
+        ``dry_run``: a restore rehearsed (the apiserver only says whether it would apply), batched apart."""
+        with self._cond:
+            self._numbers += 1
+            writer = Writer(_Key(target, dry_run), self._numbers)
+            self._coming.setdefault(writer.key, {})[writer.number] = threading.get_ident()
+        try:
+            yield writer
+        finally:
+            with self._cond:
+                self._arrived(writer)
+                self._spent(target)
+
+    def _arrived(self, writer: Writer) -> None:
+        """(Under the lock.) No longer on its way: it sent, or it has nothing to send."""
+        coming = self._coming.get(writer.key, {})
+        if coming.pop(writer.number, None) is not None:
+            if not coming:
+                del self._coming[writer.key]
+            self._cond.notify_all()
+
+    def _spent(self, target: Ref) -> None:
+        """(Under the lock.) This thread's listings of ``target``'s kind are spent: it wrote what it meant to
+        there, and a later batch does not wait for it."""
+        listed = self._acting.get(threading.get_ident())
+        if listed:
+            listed[:] = [s for s in listed if (s.namespace, s.kind) != (target.namespace, target.kind)]
+            self._cond.notify_all()
+
+    def _on_their_way(self, key: _Key, labels: dict[str, str], horizon: int) -> bool:
+        """(Under the lock.) Whether a running writer that began before ``horizon`` may still write ``key``."""
+        if any(n <= horizon and thread not in self._sending for n, thread in self._coming.get(key, {}).items()):
+            return True
+        return not key.dry_run and any(
+            thread not in self._sending and s.number <= horizon and s.covers(key.target, labels)
+            for thread, listed in self._acting.items() for s in listed)
+
+    def send(self, writer: Writer, part: Part, seen: dict[str, Any]) -> None:
+        """Apply ``part`` (``seen``: the object as its writer read it), with the parts of the writers waiting
+        beside it. Conflict when the part does not apply any more: its writer plans again."""
+        pending, key, me = _Pending(part, seen), writer.key, threading.get_ident()
+        labels = (seen.get("metadata") or {}).get("labels") or {}
+        with self._cond:
+            self._arrived(writer)
+            self._spent(key.target)
+            self._waiting.setdefault(key, []).append(pending)
+            self._sending.add(me)
+            self._cond.notify_all()  # a leader may be waiting for this writer
+            self._cond.wait_for(lambda: pending.done or key not in self._busy)
+            if pending.done:
+                self._sending.discard(me)
+                return self._outcome(pending)
+            # Leader: this thread sends every part waiting for this object, its own among them, once the
+            # writers already on their way when it took the lead have sent theirs (or have none).
+            self._busy.add(key)
+            horizon = self._numbers
+            self._cond.wait_for(lambda: not self._on_their_way(key, labels, horizon))
+            batch = self._waiting.pop(key)
+            basis = self._latest.pop(key, None) or seen
+        try:
+            self._commit(key, basis, batch)
+        except BaseException as exc:  # a transient error, a fence: every writer of the batch gets it
+            for waiter in batch:
+                if not waiter.done:
+                    waiter.error, waiter.done = exc, True
+        finally:
+            for waiter in batch:  # never left waiting: a part not sent is planned again by its writer
+                if not waiter.done:
+                    waiter.error, waiter.done = Conflict("not sent"), True
+            with self._cond:
+                self._busy.discard(key)
+                self._sending.discard(me)
+                if key not in self._waiting:
+                    self._latest.pop(key, None)
+                self._cond.notify_all()
+        return self._outcome(pending)
+
+    @staticmethod
+    def _outcome(pending: _Pending) -> None:
+        if pending.error is not None:
+            raise pending.error
+
+    def _commit(self, key: _Key, current: dict[str, Any], batch: list[_Pending], *, fresh: bool = False) -> None:
+        """Send ``batch``'s parts planned on ``current``; ``fresh``: just read, so a failure is a part's own."""
+        combined = combine(current, [p.part for p in batch])
+        # A rehearsal changes nothing: a part whose plan differs only beside its batch-mates' (two releases of
+        # one shared field) goes in a round of its own on the same object, not back to its writer to collide again.
+        again = [batch[i] for i in combined.moved] if key.dry_run and combined.taken else []
+        for index, error in combined.refused.items():
+            if batch[index] not in again:
+                batch[index].error, batch[index].done = error, True
+        taken = [batch[i] for i in combined.taken]
+        if combined.ops:
+            try:
+                written = self.kube.json_patch(key.target, combined.ops, dry_run=key.dry_run)
+            except (Conflict, Invalid) as exc:
+                if len(taken) == 1 and fresh:
+                    taken[0].error, taken[0].done = exc, True
+                elif not fresh:  # most likely moved since it was read: all of them again, on a fresh read
+                    self._commit(key, self._read(key.target), taken, fresh=True)
+                else:  # one of them does not apply: each half on its own, until it is alone
+                    half = len(taken) // 2
+                    self._commit(key, self._read(key.target), taken[:half], fresh=True)
+                    self._commit(key, self._read(key.target), taken[half:], fresh=True)
+                taken = []
+            else:
+                if not key.dry_run:
+                    with self._cond:
+                        self._latest[key] = written
+        for waiter in taken:
+            waiter.done = True
+        if again:
+            self._commit(key, current, again, fresh=fresh)
+
+    def _read(self, target: Ref) -> dict[str, Any]:
+        found = self.kube.get(target)
+        if found is None:
+            raise NotFound(f"{target} not found")
+        return found
+
+
+__all__ = ["Combined", "GroupCommit", "NotApplied", "Part", "Writer", "apply", "combine"]
