@@ -76,6 +76,8 @@ def run(ctx: ActionContext, params: RestartParams) -> Result:
         ctx.apply({"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": {"name": obj["metadata"]["name"]},
                    "spec": {"replicas": params.replicas}})
     progress.update(current=ref(obj), since=now_iso(), order=order)
+    if ctx.write.shadow:  # a dry-run starts no rollout: no change will wake the step, and none is awaited
+        return Running(f"{ref(obj)}: rollout dry-run")
     return Running(f"{ref(obj)}: rollout started", retry_after=LOOK_AGAIN, wake_on=(ref(obj),))
 
 
