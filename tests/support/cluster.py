@@ -237,11 +237,16 @@ def repository_secret(name: str, url: str, namespaces: str | None = None, **cred
 
 
 def slow_schedulers(namespace: str, names: list[str], module: str, min_ready: int, history: int = 10) -> None:
-    """The sample app plus scheduler Deployments whose rollouts take ``min_ready`` seconds; returns when available."""
+    """The sample app plus scheduler Deployments whose rollouts take ``min_ready`` seconds; returns when available.
+
+    Made without the delay, then given it: ``minReadySeconds`` holds the first rollout too, which no test
+    is about (it cost the test command 20 s in test_plan_review alone)."""
+    from reliability_center.gateway import Ref
+
     apply_docs(namespace, load_yaml("examples/protected-app/app.yaml"))
     labels = {"reliability.center/role": "scheduler", "reliability.center/module": module}
     apply_docs(namespace, [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": d, "labels": labels},
-                            "spec": {"replicas": 1, "minReadySeconds": min_ready, "revisionHistoryLimit": history,
+                            "spec": {"replicas": 1, "revisionHistoryLimit": history,
                                      "selector": {"matchLabels": {"app": d}},
                                      "template": {"metadata": {"labels": {"app": d, **labels}},
                                                   "spec": {"containers": [{"name": "c",
@@ -249,3 +254,7 @@ def slow_schedulers(namespace: str, names: list[str], module: str, min_ready: in
                            for d in names])
     for d in names:
         rollout_status(namespace, "Deployment", d)
+        if min_ready:  # a patch, not in the apply: a later apply of the Deployment leaves it
+            api().merge_patch(Ref("Deployment", namespace, d), {"spec": {"minReadySeconds": min_ready}},
+                              manager="test-setup")
+            rollout_status(namespace, "Deployment", d)  # the controller has seen it: the next rollout is slow
