@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -42,21 +41,30 @@ PROMETHEUS_PORT = free_port()
 ALERT_CATEGORY_PREFIX = "alert-"
 
 
-#: Files whose tests take a minute or more (pytest --durations): scheduled first.
-LONG_FILES = {"test_gitea_leaks.py", "test_waiting.py", "test_failover.py", "test_crash.py", "test_shadow_global.py",
-              "test_close_loop.py", "test_intake.py", "test_argocd_selfheal.py", "test_patchplan_e2e.py",
-              "test_detection.py", "test_seed_paths.py"}
+#: Files whose tests take 20 s or more (pytest --durations=0), longest first: scheduled first, in this order.
+LONG_FILES = [f"tests/{name}.py" for name in (
+    "e2e/test_crash", "e2e/test_failover", "e2e/test_argocd_selfheal", "e2e/test_waiting", "e2e/test_seed_paths",
+    "e2e/test_fresh_cluster", "e2e/test_patchplan_e2e", "gitea/test_gitea_leaks", "e2e/test_plan_review",
+    "e2e/test_detection", "e2e/test_shadow_global", "e2e/test_close_loop", "e2e/test_hostile", "e2e/test_intake")]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist hands out the files of --dist loadfile by their number of tests unless told not to,
+    # which put the long one-test files (test_crash.py, test_waiting.py) last: keep the order below.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.cluster)
-    # The files that run a minute or more go first, so the two workers finish together instead of
-    # one starting a long file when the other is done; tests that judge the whole session (a watch
-    # that ran beside every other test) come last.
+    # The long files go first, longest first, so the two workers finish together instead of one
+    # starting a long file when the other is done; tests that judge the whole session (a watch that
+    # ran beside every other test) come last.
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
     items.sort(key=lambda item: (item.get_closest_marker("session_end") is not None,
-                                 pathlib.Path(str(item.fspath)).name not in LONG_FILES))
+                                 rank.get(item.nodeid.split("::")[0], len(LONG_FILES))))
 
 
 @pytest.fixture(scope="session")
@@ -251,7 +259,7 @@ def app(namespace: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def argocd(kube):
+def argocd_server(kube):
     """A real Argo CD for this worker's Applications, in namespace argocd-<worker> (tests/support/argocd.py)."""
     from tests.support.argocd import ArgoCD
 
@@ -261,3 +269,11 @@ def argocd(kube):
         pytest.fail(f"Argo CD did not start: {error}", pytrace=False)
     yield running
     running.stop()
+
+
+@pytest.fixture
+def argocd(argocd_server):
+    """The session's Argo CD; the Applications a test made are deleted after it (not compared with Git
+    every 5 s for the rest of the session)."""
+    yield argocd_server
+    argocd_server.delete_applications()
