@@ -259,6 +259,18 @@ def app(namespace: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def gitea(tmp_path_factory: pytest.TempPathFactory):
+    """A real Gitea for the session (hack/gitea.sh; tests/gitea/conftest.py), one per worker: test modules
+    take it as a fixture, never import it."""
+    from tests.gitea.conftest import start_gitea, stop_gitea
+
+    directory = tmp_path_factory.mktemp("gitea")
+    server = start_gitea(directory)
+    yield server
+    stop_gitea(directory)
+
+
+@pytest.fixture(scope="session")
 def argocd_server(kube):
     """A real Argo CD for this worker's Applications, in namespace argocd-<worker> (tests/support/argocd.py)."""
     from tests.support.argocd import ArgoCD

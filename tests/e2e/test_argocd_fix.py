@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from reliability_center.gateway import Ref
-from tests.gitea.conftest import create_repo, gitea  # noqa: F401  (gitea is a fixture)
+from tests.gitea.conftest import create_repo
 from tests.support.argocd import synced
 from tests.support.cluster import ROOT, apply_docs, apply_runbook, get_json, load_yaml, repository_secret, wait_for
 from tests.support.incidents import create, incident, wait_phase
@@ -40,7 +40,7 @@ spec:
 
 
 def test_a_perf_incidents_level_3_step_proposes_its_declared_fix_that_argo_cd_syncs(kube, namespace, operator,
-                                                                                      gitea, argocd):  # noqa: F811
+                                                                                      gitea, argocd):
     repo = create_repo(gitea, {f"apps/{namespace}/deployment-search.yaml": SEARCH})
     argocd.add_repository(repo.url, gitea.user, gitea.token)
     argocd.create_application(namespace, repo.url, f"apps/{namespace}", namespace, self_heal=True)

@@ -26,7 +26,7 @@ from reliability_center.gateway import Ref
 from reliability_center.gitops.argocd import check
 from tests.e2e.test_collisions import resolve
 from tests.e2e.test_flags_store import Versions
-from tests.gitea.conftest import create_repo, gitea  # noqa: F401  (gitea is a fixture)
+from tests.gitea.conftest import create_repo
 from tests.support.argocd import synced
 from tests.support.cluster import apply_docs, apply_runbook, get_json, load_yaml, wait_for
 from tests.support.incidents import create, incident, status, wait_phase
@@ -56,7 +56,7 @@ def flags_runbook() -> str:
     return category
 
 
-def gitops_app(gitea, argocd, namespace: str, **options) -> tuple[object, dict[str, str]]:  # noqa: F811
+def gitops_app(gitea, argocd, namespace: str, **options) -> tuple[object, dict[str, str]]:
     """The sample app in the namespace, its flags-search ConfigMap from Git through Argo CD."""
     docs = load_yaml("examples/protected-app/app.yaml")
     flags = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == FLAGS)
@@ -71,7 +71,7 @@ def gitops_app(gitea, argocd, namespace: str, **options) -> tuple[object, dict[s
 
 
 def test_a_level_1_flag_change_holds_under_self_heal_then_the_configmap_is_gits_again(
-        kube, namespace, gitea, argocd):  # noqa: F811
+        kube, namespace, gitea, argocd):
     repo, git_data = gitops_app(gitea, argocd, namespace, **MECHANISM)
     live = get_json("configmap", FLAGS, "-n", namespace)
     assert live["data"] == git_data  # Argo CD made it: nobody else applied it
@@ -126,7 +126,7 @@ def test_a_level_1_flag_change_holds_under_self_heal_then_the_configmap_is_gits_
                 app["status"]["sync"]["status"] == "Synced", "Argo CD to find it in sync after the resolve")
 
 
-def test_after_the_resolve_a_new_commit_on_a_held_flag_reaches_the_cluster(kube, namespace, gitea, argocd):  # noqa: F811
+def test_after_the_resolve_a_new_commit_on_a_held_flag_reaches_the_cluster(kube, namespace, gitea, argocd):
     repo, git_data = gitops_app(gitea, argocd, namespace, **MECHANISM)
     live = get_json("configmap", FLAGS, "-n", namespace)
     versions = Versions(namespace, FLAGS, live["metadata"]["resourceVersion"])
@@ -153,7 +153,7 @@ def test_after_the_resolve_a_new_commit_on_a_held_flag_reaches_the_cluster(kube,
 
 
 def test_without_the_mechanism_self_heal_undoes_the_change_and_the_operator_can_tell(
-        kube, namespace, gitea, argocd):  # noqa: F811
+        kube, namespace, gitea, argocd):
     repo, git_data = gitops_app(gitea, argocd, namespace)
     first_sync = argocd.get(namespace)["status"]["operationState"]
     live = get_json("configmap", FLAGS, "-n", namespace)

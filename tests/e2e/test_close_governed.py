@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from tests.gitea.conftest import create_repo, gitea  # noqa: F401  (gitea is a fixture)
+from tests.gitea.conftest import create_repo
 from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, repository_secret, wait_for
 from tests.support.incidents import approve, create, incident, merge_plan, status, steps, wait_phase
 
@@ -29,7 +29,7 @@ GLOBEX_FLAGS = {"apiVersion": "v1", "kind": "ConfigMap",
                 "data": {"auto-invoicing": "true", "dunning-retries": "true"}}
 
 
-def gitops_settings(app: str, gitea, repo) -> None:  # noqa: F811
+def gitops_settings(app: str, gitea, repo) -> None:
     apply_docs(app, [
         repository_secret("gitops-credentials", repo.url, username=gitea.user, token=gitea.token),
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "reliability-center-settings"},
@@ -59,7 +59,7 @@ def grant(app: str, user: str, role: str) -> None:
             "-n", app)
 
 
-def test_an_incident_with_an_approved_level_2_step_and_a_left_out_target_closes(kube, app, gitea):  # noqa: F811
+def test_an_incident_with_an_approved_level_2_step_and_a_left_out_target_closes(kube, app, gitea):
     repo = create_repo(gitea, {"README.md": "GitOps repository (governed close test)\n"})
     gitops_settings(app, gitea, repo)
     apply_docs(app, [GLOBEX_FLAGS])
@@ -112,7 +112,7 @@ def test_an_incident_with_an_approved_level_2_step_and_a_left_out_target_closes(
         (merged["merged_by"]["login"], "merge", "merged", f"PatchPlan/{app}/bill-postmortem")} <= acts(app, "bill")
 
 
-def test_who_merged_the_fix_and_who_asked_for_its_rollback_are_in_the_durable_trail(kube, app, gitea):  # noqa: F811
+def test_who_merged_the_fix_and_who_asked_for_its_rollback_are_in_the_durable_trail(kube, app, gitea):
     repo = create_repo(gitea, {"README.md": "GitOps repository (rollback trail test)\n"})
     gitops_settings(app, gitea, repo)
     category = f"cr{uuid.uuid4().hex[:8]}"

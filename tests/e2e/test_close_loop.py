@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ALERT_CATEGORY_PREFIX
-from tests.gitea.conftest import create_repo, gitea  # noqa: F401  (gitea is a fixture)
+from tests.gitea.conftest import create_repo
 from tests.support.cluster import apply_docs, apply_runbook, get_json, repository_secret, wait_for
 from tests.support.incidents import merge_plan, settle_app
 
@@ -35,7 +35,7 @@ def phase_of(namespace: str, name: str) -> str | None:
 
 
 def test_an_alert_opens_an_incident_that_mitigates_and_closes_once_its_five_gates_pass(
-        kube, app, operator, monitoring, gitea):  # noqa: F811
+        kube, app, operator, monitoring, gitea):
     settle_app(app)
     repo = create_repo(gitea, {"README.md": "GitOps repository (close-loop test)\n"})
     apply_docs(app, [

@@ -38,7 +38,7 @@ from reliability_center.gateway import Ref
 from reliability_center.intake.forge_hooks import MAX_BODY_BYTES, ForgeHooks, NotLeader, PullRequestEvent
 from reliability_center.intake.server import TokenFile
 from tests.conftest import CACHE, start_operator, stop_operator
-from tests.gitea.conftest import DEPLOYMENT, create_repo, gitea  # noqa: F401  (gitea is a fixture)
+from tests.gitea.conftest import DEPLOYMENT, create_repo
 from tests.support.cluster import apply_docs, kubectl, repository_secret, wait_for
 from tests.support.processes import free_port
 
@@ -100,7 +100,7 @@ def gitea_post(url: str, payload: dict[str, Any], signature: str | None) -> http
     return httpx.post(url, content=body, headers=headers, timeout=10)
 
 
-def test_a_gitea_webhook_moves_a_patchplan_to_merged_without_a_poll(kube, gitea, hooked):  # noqa: F811
+def test_a_gitea_webhook_moves_a_patchplan_to_merged_without_a_poll(kube, gitea, hooked):
     namespace = hooked["namespace"]
     repo = create_repo(gitea, {"apps/shop/deployment.yaml": DEPLOYMENT})
     apply_docs(namespace, [repository_secret("gitops-credentials", repo.url, username=gitea.user,

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from reliability_center.gateway import Ref
 from tests.conftest import (ALERT_CATEGORY_PREFIX, INTAKE_PORT, INTAKE_TOKEN, INTAKE_TOKEN_FILE, INTAKE_URL,
                             METRICS_PORT)
-from tests.gitea.conftest import create_repo, gitea  # noqa: F401  (gitea is a fixture)
+from tests.gitea.conftest import create_repo
 from tests.support.cluster import ROOT, apply_docs, apply_runbook, get_json, kubectl, repository_secret, wait_for
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -253,7 +253,7 @@ def test_concurrent_posts_of_different_alerts_of_one_group_lose_none(kube, names
 
 
 @pytest.mark.gitea
-def test_a_closed_incident_makes_the_next_firing_a_new_episode(kube, namespace, alert_category, gitea):  # noqa: F811
+def test_a_closed_incident_makes_the_next_firing_a_new_episode(kube, namespace, alert_category, gitea):
     # The first episode is closed by the operator, as in production: a person resolves it, its postmortem
     # pull request is merged in the real Gitea, its five gates pass (this test never writes its status).
     repo = create_repo(gitea, {"README.md": "GitOps repository (intake episodes)\n"})

@@ -29,7 +29,7 @@ import yaml
 from reliability_center.gateway import Ref
 from tests.conftest import METRICS_PORT
 from tests.e2e.test_chart import CHART, helm, render
-from tests.gitea.conftest import create_repo, gitea  # noqa: F401  (gitea is a fixture)
+from tests.gitea.conftest import create_repo
 from tests.support.cluster import apply_docs, apply_runbook, get_json, repository_secret, wait_for
 from tests.support.incidents import APPROVERS, create, incident, status
 from tests.support.monitoring import Monitoring
@@ -63,7 +63,7 @@ def pager(tmp_path: Path, operator):
 
 
 def test_a_waiting_level_2_step_and_a_level_3_escalation_page_with_the_approve_command_and_the_pr_url(
-        kube, app, gitea, pager):  # noqa: F811
+        kube, app, gitea, pager):
     receiver, monitoring = pager
     repo = create_repo(gitea, {"README.md": "GitOps repository (paging test)\n"})
     apply_docs(app, [

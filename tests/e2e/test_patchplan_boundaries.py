@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from reliability_center.api.patchplan import MADE_BY_LABEL
-from tests.gitea.conftest import DEPLOYMENT, create_repo, gitea  # noqa: F401  (gitea is a fixture)
+from tests.gitea.conftest import DEPLOYMENT, create_repo
 from tests.support.cluster import (CACHE, apply_docs, apply_runbook, get_json, kubectl, repository_secret,
                                    wait_established, wait_for)
 from tests.support.incidents import incident
@@ -136,7 +136,7 @@ def application(namespace: str, name: str, destination: str, url: str) -> dict[s
 
 @pytest.mark.usefixtures("operator")
 def test_a_plan_naming_another_namespaces_application_is_refused_before_anything_is_pushed(attacker, victim,
-                                                                                            gitea):  # noqa: F811
+                                                                                            gitea):
     application_crd()
     repo = create_repo(gitea, {"apps/shop/deployment.yaml": DEPLOYMENT})
     apply_docs(victim, [application(victim, "billing", victim, repo.url)])
@@ -156,7 +156,7 @@ def test_a_plan_naming_another_namespaces_application_is_refused_before_anything
 
 
 @pytest.mark.usefixtures("operator")
-def test_files_ci_executes_are_refused_wherever_they_sit_before_anything_is_pushed(attacker, gitea):  # noqa: F811
+def test_files_ci_executes_are_refused_wherever_they_sit_before_anything_is_pushed(attacker, gitea):
     repo = create_repo(gitea, {"apps/shop/deployment.yaml": DEPLOYMENT})
     apply_docs(attacker, [repository_secret("creds", repo.url, token=gitea.token)])
     hostile = {"make": "apps/shop/Makefile", "pipeline": "apps/shop/bitbucket-pipelines.yml",
@@ -172,7 +172,7 @@ def test_files_ci_executes_are_refused_wherever_they_sit_before_anything_is_push
 
 
 def test_the_default_allow_list_is_the_installed_runbooks_paths(solo_namespace, kube, seed_runbooks,
-                                                               gitea):  # noqa: F811
+                                                               gitea):
     """No RC_GITOPS_ALLOW: one pass in this process (the session operator does not serve solo namespaces)."""
     from reliability_center.operator.patchplan import reconcile_patchplan
 

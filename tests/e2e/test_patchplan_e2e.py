@@ -22,7 +22,7 @@ import yaml
 
 from reliability_center.cli.rollback import rollback
 from reliability_center.gateway import Ref
-from tests.gitea.conftest import DEPLOYMENT, create_repo, gitea  # noqa: F401  (gitea is a fixture)
+from tests.gitea.conftest import DEPLOYMENT, create_repo
 from tests.support.argocd import synced
 from tests.support.cluster import apply_docs, get_json, kubectl, repository_secret, wait_for
 
@@ -63,7 +63,7 @@ def reconciled_after(app: dict[str, Any], moment: str) -> str | None:
     return at if at and when(at) > when(moment) else None
 
 
-def shop(gitea, argocd, namespace: str, **options: Any):  # noqa: F811
+def shop(gitea, argocd, namespace: str, **options: Any):
     """A GitOps repository with the shop's Deployment, synced by an automated Application named after the test."""
     repo = create_repo(gitea, {"apps/shop/deployment.yaml": DEPLOYMENT.replace("namespace: shop",
                                                                               f"namespace: {namespace}")})
@@ -84,7 +84,7 @@ def scale_plan(repo, argo_app: str, value: int = 5) -> str:
                               "yamlPath": "spec.replicas", "value": value}]}})
 
 
-def test_patchplan_pr_merge_sync_verify_then_rollback(kube, namespace, operator, gitea, argocd):  # noqa: F811
+def test_patchplan_pr_merge_sync_verify_then_rollback(kube, namespace, operator, gitea, argocd):
     repo = shop(gitea, argocd, namespace, self_heal=True)
     base = repo.head("main")
     # Argo CD creates the Deployment from Git: nobody else applies it in this test.
@@ -153,7 +153,7 @@ def test_patchplan_pr_merge_sync_verify_then_rollback(kube, namespace, operator,
     assert plan_status(kube, namespace, "scale-web")["phase"] == "RolledBack"
 
 
-def test_second_plan_on_the_same_file_waits_for_the_first(kube, namespace, operator, gitea):  # noqa: F811
+def test_second_plan_on_the_same_file_waits_for_the_first(kube, namespace, operator, gitea):
     repo = create_repo(gitea, {"apps/shop/deployment.yaml": DEPLOYMENT})
     apply_docs(namespace, [repository_secret("creds", repo.url, token=gitea.token)])
 
@@ -179,7 +179,7 @@ def test_second_plan_on_the_same_file_waits_for_the_first(kube, namespace, opera
 
 
 def test_without_argo_cd_synced_means_the_objects_are_live_at_the_merged_content(kube, namespace, operator,
-                                                                                  gitea):  # noqa: F811
+                                                                                  gitea):
     manifest = DEPLOYMENT.replace("namespace: shop", f"namespace: {namespace}")
     repo = create_repo(gitea, {"apps/shop/deployment.yaml": manifest})
     apply_docs(namespace, [d for d in yaml.safe_load_all(manifest) if d])
@@ -204,7 +204,7 @@ def test_without_argo_cd_synced_means_the_objects_are_live_at_the_merged_content
     assert replicas(namespace) == 4
 
 
-def test_missing_credentials_are_reported_then_picked_up(kube, namespace, operator, gitea):  # noqa: F811
+def test_missing_credentials_are_reported_then_picked_up(kube, namespace, operator, gitea):
     repo = create_repo(gitea)
     apply_docs(namespace, [{"apiVersion": "reliability.center/v1alpha1", "kind": "PatchPlan",
                             "metadata": {"name": "early"},

@@ -18,7 +18,7 @@ import pytest
 from reliability_center.gateway import Ref
 
 from tests.conftest import ALERT_CATEGORY_PREFIX
-from tests.gitea.conftest import create_repo, gitea  # noqa: F401  (gitea is a fixture)
+from tests.gitea.conftest import create_repo
 from tests.support.cluster import ROOT, apply_docs, apply_runbook, get_json, kubectl, repository_secret, wait_for
 from tests.support.incidents import create, incident, wait_phase
 
@@ -33,7 +33,7 @@ def at(start: datetime.datetime, minutes: float) -> str:
 
 
 def test_the_postmortem_pull_request_proposes_the_late_and_the_flapping_rules_thresholds(
-        kube, namespace, operator, gitea, tmp_path):  # noqa: F811
+        kube, namespace, operator, gitea, tmp_path):
     # The CRDs are cluster-wide and sessions of other checkouts may have applied older ones since this session
     # did: this test needs this checkout's (PatchPlan operation alertThreshold, Incident signals' refires).
     for crd in ("reliability.center_patchplans.yaml", "reliability.center_incidents.yaml"):

@@ -11,7 +11,6 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,12 +186,10 @@ def stop_gitea(directory: Path) -> None:
                    timeout=60, check=False)
 
 
-@pytest.fixture(scope="session")
-def gitea(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gitea]:
-    directory = tmp_path_factory.mktemp("gitea")
-    server = start_gitea(directory)
-    yield server
-    stop_gitea(directory)
+#: The session's Gitea is the fixture ``gitea`` of tests/conftest.py, for tests/gitea and tests/e2e alike. This name
+#: stays importable for modules that still import it from here; it is no fixture: a fixture imported into a test
+#: module is a definition of that module's, and each such module started a Gitea of its own (six per worker).
+gitea = None
 
 
 def create_repo(gitea: Gitea, files: dict[str, str] | None = None) -> Repo:
