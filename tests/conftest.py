@@ -43,8 +43,9 @@ ALERT_CATEGORY_PREFIX = "alert-"
 
 #: Files whose tests take 20 s or more (pytest --durations=0), longest first: scheduled first, in this order.
 LONG_FILES = [f"tests/{name}.py" for name in (
-    "e2e/test_crash", "e2e/test_failover", "e2e/test_argocd_selfheal", "e2e/test_waiting", "e2e/test_seed_paths",
-    "e2e/test_fresh_cluster", "e2e/test_patchplan_e2e", "gitea/test_gitea_leaks", "e2e/test_plan_review",
+    "e2e/test_crash", "e2e/test_group_commit", "e2e/test_failover", "e2e/test_argocd_selfheal", "e2e/test_waiting",
+    "e2e/test_seed_paths", "e2e/test_holds_scale", "e2e/test_fresh_cluster", "e2e/test_leader_service",
+    "e2e/test_patchplan_e2e", "gitea/test_gitea_leaks", "e2e/test_plan_review",
     "e2e/test_detection", "e2e/test_shadow_global", "e2e/test_close_loop", "e2e/test_hostile", "e2e/test_intake")]
 
 
