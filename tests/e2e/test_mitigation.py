@@ -8,9 +8,12 @@ protected data classes are proven untouched.
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
-from tests.support.cluster import get_json, kubectl, load_yaml, wait_for
+from tests.support.audit import AuditLog
+from tests.support.cluster import apply_runbook, get_json, kubectl, load_yaml, wait_for
 from tests.support.incidents import (app_content, audit_targets, changed, create, incident, settle_app, status, steps,
                                      wait_phase)
 from tests.support.jobs import failed_job
@@ -149,3 +152,26 @@ def test_no_runbook_for_the_category_is_a_clear_condition(app):
     matched = {c["type"]: c for c in st["conditions"]}["Matched"]
     assert matched["status"] == "False" and matched["reason"] == "NoRunbookMatched"
     assert "unheard-of" in matched["message"]
+
+
+def test_a_simple_level_1_incident_gets_one_status_patch_from_creation_to_mitigated(app):
+    """The turn that walks both steps to Mitigated writes the Incident's status once, at its end (not once per
+    step and once more for the phase): counted from the apiserver's audit log, which logs every status patch,
+    not from the operator."""
+    category = f"one{uuid.uuid4().hex[:8]}"
+    apply_runbook(category, {"steps": [
+        {"name": "degraded-mode", "level": 1, "action": "feature-flags-off", "params": {"modules": ["search"]}},
+        {"name": "breaker", "level": 1, "action": "circuit-breaker", "params": {"integration": "payments-gateway"}}]})
+    wait_for(lambda: get_json("runbook", f"rb-{category}").get("status", {}).get("conditions"), what="runbook")
+    settle_app(app)
+    audit = AuditLog()
+    since = audit.position()
+    create(app, incident("one-write", category=category, module="search"))
+    st = wait_phase(app, "one-write", "Mitigated")
+    assert steps(st) == {"degraded-mode": "Succeeded", "breaker": "Succeeded"}
+    assert cm(app, "flags-search")["search-suggestions.tenant.acme"] == "false"
+    assert cm(app, "integration-payments-gateway")["circuitBreaker.tenant.acme"] == "open"
+    patches = [w for w in audit.writes(since, namespace=app)
+               if w.resource == "incidents" and w.subresource == "status" and w.name == "one-write"]
+    assert [(w.verb, w.code) for w in patches] == [("patch", 200)], \
+        [f"{w.verb} {w.code} {w.replica} {w.received.time()}" for w in patches]

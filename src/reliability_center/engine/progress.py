@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
+from typing import Any
 
 from reliability_center.api.incident import Incident, IncidentStatus, StepStatus
 from reliability_center.api.runbook import Freeze, Runbook, Step, Window, zone
@@ -278,3 +279,13 @@ def _next_restore(steps: list[StepStatus], restorable: set[str]) -> Decision:
 def highest_level(steps: list[StepStatus]) -> int | None:
     acted = [s.level for s in steps if s.state in DONE - {"Skipped"} or s.state in {"AwaitingApproval", "Restored"}]
     return max(acted) if acted else None
+
+
+def news(read: dict[str, Any], built: dict[str, Any]) -> bool:
+    """Whether a turn's status (``built``, a dumped IncidentStatus) says anything the status as read does
+    not: a step polled again counts one more attempt, which alone is not worth a write."""
+    def without_attempts(status: dict[str, Any]) -> dict[str, Any]:
+        return {**status, "steps": [{k: v for k, v in step.items() if k != "attempts"}
+                                    for step in status.get("steps") or []]}
+
+    return without_attempts(read) != without_attempts(built)

@@ -27,7 +27,6 @@ def verify(draft: Draft, *, pinned: Callable[[IncidentStatus], Runbook], kube: K
     """Resolved: evaluate the post-repair gates; Closed when all pass. Returns when to look again."""
     if draft.shadow:
         return None  # nothing was changed: nothing to verify
-    start = draft.status.model_dump()
     before = {g.name: (g.passed, g.reason) for g in draft.status.gates}
     runbook = pinned(draft.status) if draft.status.runbook_spec else None
     raw = closing.plans_of(kube, draft.ref.namespace, draft.ref.name)
@@ -65,13 +64,10 @@ def verify(draft: Draft, *, pinned: Callable[[IncidentStatus], Runbook], kube: K
         draft.condition("Closed", "True", "GatesPassed", "every post-repair gate passed")
         draft.condition("Ready", "True", "Closed", "closed: every post-repair gate passed")
         draft.phase("Closed")
-        draft.save()
         return None
     failing = [g for g in draft.status.gates if not g.passed]
     draft.condition("Closed", "False", "GatesFailing",
                     "; ".join(f"{g.name}: {g.reason}" for g in failing)[:1024])
-    if draft.status.model_dump() != start:
-        draft.save()
     # Only the SLO and a field left by a lost hold (a person puts it back) change on their own;
     # PatchPlan changes wake the incident.
     by_name = {g.name: g for g in draft.status.gates}

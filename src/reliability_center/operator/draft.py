@@ -1,4 +1,4 @@
-"""The Incident's status as one turn builds it, and its one write (``Draft.save``).
+"""The Incident's status as one turn builds it, and its one write at the turn's end (``Draft.flush``).
 
 Owns no phase: each phase module (``start``, ``govern``, ``mitigate``, ``restore``,
 ``follow_plans``, ``close``) is handed the Draft and the few clients it needs, and
@@ -15,7 +15,7 @@ from typing import Any
 
 from reliability_center.api.common import now_iso, set_condition
 from reliability_center.api.incident import RESOLVED_BY, TIMELINE_LIMIT, Incident, IncidentStatus, TimelineEntry
-from reliability_center.engine.progress import highest_level
+from reliability_center.engine.progress import highest_level, news
 from reliability_center.gateway import Kube, Ref, WriteContext, audit, records
 from reliability_center.gateway.kube import Conflict, NotFound
 from reliability_center.operator import metrics
@@ -52,7 +52,18 @@ class Draft:
         return self.status.mode == "shadow"
 
     def changed(self) -> bool:
-        return self.status.model_dump() != self.seen
+        """Anything new to write (a step only polled again, its attempts counted and nothing else, is not)."""
+        return news(self.seen, self.status.model_dump())
+
+    def flush(self) -> None:
+        """The turn's one status write, at its end, when there is news (or a reported failure to clear).
+
+        Phases change the Draft and write nothing of the status themselves: no status write has to
+        precede an effect the turn makes outside the Incident (see ``operator/runner.py``), so a turn
+        that walks three steps to Mitigated patches the status once, not once per step.
+        """
+        if self.changed() or any(c.type == "Reconciling" and c.status == "True" for c in self.status.conditions):
+            self.save()
 
     def condition(self, type_: str, status: str, reason: str, message: str = "") -> None:
         self.status.conditions = set_condition(self.status.conditions, type_, status, reason, message,  # type: ignore[arg-type]

@@ -47,8 +47,6 @@ def walk(draft: Draft, runbook: Runbook, facts: Facts, held: dict[str, list[str]
             outcome = govern.review(draft, runbook, decision.index, facts, kube=kube, gateway=gateway, wakes=wakes,
                                     admission=admission, identity=identity, prometheus=prometheus)
             if outcome.outcome is govern.Outcome.PLANNING:
-                if draft.changed():
-                    draft.save()
                 return Walked(outcome.wake_in)
             if outcome.outcome is govern.Outcome.DECIDE:
                 continue
@@ -78,16 +76,13 @@ def under_review(draft: Draft, runbook: Runbook, index: int) -> bool:
 def await_step(draft: Draft, gateway: WriteGateway, decision: AwaitStep) -> None:
     status = draft.status.steps[decision.index]
     if status.state == decision.state and status.reason == decision.reason and status.message == decision.message:
-        if draft.changed():
-            draft.save()  # votes weighed, a plan made: nothing new to say in the timeline
-        return
+        return  # votes weighed, a plan made: nothing new to say in the timeline
     status.state, status.reason, status.message = decision.state, decision.reason, decision.message  # type: ignore[assignment]
     draft.note(f"step:{decision.state}", decision.message, status.name)
     draft.condition("AwaitingApproval", "True", decision.reason, decision.message)
     outcome = waiting_phase(draft.status.steps)
     if outcome and draft.status.phase == "Mitigating":
         reached(draft, gateway, fix_outcome(draft, outcome))
-    draft.save()
 
 
 def reached(draft: Draft, gateway: WriteGateway, outcome: Finish) -> None:
@@ -106,7 +101,6 @@ def reached(draft: Draft, gateway: WriteGateway, outcome: Finish) -> None:
 
 def finish(draft: Draft, decision: Finish, runbook: Runbook, *, kube: Kube, gateway: WriteGateway,
            guards_seen: dict[Any, dict[str, Any]]) -> None:
-    before = draft.status.model_dump()
     if decision.phase == "Verifying":
         draft.mark_resolved()
         if any(s.action == "isolate-tenant" for s in runbook.spec.steps):
@@ -118,5 +112,3 @@ def finish(draft: Draft, decision: Finish, runbook: Runbook, *, kube: Kube, gate
                               lambda state: guard.mark_mitigated(state, uid), guards_seen)
     draft.condition("AwaitingApproval", "False", "NothingAwaiting", "")
     reached(draft, gateway, fix_outcome(draft, decision))
-    if draft.status.model_dump() != before:
-        draft.save()

@@ -94,4 +94,3 @@ def restore_step(draft: Draft, gateway: WriteGateway, held: dict[str, list[str]]
         draft.condition("RestoreConflicts", "True", "ChangedSinceMitigation", status.message)
     if lost:
         draft.condition("HoldLost", "True", "HoldAnnotationRemoved", status.message)
-    draft.save()

@@ -1,7 +1,7 @@
 """The step runner: walks one Incident through its pinned Runbook, one decision at a time.
 
-Each turn reads the Incident into a ``Draft`` (``operator/draft.py``: the status being built, saved
-whole once per step, with the resourceVersion read as a precondition) and hands it to one module
+Each turn reads the Incident into a ``Draft`` (``operator/draft.py``: the status being built, written
+whole once, at the turn's end, with the resourceVersion read as a precondition) and hands it to one module
 per phase of the incident's life: ``start`` (trace id, the pinned runbook, the guards),
 ``follow_plans`` (its PatchPlans), ``mitigate`` (the step loop: ``govern`` reviews a Level 2 step,
 ``step`` runs one), ``restore`` (resolved: rehearse and restore), ``close`` (the post-repair gates).
@@ -10,9 +10,16 @@ that waits (a rollout to settle, a window to open) returns; ``reconcile`` answer
 wants another look, and the work queue calls it again then: no thread is held while something is
 awaited.
 
-A crash between an action's write and the status patch is safe: the step runs
-again and its writes are idempotent (holds named after deterministic
-snapshots; deterministic names and markers). Errors never leave an incident
+One status write per turn, at its end: no status write has to precede an effect outside the
+Incident, because a turn cut off before its write (a crash, a conflict, a lost lease) is taken
+again whole with the same effects. Every effect is idempotent: writes hold their fields under
+the snapshot's deterministic name and find themselves holding them (``gateway/writes.py``); audit
+Events and durable records, Jobs, PatchPlans and restart markers have deterministic names; the
+guard and isolation ledgers are keyed by the incident's uid; a restore finds its holds gone and the
+values back. The one thing decided on a first turn that its redo may decide otherwise is what
+that turn read: the Runbook pinned and the mode (a Runbook edited, or the namespace put in shadow
+mode, between a crash and the redo); the first write used to carry them too, after the first
+step's writes, as it does now. Errors never leave an incident
 silently stuck: they are retried with backoff, and those that are not passing
 conflicts or apiserver hiccups are written to its ``Reconciling`` condition
 with the time of the next attempt.
@@ -122,7 +129,10 @@ class StepRunner:
     def _turns(self, ref: Ref, body: dict[str, Any], runbooks: list[dict[str, Any]]) -> float | None:
         for _ in range(5):
             try:
-                return turn(self, Draft(self.kube, self.echoes, body), runbooks)
+                draft = Draft(self.kube, self.echoes, body)
+                wake = turn(self, draft, runbooks)
+                draft.flush()  # the turn's one status write
+                return wake
             except Stale as exc:
                 log.info("incident %s changed during reconcile (%s); reading it again", ref.name, exc)
             fresh = self.kube.get(ref)
@@ -228,8 +238,8 @@ def turn(runner: StepRunner, draft: Draft, runbooks: list[dict[str, Any]]) -> fl
         draft.status.steps = plan(draft.incident, runbook, facts)
         start.admit(draft, runner.kube, runner.guards_seen, runbook, facts)
         draft.phase("Mitigating")
-        # Not saved yet: the plan is deterministic, and the first step's status
-        # patch carries it; one round trip less before the first Level 1 write.
+        # Not written yet: the plan is deterministic, and the turn's one status write
+        # carries it; one round trip less before the first Level 1 write.
     # Resolved: what to restore is read from the cluster (snapshots by incident), not from status.
     held = runner.gateway.snapshots(draft.write_context("", 1)) if resolved else {}
     if resolved and not any(s.state == "Restored" for s in draft.status.steps):

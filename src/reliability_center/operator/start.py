@@ -19,8 +19,7 @@ from reliability_center.policy import limits as guard
 
 def start(draft: Draft, runbooks: list[dict[str, Any]], parse: Callable[[dict[str, Any]], Runbook | None],
           pinned: Callable[[IncidentStatus], Runbook]) -> Runbook | None:
-    """Trace id and the pinned runbook: the first status the Incident gets."""
-    changed = False
+    """Trace id and the pinned runbook: the first status the Incident gets (written with the rest of the turn)."""
     if not draft.status.trace_id:
         # Derived from the uid, not random: a turn that crashes before saving it
         # must find the same trace id (restart markers and audit names use it).
@@ -28,7 +27,6 @@ def start(draft: Draft, runbooks: list[dict[str, Any]], parse: Callable[[dict[st
         draft.status.times.detected = now_iso()
         draft.status.audit_log = audit.log_name(draft.body["metadata"]["uid"])
         draft.phase("Detected")
-        changed = True
     if draft.status.runbook_spec is None:
         found = match(draft, [rb for rb in map(parse, runbooks) if rb is not None])
         if found is None:
@@ -37,11 +35,7 @@ def start(draft: Draft, runbooks: list[dict[str, Any]], parse: Callable[[dict[st
         draft.status.runbook = found.metadata.name
         draft.status.runbook_generation = found.metadata.generation
         draft.status.runbook_spec = found.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
-        changed = True
-    runbook = pinned(draft.status)
-    if changed and draft.status.steps:
-        draft.save()
-    return runbook
+    return pinned(draft.status)
 
 
 def match(draft: Draft, parsed: list[Runbook]) -> Runbook | None:
@@ -49,7 +43,6 @@ def match(draft: Draft, parsed: list[Runbook]) -> Runbook | None:
         found = next((rb for rb in parsed if rb.metadata.name == draft.status.runbook), None)
         if found is None:
             draft.condition("Ready", "False", "RunbookNotFound", f"Runbook {draft.status.runbook!r} was deleted")
-            draft.save()
         return found
     match = match_runbook(draft.incident, parsed)
     if match.runbook is None:
@@ -58,7 +51,6 @@ def match(draft: Draft, parsed: list[Runbook]) -> Runbook | None:
         if draft.incident.spec.resolved:
             draft.mark_resolved()
             draft.phase("Verifying")  # nothing was done: nothing to restore
-        draft.save()
         return None
     draft.condition("Matched", "True", match.reason, match.message)
     draft.note("matched", match.message)

@@ -52,8 +52,6 @@ def run_step(draft: Draft, runbook: Runbook, index: int, facts: Facts, *, kube: 
     ctx = ActionContext(gateway=gateway, read=kube, incident=draft.incident, write=write,
                         step=step, status=status, limits=runbook.spec.limits, facts=facts, action=step.action,
                         approved=approved, metrics=prometheus)
-    before = status.model_dump()
-    timeline = len(draft.status.timeline)
     clock = datetime.now(timezone.utc)
     wait = 0.0
     try:
@@ -125,10 +123,7 @@ def run_step(draft: Draft, runbook: Runbook, index: int, facts: Facts, *, kube: 
     if status.state != "Running":
         draft.count(metrics.STEP_RESULTS.labels(step.action, str(step.level), status.state).inc)
         draft.note(f"step:{status.state}", status.message, step.name)
-    # A step that is only being polled (nothing new) is not saved again: fewer writes while it waits.
-    changed = status.model_dump(exclude={"attempts"}) != {k: v for k, v in before.items() if k != "attempts"}
-    if changed or len(draft.status.timeline) != timeline or status.state != "Running":
-        draft.save()
+    # Written with the rest of the turn (``Draft.flush``); a step only polled again (nothing new) is not.
     return wait
 
 
@@ -142,7 +137,6 @@ def plan_moved(draft: Draft, step: Step, status: StepStatus, target: str) -> Non
     status.state, status.reason, status.message = "AwaitingApproval", "PlanChanged", why  # type: ignore[assignment]
     draft.note("plan:changed", why, step.name)
     draft.condition("AwaitingApproval", "True", "PlanChanged", f"step {step.name!r}: {why}")
-    draft.save()
 
 
 def warn_self_heal(draft: Draft, kube: Kube, ctx: ActionContext) -> None:
