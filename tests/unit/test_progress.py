@@ -1,7 +1,7 @@
 from reliability_center.api.common import Condition
 from reliability_center.api.incident import ApprovalState, IncidentStatus
 from reliability_center.engine.plan import Facts, plan
-from reliability_center.engine.progress import (AwaitStep, Finish, RestoreStep, RunStep, next_decision,
+from reliability_center.engine.progress import (AwaitStep, Finish, RestoreStep, RunStep, news, next_decision,
                                                 seconds_until, waiting_phase)
 from tests.unit.factories import incident, runbook
 
@@ -176,3 +176,16 @@ def test_a_step_that_waits_for_nothing_runs_while_an_earlier_one_awaits_approval
     status.steps[0].state = "Succeeded"
     decision = next_decision(inc, rb, status, NOON)
     assert isinstance(decision, AwaitStep) and decision.index == 1
+
+
+def test_a_step_only_polled_again_is_no_news_but_any_other_change_is():
+    _, _, status = planned()
+    read = status.model_dump()
+    status.steps[0].attempts += 3  # the step was polled: its counter moved, nothing else
+    assert not news(read, status.model_dump())
+    status.steps[0].message = "wave 2 of 3"
+    assert news(read, status.model_dump())
+    _, _, other = planned()
+    other.timeline = []
+    other.phase = "Mitigating"
+    assert news(read, other.model_dump())
