@@ -16,6 +16,7 @@ import kopf
 from reliability_center.gateway import Ref
 from reliability_center.gateway.kube import describe, transient
 from reliability_center.operator import context, metrics
+from reliability_center.operator.settings import SETTINGS_CONFIGMAP
 from reliability_center.operator.workqueue import Key, Retry, WorkQueue
 
 log = logging.getLogger("reliability_center.incident")
@@ -24,6 +25,16 @@ READ_RETRY = 1.0
 
 RUNBOOKS: dict[str, kopf.Index] = {}
 """The runbook index, as Kopf passes it to handlers (a live view kept by the watch)."""
+SETTINGS: dict[str, kopf.Index] = {}
+"""The namespaces' settings ConfigMaps (``namespace_settings``), as Kopf passes the index at startup."""
+
+
+@kopf.index("v1", "configmaps")
+def namespace_settings(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, str]]:
+    """Each served namespace's reliability-center-settings (SAFE_MODE, mode, the GitOps repository), kept by
+    the watch, so that a turn reads them without a request. The watch asks the apiserver for that name only
+    (``operator/main.py`` sets the field selector): the app's ConfigMaps never reach the operator this way."""
+    return {namespace: dict(body.get("data") or {})} if name == SETTINGS_CONFIGMAP else {}
 
 
 @kopf.index("reliability.center", "v1alpha1", "incidents")
@@ -92,12 +103,16 @@ async def on_approval(spec: kopf.Spec, namespace: str, type: str | None, **_: An
 
 
 async def reconcile(key: Key, body: dict[str, Any] | None) -> float | None:
-    """One pass: the runbooks are read here, on the event loop that updates them; the reconcile runs on a thread."""
+    """One pass: the runbooks and the namespace's settings are read here, on the event loop that updates them;
+    the reconcile runs on a thread."""
     runbooks = [dict(rb) for values in RUNBOOKS["index"].values() for rb in values]
-    return await asyncio.get_running_loop().run_in_executor(context.executor(), _reconcile, key, body, runbooks)
+    settings = dict(next(iter(SETTINGS["index"].get(key[0], ())), {}))  # none: the namespace has no settings
+    return await asyncio.get_running_loop().run_in_executor(context.executor(), _reconcile, key, body, runbooks,
+                                                            settings)
 
 
-def _reconcile(key: Key, body: dict[str, Any] | None, runbooks: list[dict[str, Any]]) -> float | None:
+def _reconcile(key: Key, body: dict[str, Any] | None, runbooks: list[dict[str, Any]],
+               settings: dict[str, str]) -> float | None:
     if body is None:  # a timer's pass: the newest state is read
         try:
             body = context.kube().get(Ref("Incident", *key))
@@ -108,11 +123,12 @@ def _reconcile(key: Key, body: dict[str, Any] | None, runbooks: list[dict[str, A
             return Retry(READ_RETRY)  # the apiserver is away: the next pass reads it again
         if body is None:
             return None
-    return context.runner().reconcile(body, runbooks)
+    return context.runner().reconcile(body, runbooks, settings)
 
 
 @kopf.on.startup()
-async def start_queue(**_: Any) -> None:
+async def start_queue(namespace_settings: kopf.Index, **_: Any) -> None:
+    SETTINGS["index"] = namespace_settings
     context.QUEUE = WorkQueue(reconcile, context.settings().watch.workers, context.gate())
     context.QUEUE.start()
 

@@ -22,6 +22,7 @@ from reliability_center.operator import incident as _incident  # noqa: F401  (re
 from reliability_center.operator import runbook as _runbook  # noqa: F401  (registers handlers)
 from reliability_center.operator import scope
 from reliability_center.operator.leadership import Timing
+from reliability_center.operator.settings import SETTINGS_CONFIGMAP
 
 log = logging.getLogger("reliability_center.operator")
 
@@ -42,6 +43,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Watches can go silent on some networks; bounded timeouts make Kopf re-list (Kopf docs, "Watching").
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # ConfigMaps are watched for the namespaces' settings alone (operator/incident.py, namespace_settings):
+    # the apiserver sends those, not every flag store's writes.
+    settings.watching.field_selectors["v1", "configmaps"] = f"metadata.name={SETTINGS_CONFIGMAP}"
     settings.execution.max_workers = ours.watch.workers
     if ours.serving.metrics_port:
         from prometheus_client import start_http_server

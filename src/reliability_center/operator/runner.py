@@ -97,12 +97,15 @@ class StepRunner:
         return self._identity
 
     # -- entry point ---------------------------------------------------------------
-    def reconcile(self, body: dict[str, Any], runbooks: list[dict[str, Any]]) -> float | None:
-        """One reconcile; returns the seconds until another is wanted (None: at the next change)."""
+    def reconcile(self, body: dict[str, Any], runbooks: list[dict[str, Any]],
+                  settings: dict[str, str] | None = None) -> float | None:
+        """One reconcile; returns the seconds until another is wanted (None: at the next change).
+
+        ``settings``: the namespace's settings ConfigMap as the watch has it (None: read it when needed)."""
         ref = Ref("Incident", body["metadata"]["namespace"], body["metadata"]["name"])
         uid = body["metadata"]["uid"]
         try:
-            wake = self._turns(ref, body, runbooks)
+            wake = self._turns(ref, body, runbooks, settings)
         except Exception as exc:
             if namespace_terminating(exc):
                 log.info("namespace %s is being deleted; incident %s left as it is", ref.namespace, ref.name)
@@ -126,11 +129,12 @@ class StepRunner:
         self.failures.pop(uid, None)
         return wake
 
-    def _turns(self, ref: Ref, body: dict[str, Any], runbooks: list[dict[str, Any]]) -> float | None:
+    def _turns(self, ref: Ref, body: dict[str, Any], runbooks: list[dict[str, Any]],
+               settings: dict[str, str] | None) -> float | None:
         for _ in range(5):
             try:
                 draft = Draft(self.kube, self.echoes, body)
-                wake = turn(self, draft, runbooks)
+                wake = turn(self, draft, runbooks, settings)
                 draft.flush()  # the turn's one status write
                 return wake
             except Stale as exc:
@@ -193,14 +197,17 @@ class StepRunner:
         if len(self._runbooks) > 1000:
             self._runbooks.pop(next(iter(self._runbooks)))
 
-    def namespace_settings(self, namespace: str) -> dict[str, str]:
-        """The namespace's reliability-center-settings ConfigMap (SAFE_MODE, mode, the GitOps repository)."""
+    def namespace_settings(self, namespace: str, known: dict[str, str] | None = None) -> dict[str, str]:
+        """The namespace's reliability-center-settings ConfigMap (SAFE_MODE, mode, the GitOps repository):
+        ``known``, as the operator's watch has it, else read."""
+        if known is not None:
+            return known
         return (self.kube.get(Ref("ConfigMap", namespace, SETTINGS_CONFIGMAP)) or {}).get("data") or {}
 
-    def facts(self, namespace: str, runbook: Runbook, first: bool) -> Facts:
-        """SAFE_MODE, shadow mode and the GitOps settings of the namespace.
+    def facts(self, namespace: str, runbook: Runbook, first: bool, known: dict[str, str] | None = None) -> Facts:
+        """SAFE_MODE, shadow mode and the GitOps settings of the namespace (``known``: as the watch has them).
 
-        Read on an incident's first turn (its mode is decided then, once) and when a
+        Needed on an incident's first turn (its mode is decided then, once) and when a
         step of the runbook needs them; not on every turn.
         """
         needed = first or any(REGISTRY[s.action].needs_settings or (s.when is not None and s.when.safe_mode is not None)
@@ -208,30 +215,31 @@ class StepRunner:
         safety = self.settings.safety
         if not needed:
             return Facts(now=now_iso(), safe_mode=safety.safe_mode, shadow=safety.shadow)
-        settings = self.namespace_settings(namespace)
+        settings = self.namespace_settings(namespace, known)
         safe = settings.get("SAFE_MODE")
         return Facts(now=now_iso(), safe_mode=(safe.lower() == "true") if safe else safety.safe_mode,
                      shadow=safety.shadow or settings.get("mode", "").strip().lower() == "shadow",
                      settings=settings)
 
 
-def turn(runner: StepRunner, draft: Draft, runbooks: list[dict[str, Any]]) -> float | None:
+def turn(runner: StepRunner, draft: Draft, runbooks: list[dict[str, Any]],
+         settings: dict[str, str] | None = None) -> float | None:
     """One reconcile of one Incident: each phase in turn until one waits; returns the seconds until another
-    look is due."""
+    look is due. ``settings``: the namespace's, as the watch has them (None: read when needed)."""
     resolved = draft.incident.spec.resolved
     if draft.status.phase == "Closed" or (draft.status.phase == "Failed" and not resolved):
         return None
     if draft.status.phase == "Verifying":
-        return verify(runner, draft)
+        return verify(runner, draft, settings)
     runbook = start.start(draft, runbooks, runner.parse_runbook, runner.pinned)
     if runbook is None:
-        return verify(runner, draft) if draft.status.phase == "Verifying" else None
+        return verify(runner, draft, settings) if draft.status.phase == "Verifying" else None
     if not resolved and restore.signals_resolved(draft, runner.kube, runbook):
         resolved = True
     if draft.status.patch_plans:
         follow_plans(draft, runner.kube)
     first = draft.status.mode is None
-    facts = runner.facts(draft.ref.namespace, runbook, first)
+    facts = runner.facts(draft.ref.namespace, runbook, first, settings)
     if first:
         draft.status.mode = "shadow" if draft.incident.spec.mode == "shadow" or facts.shadow else "enforce"
     if not draft.status.steps:
@@ -251,10 +259,11 @@ def turn(runner: StepRunner, draft: Draft, runbooks: list[dict[str, Any]]) -> fl
                            prometheus=runner.prometheus)
     if not walked.finished:
         return walked.wake_in
-    return verify(runner, draft) if draft.status.phase == "Verifying" else None
+    return verify(runner, draft, settings) if draft.status.phase == "Verifying" else None
 
 
-def verify(runner: StepRunner, draft: Draft) -> float | None:
+def verify(runner: StepRunner, draft: Draft, settings: dict[str, str] | None) -> float | None:
     return close.verify(draft, pinned=runner.pinned, kube=runner.kube, gateway=runner.gateway,
                         admission=runner.admission, identity=runner.identity,
-                        namespace_settings=runner.namespace_settings, settings=runner.settings.gates)
+                        namespace_settings=lambda namespace: runner.namespace_settings(namespace, settings),
+                        settings=runner.settings.gates)
