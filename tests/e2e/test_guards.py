@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from tests.support.audit import AuditLog
 from tests.support.cluster import TEST_LABELS, apply_docs, get_json, wait_for
 from tests.support.incidents import create, incident, steps, wait_phase
 
@@ -35,11 +36,17 @@ def test_rate_limit_escalates_the_incident_past_the_limit(app):
     for i in range(2):
         create(app, incident(f"r{i}", category=cat, module="search"))
         wait_phase(app, f"r{i}", "Mitigated")
+    audit = AuditLog()
+    since = audit.position()
     create(app, incident("r2", category=cat, module="search"))
     st = wait_phase(app, "r2", "Escalated")
     admitted = {c["type"]: c for c in st["conditions"]}["Admitted"]
     assert admitted["status"] == "False" and admitted["reason"] == "RateLimited"
     assert steps(st) == {"flags": "Skipped"}
+    # Its step read the flag store while the guards were counted, and wrote nothing once they refused: the
+    # apiserver saw the operator write the incident's status and nothing else (no snapshot, flag, record).
+    writes = [w.target for w in audit.writes(since, namespace=app, operator=True)]
+    assert writes == [f"incidents/status {app}/r2"], writes
     # The state lives in the cluster: a ConfigMap with the tenant's admissions, not the operator's memory.
     guards = get_json("configmap", f"rc-guards-rb-{cat}.tenant-acme", "-n", app)
     assert guards["data"]["admissions"].count('"incident_uid"') == 2

@@ -97,6 +97,11 @@ class Planned:
     """What a dry-run Job reported (run-job), when the action plans that way."""
 
 
+class NotAdmitted(Exception):
+    """The incident's guards (rate limit, cooldown, refires) refused it while its first step read: the step
+    makes no write, and its reads count for nothing."""
+
+
 class OutsidePlan(Exception):
     """A governed step was about to write a target its approved plan does not name: not written."""
 
@@ -128,6 +133,15 @@ class ActionContext:
     such as a later wave's fresh selection, is not made (``OutsidePlan``) and the step asks again."""
     metrics: MetricsSource | None = None
     """Prometheus (``RC_PROMETHEUS_URL``); None where the caller has none (the step then says so)."""
+    admitted: Callable[[], None] | None = None
+    """The first step of a new incident runs while its guards are counted (``operator/start.py``): this
+    waits for their verdict before the step's first write, and raises ``NotAdmitted`` when they refuse."""
+
+    def admit(self) -> None:
+        """Before anything is written (a change, a refusal's audit record): the incident is admitted."""
+        if self.admitted is not None:
+            self.admitted()
+            self.admitted = None  # admitted: the step's later writes need not ask again
 
     @property
     def namespace(self) -> str:
@@ -158,6 +172,7 @@ class ActionContext:
         """
         desired.setdefault("metadata", {}).setdefault("namespace", self.namespace)
         self._within_plan(desired)
+        self.admit()
         result = self.gateway.apply(self.write, desired, action=self.action, seen=seen, items=items,
                                     removals=removals, restore=restore_on_resolve)
         self._collect(result.target, result.entry, result.snapshot)
@@ -168,6 +183,7 @@ class ActionContext:
     def create(self, obj: dict[str, Any]) -> str:
         obj.setdefault("metadata", {}).setdefault("namespace", self.namespace)
         self._within_plan(obj)
+        self.admit()
         result = self.gateway.create(self.write, obj, action=self.action)
         self._collect(result.target, result.entry, None)
         if self.write.shadow:
@@ -177,12 +193,14 @@ class ActionContext:
     def propose(self, plan: dict[str, Any]) -> str:
         """Level 3: create the PatchPlan (owned by the Incident); the operator never applies it."""
         plan.setdefault("metadata", {}).setdefault("namespace", self.namespace)
+        self.admit()
         result = self.gateway.propose(self.write, plan, action=self.action)
         self._collect(result.target, result.entry, None)
         return result.outcome
 
     def reserve_isolation(self) -> tuple[Verdict, list[str]]:
         """The storm guard: may this tenant be isolated now? Counted and reserved atomically in the cluster."""
+        self.admit()
         return self.gateway.reserve_isolation(self.write, self.limits)
 
     def _within_plan(self, obj: dict[str, Any]) -> None:

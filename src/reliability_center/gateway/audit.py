@@ -109,10 +109,12 @@ def append(kube: Kube, incident: dict[str, Any], key: str, entry: dict[str, Any]
     line = json.dumps(entry, sort_keys=True)
     if len(_SEEN) > 1000:
         _SEEN.clear()
+    # Likely new when not in _SEEN: the first record of an incident (or the first since this process started).
     records.update_configmap(kube, ref, lambda data: data if key in data else {**data, key: line}, _SEEN,
                              metadata={"labels": {AUDIT_LABEL: meta["uid"]},
                                        "ownerReferences": [{"apiVersion": incident["apiVersion"], "kind": "Incident",
-                                                            "name": meta["name"], "uid": meta["uid"]}]})
+                                                            "name": meta["name"], "uid": meta["uid"]}]},
+                             likely_new=True)
 
 
 def read_log(kube: Kube, namespace: str, uid: str) -> list[dict[str, Any]]:

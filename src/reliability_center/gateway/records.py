@@ -29,7 +29,8 @@ SEEN_LIMIT = 1000
 
 def update_configmap(kube: Kube, ref: Ref, change: Callable[[dict[str, str]], dict[str, str]],
                      seen: dict[Any, dict[str, Any]] | None = None, attempts: int = 20,
-                     create: bool = True, metadata: dict[str, Any] | None = None) -> dict[str, str]:
+                     create: bool = True, metadata: dict[str, Any] | None = None,
+                     likely_new: bool = False) -> dict[str, str]:
     """Compare-and-swap the data of one of our ConfigMaps (the resourceVersion guards against lost updates).
 
     ``change`` gets the data as read and returns the new data (it may run several
@@ -37,10 +38,13 @@ def update_configmap(kube: Kube, ref: Ref, change: Callable[[dict[str, str]], di
     written, to skip the read: if anyone changed it since (another replica, a
     restart), the write's resourceVersion check fails and it is read afresh.
     The cluster stays the only truth. ``metadata`` (labels, owner references) is set at creation.
+    ``likely_new``: one not in ``seen`` is most likely absent (a new incident's audit log, a new tenant's
+    guards), so it is created without a read first: one round trip, not two; found there after all (409),
+    it is read and swapped as usual.
     """
-    for _ in range(attempts):
+    for attempt in range(attempts):
         obj = seen.pop(ref, None) if seen is not None else None
-        if obj is None:
+        if obj is None and not (likely_new and create and attempt == 0):
             obj = kube.get(ref)
         if obj is None and not create:
             return {}
@@ -88,10 +92,12 @@ def update_guards(kube: Kube, namespace: str, runbook: str, tenant: str, change:
         result = change(GuardState([Admission(**a) for a in raw]))
         return {"admissions": json.dumps([a.__dict__ for a in result.admissions])}
 
+    # Likely new: a tenant's guards live an hour past its last admission (policy.limits.retention), and a
+    # tenant admitted since this process started is in ``seen``.
     update_configmap(kube, Ref("ConfigMap", namespace, guards_name(runbook, tenant)), on_data, seen,
                      metadata={"labels": {"reliability.center/guards": "true"},
                                "annotations": {"reliability.center/runbook": runbook,
-                                               "reliability.center/tenant": tenant}})
+                                               "reliability.center/tenant": tenant}}, likely_new=True)
     return result
 
 

@@ -65,6 +65,14 @@ class Draft:
         if self.changed() or any(c.type == "Reconciling" and c.status == "True" for c in self.status.conditions):
             self.save()
 
+    def checkpoint(self) -> tuple[IncidentStatus, int]:
+        """The status and the metrics as they are now, to go back to (``rollback``)."""
+        return self.status.model_copy(deep=True), len(self.decided)
+
+    def rollback(self, checkpoint: tuple[IncidentStatus, int]) -> None:
+        self.status = checkpoint[0]
+        del self.decided[checkpoint[1]:]
+
     def condition(self, type_: str, status: str, reason: str, message: str = "") -> None:
         self.status.conditions = set_condition(self.status.conditions, type_, status, reason, message,  # type: ignore[arg-type]
                                                self.generation)

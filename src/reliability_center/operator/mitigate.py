@@ -15,7 +15,7 @@ from reliability_center.api.runbook import Runbook
 from reliability_center.engine.plan import Facts
 from reliability_center.engine.progress import AwaitStep, Finish, RestoreStep, RunStep, next_decision, waiting_phase
 from reliability_center.gateway import Kube, WriteGateway, records
-from reliability_center.operator import govern
+from reliability_center.operator import govern, start
 from reliability_center.operator.admission import AdmissionCheck
 from reliability_center.operator.draft import Draft
 from reliability_center.operator.follow_plans import fix_outcome
@@ -34,12 +34,28 @@ class Walked:
 
 def walk(draft: Draft, runbook: Runbook, facts: Facts, held: dict[str, list[str]], *, kube: Kube,
          gateway: WriteGateway, wakes: Wakes, admission: AdmissionCheck, identity: Callable[[], str],
-         guards_seen: dict[Any, dict[str, Any]], prometheus: MetricsSource | None = None) -> Walked:
+         guards_seen: dict[Any, dict[str, Any]], prometheus: MetricsSource | None = None,
+         admitting: start.Admitting | None = None) -> Walked:
     """Take decisions until one waits or the walk is finished. ``held``: once resolved, the snapshots
-    this incident took, by step."""
+    this incident took, by step. ``admitting``: a new incident's guards, still being counted."""
     reviewed: set[int] = set()
     while True:
         decision = next_decision(draft.incident, runbook, draft.status, now_iso(), set(held))
+        if admitting is not None:
+            # A new incident's first decision, taken while its guards are counted: a plain step runs now
+            # (its reads at once, its writes once admitted); anything else waits for the verdict. Then
+            # decide again: a refusal skipped every step.
+            first, admitting = admitting, None
+            if isinstance(decision, RunStep) and not under_review(draft, runbook, decision.index):
+                index = decision.index
+                wait = start.first_step(draft, first, lambda gate: run_step(
+                    draft, runbook, index, facts, kube=kube, gateway=gateway, wakes=wakes, prometheus=prometheus,
+                    admitted=gate))
+                if wait:
+                    return Walked(wait)
+            else:
+                first.settle(draft)
+            continue
         if isinstance(decision, (RunStep, AwaitStep)) and decision.index not in reviewed and \
                 under_review(draft, runbook, decision.index):
             # A governed step is planned (and its approvals weighed) each turn before it runs or waits.

@@ -27,6 +27,7 @@ with the time of the next attempt.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -74,6 +75,9 @@ class StepRunner:
         self._runbooks: dict[tuple[str, Any], Runbook | None] = {}
         #: Guard ConfigMaps as last written (saves a read per admission; checked by resourceVersion).
         self.guards_seen: dict[Any, dict[str, Any]] = {}
+        #: Threads for a new incident's guard compare-and-swap, made while its first step reads (start.py):
+        #: one per reconcile thread, so that none waits on another's.
+        self.side = ThreadPoolExecutor(settings.watch.workers, thread_name_prefix="rc-guards")
         #: Failed turns in a row per incident uid: the retry backoff. Memory only, and that is enough:
         #: a restarted operator lists every Incident and reconciles each at once. Forgotten when the
         #: incident is deleted (``forget``), and bounded, for a deletion that races a failing pass.
@@ -242,21 +246,27 @@ def turn(runner: StepRunner, draft: Draft, runbooks: list[dict[str, Any]],
     facts = runner.facts(draft.ref.namespace, runbook, first, settings)
     if first:
         draft.status.mode = "shadow" if draft.incident.spec.mode == "shadow" or facts.shadow else "enforce"
-    if not draft.status.steps:
-        draft.status.steps = plan(draft.incident, runbook, facts)
-        start.admit(draft, runner.kube, runner.guards_seen, runbook, facts)
-        draft.phase("Mitigating")
-        # Not written yet: the plan is deterministic, and the turn's one status write
-        # carries it; one round trip less before the first Level 1 write.
     # Resolved: what to restore is read from the cluster (snapshots by incident), not from status.
     held = runner.gateway.snapshots(draft.write_context("", 1)) if resolved else {}
     if resolved and not any(s.state == "Restored" for s in draft.status.steps):
         # Just before the restore, every inverse is dry-run again: a level 2 step may have written
         # since mitigation, and a change made since then by someone else shows here.
         restore.rehearse(draft, runner.gateway, held, again=True)
-    walked = mitigate.walk(draft, runbook, facts, held, kube=runner.kube, gateway=runner.gateway, wakes=runner.wakes,
-                           admission=runner.admission, identity=runner.identity, guards_seen=runner.guards_seen,
-                           prometheus=runner.prometheus)
+    admitting = None
+    if not draft.status.steps:
+        draft.status.steps = plan(draft.incident, runbook, facts)
+        # Counted while the first step reads (the walk hands it the verdict to wait on before writing).
+        admitting = start.admit(draft, runner.kube, runner.guards_seen, runbook, facts, runner.side)
+        draft.phase("Mitigating")
+        # Not written yet: the plan is deterministic, and the turn's one status write
+        # carries it; one round trip less before the first Level 1 write.
+    try:
+        walked = mitigate.walk(draft, runbook, facts, held, kube=runner.kube, gateway=runner.gateway,
+                               wakes=runner.wakes, admission=runner.admission, identity=runner.identity,
+                               guards_seen=runner.guards_seen, prometheus=runner.prometheus, admitting=admitting)
+    finally:
+        if admitting is not None:
+            admitting.wait()
     if not walked.finished:
         return walked.wake_in
     return verify(runner, draft, settings) if draft.status.phase == "Verifying" else None

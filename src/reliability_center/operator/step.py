@@ -4,6 +4,7 @@ left out, an approved step's move outside its plan, a write an Argo CD self-heal
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -35,8 +36,9 @@ def planned_of(status: StepStatus) -> dict[str, Any]:
 
 
 def run_step(draft: Draft, runbook: Runbook, index: int, facts: Facts, *, kube: Kube, gateway: WriteGateway,
-             wakes: Wakes, prometheus: MetricsSource | None = None) -> float:
-    """Run (or continue) one step; returns the seconds to wait before calling it again (0: go on)."""
+             wakes: Wakes, prometheus: MetricsSource | None = None, admitted: Callable[[], None] | None = None) -> float:
+    """Run (or continue) one step; returns the seconds to wait before calling it again (0: go on).
+    ``admitted``: the gate its writes wait on while the incident's guards are counted (its first step)."""
     status = draft.status.steps[index]
     step = next(s for s in runbook.spec.steps if s.name == status.name)
     spec = REGISTRY[step.action]
@@ -51,7 +53,7 @@ def run_step(draft: Draft, runbook: Runbook, index: int, facts: Facts, *, kube: 
         else None
     ctx = ActionContext(gateway=gateway, read=kube, incident=draft.incident, write=write,
                         step=step, status=status, limits=runbook.spec.limits, facts=facts, action=step.action,
-                        approved=approved, metrics=prometheus)
+                        approved=approved, metrics=prometheus, admitted=admitted)
     clock = datetime.now(timezone.utc)
     wait = 0.0
     try:
@@ -77,6 +79,8 @@ def run_step(draft: Draft, runbook: Runbook, index: int, facts: Facts, *, kube: 
         return 0.0
     took = (datetime.now(timezone.utc) - clock).total_seconds()
     draft.count(lambda: metrics.STEP_SECONDS.labels(step.action).observe(took))
+    if ctx.left_out:
+        ctx.admit()  # their refusals are audited: written, so admitted first
     report_left_out(gateway, ctx, status)
     draft.status.timeline.extend(ctx.entries)
     for entry in ctx.entries:
