@@ -37,7 +37,6 @@ except ModuleNotFoundError as exc:  # pragma: no cover - only before the gitops 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     ours = context.settings()
-    settings.batching.batch_window = ours.watch.batch_window
     settings.posting.enabled = False  # audit Events are ours, posted by the gateway
     settings.peering.standalone = True
     # Watches can go silent on some networks; bounded timeouts make Kopf re-list (Kopf docs, "Watching").

@@ -124,6 +124,9 @@ def finish(draft: Draft, decision: Finish, runbook: Runbook, *, kube: Kube, gate
     if decision.phase in ("Mitigated", "Escalated") and draft.status.phase != decision.phase and not draft.shadow \
             and not any(c.type == "Admitted" and c.status == "False" for c in draft.status.conditions):
         uid = draft.body["metadata"]["uid"]
+        # Before the status that says Mitigated is written (the turn's end): a crash between them leaves the
+        # status unwritten and the redone turn marks again (idempotent); the other way round, the mark would be
+        # lost for good (a Mitigated incident is not finished again) and a re-fire would not count as one.
         records.update_guards(kube, draft.ref.namespace, runbook.metadata.name, draft.incident.spec.tenant,
                               lambda state: guard.mark_mitigated(state, uid), guards_seen)
     draft.condition("AwaitingApproval", "False", "NothingAwaiting", "")

@@ -26,11 +26,6 @@ class WatchSettings:
     """Kopf namespace patterns for Incidents and PatchPlans (``shop,billing``, ``shop-*,!shop-pr-*``);
     empty means cluster-wide. Runbooks are cluster-scoped and always watched."""
 
-    batch_window: float = float(_env("RC_BATCH_WINDOW", "0.005"))
-    """Seconds Kopf waits for more events of one object before handling it. Kopf's default
-    (0.1 s) would be most of the time to a first Level 1 write; our handlers are
-    level-triggered and idempotent, so handling an intermediate state costs nothing."""
-
     workers: int = int(_env("RC_WORKERS", "16"))
     """Threads that run incident reconciles (and the Kopf executor's size). A step that waits
     returns and is looked at again later, so waiting incidents hold no thread."""
