@@ -123,8 +123,11 @@ def effects(writes: list[Write]) -> dict[tuple, list[Write]]:
             data.pop(write.target, None)
         elif write.verb == "patch" and write.may_have_landed and isinstance(write.request, list):
             found += [("set", write.target, path, op, value, life) for path, op, value in _operations(write.request)]
+        # A create its killed client never heard answered (504) of a ConfigMap known to exist could not have
+        # landed (a create of an existing name is always refused): its data did not replace the object's.
+        refused_create = write.verb == "create" and not write.ok and write.target in data
         if write.resource == "configmaps" and write.verb in ("create", "update") and write.may_have_landed \
-                and isinstance(write.request, dict):
+                and isinstance(write.request, dict) and not refused_create:
             new, old = write.request.get("data") or {}, data.get(write.target, {})
             data[write.target] = new
             found += [("set", write.target, f"/data/{k}", "replace", json.dumps(v), life) for k, v in new.items()

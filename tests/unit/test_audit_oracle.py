@@ -85,6 +85,25 @@ def test_a_configmap_replaced_whole_counts_the_keys_each_write_changed():
     assert repeated([put({"a": "1"}, "create"), put({}), put({"a": "1"})])
 
 
+def test_a_create_cut_off_by_a_kill_of_a_configmap_that_exists_changed_none_of_its_keys():
+    """Seen in test_crash: a process created an incident's audit log without reading it first (likely new), was
+    killed mid-request (504), and the next process appended to the log as it was: the cut-off create, of a
+    name that existed, could not have replaced the log's data, so the next update changed only its new key."""
+    from tests.support.audit import Write
+
+    def put(data, verb="update", code=200, agent=OPERATOR):
+        return Write.of(logged(verb, "configmaps", "rc-audit-x", code=code, agent=agent,
+                               body={"metadata": {"name": "rc-audit-x"}, "data": data}))
+
+    writes = [put({"a": "1"}, "create", 201), put({"a": "1", "b": "2"}),
+              put({"c": "3"}, "create", 504, agent=user_agent("vm-2")),
+              put({"a": "1", "b": "2", "c": "3"}, agent=user_agent("vm-3"))]
+    assert not repeated(writes, retries_after_kills=True)
+    # Of a name not known to exist, a cut-off create may have made it: its keys are set.
+    assert ("set", "configmaps ns/rc-new", "/data/a", "replace", '"1"', 0) in effects(
+        [Write.of(logged("create", "configmaps", "rc-new", code=504, body={"data": {"a": "1"}}))])
+
+
 def test_positions_read_only_what_came_after_and_a_torn_line_is_skipped_to_the_event_after_it(tmp_path):
     log = write_log(tmp_path, [logged("create", "jobs", "j1")])
     middle = log._end()
