@@ -16,10 +16,11 @@ again whole with the same effects. Every effect is idempotent: writes hold their
 the snapshot's deterministic name and find themselves holding them (``gateway/writes.py``); audit
 Events and durable records, Jobs, PatchPlans and restart markers have deterministic names; the
 guard and isolation ledgers are keyed by the incident's uid; a restore finds its holds gone and the
-values back. The one thing decided on a first turn that its redo may decide otherwise is what
-that turn read: the Runbook pinned and the mode (a Runbook edited, or the namespace put in shadow
-mode, between a crash and the redo); the first write used to carry them too, after the first
-step's writes, as it does now. Errors never leave an incident
+values back. The other order matters once: the guards' mitigated mark is written before the status
+that says Mitigated (``mitigate.finish``). What a first turn decides from what it read, the Runbook
+pinned and the mode, its redo may decide otherwise (a Runbook edited, or the namespace put in
+shadow mode, between a crash and the redo): the first status write came after the first step's
+writes before this one-write turn too. Errors never leave an incident
 silently stuck: they are retried with backoff, and those that are not passing
 conflicts or apiserver hiccups are written to its ``Reconciling`` condition
 with the time of the next attempt.
