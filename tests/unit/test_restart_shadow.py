@@ -13,6 +13,7 @@ from reliability_center.api.incident import StepStatus
 from reliability_center.api.runbook import Limits, Step
 from reliability_center.engine.plan import Facts
 from reliability_center.gateway import WriteContext
+from reliability_center.gateway.batch import GroupCommit
 from tests.unit.factories import incident
 
 STEP = {"name": "restart", "level": 1, "action": "restart-one-by-one", "params": {"role": "scheduler"}}
@@ -31,6 +32,7 @@ class Cluster:
     def __init__(self) -> None:
         self.objects = {n: deployment(n) for n in ("sched-a", "sched-b")}
         self.writes: list[str] = []
+        self.commits = GroupCommit(self)  # type: ignore[arg-type]  (the gateway's: a listing announces its writes)
 
     def list(self, kind: str, namespace: str, selector: str) -> list[dict[str, Any]]:
         return list(self.objects.values())
