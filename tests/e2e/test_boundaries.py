@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from reliability_center.gateway import PolicyDenied, Ref, WriteContext, WriteGateway
-from reliability_center.gateway.holds import holds
+from reliability_center.gateway.holds import holder_id, holds
 from tests.support.cluster import apply_docs, apply_runbook, create_object, get_json, kubectl, wait_for
 from tests.support.incidents import incident, status, wait_phase
 
@@ -236,8 +236,11 @@ def test_a_forged_snapshot_does_not_steer_a_restore_into_another_namespace(attac
     assert [s["name"] for s in held["subjects"]] == ["bob"] and "rc-isolate-acme" in held["policies"]
     assert held["tenant"][0] == {"isolated": "true"}
     targets = {"RoleBinding": "exports-reader", "NetworkPolicy": "rc-isolate-acme", "ConfigMap": "tenant-acme"}
-    holders = {(kind, name): {h for hold in holds(get_json(kind.lower(), name, "-n", victim)).values()
-                              for h in hold.holders} for kind, name in targets.items()}
+    # Each target's holders by snapshot name (the object's marks name them by holder id: gateway/holds.py).
+    snapshots = [c["metadata"]["name"] for c in get_json("configmaps", "-n", victim, "-l",
+                                                         "reliability.center/snapshot=true")["items"]]
+    holders = {(kind, name): {s for hs in holds(get_json(kind.lower(), name, "-n", victim)) for h in hs
+                              for s in snapshots if holder_id(s) == h} for kind, name in targets.items()}
     assert all(holders.values()), holders
 
     # mallory's incident, in her namespace: one step, which changes nothing.

@@ -538,18 +538,23 @@ class WriteGateway:
     def _give_back(self, target: Ref) -> None:
         """An object Argo CD syncs, with nothing of ours held on it any more: drop our managedFields entry,
         so that an ``ignoreDifferences`` by manager no longer hides these fields from Git
-        (``gitops/argocd.py``). Its own request: beside a change, the apiserver would record ours again."""
-        current = self.kube.get(target)
-        if current is None or managing_application(current, "") is None or holds(current):
-            return
-        ops = release_ops(current)
-        if not ops:
-            return
-        try:
-            self.kube.json_patch(target, ops)
-        except Conflict:  # moved since read: the fields stay ours until the next restore; said in the log
-            log.warning("%s changed while its fields were given back to Git; left owned by %s", target,
-                        FIELD_MANAGER)
+        (``gitops/argocd.py``). Its own request: beside a change, the apiserver would record ours again.
+        Read again when the list moved (the controller-manager records its status of a Deployment whose
+        replicas just came back, shifting the entries): this is the last restore, none would retry it."""
+        for _ in range(ATTEMPTS):
+            current = self.kube.get(target)
+            if current is None or managing_application(current, "") is None or holds(current):
+                return
+            ops = release_ops(current)
+            if not ops:
+                return
+            try:
+                self.kube.json_patch(target, ops)
+                return
+            except Conflict:
+                continue
+        log.warning("%s kept changing while its fields were given back to Git; left owned by %s", target,
+                    FIELD_MANAGER)
 
     def snapshots(self, ctx: WriteContext) -> dict[str, list[str]]:
         """Every snapshot this incident took, by step (oldest first): what its resolution restores.
