@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("PYTEST_XDIST_WORKER", "bench")  # Argo CD in argocd-bench, apart from the tests'
 
-from measure import pct  # noqa: E402  (bench/, the script's own directory)
+from measure import pct, use_cluster  # noqa: E402  (bench/, the script's own directory)
 from tests.gitea.conftest import DEPLOYMENT, create_repo, start_gitea, stop_gitea  # noqa: E402
 from tests.support.argocd import ArgoCD, synced  # noqa: E402
 from tests.support.cluster import CACHE, apply_docs, get_json, kubectl, repository_secret  # noqa: E402
@@ -73,8 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--plans", type=int, default=12)
     args = parser.parse_args()
-    os.environ["KUBECONFIG"] = subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "up"], check=True,
-                                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    use_cluster()
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     run = uuid.uuid4().hex[:6]
     namespace = f"bench-argo-{run}"

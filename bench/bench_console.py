@@ -21,7 +21,7 @@ import sys
 import time
 import uuid
 
-from measure import pct  # bench/, the script's own directory
+from measure import pct, use_cluster  # bench/, the script's own directory
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -45,8 +45,7 @@ def main() -> None:
     parser.add_argument("--incidents", type=int, default=1000)
     parser.add_argument("--updates", type=int, default=10)
     args = parser.parse_args()
-    os.environ["KUBECONFIG"] = subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "up"], check=True,
-                                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    use_cluster()
     from playwright.sync_api import sync_playwright
 
     from reliability_center.gateway import Kube

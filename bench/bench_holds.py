@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
-import subprocess
 import sys
 import time
 import uuid
 
-from measure import pct  # bench/, the script's own directory
+from measure import pct, use_cluster  # bench/, the script's own directory
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -52,8 +50,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--baseline", type=int, default=40)
     args = parser.parse_args()
-    os.environ["KUBECONFIG"] = subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "up"], check=True,
-                                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    use_cluster()
     from reliability_center.gateway import Kube, Ref
     from reliability_center.gateway.holds import hold_bytes
     from tests.support.tenant_storm import BATCH, STORE, Bulk, Storm

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from measure import peak_rss_mb, pct  # bench/, the script's own directory
+from measure import peak_rss_mb, pct, use_cluster  # bench/, the script's own directory
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -77,8 +77,7 @@ def main() -> None:
     parser.add_argument("--no-reconcile", action="store_true",
                         help="the operator watches none of the namespaces: the receiver's cost alone")
     args = parser.parse_args()
-    os.environ["KUBECONFIG"] = subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "up"], check=True,
-                                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    use_cluster()
     from reliability_center.gateway import Kube
 
     kube = Kube()

@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 
-from measure import peak_rss_mb, pct  # bench/, the script's own directory
+from measure import peak_rss_mb, pct, use_cluster  # bench/, the script's own directory
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CACHE = pathlib.Path(os.environ.get("RC_CACHE", pathlib.Path.home() / ".cache" / "reliability-center"))
@@ -43,8 +43,7 @@ def main() -> None:
     parser.add_argument("--store-overrides", type=int, default=0,
                         help="tenants whose overrides already fill the flags store (two keys each)")
     args = parser.parse_args()
-    os.environ["KUBECONFIG"] = subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "up"], check=True,
-                                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    use_cluster()
     sys.path.insert(0, str(ROOT / "src"))
     import yaml
     from kubernetes import client, config, watch

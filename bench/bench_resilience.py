@@ -30,7 +30,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from measure import cpu_s, peak_rss_mb, pct  # bench/, the script's own directory
+from measure import cpu_s, peak_rss_mb, pct, use_cluster  # bench/, the script's own directory
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -56,8 +56,7 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 
 class Bench:
     def __init__(self) -> None:
-        os.environ["KUBECONFIG"] = subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "up"], check=True,
-                                                  capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        use_cluster()
         from reliability_center.gateway import Kube
         from tests.support.cluster import apply_docs, kubectl, load_yaml
 

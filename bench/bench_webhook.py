@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import httpx  # noqa: E402
 
-from measure import pct  # noqa: E402  (bench/, the script's own directory)
+from measure import pct, use_cluster  # noqa: E402  (bench/, the script's own directory)
 from reliability_center.gateway import Ref  # noqa: E402
 from tests.gitea.conftest import DEPLOYMENT, Gitea, create_repo, start_gitea, stop_gitea  # noqa: E402
 from tests.support.cluster import CACHE, api, apply_docs, kubectl, repository_secret  # noqa: E402
@@ -171,8 +171,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--merges", type=int, default=10)
     args = parser.parse_args()
-    os.environ["KUBECONFIG"] = subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "up"], check=True,
-                                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    use_cluster()
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
     gitea_dir = Path(tempfile.mkdtemp(prefix="rc-bench-gitea."))
     gitea = start_gitea(gitea_dir)

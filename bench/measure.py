@@ -1,8 +1,19 @@
-"""What the benchmarks share: percentiles, and a process's peak memory and CPU time from /proc."""
+"""What the benchmarks share: the local cluster, percentiles, and a process's peak memory and CPU time from /proc."""
 
 from __future__ import annotations
 
 import os
+import pathlib
+import subprocess
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def use_cluster() -> str:
+    """Start (or reuse) the local cluster and point KUBECONFIG at it, for this process and its children."""
+    os.environ["KUBECONFIG"] = subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "up"], check=True,
+                                              capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    return os.environ["KUBECONFIG"]
 
 
 def pct(values: list[float], q: float) -> float:
