@@ -47,7 +47,7 @@ from typing import Any, Literal
 
 from reliability_center.api.common import now_micro
 from reliability_center.gateway import Kube, Ref, records
-from reliability_center.gateway.kube import Conflict, Fenced
+from reliability_center.gateway.kube import Conflict, Fenced, Forbidden
 
 log = logging.getLogger("reliability_center.leadership")
 
@@ -222,9 +222,14 @@ class Elector:
                     await asyncio.sleep(self.timing.retry_period)
 
     async def take_posts(self) -> None:
-        """Once leading (``on_lead``): the webhooks' Service sends posts here."""
-        if self.route is not None:
+        """Once leading (``on_lead``): the webhooks' Service sends posts here. Without the right (an install
+        older than it), said and left: posts may reach the standby (503), the catch-up after this must go on."""
+        if self.route is None:
+            return
+        try:
             await asyncio.to_thread(point_service, self.kube, self.namespace, self.route, True)
+        except Forbidden as exc:
+            log.error("cannot point the Service %s at this replica: %s", self.route.service, exc)
 
     def release(self) -> None:
         """On a clean shutdown: let a standby take over at once instead of after lease_duration."""
@@ -241,8 +246,8 @@ class Elector:
         if self.route is not None:  # posts wait for the next leader rather than reach a process that is leaving
             try:
                 point_service(self.kube, self.namespace, self.route, False)
-            except Conflict:
-                pass  # the next leader wrote its own address meanwhile
+            except (Conflict, Forbidden):
+                pass  # the next leader wrote its own address meanwhile, or no right to: the next leader's write
 
 
 def point_service(kube: Kube, namespace: str, route: Route, here: bool) -> None:
