@@ -62,8 +62,12 @@ class Draft:
         precede an effect the turn makes outside the Incident (see ``operator/runner.py``), so a turn
         that walks three steps to Mitigated patches the status once, not once per step.
         """
-        if self.changed() or any(c.type == "Reconciling" and c.status == "True" for c in self.status.conditions):
+        if self.changed() or self.failure_reported():
             self.save()
+
+    def failure_reported(self) -> bool:
+        """A turn failed and said so (Reconciling True): the next one that completes clears it."""
+        return any(c.type == "Reconciling" and c.status == "True" for c in self.status.conditions)
 
     def checkpoint(self) -> tuple[IncidentStatus, int]:
         """The status and the metrics as they are now, to go back to (``rollback``)."""
@@ -102,7 +106,7 @@ class Draft:
         self.status.timeline = self.status.timeline[-TIMELINE_LIMIT:]
         self.status.level = highest_level(self.status.steps)
         self.status.observed_generation = self.generation
-        if any(c.type == "Reconciling" and c.status == "True" for c in self.status.conditions):
+        if self.failure_reported():
             self.condition("Reconciling", "False", "Succeeded", "the last turn completed")
         wire = self.status.model_dump(by_alias=True, exclude_none=True, mode="json")
         try:
