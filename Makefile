@@ -40,10 +40,10 @@ demo: setup
 
 # Unit, contract, cluster, Gitea and e2e tests, on two pytest-xdist workers (a file's tests stay
 # together); each worker runs its own operator on its own namespaces (t-<worker>-*) and its own Gitea.
-# Then, alone, the tests that take the cluster away from the others (an apiserver outage).
+# Beside them, on a brand-new cluster of their own, the tests that take a cluster away (an apiserver
+# outage): hack/test.sh.
 test: setup tools
-	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not exclusive" --durations=15
-	$(PY) -m pytest -q -p no:cacheprovider -m exclusive
+	PY=$(PY) bash hack/test.sh
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit

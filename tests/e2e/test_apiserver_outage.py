@@ -5,9 +5,10 @@ outage at its health endpoint, and finishes the mitigation afterwards: every
 step once, no write twice, as the apiserver's own audit log counts the operator's
 requests (tests/support/audit.py): each audit Event created by one request, even a
 refused one, each field set once, each replay Job created once. The apiserver is the local cluster's own process,
-killed and started again (tests/support/apiserver.py); this test runs alone
-(``exclusive``), after the parallel session, since it takes the cluster away
-from every other test too.
+killed and started again (tests/support/apiserver.py). It takes the cluster away
+from every other test too, so it is marked ``exclusive``: ``make test`` (hack/test.sh)
+runs it in a session of its own on a brand-new cluster of its own, beside the
+parallel session.
 """
 
 from __future__ import annotations

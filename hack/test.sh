@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The README's test command (make test). Two pytest sessions at once:
+# - the parallel one: unit, contract, cluster, Gitea and e2e tests on two pytest-xdist workers (a file's
+#   tests stay together) on the local cluster ($RC_CLUSTER); each worker runs its own operator on its own
+#   namespaces (t-<worker>-*) and its own Gitea;
+# - beside it, the tests that take a cluster away from everyone else (marked `exclusive`: an apiserver
+#   outage), on a brand-new cluster of their own ($RC_CLUSTER-alone), deleted at the end. They used to run
+#   alone after the parallel session, on its cluster: about a minute of the budget spent mostly waiting.
+# Exit status: the first session's that failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+cache=${RC_CACHE:-$HOME/.cache/reliability-center}
+py=${PY:-$cache/venv/bin/python}
+alone="${RC_CLUSTER:-reliability-center}-alone"
+alone_log=$(mktemp "${TMPDIR:-/tmp}/rc-test-alone.XXXXXX")
+
+cleanup() {
+  RC_CLUSTER="$alone" bash hack/cluster.sh delete >/dev/null 2>&1 || true
+  rm -f "$alone_log"
+}
+trap cleanup EXIT
+
+# One cluster after the other: kwokctl picks a cluster's ports when it creates it, and two created at the
+# same instant can pick the same ones. The alone cluster is brand-new each run (one a killed run left is
+# deleted first).
+bash hack/cluster.sh up >/dev/null || exit 1
+RC_CLUSTER="$alone" bash hack/cluster.sh delete >/dev/null 2>&1 || true
+
+RC_CLUSTER="$alone" "$py" -m pytest -q -p no:cacheprovider -m exclusive >"$alone_log" 2>&1 &
+alone_pid=$!
+"$py" -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not exclusive" --durations=15
+parallel=$?
+wait "$alone_pid"
+exclusive=$?
+echo "== the tests that take a cluster away (exclusive), on a cluster of their own ($alone):"
+cat "$alone_log"
+[ "$parallel" -ne 0 ] && exit "$parallel"
+exit "$exclusive"
