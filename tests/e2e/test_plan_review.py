@@ -15,8 +15,9 @@ import uuid
 import pytest
 
 from reliability_center.actions.restart_one_by_one import RESTART_ANNOTATION
+from reliability_center.gateway import Ref
 from tests.e2e.test_run_job import CRON, dry_run_job
-from tests.support.cluster import (apply_docs, apply_runbook, get_json, kubectl, rollout_status, slow_schedulers,
+from tests.support.cluster import (api, apply_docs, apply_runbook, get_json, kubectl, rollout_status, slow_schedulers,
                                    wait_for)
 from tests.support.incidents import APPROVERS, approve, create, incident, plan_digest, status, steps
 
@@ -39,8 +40,9 @@ def restarted(namespace: str, deployment: str) -> bool:
 
 
 def test_a_later_wave_whose_selection_grew_stops_and_asks_again(namespace):
-    # sched-a's rollout takes 20 s: time for a new scheduler to appear while the approved step runs.
-    slow_schedulers(namespace, ["sched-a"], "waves", min_ready=20)
+    # sched-a's rollout lasts until the test lets it end (its minReadySeconds set back to 0), once a new
+    # scheduler has appeared while the approved step runs: no fixed wait for it.
+    slow_schedulers(namespace, ["sched-a"], "waves", min_ready=590)  # < progressDeadlineSeconds
     slow_schedulers(namespace, ["sched-b"], "waves", min_ready=0)
     category = f"pr{uuid.uuid4().hex[:8]}"
     apply_runbook(category, {"limits": {"maxRunsPerHour": 100}, "steps": [
@@ -66,6 +68,7 @@ def test_a_later_wave_whose_selection_grew_stops_and_asks_again(namespace):
                                                   "spec": {"containers": [{"name": "c",
                                                                            "image": "registry.invalid/s:1"}]}}}}])
     rollout_status(namespace, "Deployment", "sched-c")
+    api().merge_patch(Ref("Deployment", namespace, "sched-a"), {"spec": {"minReadySeconds": 0}}, manager="test-setup")
     asked = wait_for(lambda: (s := step(namespace, "waves", "restart"))["reason"] == "PlanChanged" and s,
                      timeout=90, what="the step to ask again")
     assert asked["state"] == "AwaitingApproval"
