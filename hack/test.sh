@@ -3,9 +3,11 @@
 # - the parallel one: unit, contract, cluster, Gitea and e2e tests on two pytest-xdist workers (a file's
 #   tests stay together) on the local cluster ($RC_CLUSTER); each worker runs its own operator on its own
 #   namespaces (t-<worker>-*) and its own Gitea;
-# - beside it, the tests that take a cluster away from everyone else (marked `exclusive`: an apiserver
-#   outage), on a brand-new cluster of their own ($RC_CLUSTER-alone), deleted at the end. They used to run
-#   alone after the parallel session, on its cluster: about a minute of the budget spent mostly waiting.
+# - beside it, the tests that need a cluster to themselves (marked `exclusive`: an apiserver outage, an
+#   operator's first contact with a brand-new cluster, a cluster without the admission policies), one after
+#   the other on one brand-new cluster ($RC_CLUSTER-alone, RC_OWN_CLUSTER=1: tests/support/cluster.py's
+#   cluster_of_its_own), deleted at the end. The outage used to run alone after the parallel session (about
+#   a minute spent mostly waiting), and the other two each started a cluster of their own inside it.
 # Exit status: the first session's that failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,13 +28,13 @@ trap cleanup EXIT
 bash hack/cluster.sh up >/dev/null || exit 1
 RC_CLUSTER="$alone" bash hack/cluster.sh delete >/dev/null 2>&1 || true
 
-RC_CLUSTER="$alone" "$py" -m pytest -q -p no:cacheprovider -m exclusive >"$alone_log" 2>&1 &
+RC_CLUSTER="$alone" RC_OWN_CLUSTER=1 "$py" -m pytest -q -p no:cacheprovider -m exclusive >"$alone_log" 2>&1 &
 alone_pid=$!
 "$py" -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not exclusive" --durations=15
 parallel=$?
 wait "$alone_pid"
 exclusive=$?
-echo "== the tests that take a cluster away (exclusive), on a cluster of their own ($alone):"
+echo "== the tests that need a cluster to themselves (exclusive), on one of their own ($alone):"
 cat "$alone_log"
 [ "$parallel" -ne 0 ] && exit "$parallel"
 exit "$exclusive"

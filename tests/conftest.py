@@ -44,9 +44,15 @@ ALERT_CATEGORY_PREFIX = "alert-"
 #: Files whose tests take 20 s or more (pytest --durations=0), longest first: scheduled first, in this order.
 LONG_FILES = [f"tests/{name}.py" for name in (
     "e2e/test_crash", "e2e/test_group_commit", "e2e/test_failover", "e2e/test_argocd_selfheal", "e2e/test_waiting",
-    "e2e/test_seed_paths", "e2e/test_holds_scale", "e2e/test_fresh_cluster", "e2e/test_leader_service",
+    "e2e/test_seed_paths", "e2e/test_holds_scale", "e2e/test_leader_service",
     "e2e/test_patchplan_e2e", "gitea/test_gitea_leaks", "e2e/test_plan_review",
     "e2e/test_detection", "e2e/test_shadow_global", "e2e/test_close_loop", "e2e/test_hostile", "e2e/test_intake")]
+
+#: The tests marked ``exclusive`` (a cluster of their own), in the order hack/test.sh's session of them runs
+#: them on its one brand-new cluster: the first two need a cluster with no admission policies, which the
+#: session fixtures of the last one install.
+EXCLUSIVE_FILES = [f"tests/e2e/{name}.py" for name in (
+    "test_fresh_cluster", "test_hostile_no_admission", "test_apiserver_outage")]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -63,7 +69,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The long files go first, longest first, so the two workers finish together instead of one
     # starting a long file when the other is done; tests that judge the whole session (a watch that
     # ran beside every other test) come last.
-    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    rank = {name: i for i, name in enumerate(EXCLUSIVE_FILES + LONG_FILES)}
     items.sort(key=lambda item: (item.get_closest_marker("session_end") is not None,
                                  rank.get(item.nodeid.split("::")[0], len(LONG_FILES))))
 

@@ -1,7 +1,8 @@
 """A fresh cluster where the operator's namespaces do not exist yet (issue: first contact).
 
 The operator is restricted to ``shop`` and ``billing`` and starts before either exists, on a brand-new
-local cluster of its own (hack/cluster.sh with its own RC_CLUSTER name, made and deleted by this test), so no
+local cluster of its own (``cluster_of_its_own``: made and deleted by this test, or, in ``make test``, the
+brand-new cluster of the session hack/test.sh runs for the ``exclusive`` tests, this one first), so no
 other operator can report on the Runbook in its place and nothing an earlier run left can help it. Oracles:
 the cluster's own objects (the Runbook's status, the Incidents' status written by this operator, the only
 one on that cluster) and the operator's /healthz.
@@ -10,6 +11,7 @@ one on that cluster) and the operator's /healthz.
 from __future__ import annotations
 
 import json
+import pathlib
 import subprocess
 import time
 import urllib.request
@@ -21,26 +23,20 @@ import pytest
 from kubernetes import config
 
 from tests.conftest import CACHE, start_operator, stop_operator
-from tests.support.cluster import KUBECTL, ROOT, wait_established, wait_for
+from tests.support.cluster import KUBECTL, ROOT, cluster_of_its_own, wait_established, wait_for
 from tests.support.processes import free_port
 
+pytestmark = pytest.mark.exclusive  # a cluster of its own
 WATCHED = ("shop", "billing")
 
 
 class FreshCluster:
-    def __init__(self) -> None:
-        self.name = f"fresh-{uuid.uuid4().hex[:8]}"
-        self.env = {"RC_CLUSTER": self.name, "RC_NODES": "0", "RC_NO_BUILD": "1"}
-
-    def up(self) -> str:
-        result = subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "up"], capture_output=True, text=True,
-                                timeout=300, env={**_environ(), **self.env})
-        assert result.returncode == 0, f"the fresh cluster did not start:\n{result.stderr[-3000:]}"
-        self.kubeconfig = result.stdout.strip().splitlines()[-1]
+    def __init__(self, kubeconfig: str) -> None:
         from reliability_center.gateway import Kube
 
-        self.kube = Kube(config.new_client_from_config(config_file=self.kubeconfig))
-        return self.kubeconfig
+        self.name = pathlib.Path(kubeconfig).stem
+        self.kubeconfig = kubeconfig
+        self.kube = Kube(config.new_client_from_config(config_file=kubeconfig))
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
         result = subprocess.run([KUBECTL, "--kubeconfig", self.kubeconfig, *args], input=input, capture_output=True,
@@ -48,27 +44,14 @@ class FreshCluster:
         assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
         return result.stdout
 
-    def delete(self) -> None:
-        subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "delete"], capture_output=True, timeout=120,
-                       env={**_environ(), **self.env}, check=False)
-
-
-def _environ() -> dict[str, str]:
-    import os
-
-    return dict(os.environ)
-
 
 @pytest.fixture
 def fresh() -> Iterator[FreshCluster]:
-    cluster = FreshCluster()
-    try:
-        cluster.up()
+    with cluster_of_its_own(f"fresh-{uuid.uuid4().hex[:8]}") as kubeconfig:
+        cluster = FreshCluster(kubeconfig)
         cluster.kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
         wait_established(ROOT / "crds", kubeconfig=cluster.kubeconfig)
         yield cluster
-    finally:
-        cluster.delete()
 
 
 def runbook() -> dict[str, Any]:

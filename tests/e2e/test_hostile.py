@@ -6,9 +6,10 @@ operator's status alone.
 The attacker of most tests holds exactly the built-in ``edit`` ClusterRole in one namespace
 (``reliability-center-incident-editor`` aggregates into it), bound by a RoleBinding there.
 
-Here: items 2 (no vote counts while admission is off), 3 (votes bound to the incident's uid), 5 (a credential
+Here: items 3 (votes bound to the incident's uid), 5 (a credential
 kept to its URL prefix) and 7 (runbookRef and a job's environment). The other items' hostile cases sit beside
 the fixtures they share:
+- 2, no vote counts while admission is off: ``test_hostile_no_admission.py`` (a cluster of its own);
 - 1, forged records and restores in another namespace: ``test_boundaries.py``;
 - 4, least privilege: ``test_install_manifests.py`` (effective rights per namespace against the README's table,
   chart and kustomize) and ``test_revoke_access.py::test_a_rolebinding_not_opted_in_is_refused_and_left_as_it_is``;
@@ -22,20 +23,15 @@ from __future__ import annotations
 import base64
 import http.server
 import json
-import os
 import subprocess
 import sys
 import threading
-import urllib.request
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import CACHE, WORKER, start_operator, stop_operator
-from tests.support.cluster import (ROOT, apply_docs, apply_runbook, get_json, kubectl, load_yaml, runbook_doc,
-                                   wait_for)
-from tests.support.processes import free_port
+from tests.support.cluster import ROOT, apply_docs, apply_runbook, get_json, kubectl, runbook_doc, wait_for
 from tests.support.incidents import APPROVERS, approval_schema_current, approve, incident, plan_digest, status, steps
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -309,125 +305,3 @@ def test_a_runbook_owner_cannot_add_a_variable_to_a_cronjobs_job_and_run_code_as
 
 def switch_named(app: str, name: str, step: str) -> dict:
     return next((s for s in status(app, name).get("steps") or [] if s["name"] == step), {})
-
-
-# ---------------------------------------------------------------- item 2: admission off
-# The admission policies are cluster-wide: removing them from the shared cluster would leave every
-# other session's approvals unchecked while this test runs. So this test makes a cluster of its own
-# (hack/cluster.sh with RC_CLUSTER: the same binaries, its own etcd and apiserver), installs the CRDs
-# and roles there but not the policies, runs its own operator against it, and installs the policies
-# itself half-way. The oracles are that cluster's objects: what the apiserver stored (an Approval in
-# someone else's name, accepted), the flag ConfigMap (unchanged), and the operator's /healthz.
-
-BARE_CLUSTER = f"rc-no-admission-{WORKER}"
-
-
-@pytest.fixture
-def bare_cluster() -> Iterator[str]:
-    env = {**os.environ, "RC_CLUSTER": BARE_CLUSTER, "RC_NO_BUILD": "1", "RC_NODES": "0"}
-    up = subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "up"], env=env, capture_output=True, text=True,
-                        timeout=600)
-    assert up.returncode == 0, f"the test's own cluster did not start:\n{up.stderr[-3000:]}"
-    try:
-        yield up.stdout.strip().splitlines()[-1]
-    finally:
-        subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "delete"], env=env, capture_output=True,
-                       timeout=300)
-
-
-def health(url: str) -> dict | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return json.loads(response.read())
-    except OSError:
-        return None
-
-
-def test_without_admission_no_approval_counts_not_even_once_the_policies_are_back(bare_cluster):
-    def k(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return kubectl("--kubeconfig", bare_cluster, *args, input=input, check=check)
-
-    def get(*args: str) -> dict:
-        return json.loads(k("get", *args, "-o", "json").stdout)
-
-    def flag() -> str | None:
-        return get("configmap", "flags-billing", "-n", "shop")["data"].get(FLAG)
-
-    def creator(name: str) -> str | None:
-        return (get("incident", name, "-n", "shop")["metadata"].get("annotations") or {}).get(CREATED_BY)
-
-    def step(name: str) -> dict:
-        found = get("incident", name, "-n", "shop").get("status") or {}
-        return next((s for s in found.get("steps") or [] if s["name"] == "switch"), {})
-
-    k("apply", "--server-side", "-f", str(ROOT / "crds"))
-    k("wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
-    k("apply", "--server-side", "-f", str(ROOT / "manifests" / "rbac" / "approval_approver_role.yaml"),
-      "-f", str(ROOT / "manifests" / "rbac" / "incident_editor_role.yaml"))
-    k("create", "namespace", "shop")
-    k("create", "rolebinding", "carol", "--clusterrole=reliability-center-incident-editor", "--user=carol",
-      "-n", "shop")
-    # mallory may make Approvals (as any approver may); the runbook counts only security-review's.
-    k("create", "rolebinding", "approvers", "--clusterrole=reliability-center-approver", "--user=mallory",
-      "--group=security-review", "-n", "shop")
-    flags = next(d for d in load_yaml("examples/protected-app/app.yaml") if d["metadata"]["name"] == "flags-billing")
-    k("apply", "-n", "shop", "-f", "-", input=json.dumps(flags))
-    k("apply", "-f", "-", input=json.dumps({
-        "apiVersion": "reliability.center/v1alpha1", "kind": "Runbook", "metadata": {"name": "rb-billing-guarded"},
-        "spec": {"match": {"category": "billing-guarded"},
-                 "steps": [{"name": "switch", "level": 2, "action": "feature-flags-off",
-                            "params": {"modules": ["billing"], "flags": ["dunning-retries"]},
-                            "approval": {"required": True, "approvers": ["security-review"]}}]}}))
-    url = f"http://127.0.0.1:{free_port()}/healthz"
-    proc = start_operator(CACHE / f"operator-no-admission-{WORKER}.log",
-                          {"KUBECONFIG": bare_cluster, "RC_NAMESPACES": "shop", "RC_HEALTH_URL": url,
-                           "RC_ADMISSION_CHECK_EVERY": "1"})
-    try:
-        wait_for(lambda: get("runbook", "rb-billing-guarded").get("status", {}).get("conditions"), timeout=60,
-                 what="the operator to validate the runbook")
-        reported = wait_for(lambda: (h := health(url)) and h, timeout=60, what="the health endpoint")
-        assert reported["admission"].startswith("NOT in force (ApprovalsNotVouched): an Approval in someone else's "
-                                                "name"), reported
-
-        # carol opens an incident naming dave as its creator; mallory approves it in alice's name, as a
-        # member of security-review. The apiserver keeps both as typed.
-        opened = incident("bill", category="billing-guarded")
-        opened["metadata"]["annotations"] = {CREATED_BY: "dave"}
-        k("create", "-n", "shop", "-f", "-", "--as=carol", input=json.dumps(opened))
-        assert creator("bill") == "dave"
-        digest = wait_for(lambda: (step("bill").get("approval") or {}).get("planDigest"), what="the plan")
-        uid = get("incident", "bill", "-n", "shop")["metadata"]["uid"]
-        forged = {"apiVersion": "reliability.center/v1alpha1", "kind": "Approval", "metadata": {"name": "forged"},
-                  "spec": {"incident": "bill", "incidentUID": uid, "step": "switch", "decision": "Approve",
-                           "planDigest": digest, "approver": "alice", "groups": ["security-review"]}}
-        k("create", "-n", "shop", "-f", "-", "--as=mallory", input=json.dumps(forged))
-        stored = get("approval", "forged", "-n", "shop")["spec"]
-        assert (stored["approver"], stored["groups"]) == ("alice", ["security-review"])  # the apiserver took it
-        vote = wait_for(lambda: next(iter((step("bill").get("approval") or {}).get("votes") or []), None),
-                        what="the forged vote weighed")
-        assert not vote["counted"] and "reliability-center-approvals is not in force" in vote["reason"], vote
-        waiting = step("bill")
-        assert waiting["state"] == "AwaitingApproval" and "no vote counts" in waiting["message"]
-        condition = next(c for c in get("incident", "bill", "-n", "shop")["status"]["conditions"]
-                         if c["type"] == "AwaitingApproval")
-        assert "reliability-center-approvals is not in force" in condition["message"]
-        assert flag() is None  # the cluster: nothing written
-
-        # The policies come back: the operator sees it, and still never counts what was made without them.
-        k("apply", "--server-side", "-f", str(ROOT / "manifests" / "admission" / "policies.yaml"))
-        wait_for(lambda: (h := health(url)) and h.get("admission") == "in force", timeout=60, interval=1,
-                 what="the health report to say admission is in force (Kopf keeps an answer 10 s)")
-        k("create", "-n", "shop", "-f", "-", "--as=carol",
-          input=json.dumps(incident("bill2", category="billing-guarded")))
-        assert creator("bill2") == "carol"  # stamped now
-        k("annotate", "incident", "bill", "-n", "shop", "reliability.center/recheck=1")  # a fresh look at bill
-        again = wait_for(lambda: next((v for v in (step("bill").get("approval") or {}).get("votes") or []
-                                       if "when the apiserver did not vouch" in v["reason"]), None),
-                         what="the forged vote weighed again")
-        assert not again["counted"] and flag() is None
-        relctl("approve", "bill2", "switch", "-n", "shop", "--kubeconfig", bare_cluster,
-               "--as", "sam", "--as-group", "security-review")
-        wait_for(lambda: flag() == "false", what="a vouched approval to run the step")  # the step could act
-        assert step("bill")["state"] == "AwaitingApproval"
-    finally:
-        stop_operator(proc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -9,7 +10,7 @@ import pathlib
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import yaml
@@ -258,3 +259,29 @@ def slow_schedulers(namespace: str, names: list[str], module: str, min_ready: in
             api().merge_patch(Ref("Deployment", namespace, d), {"spec": {"minReadySeconds": min_ready}},
                               manager="test-setup")
             rollout_status(namespace, "Deployment", d)  # the controller has seen it: the next rollout is slow
+
+
+#: Set by hack/test.sh for its second session, the tests marked ``exclusive``: that session's cluster
+#: ($RC_CLUSTER, made brand-new for it) is theirs alone.
+OWN_CLUSTER = os.environ.get("RC_OWN_CLUSTER") == "1"
+
+
+@contextlib.contextmanager
+def cluster_of_its_own(name: str) -> Iterator[str]:
+    """A brand-new local cluster for one test, without nodes (hack/cluster.sh with its own RC_CLUSTER);
+    yields its kubeconfig and deletes it after.
+
+    In hack/test.sh's session of ``exclusive`` tests (``OWN_CLUSTER``), that session's cluster is taken
+    instead: brand-new, with no other session's operator, and each such test leaves nothing the next one
+    reads (namespaces of their own, no admission policies; the test that installs them runs last). A
+    cluster's start is tens of seconds of the apiserver's CPU, so the test command makes one, not three."""
+    env = {**os.environ, **({} if OWN_CLUSTER else {"RC_CLUSTER": name, "RC_NODES": "0"}), "RC_NO_BUILD": "1"}
+    up = subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "up"], env=env, capture_output=True, text=True,
+                        timeout=600)
+    assert up.returncode == 0, f"the cluster of its own did not start:\n{up.stderr[-3000:]}"
+    try:
+        yield up.stdout.strip().splitlines()[-1]
+    finally:
+        if not OWN_CLUSTER:
+            subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "delete"], env=env, capture_output=True,
+                           timeout=300, check=False)
