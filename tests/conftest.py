@@ -283,7 +283,9 @@ def argocd_server(kube):
     from tests.support.argocd import ArgoCD
 
     try:
-        running = ArgoCD().start()
+        # Every 3 s: the tests wait for Argo CD to look again (self-heal, a merge synced), and their
+        # Applications are deleted after each test, so few are compared at once.
+        running = ArgoCD(app_resync=3).start()
     except Exception as error:  # built but not starting, or not built: a failure, never a skip
         pytest.fail(f"Argo CD did not start: {error}", pytrace=False)
     yield running

@@ -87,7 +87,7 @@ def test_a_level_1_flag_change_holds_under_self_heal_then_the_configmap_is_gits_
     versions.until(lambda data: data == {**git_data, **OFF})
     changed = versions.seen[-1][0]
 
-    # Argo CD looks at the object again and again (its reconciliation every 5 s: the harness's
+    # Argo CD looks at the object again and again (its reconciliation every 3 s: the session's
     # ARGOCD_RECONCILIATION_TIMEOUT), finds it in sync (the difference is ignored), and self-heal
     # starts no sync.
     looks: list[str] = []
