@@ -11,7 +11,7 @@ import pytest
 from reliability_center.gateway.holds import Edit, locate
 from tests.conftest import METRICS_PORT, OPERATOR_LOG
 from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, wait_for
-from tests.support.incidents import app_content, changed, create, incident, settle_app, steps, wait_phase
+from tests.support.incidents import app_content, changed, create, incident, resolve, settle_app, steps, wait_phase
 from tests.support.jobs import IDEMPOTENT, failed_job
 
 pytestmark = pytest.mark.usefixtures("operator")
@@ -45,7 +45,7 @@ def test_openfeature_flags_are_turned_off_by_flipping_the_default_variant(app):
     assert flags["search-suggestions"]["state"] == "ENABLED"  # flagd treats DISABLED as an error
     assert flags["search-core"]["defaultVariant"] == "on"  # critical
     assert flags["no-off-variant"]["defaultVariant"] == "a"  # no safe off variant: left alone
-    kubectl("patch", "incident", "of", "-n", app, "--type=merge", "-p", '{"spec":{"resolved":true}}')
+    resolve(app, "of")
     wait_phase(app, "of", "Verifying")
     flags = get_json("featureflag", "search-flags", "-n", app)["spec"]["flagSpec"]["flags"]
     assert flags["search-suggestions"]["defaultVariant"] == "on"
@@ -79,7 +79,7 @@ def test_pausing_ingestion_for_every_tenant_suspends_cronjobs_and_scales_all_to_
     assert get_json("cronjob", "ingest-batch", "-n", app)["spec"]["suspend"] is True
     for d in ("ingest-ocr-acme", "ingest-ocr-globex", "ingest-ocr-initech", "ingest-ocr-shared"):
         assert get_json("deployment", d, "-n", app)["spec"]["replicas"] == 0
-    kubectl("patch", "incident", "pause-all", "-n", app, "--type=merge", "-p", '{"spec":{"resolved":true}}')
+    resolve(app, "pause-all")
     wait_phase(app, "pause-all", "Verifying")
     assert changed(before, app_content(app)) == set()  # replicas and suspend are back as they were
 

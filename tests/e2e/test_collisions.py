@@ -13,9 +13,9 @@ import uuid
 
 import pytest
 
-from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, wait_for
-from tests.support.incidents import (app_content, approve, changed, create, incident, settle_app, status, steps,
-                                     wait_phase)
+from tests.support.cluster import apply_docs, apply_runbook, get_json, wait_for
+from tests.support.incidents import (app_content, approve, changed, create, incident, resolve as resolve_incident,
+                                     settle_app, status, steps, wait_phase)
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -25,7 +25,7 @@ def cm(namespace: str, name: str) -> dict[str, str]:
 
 
 def resolve(namespace: str, name: str) -> dict:
-    kubectl("patch", "incident", name, "-n", namespace, "--type=merge", "-p", '{"spec":{"resolved":true}}')
+    resolve_incident(namespace, name)
     return wait_phase(namespace, name, "Verifying")
 
 

@@ -43,8 +43,8 @@ import pytest
 from reliability_center.gateway.holds import Edit, holder_id, holds
 from tests.conftest import CACHE, WarmOperators, stop_operator
 from tests.support.audit import AuditLog, effects, repeated
-from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, load_yaml, rollout_status, wait_for
-from tests.support.incidents import app_content, changed, create, incident, status
+from tests.support.cluster import apply_docs, apply_runbook, get_json, load_yaml, rollout_status, wait_for
+from tests.support.incidents import app_content, changed, create, incident, resolve, status
 from tests.support.jobs import IDEMPOTENT, failed_job
 from tests.support.watches import Follow
 
@@ -216,7 +216,7 @@ def test_sigkill_at_random_points_loses_no_step_and_repeats_no_side_effect(crash
 
     # Resolve every incident, killing the operator during the restores too.
     for name in names:
-        kubectl("patch", "incident", name, "-n", ns, "--type=merge", "-p", '{"spec":{"resolved":true}}')
+        resolve(ns, name)
     verifying = lambda st: st.get("phase") == "Verifying"  # noqa: E731
     kill_until(kube, ns, names, verifying, rng, operators, kills, audit_events)
     operators.close()

@@ -21,7 +21,7 @@ from tests.e2e.test_collisions import one_step_runbook, resolve
 from tests.e2e.test_crash import is_write
 from tests.support.audit import AuditLog, Write, repeated
 from tests.support.cluster import apply_docs, get_json, kubectl, load_yaml, wait_for
-from tests.support.incidents import incident
+from tests.support.incidents import incident, resolve as resolve_incident
 
 STORE = "flags-search"
 FLAGS = ("search-suggestions", "search-recommendations")
@@ -190,7 +190,7 @@ def test_sigkill_during_group_commits_leaves_each_part_applied_and_recorded_or_n
 
         # Releases batch the same way, killed too: the store comes back exactly as it was.
         for name in names:
-            kubectl("patch", "incident", name, "-n", ns, "--type=merge", "-p", '{"spec":{"resolved":true}}')
+            resolve_incident(ns, name)
         kills += kill_while(kube, ns, all_in("Verifying", "Resolved"), rng, operators)
     finally:
         operators.close()

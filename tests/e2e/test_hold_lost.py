@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from tests.support.cluster import apply_runbook, get_json, kubectl, wait_for
-from tests.support.incidents import create, incident, status, wait_phase
+from tests.support.incidents import create, incident, resolve, status, wait_phase
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -35,7 +35,7 @@ def test_a_hold_annotation_removed_by_someone_is_reported_lost_and_keeps_the_inc
     assert len(held) == 1 and len(annotations[held[0]]) == 12  # the premise: the step holds its one key, alone
     kubectl("annotate", "configmap", "flags-billing", "-n", app, *(f"{k}-" for k in held))
 
-    kubectl("patch", "incident", "bill", "-n", app, "--type=merge", "-p", '{"spec":{"resolved":true}}')
+    resolve(app, "bill")
     st = wait_phase(app, "bill", {"Verifying", "Closed"})
     field = f"ConfigMap/{app}/flags-billing/data/{FLAG}"
     (step,) = st["steps"]

@@ -32,7 +32,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.support.cluster import ROOT, apply_docs, apply_runbook, get_json, kubectl, runbook_doc, wait_for
-from tests.support.incidents import APPROVERS, approval_schema_current, approve, incident, plan_digest, status, steps
+from tests.support.incidents import (APPROVERS, approval_schema_current, approve, incident, plan_digest, resolve,
+                                     status, steps)
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -162,7 +163,7 @@ def test_approvals_of_a_deleted_incident_do_not_count_for_one_recreated_under_it
     made = get_json("approvals", "-n", app)["items"]
     assert [(a["spec"]["incidentUID"], a["metadata"]["ownerReferences"][0]["uid"]) for a in made] == [(first, first)]
     wait_for(lambda: flag(app) == "false", what="the approved step to turn the flag off")
-    kubectl("patch", "incident", "bill", "-n", app, "--type=merge", "-p", '{"spec":{"resolved":true}}')
+    resolve(app, "bill")
     wait_for(lambda: flag(app) is None, what="resolution to restore the flag")  # the targets as they were
 
     # The editor deletes the closed incident, keeping its dependents (the Approval stays, its owner

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, wait_for
-from tests.support.incidents import APPROVERS, approve, create, incident, status, wait_phase
+from tests.support.incidents import APPROVERS, approve, create, incident, resolve, status, wait_phase
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -67,10 +67,6 @@ def can_read(namespace: str, subject: dict) -> bool:
         who = [f"--as={subject['name']}"]
     answer = kubectl("auth", "can-i", "list", "configmaps", "-n", namespace, *who, check=False)
     return answer.stdout.strip() == "yes"
-
-
-def resolve(namespace: str, name: str) -> None:
-    kubectl("patch", "incident", name, "-n", namespace, "--type=merge", "-p", '{"spec":{"resolved":true}}')
 
 
 def step(namespace: str, name: str, states: set[str]) -> dict:

@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from tests.support.cluster import apply_runbook, get_json, kubectl, wait_for
-from tests.support.incidents import create, incident, status, wait_phase
+from tests.support.incidents import create, incident, resolve, status, wait_phase
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -56,7 +56,7 @@ def test_a_dry_run_the_apiserver_failed_to_answer_is_tried_again_and_the_restore
         # The premise: the apiserver itself fails a dry-run here with a 500, and admits a real write.
         probe = kubectl("label", "configmap", "flags-billing", "-n", app, "probe=1", "--dry-run=server", check=False)
         assert probe.returncode != 0 and "failed calling webhook" in probe.stderr, probe.stderr
-        kubectl("patch", "incident", "bill", "-n", app, "--type=merge", "-p", '{"spec":{"resolved":true}}')
+        resolve(app, "bill")
         # The runner retries the turn with backoff, and after a few attempts says why on the incident.
         reconciling = wait_for(lambda: (c := condition(app, "bill", "Reconciling")).get("status") == "True" and c,
                                timeout=60, what="the retried rehearsal to be reported")

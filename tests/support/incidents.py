@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from tests.support.cluster import ROOT, apply_docs, create_object, get_json, kubectl, rollout_status, wait_for
+from tests.support.cluster import ROOT, api, apply_docs, create_object, get_json, kubectl, rollout_status, wait_for
 
 #: The group the test session binds to ClusterRole reliability-center-approver (tests/conftest.py, crds).
 APPROVERS = "rc-test-approvers"
@@ -29,6 +29,14 @@ def create(namespace: str, body: dict[str, Any]) -> None:
         create_object(namespace, body)
     except Conflict:
         apply_docs(namespace, [body], server_side=False)
+
+
+def resolve(namespace: str, name: str) -> None:
+    """Set ``spec.resolved``, as ``kubectl patch --type=merge`` would, in-process (a kubectl process is
+    about 0.1 s of CPU; storms resolve hundreds)."""
+    from reliability_center.gateway import Ref
+
+    api().merge_patch(Ref("Incident", namespace, name), {"spec": {"resolved": True}}, manager="kubectl-patch")
 
 
 def status(namespace: str, name: str) -> dict[str, Any]:
