@@ -81,9 +81,11 @@ def approval_schema_current() -> None:
     """The cluster is shared by sessions of several checkouts, each applying its own CRDs when it starts:
     one older than spec.incidentUID (or spec.sharedAt) would make the apiserver drop it from Approvals.
     Ours again, if so."""
-    def current() -> bool:
-        crd = get_json("crd", "approvals.reliability.center")
-        spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    from kubernetes import client
+
+    def current() -> bool:  # read in-process: every approval asks, and a kubectl process is ~0.1 s of CPU
+        crd = client.ApiextensionsV1Api(api().api).read_custom_resource_definition("approvals.reliability.center")
+        spec = crd.spec.versions[0].schema.open_apiv3_schema.properties["spec"].properties
         return {"incidentUID", "sharedAt"} <= spec.keys()
 
     if not current():
