@@ -13,10 +13,8 @@ parallel session.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
-import urllib.request
 import uuid
 from collections import Counter
 
@@ -28,30 +26,17 @@ from tests.support.audit import AuditLog, effects, repeated
 from tests.support.cluster import apply_runbook, get_json, slow_schedulers, wait_for
 from tests.support.incidents import create, incident, status
 from tests.support.jobs import IDEMPOTENT, failed_job
+from tests.support.processes import free_port, health
 
 pytestmark = pytest.mark.exclusive
 DEPLOYMENTS = ["sched-0", "sched-1"]
 OUTAGE = 10.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def listening(url: str) -> bool:
     port = int(url.split(":")[2].split("/")[0])
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def health(url: str) -> dict | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return json.loads(response.read())
-    except OSError:
-        return None
 
 
 def test_a_ten_second_apiserver_outage_mid_mitigation_ends_in_a_complete_mitigation_with_no_write_twice(

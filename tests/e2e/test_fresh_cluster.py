@@ -14,7 +14,6 @@ import json
 import pathlib
 import subprocess
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -24,7 +23,7 @@ from kubernetes import config
 
 from tests.conftest import CACHE, start_operator, stop_operator
 from tests.support.cluster import KUBECTL, ROOT, cluster_of_its_own, wait_established, wait_for
-from tests.support.processes import free_port
+from tests.support.processes import free_port, health
 
 pytestmark = pytest.mark.exclusive  # a cluster of its own
 WATCHED = ("shop", "billing")
@@ -71,14 +70,6 @@ def runbook_status(cluster: FreshCluster) -> dict[str, Any]:
     return (cluster.kube.get(Ref("Runbook", None, "fresh")) or {}).get("status") or {}
 
 
-def health(url: str) -> dict[str, Any] | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return json.loads(response.read())
-    except OSError:
-        return None
-
-
 def handled(cluster: FreshCluster, namespace: str, name: str) -> dict[str, Any] | None:
     from reliability_center.gateway import Ref
 
@@ -100,7 +91,7 @@ def test_an_operator_restricted_to_namespaces_that_do_not_exist_serves_runbooks_
                  timeout=20, what="the Runbook to be Ready")
         ready_after = time.monotonic() - applied
         assert ready_after < 10, f"Ready {ready_after:.1f}s after apply"
-        said = wait_for(lambda: (h := health(url)) and h.get("namespaces"), timeout=30, what="/healthz")
+        said = wait_for(lambda: (h := health(url, timeout=2)) and h.get("namespaces"), timeout=30, what="/healthz")
         assert said == {"scope": "namespaces", "patterns": list(WATCHED), "serving": [],
                         "notYetExisting": list(WATCHED)}
 
@@ -114,14 +105,14 @@ def test_an_operator_restricted_to_namespaces_that_do_not_exist_serves_runbooks_
             for ns in WATCHED:
                 wait_for(lambda ns=ns: handled(fresh, ns, f"inc-{round_}"), timeout=30,
                          what=f"incident inc-{round_} in {ns} to be handled ({round_})")
-            said = wait_for(lambda: (h := health(url)) and h["namespaces"]["serving"] == sorted(WATCHED)
+            said = wait_for(lambda: (h := health(url, timeout=2)) and h["namespaces"]["serving"] == sorted(WATCHED)
                             and h["namespaces"], timeout=30, what="/healthz to name both namespaces")
             assert said["notYetExisting"] == []
             if round_ == "first":
                 # Every watched namespace goes (Incidents and all), then comes back, empty.
                 for ns in WATCHED:
                     fresh.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=90s")
-                wait_for(lambda: (h := health(url)) and h["namespaces"]["serving"] == [] and h, timeout=30,
+                wait_for(lambda: (h := health(url, timeout=2)) and h["namespaces"]["serving"] == [] and h, timeout=30,
                          what="/healthz to say both namespaces are gone")
         assert proc.poll() is None, "the operator exited"
     finally:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -23,7 +22,7 @@ from tests.conftest import CACHE, WORKER, start_operator, stop_operator
 from tests.e2e.test_hostile import CREATED_BY, FLAG, relctl
 from tests.support.cluster import ROOT, cluster_of_its_own, kubectl, load_yaml, wait_for
 from tests.support.incidents import incident
-from tests.support.processes import free_port
+from tests.support.processes import free_port, health
 
 pytestmark = pytest.mark.exclusive  # a cluster of its own (tests/support/cluster.cluster_of_its_own)
 
@@ -35,14 +34,6 @@ BARE_NS = "shop-no-admission"
 def bare_cluster() -> Iterator[str]:
     with cluster_of_its_own(BARE_CLUSTER) as kubeconfig:
         yield kubeconfig
-
-
-def health(url: str) -> dict | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return json.loads(response.read())
-    except OSError:
-        return None
 
 
 def test_without_admission_no_approval_counts_not_even_once_the_policies_are_back(bare_cluster):

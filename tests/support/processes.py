@@ -3,8 +3,10 @@ in the harness's directory, wait for it with a deadline that fails at once when 
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def health(url: str, timeout: float = 5) -> dict[str, Any] | None:
+    """An operator's /healthz answer (its RC_HEALTH_URL), or None while it does not answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return json.loads(response.read())
+    except OSError:
+        return None
 
 
 class LocalProcesses:
