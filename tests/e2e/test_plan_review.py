@@ -40,10 +40,14 @@ def restarted(namespace: str, deployment: str) -> bool:
 
 
 def test_a_later_wave_whose_selection_grew_stops_and_asks_again(namespace):
-    # sched-a's rollout lasts until the test lets it end (its minReadySeconds set back to 0), once a new
-    # scheduler has appeared while the approved step runs: no fixed wait for it.
-    slow_schedulers(namespace, ["sched-a"], "waves", min_ready=590)  # < progressDeadlineSeconds
-    slow_schedulers(namespace, ["sched-b"], "waves", min_ready=0)
+    slow_schedulers(namespace, ["sched-a", "sched-b"], "waves", min_ready=0)
+    # sched-a's next rollout lasts until the test lets it end (its minReadySeconds set back to 0), once a new
+    # scheduler has appeared while the approved step runs: no fixed wait for it. (Below the progress
+    # deadline, 600 s; not waited for: its pods are not "available" again for that long.)
+    slowed = api().merge_patch(Ref("Deployment", namespace, "sched-a"), {"spec": {"minReadySeconds": 590}},
+                               manager="test-setup")
+    wait_for(lambda: api().get(Ref("Deployment", namespace, "sched-a"))["status"].get("observedGeneration", 0)
+             >= slowed["metadata"]["generation"], what="the Deployment controller to see sched-a's minReadySeconds")
     category = f"pr{uuid.uuid4().hex[:8]}"
     apply_runbook(category, {"limits": {"maxRunsPerHour": 100}, "steps": [
         {"name": "restart", "level": 2, "action": "restart-one-by-one",
