@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -108,6 +109,34 @@ class Bench:
     def phases(self, ns: str) -> dict[str, str]:
         return {i["metadata"]["name"]: (i.get("status") or {}).get("phase", "") for i in self.kube.list("Incident", ns)}
 
+    def requests(self) -> Counter:
+        """The apiserver's own count of the requests it answered, by verb and resource (all clients)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = self.kubectl("get", "--raw", "/metrics").stdout
+        counts: Counter = Counter()
+        for family in text_string_to_metric_families(text):
+            if family.name == "apiserver_request":  # apiserver_request_total, its _total suffix taken off
+                for sample in family.samples:
+                    if sample.name == "apiserver_request_total":
+                        resource = sample.labels.get("resource", "") + (
+                            f"/{sample.labels['subresource']}" if sample.labels.get("subresource") else "")
+                        counts[(sample.labels.get("verb", ""), resource)] += int(sample.value)
+        return counts
+
+    def writes(self, ns: str, since) -> dict:
+        """The operator's writes in ``ns`` by the apiserver's audit log: per resource and verb, and the patches
+        of each object written more than once per ten incidents (the shared stores), real and dry-run."""
+        from tests.support.audit import AuditLog
+
+        logged = [w for w in AuditLog()._read(since) if w.namespace == ns and w.replica is not None]
+        kinds = Counter(f"{w.verb} {w.resource}{'/' + w.subresource if w.subresource else ''}"
+                        f"{' (dry-run)' if w.dry_run else ''}" for w in logged)
+        patched = Counter((w.name, w.dry_run) for w in logged if w.verb == "patch" and w.resource == "configmaps")
+        return {"by_kind": dict(kinds.most_common()),
+                "store_patches": {f"{name}{' (dry-run)' if dry else ''}": n for (name, dry), n in patched.items()
+                                  if n > 1}}
+
     def raw_rtt(self, ns: str, n: int = 100) -> tuple[float, float]:
         from reliability_center.gateway import Ref
 
@@ -128,6 +157,9 @@ class Bench:
         raw = self.raw_rtt(ns)
         proc = operator(CACHE / "operator-bench-throughput.log", {"RC_NAMESPACES": ns})
         self.ready(category)
+        from tests.support.audit import AuditLog
+
+        since, requests = AuditLog().position(), self.requests()
         api_cpu = cpu_s(apiserver_pid())
         started = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
@@ -139,11 +171,16 @@ class Bench:
             time.sleep(0.5)
         elapsed = time.monotonic() - started
         rss, op_cpu, api_cpu = peak_rss_mb(proc.pid), cpu_s(proc.pid), cpu_s(apiserver_pid()) - api_cpu
+        requests = self.requests() - requests
         stop(proc)
+        writes = self.writes(ns, since)
         self.kubectl("delete", "namespace", ns, "--wait=false")
         return {"incidents": count, "created_in_s": round(created, 1), "all_mitigated_in_s": round(elapsed, 1),
                 "per_second": round(count / elapsed, 1), "raw_write_ms": raw, "operator_peak_rss_mb": round(rss),
-                "operator_cpu_s": round(op_cpu, 1), "apiserver_cpu_s": round(api_cpu, 1)}
+                "operator_cpu_s": round(op_cpu, 1), "apiserver_cpu_s": round(api_cpu, 1),
+                "operator_writes": writes,
+                # Every client's (other sessions on a shared cluster included): the reads are only counted here.
+                "apiserver_requests": {f"{verb} {resource}": n for (verb, resource), n in requests.most_common(20)}}
 
     def failover(self, kills: int, lease: float) -> dict:
         ns = self.namespace(schedulers=2, min_ready=2)
