@@ -11,6 +11,7 @@ import random
 import signal
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -21,7 +22,7 @@ from tests.e2e.test_collisions import one_step_runbook, resolve
 from tests.e2e.test_crash import is_write
 from tests.support.audit import AuditLog, Write, repeated
 from tests.support.cluster import apply_docs, get_json, kubectl, load_yaml, wait_for
-from tests.support.incidents import incident, resolve as resolve_incident
+from tests.support.incidents import create, incident, resolve as resolve_incident
 
 STORE = "flags-search"
 FLAGS = ("search-suggestions", "search-recommendations")
@@ -98,10 +99,15 @@ def test_three_hundred_tenants_on_one_store_land_in_far_fewer_writes_and_one_res
     original = get_json("configmap", STORE, "-n", app)["data"]
     audit = AuditLog()
     before = audit.position()
-    # All 300 at once: created before the operator starts (as after a restart in an outage), so that its
-    # passes begin together rather than one by one as kubectl creates them.
-    create_all(app, [incident(n, category=category, tenant=n.removeprefix("gc-")) for n in names])
+    # The storm reaches a running operator: the first incident mitigated alone (nobody beside it: sent at once),
+    # then the other 299 as an alert storm posts them, eight at a time: their passes start as each arrives,
+    # staggered, not together as a backlog read at start would.
     start()
+    create(app, incident(names[0], category=category, tenant=tenants[0]))
+    wait_for(lambda: phases(app).get(names[0]) == "Mitigated", timeout=60, what="the first incident to be Mitigated")
+    with ThreadPoolExecutor(8) as posting:
+        list(posting.map(lambda n: create(app, incident(n, category=category, tenant=n.removeprefix("gc-"))),
+                         names[1:]))
     wait_for(lambda: (found := phases(app)) and len(found) == len(tenants)
              and all(p == "Mitigated" for p in found.values()), timeout=180, interval=1,
              what="all 300 incidents to be Mitigated")
@@ -124,7 +130,9 @@ def test_three_hundred_tenants_on_one_store_land_in_far_fewer_writes_and_one_res
           "incidents)")
     # A batch gathers the steps on their way to the store: at most as many as passes run at once (RC_WORKERS, 16).
     assert max(len(keys_set(p)) for p in landed) >= 4 * len(FLAGS), "no group commit of several incidents"
-    assert len(patches) <= len(tenants) // 3, (len(patches), [p.code for p in patches])
+    # Measured: 28 and 31 patches with the batch's window (gateway/batch.py WINDOW), 61 without it (a batch
+    # then leaves without the steps that set out after it took the lead); 300 with no group commit.
+    assert len(patches) <= 45, (len(patches), [p.code for p in patches])
 
     # One resolve restores only its own tenant's keys.
     resolve(app, "gc-t017")

@@ -156,6 +156,46 @@ def test_a_batch_waits_for_a_writer_announced_before_it_and_takes_its_part():
     assert [(sender, sorted(keys)) for sender, keys in server.patches] == [("t2", ["t1", "t2"])]
 
 
+def test_a_batch_waits_within_its_window_for_a_writer_that_set_out_after_it_took_the_lead():
+    # A storm's passes reach the store staggered: the one that set out just after the leader still goes with it.
+    server, go_first, go_late = Apiserver(), threading.Event(), threading.Event()
+    commits = GroupCommit(server, window=DEADLINE)  # type: ignore[arg-type]
+    early = Step(commits, server, "t1", go=go_first)
+    early.start()
+    assert early.announced.wait(DEADLINE)
+    leader = Step(commits, server, "t2")
+    leader.start()
+    until(commits, lambda: queued(commits) == 1 and bool(commits._busy))
+    late = Step(commits, server, "t3", go=go_late)  # announced after t2 took the lead
+    late.start()
+    assert late.announced.wait(DEADLINE)
+    go_first.set()
+    until(commits, lambda: queued(commits) == 2)
+    assert server.patches == []  # t1 is in, t3 still on its way: the batch waits
+    go_late.set()
+    assert [s.result() for s in (early, leader, late)] == [None] * 3
+    assert [sorted(keys) for _, keys in server.patches] == [["t1", "t2", "t3"]]
+
+
+def test_a_batch_goes_when_its_window_closes_without_the_writer_that_set_out_after_it_took_the_lead():
+    server, go_first, go_late = Apiserver(), threading.Event(), threading.Event()
+    commits = GroupCommit(server, window=0.05)  # type: ignore[arg-type]
+    early = Step(commits, server, "t1", go=go_first)
+    early.start()
+    assert early.announced.wait(DEADLINE)
+    leader = Step(commits, server, "t2")
+    leader.start()
+    until(commits, lambda: queued(commits) == 1 and bool(commits._busy))
+    late = Step(commits, server, "t3", go=go_late)  # set out after t2 took the lead, and slow
+    late.start()
+    assert late.announced.wait(DEADLINE)
+    go_first.set()
+    assert early.result() is None and leader.result() is None  # without t3: its window closed
+    go_late.set()
+    assert late.result() is None
+    assert [sorted(keys) for _, keys in server.patches] == [["t1", "t2"], ["t3"]]
+
+
 def test_a_batch_does_not_wait_for_an_announced_writer_that_leaves_without_sending():
     server = Apiserver()
     commits = GroupCommit(server)  # type: ignore[arg-type]

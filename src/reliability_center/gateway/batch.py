@@ -4,8 +4,11 @@ In an outage hundreds of incidents write into one shared object (a flags store);
 one patch each would make the apiserver re-encode the whole object hundreds of
 times. So a writer whose object has a patch in flight waits, and when that patch
 is answered one of the waiting writers sends all of their parts at once: the
-batch forms from the writers that arrive while a patch is in flight, and a lone
-writer is sent at once, never delayed.
+batch forms from the writers that arrive while a patch is in flight, and from
+the writers of the object on their way (announced before their read) — those
+that set out after the batch took the lead for at most ``WINDOW``, so that a
+storm's passes, arriving staggered, still go together. A lone writer, with
+nobody on the way, is sent at once, never delayed.
 
 Each part plans itself (the holds planners, ``gateway/holds.py``) on the object
 as the parts before it in the batch leave it, so the combined patch carries each
@@ -37,6 +40,11 @@ from reliability_center.gateway.kube import Conflict, Invalid, Kube, NotFound, R
 from reliability_center.gateway.leaves import ABSENT, read
 
 Ops = list[dict[str, Any]]
+#: Seconds a batch about to go waits, at most, for the writers of its object that set out after it took the
+#: lead (only while one of them is on its way). 300 incidents posted eight at a time to a running operator:
+#: 28 and 31 patches of their store with 0.1 s, 61 without (tests/e2e/test_group_commit.py); the steps of a
+#: storm wait at most this long for their batch-mates.
+WINDOW = 0.1
 
 
 @dataclass(frozen=True)
@@ -154,8 +162,9 @@ class GroupCommit:
     batches never wait on each other.
     """
 
-    def __init__(self, kube: Kube):
+    def __init__(self, kube: Kube, window: float = WINDOW):
         self.kube = kube
+        self.window = window
         self._cond = threading.Condition()
         self._waiting: dict[_Key, list[_Pending]] = {}
         self._busy: set[_Key] = set()
@@ -251,6 +260,10 @@ class GroupCommit:
             self._busy.add(key)
             horizon = self._numbers
             self._cond.wait_for(lambda: not self._on_their_way(key, labels, horizon))
+            # Writers that set out since (a storm's passes, arriving staggered): the batch waits for them too,
+            # for at most WINDOW, so that it does not leave each of them a patch of its own. Nobody on the
+            # way, it goes at once.
+            self._cond.wait_for(lambda: not self._on_their_way(key, labels, self._numbers), timeout=self.window)
             batch = self._waiting.pop(key)
             basis = self._latest.pop(key, None) or seen
         try:
