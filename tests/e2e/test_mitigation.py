@@ -171,7 +171,13 @@ def test_a_simple_level_1_incident_gets_one_status_patch_from_creation_to_mitiga
     assert steps(st) == {"degraded-mode": "Succeeded", "breaker": "Succeeded"}
     assert cm(app, "flags-search")["search-suggestions.tenant.acme"] == "false"
     assert cm(app, "integration-payments-gateway")["circuitBreaker.tenant.acme"] == "open"
-    patches = [w for w in audit.writes(since, namespace=app)
-               if w.resource == "incidents" and w.subresource == "status" and w.name == "one-write"]
+    writes = audit.writes(since, namespace=app)
+    patches = [w for w in writes if w.resource == "incidents" and w.subresource == "status" and w.name == "one-write"]
     assert [(w.verb, w.code) for w in patches] == [("patch", 200)], \
         [f"{w.verb} {w.code} {w.replica} {w.received.time()}" for w in patches]
+    # Its two writes' durable audit records reach its audit log in one request (gateway/audit.one_append), not a
+    # create and then an update: one record per audit Event the apiserver has for it.
+    log = [w for w in writes if w.resource == "configmaps" and w.name == st["auditLog"]]
+    assert [(w.verb, w.code) for w in log] == [("create", 201)], [f"{w.verb} {w.code}" for w in log]
+    posted = [e for e in audit_events(app) if e["involvedObject"]["name"] == "one-write"]
+    assert len(posted) == 2 and len(cm(app, st["auditLog"])) == len(posted)

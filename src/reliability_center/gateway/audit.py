@@ -10,9 +10,13 @@ that only adds keys, so a step retried after a crash finds its record there alre
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,8 +97,56 @@ def emit(kube: Kube, incident: dict[str, Any], record: AuditRecord, durable: boo
     except Conflict:
         pass  # already posted by an earlier attempt
     if durable:
-        append(kube, incident, hashed, record.durable())
+        turn = _turn(meta["uid"])
+        if turn is not None:
+            turn.pending.setdefault(hashed, json.dumps(record.durable(), sort_keys=True))
+        else:
+            append(kube, incident, hashed, record.durable())
     return record.timeline()
+
+
+@dataclass
+class _Turn:
+    incident: dict[str, Any]
+    pending: dict[str, str]
+    """Records made, not appended yet: key → JSON line."""
+
+    def flush(self, kube: Kube) -> None:
+        if self.pending:
+            _append_all(kube, self.incident, self.pending)
+            self.pending = {}
+
+
+_TURNS = threading.local()
+
+
+def _turn(uid: str) -> _Turn | None:
+    """This thread's turn of incident ``uid`` (``one_append``), if it is in one."""
+    turn = getattr(_TURNS, "current", None)
+    return turn if turn is not None and turn.incident["metadata"]["uid"] == uid else None
+
+
+@contextmanager
+def one_append(kube: Kube, incident: dict[str, Any]) -> Iterator[None]:
+    """The durable records this thread makes for ``incident`` inside the block (one turn of it, often several
+    writes) go to its log in one write when the block ends, error or not, not in one write each.
+
+    As crash-safe as a write per record: the turn's status is written after the block (``runner._turns``), so
+    a crash before this append leaves the turn to be taken again whole, and its writes, finding their holds,
+    make the same records under the same keys (their Events are still posted at once). A read of the log
+    inside the block (``read_log``) appends first."""
+    previous, turn = getattr(_TURNS, "current", None), _Turn(incident, {})
+    _TURNS.current = turn
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(Exception):  # the turn's own error is the one to report; its redo appends
+            turn.flush(kube)
+        raise
+    else:
+        turn.flush(kube)
+    finally:
+        _TURNS.current = previous
 
 
 def log_name(uid: str) -> str:
@@ -104,13 +156,17 @@ def log_name(uid: str) -> str:
 
 def append(kube: Kube, incident: dict[str, Any], key: str, entry: dict[str, Any]) -> None:
     """Add one record to the durable log (never replacing a record already there)."""
+    _append_all(kube, incident, {key: json.dumps(entry, sort_keys=True)})
+
+
+def _append_all(kube: Kube, incident: dict[str, Any], lines: dict[str, str]) -> None:
+    """Add records (key → JSON line) to the durable log in one write, never replacing one already there."""
     meta = incident["metadata"]
     ref = Ref("ConfigMap", meta["namespace"], log_name(meta["uid"]))
-    line = json.dumps(entry, sort_keys=True)
     if len(_SEEN) > 1000:
         _SEEN.clear()
     # Likely new when not in _SEEN: the first record of an incident (or the first since this process started).
-    records.update_configmap(kube, ref, lambda data: data if key in data else {**data, key: line}, _SEEN,
+    records.update_configmap(kube, ref, lambda data: {**lines, **data}, _SEEN,
                              metadata={"labels": {AUDIT_LABEL: meta["uid"]},
                                        "ownerReferences": [{"apiVersion": incident["apiVersion"], "kind": "Incident",
                                                             "name": meta["name"], "uid": meta["uid"]}]},
@@ -118,7 +174,11 @@ def append(kube: Kube, incident: dict[str, Any], key: str, entry: dict[str, Any]
 
 
 def read_log(kube: Kube, namespace: str, uid: str) -> list[dict[str, Any]]:
-    """The durable records of an incident, oldest first."""
+    """The durable records of an incident, oldest first (this thread's records of it still to append, first
+    appended: ``one_append``)."""
+    turn = _turn(uid)
+    if turn is not None:
+        turn.flush(kube)
     data = ((kube.get(Ref("ConfigMap", namespace, log_name(uid))) or {}).get("data")) or {}
     return sorted((json.loads(v) for v in data.values()), key=lambda r: (r.get("time", ""), r.get("target", "")))
 

@@ -14,7 +14,8 @@ One status write per turn, at its end: no status write has to precede an effect 
 Incident, because a turn cut off before its write (a crash, a conflict, a lost lease) is taken
 again whole with the same effects. Every effect is idempotent: writes hold their fields under
 the snapshot's deterministic name and find themselves holding them (``gateway/writes.py``); audit
-Events and durable records, Jobs, PatchPlans and restart markers have deterministic names; the
+Events and durable records (a turn's records appended in one write at its end, before the status:
+``audit.one_append``), Jobs, PatchPlans and restart markers have deterministic names; the
 guard and isolation ledgers are keyed by the incident's uid; a restore finds its holds gone and the
 values back. The other order matters once: the guards' mitigated mark is written before the status
 that says Mitigated (``mitigate.finish``). What a first turn decides from what it read, the Runbook
@@ -40,7 +41,7 @@ from reliability_center.api.common import Condition, now_iso, set_condition
 from reliability_center.api.incident import IncidentStatus
 from reliability_center.api.runbook import Runbook, RunbookStatus
 from reliability_center.engine.plan import Facts, plan
-from reliability_center.gateway import Kube, Ref, WriteGateway, records
+from reliability_center.gateway import Kube, Ref, WriteGateway, audit, records
 from reliability_center.gateway.kube import Conflict, Fenced, describe, namespace_terminating, transient
 from reliability_center.operator import close, mitigate, restore, start
 from reliability_center.operator.admission import AdmissionCheck
@@ -139,7 +140,10 @@ class StepRunner:
         for _ in range(5):
             try:
                 draft = Draft(self.kube, self.echoes, body)
-                wake = turn(self, draft, runbooks, settings)
+                # The turn's durable audit records in one write, before its status (gateway/audit.py):
+                # two writes, two records, one request.
+                with audit.one_append(self.kube, body):
+                    wake = turn(self, draft, runbooks, settings)
                 draft.flush()  # the turn's one status write
                 return wake
             except Stale as exc:
