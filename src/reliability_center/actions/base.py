@@ -126,6 +126,8 @@ class ActionContext:
     touched: list[str] = field(default_factory=list)
     left_out: dict[str, str] = field(default_factory=dict)
     """Targets the step's selection matched but may not write (another tenant's), with why."""
+    planned_on: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each target written, as ``select`` listed it just before its write (``seen``), by target."""
     changes: list[dict[str, Any]] = field(default_factory=list)
     """Writes dry-run while the step is planned (shadow context): the plan approvers see."""
     approved: frozenset[str] | None = None
@@ -175,6 +177,8 @@ class ActionContext:
         self.admit()
         result = self.gateway.apply(self.write, desired, action=self.action, seen=seen, items=items,
                                     removals=removals, restore=restore_on_resolve)
+        if seen is not None:
+            self.planned_on[result.target] = seen
         self._collect(result.target, result.entry, result.snapshot)
         if self.write.shadow:
             self.changes.append({"target": result.target, "before": result.before, "after": result.after})

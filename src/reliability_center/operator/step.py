@@ -151,7 +151,10 @@ def warn_self_heal(draft: Draft, kube: Kube, ctx: ActionContext) -> None:
         kind, namespace, name = target.split("/", 2)
         if kind not in KINDS:
             continue
-        obj = kube.get(Ref(kind, namespace, name))
+        # Which Application tracks the object (its tracking annotation or instance label) is not what a step
+        # writes: the object as the step listed it just before its write says it, without a read of it again
+        # (a shared flags store in a storm: a round trip and the whole object encoded again, per step).
+        obj = ctx.planned_on.get(target) or kube.get(Ref(kind, namespace, name))
         problem = argocd.check(kube, obj, ARGO_NAMESPACE) if obj else None
         if problem:
             draft.condition("SelfHealSafe", "False", "IgnoreDifferencesMissing", problem)
