@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command (make test). Two pytest sessions at once:
-# - the parallel one: unit, contract, cluster, Gitea and e2e tests on two pytest-xdist workers (a file's
-#   tests stay together) on the local cluster ($RC_CLUSTER); each worker runs its own operator on its own
-#   namespaces (t-<worker>-*) and its own Gitea;
+# - the parallel one: unit, contract, cluster, Gitea and e2e tests on pytest-xdist workers (two, or
+#   RC_TEST_WORKERS; a file's tests stay together) on the local cluster ($RC_CLUSTER); each worker runs its
+#   own operator on its own namespaces (t-<worker>-*) and its own Gitea;
 # - beside it, the tests that need a cluster to themselves (marked `exclusive`: an apiserver outage, an
 #   operator's first contact with a brand-new cluster, a cluster without the admission policies), one after
 #   the other on one brand-new cluster ($RC_CLUSTER-alone, RC_OWN_CLUSTER=1: tests/support/cluster.py's
@@ -30,7 +30,7 @@ RC_CLUSTER="$alone" bash hack/cluster.sh delete >/dev/null 2>&1 || true
 
 RC_CLUSTER="$alone" RC_OWN_CLUSTER=1 "$py" -m pytest -q -p no:cacheprovider -m exclusive >"$alone_log" 2>&1 &
 alone_pid=$!
-"$py" -m pytest -q -p no:cacheprovider -n 2 --dist loadfile -m "not exclusive" --durations=15
+"$py" -m pytest -q -p no:cacheprovider -n "${RC_TEST_WORKERS:-2}" --dist loadfile -m "not exclusive" --durations=15
 parallel=$?
 wait "$alone_pid"
 exclusive=$?
