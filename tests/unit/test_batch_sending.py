@@ -156,10 +156,11 @@ def test_a_batch_waits_for_a_writer_announced_before_it_and_takes_its_part():
     assert [(sender, sorted(keys)) for sender, keys in server.patches] == [("t2", ["t1", "t2"])]
 
 
-def test_a_batch_waits_within_its_window_for_a_writer_that_set_out_after_it_took_the_lead():
-    # A storm's passes reach the store staggered: the one that set out just after the leader still goes with it.
+def early_leader_late(window: float):
+    """t1 on its way, t2 leading a batch that waits for it, then t3 setting out after t2 took the lead;
+    t1 and t3 go when their events are set."""
     server, go_first, go_late = Apiserver(), threading.Event(), threading.Event()
-    commits = GroupCommit(server, window=DEADLINE)  # type: ignore[arg-type]
+    commits = GroupCommit(server, window=window)  # type: ignore[arg-type]
     early = Step(commits, server, "t1", go=go_first)
     early.start()
     assert early.announced.wait(DEADLINE)
@@ -169,6 +170,12 @@ def test_a_batch_waits_within_its_window_for_a_writer_that_set_out_after_it_took
     late = Step(commits, server, "t3", go=go_late)  # announced after t2 took the lead
     late.start()
     assert late.announced.wait(DEADLINE)
+    return server, commits, (early, leader, late), (go_first, go_late)
+
+
+def test_a_batch_waits_within_its_window_for_a_writer_that_set_out_after_it_took_the_lead():
+    # A storm's passes reach the store staggered: the one that set out just after the leader still goes with it.
+    server, commits, (early, leader, late), (go_first, go_late) = early_leader_late(window=DEADLINE)
     go_first.set()
     until(commits, lambda: queued(commits) == 2)
     assert server.patches == []  # t1 is in, t3 still on its way: the batch waits
@@ -178,17 +185,7 @@ def test_a_batch_waits_within_its_window_for_a_writer_that_set_out_after_it_took
 
 
 def test_a_batch_goes_when_its_window_closes_without_the_writer_that_set_out_after_it_took_the_lead():
-    server, go_first, go_late = Apiserver(), threading.Event(), threading.Event()
-    commits = GroupCommit(server, window=0.05)  # type: ignore[arg-type]
-    early = Step(commits, server, "t1", go=go_first)
-    early.start()
-    assert early.announced.wait(DEADLINE)
-    leader = Step(commits, server, "t2")
-    leader.start()
-    until(commits, lambda: queued(commits) == 1 and bool(commits._busy))
-    late = Step(commits, server, "t3", go=go_late)  # set out after t2 took the lead, and slow
-    late.start()
-    assert late.announced.wait(DEADLINE)
+    server, _, (early, leader, late), (go_first, go_late) = early_leader_late(window=0.05)  # t3 slow
     go_first.set()
     assert early.result() is None and leader.result() is None  # without t3: its window closed
     go_late.set()
