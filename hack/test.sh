@@ -17,6 +17,7 @@ alone="${RC_CLUSTER:-reliability-center}-alone"
 alone_log=$(mktemp "${TMPDIR:-/tmp}/rc-test-alone.XXXXXX")
 
 cleanup() {
+  [ -n "${alone_pid:-}" ] && kill "$alone_pid" 2>/dev/null  # interrupted: not left running on a deleted cluster
   RC_CLUSTER="$alone" bash hack/cluster.sh delete >/dev/null 2>&1 || true
   rm -f "$alone_log"
 }

@@ -49,8 +49,8 @@ LONG_FILES = [f"tests/{name}.py" for name in (
     "e2e/test_detection", "e2e/test_shadow_global", "e2e/test_close_loop", "e2e/test_hostile", "e2e/test_intake")]
 
 #: The tests marked ``exclusive`` (a cluster of their own), in the order hack/test.sh's session of them runs
-#: them on its one brand-new cluster: the first two need a cluster with no admission policies, which the
-#: session fixtures of the last one install.
+#: them on its one brand-new cluster: the first two need it as it was made (no operator, no admission
+#: policy), and the session fixtures of the last one install the policies and the seed Runbooks.
 EXCLUSIVE_FILES = [f"tests/e2e/{name}.py" for name in (
     "test_fresh_cluster", "test_hostile_no_admission", "test_apiserver_outage")]
 
