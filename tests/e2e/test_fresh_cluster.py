@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import pytest
 from kubernetes import config
 
 from tests.conftest import CACHE, start_operator, stop_operator
-from tests.support.cluster import KUBECTL, ROOT, cluster_of_its_own, wait_established, wait_for
+from tests.support.cluster import ROOT, cluster_of_its_own, kubectl, wait_established, wait_for
 from tests.support.processes import free_port, health
 
 pytestmark = pytest.mark.exclusive  # a cluster of its own
@@ -38,10 +37,7 @@ class FreshCluster:
         self.kube = Kube(config.new_client_from_config(config_file=kubeconfig))
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
-        result = subprocess.run([KUBECTL, "--kubeconfig", self.kubeconfig, *args], input=input, capture_output=True,
-                                text=True, timeout=120)
-        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
-        return result.stdout
+        return kubectl("--kubeconfig", self.kubeconfig, *args, input=input).stdout
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,7 +125,7 @@ def _turn(uid: str) -> _Turn | None:
     return turn if turn is not None and turn.incident["metadata"]["uid"] == uid else None
 
 
-@contextmanager
+@contextlib.contextmanager
 def one_append(kube: Kube, incident: dict[str, Any]) -> Iterator[None]:
     """The durable records this thread makes for ``incident`` inside the block (one turn of it, often several
     writes) go to its log in one write when the block ends, error or not, not in one write each.
