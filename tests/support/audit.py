@@ -157,18 +157,22 @@ def repeated(writes: list[Write], *, retries_after_kills: bool = False) -> dict[
     With ``retries_after_kills`` (tests that SIGKILL operator processes): a create that later processes
     sent again and the apiserver refused with 409 is the retry of a write whose process was killed before
     it could record it (deterministic names make it idempotent), not a repeat; so is a request the kill cut
-    off (5xx). One process sending an effect twice, or a second request that succeeded, still is."""
+    off (5xx). Whatever the test, a request sent again by its process after the apiserver failed it (5xx:
+    the operator retries those, ``gateway.kube.transient``) is not a repeat either. One process sending an
+    effect twice after an answer that was not a failure, or a second request that succeeded, still is."""
     return {effect: [f"{w.code} {w.replica} {w.received.time()}" for w in ws]
             for effect, ws in effects(writes).items()
-            if len(ws) > 1 and not (retries_after_kills and _retried_after_kills(ws))}
+            if len(ws) > 1 and not _retried(ws, across_processes=retries_after_kills)}
 
 
-def _retried_after_kills(requests: list[Write]) -> bool:
-    """Each request from another process, at most one made it (2xx), the others were refused (409) or cut
-    off by the kill of their process (5xx: the apiserver lost its client mid-request)."""
-    replicas = [w.replica for w in requests]
-    return len(set(replicas)) == len(replicas) and sum(w.ok for w in requests) <= 1 \
-        and all(w.ok or w.code == 409 or w.code >= 500 for w in requests)
+def _retried(requests: list[Write], *, across_processes: bool) -> bool:
+    """One effect's requests, in order, are the retries of one write: at most one made it (2xx), the others
+    were refused (409) or failed (5xx: an apiserver error, or its client killed mid-request); a process sent
+    it again only after the apiserver failed its request; other processes only ``across_processes``."""
+    last_of: dict[str, int] = {w.replica: i for i, w in enumerate(requests)}
+    return (across_processes or len(last_of) == 1) and sum(w.ok for w in requests) <= 1 \
+        and all(w.ok or w.code == 409 or w.code >= 500 for w in requests) \
+        and all(w.code >= 500 for i, w in enumerate(requests) if i != last_of[w.replica])
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,21 @@ def test_a_patch_its_killed_client_never_heard_answered_is_an_effect_all_the_sam
     assert len(effects(retried)) == 1 and not repeated(retried, retries_after_kills=True)
 
 
+def test_a_create_the_apiserver_failed_and_its_process_sent_again_is_a_retry_not_a_repeat():
+    """Seen in test_crash on a cluster just started: the apiserver answered 504 twice to one process's create
+    of rc-isolations (the operator retries a 5xx), and the next process's create made it (201)."""
+    from tests.support.audit import Write
+
+    def create(code, agent=OPERATOR):
+        return Write.of(logged("create", "configmaps", "rc-isolations", code=code, agent=agent, body={"data": {}}))
+
+    failed_twice = [create(504), create(504), create(201, agent=user_agent("vm-2"))]
+    assert not repeated(failed_twice, retries_after_kills=True)
+    assert not repeated([create(503), create(201)])  # one process, no kill: still the retry of one write
+    # Two creates that both made it are two effects whoever sent them.
+    assert repeated([create(201), create(201, agent=user_agent("vm-2"))], retries_after_kills=True)
+
+
 def test_a_configmap_replaced_whole_counts_the_keys_each_write_changed():
     from tests.support.audit import Write
 
