@@ -8,6 +8,7 @@
 #   the other on one brand-new cluster ($RC_CLUSTER-alone, RC_OWN_CLUSTER=1: tests/support/cluster.py's
 #   cluster_of_its_own), deleted at the end. The outage used to run alone after the parallel session (about
 #   a minute spent mostly waiting), and the other two each started a cluster of their own inside it.
+# RC_TEST_DURATIONS: how many of the slowest tests the parallel session lists (0: all of them; 15 by default).
 # Exit status: the first session's that failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +32,7 @@ RC_CLUSTER="$alone" bash hack/cluster.sh delete >/dev/null 2>&1 || true
 
 RC_CLUSTER="$alone" RC_OWN_CLUSTER=1 "$py" -m pytest -q -p no:cacheprovider -m exclusive >"$alone_log" 2>&1 &
 alone_pid=$!
-"$py" -m pytest -q -p no:cacheprovider -n "${RC_TEST_WORKERS:-2}" --dist loadfile -m "not exclusive" --durations=15
+"$py" -m pytest -q -p no:cacheprovider -n "${RC_TEST_WORKERS:-2}" --dist loadfile -m "not exclusive" --durations=${RC_TEST_DURATIONS:-15}
 parallel=$?
 wait "$alone_pid"
 exclusive=$?

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import json
 import os
 import signal
 import subprocess
@@ -259,10 +260,40 @@ def monitoring(operator) -> Iterator[Monitoring]:
 
 
 @pytest.fixture
-def app(namespace: str) -> str:
-    """The sample protected app, applied into the test's namespace."""
-    apply_docs(namespace, load_yaml("examples/protected-app/app.yaml"))
-    return namespace
+def app(namespace: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The sample protected app, applied into the test's namespace, its workloads running (kwok's pods).
+
+    Marked ``app_at_rest`` (a module's ``pytestmark``; ``app_at_rest(False)`` on a test takes it back): every
+    Deployment at 0 replicas, the same objects but no pods, for tests whose steps write no workload. A running
+    app costs the cluster about 500 requests a test (its 15 pods created, bound, made ready and deleted, the
+    Deployments' and ReplicaSets' status after each): measured, a third of the suite's apiserver requests.
+    A test that did write one (a restart, a pause) would prove less on Deployments with no pods, so its
+    incidents' durable audit logs are read after it: a record of a workload fails the test."""
+    marker = request.node.get_closest_marker("app_at_rest")
+    at_rest = marker is not None and (marker.args or (True,))[0]
+    docs = load_yaml("examples/protected-app/app.yaml")
+    for doc in docs if at_rest else ():
+        if doc.get("kind") == "Deployment":
+            doc["spec"]["replicas"] = 0
+    apply_docs(namespace, docs)
+    yield namespace
+    if at_rest:
+        assert not workloads_written(namespace), \
+            f"steps wrote workloads of an app at rest (no pods): mark the test app_at_rest(False): " \
+            f"{workloads_written(namespace)}"
+
+
+#: What a step writes to when it touches workloads (gateway.kube.Ref's str: Kind/namespace/name).
+WORKLOAD_KINDS = ("Deployment/", "StatefulSet/", "HorizontalPodAutoscaler/")
+
+
+def workloads_written(namespace: str) -> list[str]:
+    """The workloads the incidents of ``namespace`` wrote, from their durable audit logs."""
+    from reliability_center.gateway.audit import AUDIT_LABEL
+
+    targets = {json.loads(line).get("target", "") for log in api().list("ConfigMap", namespace, AUDIT_LABEL)
+               for line in (log.get("data") or {}).values()}
+    return sorted(t for t in targets if t.startswith(WORKLOAD_KINDS))
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, 
 from tests.support.incidents import app_content, changed, create, incident, resolve, settle_app, steps, wait_phase
 from tests.support.jobs import IDEMPOTENT, failed_job
 
-pytestmark = pytest.mark.usefixtures("operator")
+pytestmark = [pytest.mark.usefixtures("operator"), pytest.mark.app_at_rest]
 
 
 def runbook(steps_: list[dict]) -> str:
@@ -64,6 +64,7 @@ def test_human_in_the_loop_is_skipped_when_safe_mode_does_not_allow_it(app):
     assert changed(before, app_content(app)) == set()
 
 
+@pytest.mark.app_at_rest(False)  # it writes workloads: their pods must exist
 def test_pausing_ingestion_for_every_tenant_suspends_cronjobs_and_scales_all_to_zero_then_restores(app):
     apply_docs(app, [{"apiVersion": "batch/v1", "kind": "CronJob",
                       "metadata": {"name": "ingest-batch", "labels": {"reliability.center/role": "ingestion",
@@ -161,6 +162,7 @@ def test_the_operator_serves_prometheus_metrics_that_count_this_incident(app):
         assert f'workqueue_depth{{name="{name}"}}' in after and f'workqueue_retries_total{{name="{name}"}}' in after
 
 
+@pytest.mark.app_at_rest(False)  # it writes workloads: their pods must exist
 def test_a_field_another_manager_owns_is_left_to_it_unless_the_step_declares_takeownership(app):
     """Replicas belong to the app's field manager (test-setup, by server-side apply) and the HPA."""
     settle_app(app)

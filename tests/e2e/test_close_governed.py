@@ -19,7 +19,7 @@ from tests.gitea.conftest import create_repo
 from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, repository_secret, wait_for
 from tests.support.incidents import approve, create, incident, merge_plan, status, steps, wait_phase
 
-pytestmark = [pytest.mark.gitea, pytest.mark.usefixtures("operator")]
+pytestmark = [pytest.mark.gitea, pytest.mark.usefixtures("operator"), pytest.mark.app_at_rest]
 
 #: Another tenant's billing flags: the steps select every billing flags store and must leave this one out.
 GLOBEX_FLAGS = {"apiVersion": "v1", "kind": "ConfigMap",

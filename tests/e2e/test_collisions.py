@@ -17,7 +17,7 @@ from tests.support.cluster import apply_docs, apply_runbook, get_json, wait_for
 from tests.support.incidents import (app_content, approve, changed, create, incident, resolve as resolve_incident,
                                      settle_app, status, steps, wait_phase)
 
-pytestmark = pytest.mark.usefixtures("operator")
+pytestmark = [pytest.mark.usefixtures("operator"), pytest.mark.app_at_rest]
 
 
 def cm(namespace: str, name: str) -> dict[str, str]:
@@ -79,6 +79,7 @@ def test_two_tenants_on_one_shared_object_each_keep_their_change_until_their_own
     assert changed(before, app_content(app)) == set()  # exactly as it was
 
 
+@pytest.mark.app_at_rest(False)  # it writes workloads: their pods must exist
 def test_shared_ingestion_paused_by_two_tenants_resumes_only_when_both_resolve(app):
     category = one_step_runbook("pause-ingestion", {"modules": ["ocr"], "includeShared": True})
     settle_app(app)
@@ -127,6 +128,7 @@ def test_a_level_2_step_after_level_1_on_the_same_object_keeps_the_level_1_chang
     assert changed(before, app_content(app)) == set()
 
 
+@pytest.mark.app_at_rest(False)  # it writes workloads: their pods must exist
 def test_a_level_2_step_on_the_very_fields_of_level_1_joins_their_hold(app):
     """perf: degraded-mode (level 1) and adjust-flags (level 2) turn off the same search flags."""
     settle_app(app)

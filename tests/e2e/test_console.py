@@ -28,7 +28,7 @@ import pytest
 from tests.support.cluster import CACHE, get_json, kubectl, wait_for
 from tests.support.incidents import APPROVERS, create, incident, plan_digest, status, steps, wait_phase
 
-pytestmark = pytest.mark.usefixtures("operator")
+pytestmark = [pytest.mark.usefixtures("operator"), pytest.mark.app_at_rest]
 
 RELCTL = str(pathlib.Path(sys.executable).with_name("relctl"))
 CHROMIUM = "/usr/bin/chromium"

@@ -20,7 +20,7 @@ from tests.support.cluster import get_json, kubectl, wait_for
 from tests.support.incidents import create, incident, wait_phase
 from tests.support.watches import Follow
 
-pytestmark = pytest.mark.usefixtures("operator")
+pytestmark = [pytest.mark.usefixtures("operator"), pytest.mark.app_at_rest]
 
 OTHER_TENANTS = 1000
 

@@ -12,10 +12,14 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
 from reliability_center.gateway import audit
 from tests.support.cluster import apply_runbook, get_json, kubectl, wait_for
 from tests.support.incidents import (APPROVERS, approval_schema_current, create, incident, settle_app, status,
                                      wait_phase)
+
+pytestmark = pytest.mark.app_at_rest
 
 RELCTL = [str(Path(sys.executable).with_name("relctl"))]
 

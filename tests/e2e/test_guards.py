@@ -10,9 +10,7 @@ from tests.support.audit import AuditLog
 from tests.support.cluster import TEST_LABELS, apply_docs, get_json, wait_for
 from tests.support.incidents import create, incident, steps, wait_phase
 
-
-
-pytestmark = pytest.mark.usefixtures("operator")
+pytestmark = [pytest.mark.usefixtures("operator"), pytest.mark.app_at_rest]
 
 
 def custom_runbook(category: str, steps_: list[dict], **limits) -> str:

@@ -14,7 +14,7 @@ import pytest
 from tests.support.cluster import apply_runbook, get_json, kubectl, wait_for
 from tests.support.incidents import create, incident, resolve, status, wait_phase
 
-pytestmark = pytest.mark.usefixtures("operator")
+pytestmark = [pytest.mark.usefixtures("operator"), pytest.mark.app_at_rest]
 
 FLAG = "auto-invoicing.tenant.acme"
 

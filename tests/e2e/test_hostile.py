@@ -35,7 +35,7 @@ from tests.support.cluster import ROOT, apply_docs, apply_runbook, get_json, kub
 from tests.support.incidents import (APPROVERS, approval_schema_current, approve, incident, plan_digest, resolve,
                                      status, steps)
 
-pytestmark = pytest.mark.usefixtures("operator")
+pytestmark = [pytest.mark.usefixtures("operator"), pytest.mark.app_at_rest]
 
 FLAG = "dunning-retries.tenant.acme"
 CREATED_BY = "reliability.center/created-by"

@@ -17,7 +17,7 @@ from tests.support.cluster import ROOT, apply_runbook, get_json, kubectl, load_y
 from tests.support.incidents import create, incident, status, steps, wait_phase
 from tests.support.monitoring import latency_histogram
 
-pytestmark = pytest.mark.usefixtures("operator")
+pytestmark = [pytest.mark.usefixtures("operator"), pytest.mark.app_at_rest]
 
 #: The seed perf runbook's blast-radius query (runbooks/perf.yaml), for one namespace.
 P99 = ('histogram_quantile(0.99, sum by (le, tenant, module) '
@@ -67,6 +67,7 @@ def runbook(steps_: list[dict] | None = None, seed: str | None = None) -> str:
     return category
 
 
+@pytest.mark.app_at_rest(False)  # the perf runbook restarts schedulers: their pods must exist
 def test_a_perf_incident_s_blast_radius_names_the_breaching_tenant_from_prometheus_and_its_breaker_the_alert_s_integration(
         app, monitoring, latency):
     observe(latency, monitoring, app, {"acme": 1.5, "globex": 0.05})

@@ -8,7 +8,7 @@ from tests.support.cluster import get_json, kubectl, wait_for
 from tests.support.incidents import (APPROVERS, app_content, approval_schema_current, approve, changed, create,
                                      incident, settle_app, status, steps, wait_phase)
 
-pytestmark = pytest.mark.usefixtures("operator")
+pytestmark = [pytest.mark.usefixtures("operator"), pytest.mark.app_at_rest]
 
 
 def relctl(*args: str) -> str:

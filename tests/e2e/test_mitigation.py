@@ -18,7 +18,7 @@ from tests.support.incidents import (app_content, audit_targets, changed, create
                                      wait_phase)
 from tests.support.jobs import failed_job
 
-pytestmark = pytest.mark.usefixtures("operator")
+pytestmark = [pytest.mark.usefixtures("operator"), pytest.mark.app_at_rest]
 
 
 def run_incident(app: str, name: str, **spec) -> tuple[dict, set[str], dict[str, str]]:
@@ -38,6 +38,7 @@ def audit_events(namespace: str) -> list[dict]:
     return [e for e in get_json("events", "-n", namespace)["items"] if e["reason"] == "Audit"]
 
 
+@pytest.mark.app_at_rest(False)  # it writes workloads: their pods must exist
 def test_perf_incident_degrades_search_purges_cache_and_restarts_its_schedulers(app):
     st, diff, _ = run_incident(app, "perf-1", category="perf", module="search", summary="p99 over SLO",
                                signals=[{"source": "prometheus", "name": "latency_p99_slo_breach", "value": 2.4,
@@ -86,6 +87,7 @@ def test_cross_tenant_incident_blocks_the_feature_and_isolates_only_that_tenant(
     assert shared["matchLabels"] == {"reliability.center/module": "api"}  # the rest of the policy is kept
 
 
+@pytest.mark.app_at_rest(False)  # it writes workloads: their pods must exist
 def test_ocr_incident_breaks_the_circuit_pauses_its_ingestion_replays_and_goes_human_in_the_loop(app):
     # Two of the OCR replay CronJob's Jobs failed (labelled as its jobTemplate labels them): the queue.
     ocr_replay = load_yaml("examples/protected-app/app.yaml")

@@ -10,7 +10,7 @@ from tests.support.cluster import apply_docs, get_json, kubectl, runbook_doc, wa
 from tests.support.incidents import (app_content, approve, changed, create, incident, settle_app, status, steps,
                                      wait_phase)
 
-pytestmark = pytest.mark.usefixtures("operator")
+pytestmark = [pytest.mark.usefixtures("operator"), pytest.mark.app_at_rest]
 
 
 def runbook(category: str, steps_: list[dict]) -> dict:

@@ -13,7 +13,7 @@ import pytest
 from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, wait_for
 from tests.support.incidents import approve, incident, plan_digest, status, steps, wait_phase
 
-pytestmark = pytest.mark.usefixtures("operator")
+pytestmark = [pytest.mark.usefixtures("operator"), pytest.mark.app_at_rest]
 CRON = "repair-reprocess-ocr-batch"
 
 

@@ -18,7 +18,7 @@ from reliability_center.gateway.holds import holder_id, holds
 from tests.support.cluster import apply_docs, get_json, kubectl, wait_for
 from tests.support.incidents import create, incident, status
 
-pytestmark = pytest.mark.usefixtures("operator")
+pytestmark = [pytest.mark.usefixtures("operator"), pytest.mark.app_at_rest]
 
 TENANTS = [f"t{i:02d}" for i in range(30)]
 BOUND = 90  # seconds for all 30 to settle, on a 2-core machine running the whole suite
