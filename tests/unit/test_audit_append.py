@@ -6,6 +6,7 @@ No cluster: a fake apiserver keeps the ConfigMaps and Events it is sent and reco
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
@@ -115,3 +116,16 @@ def test_another_incidents_records_inside_a_turn_are_appended_at_once():
     with audit.one_append(server, INCIDENT):  # type: ignore[arg-type]
         audit.emit(server, other, record("flags"))  # type: ignore[arg-type]
         assert Ref("ConfigMap", "app", audit.log_name("uid-2")) in server.objects
+
+
+
+def test_a_record_made_at_once_inside_a_turn_is_appended_before_the_turn_ends_with_the_turns_records_so_far():
+    # A restore's record of a write whose turn was cut off must be durable before the hold it lets go.
+    server = Apiserver()
+    with audit.one_append(server, INCIDENT):  # type: ignore[arg-type]
+        audit.emit(server, INCIDENT, record("flags"))  # type: ignore[arg-type]
+        audit.emit(server, INCIDENT, record("breaker"), at_once=True)  # type: ignore[arg-type]
+        assert server.log_writes() == ["create"]
+        stored = [json.loads(v)["step"] for v in server.objects[LOG]["data"].values()]
+        assert sorted(stored) == ["breaker", "flags"]
+    assert server.log_writes() == ["create"]  # nothing left for the turn's end

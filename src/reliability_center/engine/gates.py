@@ -81,11 +81,44 @@ def gate(name: str, passed: bool, reason: str, evidence: str, missing: Iterable[
                 missing=[m[:512] for m in missing[:50]])
 
 
+def written(records: Iterable[dict[str, Any]]) -> set[tuple[str, str]]:
+    """(step, target) of each write the durable records tell of. A target found already as wanted
+    ("unchanged") has its record as much as one written."""
+    return {(str(r.get("step")), str(r.get("target"))) for r in records
+            if record_kinds.kind_of(r.get("outcome")) in (record_kinds.WRITE, record_kinds.PROPOSAL)}
+
+
+#: What a restore does first with a write its snapshot tells of (``unrecorded_write``).
+RECORDED = "recorded"
+"""The durable log has its record: nothing to add."""
+RECORD = "record"
+"""It landed unrecorded: its record is appended (from its snapshot) before its hold is let go."""
+DROP = "drop"
+"""It never landed: its snapshot goes, with nothing to record or restore."""
+UNKNOWN = "unknown"
+"""Nobody can tell whether it landed: left to ``audit-complete``, which keeps asking for its record."""
+
+
+def unrecorded_write(step: str, target: str, recorded: set[tuple[str, str]], landed: bool | None) -> str:
+    """What a restore does with the write of ``step`` to ``target`` before it lets its hold go. ``recorded``:
+    ``written(records)``; ``landed``: whether the object carries the write (its hold), None when it cannot
+    be told (``gateway.holds.landed``).
+
+    Why: a turn's records reach the durable log in one write at its end (``gateway/audit.one_append``). A
+    turn cut off after its writes landed and resolved before anyone took it again never makes them, and
+    after the release the object no longer shows the write; a snapshot taken by a turn cut off before its
+    write (or whose write the apiserver refused) tells of a write that never happened. Decided while the
+    hold is still there, ``audit-complete`` then asks for a record of exactly the writes that happened."""
+    if (step, target) in recorded:
+        return RECORDED
+    if landed is None:
+        return UNKNOWN
+    return RECORD if landed else DROP
+
+
 def audit_complete(obs: Observations) -> Gate:
     missing: list[str] = []
-    # A target found already as wanted ("unchanged") has its record as much as one written.
-    found = {(r.get("step"), r.get("target")) for r in obs.records
-             if record_kinds.kind_of(r.get("outcome")) in (record_kinds.WRITE, record_kinds.PROPOSAL)}
+    found = written(obs.records)
     restores = {(r.get("step"), r.get("target")) for r in obs.records if str(r.get("action", "")).startswith("restore:")}
     for write in obs.held:
         if (write.step, write.target) not in found:

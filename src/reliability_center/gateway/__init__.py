@@ -8,6 +8,6 @@ events, snapshots, guard state).
 """
 
 from reliability_center.gateway.kube import FIELD_MANAGER, Kube, Ref
-from reliability_center.gateway.writes import PolicyDenied, WriteContext, WriteGateway, WriteResult
+from reliability_center.gateway.writes import Audited, PolicyDenied, WriteContext, WriteGateway, WriteResult
 
-__all__ = ["FIELD_MANAGER", "Kube", "PolicyDenied", "Ref", "WriteContext", "WriteGateway", "WriteResult"]
+__all__ = ["FIELD_MANAGER", "Audited", "Kube", "PolicyDenied", "Ref", "WriteContext", "WriteGateway", "WriteResult"]

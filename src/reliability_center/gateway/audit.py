@@ -59,9 +59,11 @@ class AuditRecord:
         }
 
 
-def emit(kube: Kube, incident: dict[str, Any], record: AuditRecord, durable: bool = True) -> TimelineEntry:
+def emit(kube: Kube, incident: dict[str, Any], record: AuditRecord, durable: bool = True,
+         at_once: bool = False) -> TimelineEntry:
     """Log, post the Event, append to the durable log; return the timeline entry the caller stores with the
-    step's state. ``durable=False`` in shadow mode, which creates no object (Events aside)."""
+    step's state. ``durable=False`` in shadow mode, which creates no object (Events aside). ``at_once``: in a
+    turn (``one_append``), appended now with the turn's records so far, not at its end."""
     log.info("audit %s %s %s", record.action, record.outcome, record.target, extra={"audit": record.fields()})
     meta = incident["metadata"]
     # A deterministic name makes the Event exactly-once when a step is retried after a crash.
@@ -99,6 +101,8 @@ def emit(kube: Kube, incident: dict[str, Any], record: AuditRecord, durable: boo
         turn = _turn(meta["uid"])
         if turn is not None:
             turn.pending.setdefault(hashed, json.dumps(record.durable(), sort_keys=True))
+            if at_once:
+                turn.flush(kube)
         else:
             append(kube, incident, hashed, record.durable())
     return record.timeline()
@@ -132,8 +136,11 @@ def one_append(kube: Kube, incident: dict[str, Any]) -> Iterator[None]:
 
     As crash-safe as a write per record: the turn's status is written after the block (``runner._turns``), so
     a crash before this append leaves the turn to be taken again whole, and its writes, finding their holds,
-    make the same records under the same keys (their Events are still posted at once). A read of the log
-    inside the block (``read_log``) appends first."""
+    make the same records under the same keys (their Events are still posted at once). A turn whose incident
+    is resolved before anyone takes it again is not taken again: its restore makes the record of each write
+    it finds landed without one, from the write's snapshot under the same key, before it lets the hold go,
+    and drops the snapshot of a write that never landed (``writes.Audited``). A read of the log inside the
+    block (``read_log``) appends first."""
     previous, turn = getattr(_TURNS, "current", None), _Turn(incident, {})
     _TURNS.current = turn
     try:

@@ -697,6 +697,24 @@ def gone_holds(current: dict[str, Any], taken: dict[str, Hold], after: dict[str,
     return out
 
 
+def landed(current: dict[str, Any] | None, holder: str, taken: dict[str, Hold], after: dict[str, Any]) -> bool | None:
+    """Whether the write of ``holder`` (its snapshot: the holds it takes, ``taken``, and its values, ``after``) is on
+    ``current``, told before any release: a write's fields and its holds change in one patch.
+
+    True while it holds a field there. False when nothing of it is there: no hold of it, and each field it takes at
+    its value before or held by others only (their hold would name it too); an object it would have created,
+    absent. None when nobody can tell: a field at the value it sets or changed since, with no hold on it (its hold
+    removed by someone, or someone else's doing), an object it patches deleted, or a snapshot that recorded no holds."""
+    if not taken:
+        return None
+    if current is None:
+        return False if any(h.path == WHOLE for h in taken.values()) else None
+    if _held_by(holds(current), holder, taken):
+        return True
+    gone = gone_holds(current, taken, after)
+    return None if gone.lost or gone.changed else False
+
+
 def _release_item(plan: ReleasePlan, patch: _Patch, current: dict[str, Any], hold: Hold, label: str) -> None:
     items = read(current, hold.path)
     index = next((i for i, v in enumerate(items) if same(v, hold.value)), None) if isinstance(items, list) else None

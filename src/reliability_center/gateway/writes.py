@@ -19,6 +19,7 @@ written before the write: what the object's short marks do not carry
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -29,11 +30,13 @@ from typing import Any
 from reliability_center.api.incident import TimelineEntry
 from reliability_center.api.patchplan import MADE_BY_LABEL, MADE_BY_OPERATOR
 from reliability_center.api.runbook import Limits
+from reliability_center.engine import gates
 from reliability_center.gateway import audit, records
 from reliability_center.gateway.batch import GroupCommit, Part, Writer
 from reliability_center.gateway.holds import (WHOLE, Edit, HeldElsewhere, Hold, ReleasePlan, WritePlan, created_by,
                                               foreign_owners, gone_holds, holder_id, holder_label, holds, is_holder_id,
-                                              plan_once, plan_release, plan_write, same, whole_hold, whole_record)
+                                              landed, plan_once, plan_release, plan_write, same, whole_hold,
+                                              whole_record)
 from reliability_center.gateway.kube import FIELD_MANAGER, Conflict, Kube, NotFound, Ref
 from reliability_center.gateway.leaves import ABSENT, digest, leaves, read
 from reliability_center.gateway.tracking import managing_application, release_ops
@@ -100,6 +103,20 @@ class RestoreResult:
     lost: list[str] = field(default_factory=list)
     """Fields whose hold annotation someone removed, still at the value the step set: left as they are."""
     entry: TimelineEntry | None = None
+    recorded: TimelineEntry | None = None
+    """The write's own record, made here: it landed, but the turn that made it was cut off before its records
+    reached the durable log (``Audited``)."""
+    dropped: bool = False
+    """The snapshot told of a write that never landed: it was deleted, nothing restored (``Audited``)."""
+
+
+@dataclass(frozen=True)
+class Audited:
+    """For a restore (``WriteGateway.restore``): the writes its incident's durable log records, (step, target)
+    (``engine.gates.written``), and the action the step being restored wrote as."""
+
+    written: set[tuple[str, str]]
+    action: str
 
 
 def taken_holds(data: dict[str, str]) -> dict[str, Hold]:
@@ -450,7 +467,8 @@ class WriteGateway:
         return found is not None and found["metadata"]["uid"] == uid
 
     # -- the inverse -----------------------------------------------------------------
-    def restore(self, ctx: WriteContext, snapshot: str, *, action: str, dry_run: bool = False) -> RestoreResult:
+    def restore(self, ctx: WriteContext, snapshot: str, *, action: str, dry_run: bool = False,
+                audited: Audited | None = None) -> RestoreResult:
         """Let go of what this step holds on the snapshot's target.
 
         A field goes back to its value before the first incident changed it, once no
@@ -460,6 +478,9 @@ class WriteGateway:
 
         The target is read from the snapshot, so it passes the same checks as a write, and must
         lie in the incident's namespace: PolicyDenied (audited) otherwise.
+
+        ``audited``: first, while the hold is there to tell, a write the durable log lacks gets its record when it
+        landed, and its snapshot is dropped when it never did (``engine.gates.unrecorded_write``).
         """
         data = (self.kube.get(Ref("ConfigMap", ctx.namespace, snapshot)) or {}).get("data")
         if not data:
@@ -473,7 +494,10 @@ class WriteGateway:
         before, after = json.loads(data["before"]), json.loads(data["after"])
         taken = taken_holds(data)
         with self.commits.writing(target, dry_run=dry_run) as writer:
-            result = self._release(ctx, snapshot, target, action, before, after, taken, writer)
+            result = self._release(ctx, snapshot, target, action, before, after, taken, writer,
+                                   None if dry_run else audited)
+        if result.dropped:
+            return result
         if not dry_run and result.restored and not result.kept and not result.lost:
             self._give_back(target)
         if result.lost:
@@ -498,11 +522,13 @@ class WriteGateway:
         return result
 
     def _release(self, ctx: WriteContext, snapshot: str, target: Ref, action: str, before: dict[str, Any],
-                 after: dict[str, Any], taken: dict[str, Hold], writer: Writer) -> RestoreResult:
+                 after: dict[str, Any], taken: dict[str, Hold], writer: Writer,
+                 audited: Audited | None) -> RestoreResult:
         """Plan and send the release of ``snapshot``'s holds on ``target`` (``restore``), again on a Conflict."""
         result = RestoreResult(str(target))
+        recorded = None
         for attempt in range(ATTEMPTS):
-            result = RestoreResult(str(target))
+            result = RestoreResult(str(target), recorded=recorded)
             alive = _Holders(self.kube, ctx.namespace).alive
 
             def release(obj: dict[str, Any], alive=alive) -> tuple[list[dict[str, Any]], Any]:
@@ -510,6 +536,18 @@ class WriteGateway:
                 return again.ops, _released(again)
 
             current = self.kube.get(target)
+            if audited is not None:  # once: a record made stays made, a snapshot dropped stays dropped
+                written_as, decision = audited.action, gates.unrecorded_write(
+                    ctx.step, str(target), audited.written, landed(current, snapshot, taken, after))
+                audited = None
+                if decision == gates.DROP:
+                    with contextlib.suppress(NotFound):
+                        self.kube.delete(Ref("ConfigMap", ctx.namespace, snapshot))
+                    return RestoreResult(str(target), dropped=True)
+                if decision == gates.RECORD and current is not None:  # (landed: it holds fields there)
+                    # Durable before the release below takes away the hold, the only other sign that it landed.
+                    recorded = result.recorded = self._record_landed(ctx, target, snapshot, current, before, after,
+                                                                     written_as)
             if current is None:
                 (result.restored if WHOLE in before else result.conflicts).append(WHOLE)
                 break
@@ -534,6 +572,19 @@ class WriteGateway:
                 if attempt == ATTEMPTS - 1:
                     raise
         return result
+
+    def _record_landed(self, ctx: WriteContext, target: Ref, snapshot: str, current: dict[str, Any],
+                       before: dict[str, Any], after: dict[str, Any], written_as: str) -> TimelineEntry:
+        """The record the write's turn would have made (``_patch``, ``_create_held``), from its snapshot: the same
+        deterministic key (step, action, target, outcome, digest after), so never a second one; appended now."""
+        created = created_by(current, snapshot)
+        values_before = {WHOLE: ABSENT} if created else {k: v for k, v in before.items() if k != WHOLE}
+        record = audit.AuditRecord(ctx.trace_id, ctx.tenant, ACTOR, written_as, str(target), ctx.step,
+                                   digest(values_before), digest({k: v for k, v in after.items() if k != WHOLE}),
+                                   "created" if created else "applied",
+                                   f"recorded at the restore, from snapshot {snapshot}: the turn that made this "
+                                   "write was cut off before its records reached the durable audit log")
+        return audit.emit(self.kube, ctx.incident, record, at_once=True)
 
     def _give_back(self, target: Ref) -> None:
         """An object Argo CD syncs, with nothing of ours held on it any more: drop our managedFields entry,

@@ -74,7 +74,7 @@ def walk(draft: Draft, runbook: Runbook, facts: Facts, held: dict[str, list[str]
             if wait:
                 return Walked(wait)
         elif isinstance(decision, RestoreStep):
-            restore_step(draft, gateway, held, decision.index)
+            restore_step(draft, gateway, held, decision.index, kube)
         elif isinstance(decision, AwaitStep):
             await_step(draft, gateway, decision)
             return Walked(decision.wake_in)

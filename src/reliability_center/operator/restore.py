@@ -5,7 +5,8 @@ first taken once mitigated), then each step's holds are restored from their snap
 from __future__ import annotations
 
 from reliability_center.api.runbook import Runbook
-from reliability_center.gateway import Kube, PolicyDenied, WriteGateway, records
+from reliability_center.engine import gates
+from reliability_center.gateway import Audited, Kube, PolicyDenied, WriteGateway, audit, records
 from reliability_center.gateway.kube import Conflict, NotFound
 from reliability_center.operator import closing, metrics
 from reliability_center.operator.draft import Draft, Stale
@@ -50,16 +51,20 @@ def rehearse(draft: Draft, gateway: WriteGateway, held: dict[str, list[str]] | N
     draft.note("rollback:tested" if ok else "rollback:refused", message)
 
 
-def restore_step(draft: Draft, gateway: WriteGateway, held: dict[str, list[str]], index: int) -> None:
+def restore_step(draft: Draft, gateway: WriteGateway, held: dict[str, list[str]], index: int, kube: Kube) -> None:
     status = draft.status.steps[index]
     write = draft.write_context(status.name, status.level)
     if draft.status.phase != "Verifying":
         draft.mark_resolved()
-    conflicts, kept, refused, lost = [], [], [], []
+    conflicts, kept, refused, lost, dropped = [], [], [], [], []
     snapshots = held.get(status.name, [])
+    # A turn cut off after its writes landed, resolved before it was taken again, never appended their records
+    # (gateway/audit.one_append): each restore first makes what the durable log lacks (gateway/writes.Audited).
+    audited = Audited(gates.written(audit.read_log(kube, draft.ref.namespace, draft.body["metadata"]["uid"])),
+                      status.action) if snapshots else None
     for snapshot in reversed(snapshots):
         try:
-            result = gateway.restore(write, snapshot, action=f"restore:{status.action}")
+            result = gateway.restore(write, snapshot, action=f"restore:{status.action}", audited=audited)
         except NotFound as exc:
             conflicts.append(f"{snapshot}: {exc}")
             continue
@@ -67,6 +72,12 @@ def restore_step(draft: Draft, gateway: WriteGateway, held: dict[str, list[str]]
             draft.status.timeline.append(denied.entry)
             metrics.REFUSALS.labels(denied.verdict.reason).inc()
             refused.append(denied.verdict)
+            continue
+        if result.recorded:
+            draft.status.timeline.append(result.recorded)
+            status.targets += [result.target] if result.target not in status.targets else []
+        if result.dropped:
+            dropped.append(snapshot)
             continue
         if result.entry:
             draft.status.timeline.append(result.entry)
@@ -76,7 +87,9 @@ def restore_step(draft: Draft, gateway: WriteGateway, held: dict[str, list[str]]
     status.state = "Restored"
     status.reason = refused[0].reason if refused else "HoldLost" if lost else "RestoreConflict" if conflicts \
         else "Restored"
-    parts = [f"{len(snapshots) - len(refused)} snapshots restored"]
+    parts = [f"{len(snapshots) - len(refused) - len(dropped)} snapshots restored"]
+    if dropped:
+        parts.append(f"{len(dropped)} dropped, their writes never landed: {', '.join(dropped)}")
     if refused:
         parts.insert(0, f"{len(refused)} refused: " + "; ".join(v.message for v in refused))
     if kept:
