@@ -1,4 +1,5 @@
-"""The rollback rehearsal decides only on the apiserver's answer (``operator/closing.rehearse``).
+"""The rollback rehearsal decides only on the apiserver's answer (``operator/closing.rehearse``), and at the
+resolve rehearses every snapshot the cluster has (``operator/restore.rehearse``).
 
 The gateway here is a stand-in that answers each snapshot's dry-run as told; the real
 apiserver's 500 is in ``tests/e2e/test_rollback_rehearsal.py``.
@@ -13,6 +14,10 @@ from kubernetes.client.exceptions import ApiException
 from reliability_center.gateway.kube import Fenced, Invalid, NotFound
 from reliability_center.gateway.writes import RestoreResult
 from reliability_center.operator.closing import rehearse
+from reliability_center.operator.draft import Draft
+from reliability_center.operator.restore import rehearse as rehearse_at_resolve
+from reliability_center.operator.workqueue import Echoes
+from tests.unit.factories import incident
 
 
 class Answers:
@@ -58,3 +63,26 @@ def test_a_refusal_by_the_apiserver_is_the_finding():
 def test_inverses_that_all_apply_pass():
     gateway = Answers(**{"rc-snap-1": RestoreResult("ConfigMap/shop/flags", restored=["/data/x"])})
     assert rehearse(gateway, None, ["rc-snap-1"]) == (True, "1 inverses dry-run on the apiserver: all apply")
+
+
+class Rehearsals(Answers):
+    def __init__(self, **answers):
+        super().__init__(**answers)
+        self.asked: list[str] = []
+
+    def restore(self, write, snapshot, *, action, dry_run=False):
+        self.asked.append(snapshot)
+        return super().restore(write, snapshot, action=action, dry_run=dry_run)
+
+
+def test_at_the_resolve_the_snapshots_found_in_the_cluster_are_rehearsed_even_when_no_status_listed_them():
+    # A turn cut off after its writes and before its status (then resolved) never listed its snapshots.
+    body = incident().model_dump(by_alias=True, exclude_none=True, mode="json")
+    draft = Draft(None, Echoes(), body)  # type: ignore[arg-type] - nothing here talks to the apiserver
+    draft.status.mode = "enforce"
+    assert not draft.status.snapshots
+    gateway = Rehearsals(**{"rc-snap-1": RestoreResult("ConfigMap/shop/flags", restored=["/data/x"])})
+    rehearse_at_resolve(draft, gateway, {"flags": ["rc-snap-1"]}, again=True)  # type: ignore[arg-type]
+    assert gateway.asked == ["rc-snap-1"]
+    tested = next(c for c in draft.status.conditions if c.type == "RollbackTested")
+    assert (tested.status, tested.reason) == ("True", "DryRunApplies")

@@ -36,8 +36,10 @@ def rehearse(draft: Draft, gateway: WriteGateway, held: dict[str, list[str]] | N
              again: bool = False) -> None:
     """Gate 3's evidence: dry-run every inverse on the apiserver, once mitigated (and again at the
     resolve), before it is needed."""
-    if draft.shadow or not draft.status.snapshots:
-        return  # nothing written (status lists every snapshot a step reported)
+    if draft.shadow or (held is None and not draft.status.snapshots):
+        # Nothing written: status lists every snapshot a step reported. Once resolved, ``held`` is read from the
+        # cluster, which also has those of a turn cut off before its status (and resolved before its redo).
+        return
     if not again and any(c.type == "RollbackTested" for c in draft.status.conditions):
         return
     if held is None:
