@@ -1,7 +1,7 @@
-"""A restore first settles each write the durable audit log lacks (a turn cut off after its writes and
-before its one append, then resolved): a write that landed gets its record, the snapshot of one that never
-landed goes (``engine.gates.unrecorded_write``), told from the object as read before any release
-(``gateway.holds.landed``). The cluster test is tests/e2e/test_cut_off_turn.py."""
+"""A restore first settles each write no status reported and the durable audit log lacks (a turn cut off
+after its writes and before its one append, then resolved): a write that landed gets its record, the
+snapshot of one that never landed goes (``engine.gates.unrecorded_write``), told from the object as read
+before any release (``gateway.holds.landed``). The cluster test is tests/e2e/test_cut_off_turn.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.unit.test_holds import apply, flags, unannotated
 TARGET = "ConfigMap/app/flags-search"
 
 
-def test_only_a_write_the_log_lacks_is_settled_recorded_when_it_landed_dropped_when_it_never_did():
+def test_only_a_write_no_status_reported_and_the_log_lacks_is_settled_recorded_if_it_landed_dropped_if_not():
     recorded = gates.written([
         {"step": "flags", "target": TARGET, "outcome": "applied"},
         {"step": "breaker", "target": "ConfigMap/app/b", "outcome": "unchanged"},  # found as wanted: its record
@@ -20,12 +20,19 @@ def test_only_a_write_the_log_lacks_is_settled_recorded_when_it_landed_dropped_w
         {"step": "isolate", "target": "ConfigMap/app/i", "outcome": "denied"},
     ])
     assert recorded == {("flags", TARGET), ("breaker", "ConfigMap/app/b")}
-    for landed_now in (True, False, None):  # recorded: whatever the object shows, nothing to add or drop
-        assert gates.unrecorded_write("flags", TARGET, recorded, landed_now) == gates.RECORDED
+    for reported in (True, False):
+        for landed_now in (True, False, None):  # recorded: whatever else, nothing to add or drop
+            assert gates.unrecorded_write("flags", TARGET, recorded, reported, landed_now) == gates.RECORDED
     # A restore record, or a refusal, is not the record of the write.
-    assert gates.unrecorded_write("pause", "ConfigMap/app/p", recorded, True) == gates.RECORD
-    assert gates.unrecorded_write("isolate", "ConfigMap/app/i", recorded, False) == gates.DROP
-    assert gates.unrecorded_write("flags", "ConfigMap/app/other", recorded, None) == gates.UNKNOWN
+    assert gates.unrecorded_write("pause", "ConfigMap/app/p", recorded, False, True) == gates.RECORD
+    assert gates.unrecorded_write("isolate", "ConfigMap/app/i", recorded, False, False) == gates.DROP
+    assert gates.unrecorded_write("flags", "ConfigMap/app/other", recorded, False, None) == gates.LEAVE
+
+
+def test_a_record_removed_from_the_log_after_its_turn_reported_the_write_is_left_for_the_gate_to_name():
+    # The turn appended its records before the status that lists its snapshot: missing now, someone removed it.
+    for landed_now in (True, False, None):
+        assert gates.unrecorded_write("flags", TARGET, set(), True, landed_now) == gates.LEAVE
 
 
 def test_the_gate_and_the_restore_count_the_same_records_as_the_write_s():
@@ -35,7 +42,7 @@ def test_the_gate_and_the_restore_count_the_same_records_as_the_write_s():
     obs = gates.Observations(steps=[], held=[held], records=records, foreign={}, rollback=None, plans=[], slo=None,
                              slo_query=None, slo_values=None)
     assert gates.audit_complete(obs).passed
-    assert gates.unrecorded_write("flags", TARGET, gates.written(records), True) == gates.RECORDED
+    assert gates.unrecorded_write("flags", TARGET, gates.written(records), False, True) == gates.RECORDED
     other = gates.HeldWrite("rc-snap-2", "breaker", "ConfigMap/app/b", ("/data/k",), False, "")
     obs = gates.Observations(steps=[], held=[held, other], records=records, foreign={}, rollback=None, plans=[],
                              slo=None, slo_query=None, slo_values=None)

@@ -95,24 +95,27 @@ RECORD = "record"
 """It landed unrecorded: its record is appended (from its snapshot) before its hold is let go."""
 DROP = "drop"
 """It never landed: its snapshot goes, with nothing to record or restore."""
-UNKNOWN = "unknown"
-"""Nobody can tell whether it landed: left to ``audit-complete``, which keeps asking for its record."""
+LEAVE = "leave"
+"""Left to ``audit-complete``, which names the record missing: one its turn appended and someone removed since,
+or one of a write nobody can tell landed."""
 
 
-def unrecorded_write(step: str, target: str, recorded: set[tuple[str, str]], landed: bool | None) -> str:
+def unrecorded_write(step: str, target: str, recorded: set[tuple[str, str]], reported: bool,
+                     landed: bool | None) -> str:
     """What a restore does with the write of ``step`` to ``target`` before it lets its hold go. ``recorded``:
-    ``written(records)``; ``landed``: whether the object carries the write (its hold), None when it cannot
-    be told (``gateway.holds.landed``).
+    ``written(records)``; ``reported``: the step's status lists the write's snapshot; ``landed``: whether the
+    object carries the write (its hold), None when it cannot be told (``gateway.holds.landed``).
 
-    Why: a turn's records reach the durable log in one write at its end (``gateway/audit.one_append``). A
-    turn cut off after its writes landed and resolved before anyone took it again never makes them, and
-    after the release the object no longer shows the write; a snapshot taken by a turn cut off before its
-    write (or whose write the apiserver refused) tells of a write that never happened. Decided while the
-    hold is still there, ``audit-complete`` then asks for a record of exactly the writes that happened."""
+    Why: a turn's records reach the durable log in one write at its end, before its status
+    (``gateway/audit.one_append``). A turn cut off after its writes landed, and resolved before anyone took it
+    again, never appends them, and after the release the object no longer shows the write; a snapshot made by
+    a turn cut off before its write (or whose write the apiserver refused) tells of a write that never
+    happened. Neither is in any status. Decided while the hold is still there, ``audit-complete`` then asks for
+    a record of exactly the writes that happened, and still names one someone removed from the log."""
     if (step, target) in recorded:
         return RECORDED
-    if landed is None:
-        return UNKNOWN
+    if reported or landed is None:
+        return LEAVE  # reported: its record was appended before that status, so it was removed since
     return RECORD if landed else DROP
 
 

@@ -113,9 +113,10 @@ class RestoreResult:
 @dataclass(frozen=True)
 class Audited:
     """For a restore (``WriteGateway.restore``): the writes its incident's durable log records, (step, target)
-    (``engine.gates.written``), and the action the step being restored wrote as."""
+    (``engine.gates.written``), the snapshots the restored step's status lists, and the action it wrote as."""
 
     written: set[tuple[str, str]]
+    reported: set[str]
     action: str
 
 
@@ -479,8 +480,9 @@ class WriteGateway:
         The target is read from the snapshot, so it passes the same checks as a write, and must
         lie in the incident's namespace: PolicyDenied (audited) otherwise.
 
-        ``audited``: first, while the hold is there to tell, a write the durable log lacks gets its record when it
-        landed, and its snapshot is dropped when it never did (``engine.gates.unrecorded_write``).
+        ``audited``: first, while the hold is there to tell, a write no status reported and the durable log lacks
+        gets its record when it landed, and its snapshot is dropped when it never did
+        (``engine.gates.unrecorded_write``).
         """
         data = (self.kube.get(Ref("ConfigMap", ctx.namespace, snapshot)) or {}).get("data")
         if not data:
@@ -538,7 +540,8 @@ class WriteGateway:
             current = self.kube.get(target)
             if audited is not None:  # once: a record made stays made, a snapshot dropped stays dropped
                 written_as, decision = audited.action, gates.unrecorded_write(
-                    ctx.step, str(target), audited.written, landed(current, snapshot, taken, after))
+                    ctx.step, str(target), audited.written, snapshot in audited.reported,
+                    landed(current, snapshot, taken, after))
                 audited = None
                 if decision == gates.DROP:
                     with contextlib.suppress(NotFound):

@@ -61,9 +61,11 @@ def restore_step(draft: Draft, gateway: WriteGateway, held: dict[str, list[str]]
     conflicts, kept, refused, lost, dropped = [], [], [], [], []
     snapshots = held.get(status.name, [])
     # A turn cut off after its writes landed, resolved before it was taken again, never appended their records
-    # (gateway/audit.one_append): each restore first makes what the durable log lacks (gateway/writes.Audited).
+    # nor wrote its status (gateway/audit.one_append): a restore first settles a write no status reported
+    # (gateway/writes.Audited). Its status listing them all, the step's records were appended: the log is not read.
     audited = Audited(gates.written(audit.read_log(kube, draft.ref.namespace, draft.body["metadata"]["uid"])),
-                      status.action) if snapshots else None
+                      set(status.snapshots), status.action) \
+        if any(s not in status.snapshots for s in snapshots) else None
     for snapshot in reversed(snapshots):
         try:
             result = gateway.restore(write, snapshot, action=f"restore:{status.action}", audited=audited)
@@ -75,9 +77,11 @@ def restore_step(draft: Draft, gateway: WriteGateway, held: dict[str, list[str]]
             metrics.REFUSALS.labels(denied.verdict.reason).inc()
             refused.append(denied.verdict)
             continue
-        if result.recorded:
+        if result.recorded:  # the write, as its turn would have reported it
             draft.status.timeline.append(result.recorded)
             status.targets += [result.target] if result.target not in status.targets else []
+            status.snapshots += [snapshot] if snapshot not in status.snapshots else []
+            draft.status.snapshots += [snapshot] if snapshot not in draft.status.snapshots else []
         if result.dropped:
             dropped.append(snapshot)
             continue

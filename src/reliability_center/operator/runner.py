@@ -16,7 +16,7 @@ again whole with the same effects. Every effect is idempotent: writes hold their
 the snapshot's deterministic name and find themselves holding them (``gateway/writes.py``); audit
 Events and durable records (a turn's records appended in one write at its end, before the status:
 ``audit.one_append``; a turn its incident is resolved before is not taken again, and its restore records
-the writes it finds landed without a record: ``restore.restore_step``), Jobs, PatchPlans and restart markers have deterministic names; the
+the writes it finds landed that no status reported: ``restore.restore_step``), Jobs, PatchPlans and restart markers have deterministic names; the
 guard and isolation ledgers are keyed by the incident's uid; a restore finds its holds gone and the
 values back. The other order matters once: the guards' mitigated mark is written before the status
 that says Mitigated (``mitigate.finish``). What a first turn decides from what it read, the Runbook
