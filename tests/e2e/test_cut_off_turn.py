@@ -76,7 +76,11 @@ def snapshots(namespace: str, uid: str) -> dict[str, dict]:
 def test_a_turn_cut_off_before_its_audit_append_and_resolved_meanwhile_closes_with_each_landed_write_recorded_once(
         solo_namespace, seed_runbooks, kube):
     ns = solo_namespace  # the session operator ignores it: only this test's operators act there
-    apply_docs(ns, load_yaml("examples/protected-app/app.yaml"))
+    app = load_yaml("examples/protected-app/app.yaml")
+    for doc in app:  # at rest (tests/conftest.py: app): its steps write ConfigMaps only
+        if doc["kind"] == "Deployment":
+            doc["spec"]["replicas"] = 0
+    apply_docs(ns, app)
     original = {name: get_json("configmap", name, "-n", ns)["data"] for name in (LANDS, REFUSED)}
     category = f"u{uuid.uuid4().hex[:8]}"
     apply_runbook(category, {"limits": {"maxRunsPerHour": 100, "maxRefires": 100}, "steps": [
