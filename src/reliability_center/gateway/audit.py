@@ -139,8 +139,8 @@ def one_append(kube: Kube, incident: dict[str, Any]) -> Iterator[None]:
     make the same records under the same keys (their Events are still posted at once). A turn whose incident
     is resolved before anyone takes it again is not taken again: its restore makes the record of each write
     no status reported that it finds landed, from the write's snapshot under the same key, before it lets
-    the hold go, and drops the snapshot of a write that never landed (``writes.Audited``). A read of the log inside the
-    block (``read_log``) appends first."""
+    the hold go, and drops the snapshot of a write that never landed (``writes.Audited``). A read of the log
+    inside the block (``read_log``) appends first."""
     previous, turn = getattr(_TURNS, "current", None), _Turn(incident, {})
     _TURNS.current = turn
     try:

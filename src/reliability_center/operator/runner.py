@@ -10,22 +10,21 @@ that waits (a rollout to settle, a window to open) returns; ``reconcile`` answer
 wants another look, and the work queue calls it again then: no thread is held while something is
 awaited.
 
-One status write per turn, at its end: no status write has to precede an effect outside the
-Incident, because a turn cut off before its write (a crash, a conflict, a lost lease) is taken
-again whole with the same effects. Every effect is idempotent: writes hold their fields under
-the snapshot's deterministic name and find themselves holding them (``gateway/writes.py``); audit
-Events and durable records (a turn's records appended in one write at its end, before the status:
-``audit.one_append``; a turn its incident is resolved before is not taken again, and its restore records
-the writes it finds landed that no status reported: ``restore.restore_step``), Jobs, PatchPlans and restart markers have deterministic names; the
-guard and isolation ledgers are keyed by the incident's uid; a restore finds its holds gone and the
-values back. The other order matters once: the guards' mitigated mark is written before the status
-that says Mitigated (``mitigate.finish``). What a first turn decides from what it read, the Runbook
-pinned and the mode, its redo may decide otherwise (a Runbook edited, or the namespace put in
-shadow mode, between a crash and the redo): the first status write came after the first step's
-writes before this one-write turn too. Errors never leave an incident
-silently stuck: they are retried with backoff, and those that are not passing
-conflicts or apiserver hiccups are written to its ``Reconciling`` condition
-with the time of the next attempt.
+One status write per turn, at its end: no status write has to precede an effect outside the Incident,
+because a turn cut off before its write (a crash, a conflict, a lost lease) is taken again whole with
+the same effects. Every effect is idempotent: writes hold their fields under the snapshot's
+deterministic name and find themselves holding them (``gateway/writes.py``); audit Events and durable
+records (a turn's records appended in one write at its end, before the status: ``audit.one_append``; a
+turn its incident is resolved before is not taken again, and its restore records the writes it finds
+landed that no status reported: ``restore.restore_step``), Jobs, PatchPlans and restart markers have
+deterministic names; the guard and isolation ledgers are keyed by the incident's uid; a restore finds
+its holds gone and the values back. The other order matters once: the guards' mitigated mark is written
+before the status that says Mitigated (``mitigate.finish``). What a first turn decides from what it
+read, the Runbook pinned and the mode, its redo may decide otherwise (a Runbook edited, or the namespace
+put in shadow mode, between a crash and the redo): the first status write came after the first step's
+writes before this one-write turn too. Errors never leave an incident silently stuck: they are retried
+with backoff, and those that are not passing conflicts or apiserver hiccups are written to its
+``Reconciling`` condition with the time of the next attempt.
 """
 from __future__ import annotations
 
