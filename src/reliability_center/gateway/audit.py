@@ -169,14 +169,14 @@ def _append_all(kube: Kube, incident: dict[str, Any], lines: dict[str, str]) -> 
     """Add records (key → JSON line) to the durable log in one write, never replacing one already there."""
     meta = incident["metadata"]
     ref = Ref("ConfigMap", meta["namespace"], log_name(meta["uid"]))
-    if len(_SEEN) > 1000:
-        _SEEN.clear()
-    # Likely new when not in _SEEN: the first record of an incident (or the first since this process started).
+    # Likely new while the incident's status does not name its log yet (its first turn). Not "not in _SEEN":
+    # update_configmap keeps the newest 1,000 there, and in a storm of 5,000 incidents every restore's record
+    # missed it and tried a create first, refused (409) each time, before the read and the update.
     records.update_configmap(kube, ref, lambda data: {**lines, **data}, _SEEN,
                              metadata={"labels": {AUDIT_LABEL: meta["uid"]},
                                        "ownerReferences": [{"apiVersion": incident["apiVersion"], "kind": "Incident",
                                                             "name": meta["name"], "uid": meta["uid"]}]},
-                             likely_new=True)
+                             likely_new=not (incident.get("status") or {}).get("auditLog"))
 
 
 def read_log(kube: Kube, namespace: str, uid: str) -> list[dict[str, Any]]:
