@@ -9,7 +9,8 @@ tenant holds its key and until every one is restored, per bulk patch and per gat
 (p50/p99), the store's hold annotations at their peak (bytes, and their share of Kubernetes' 256 KiB
 annotation limit) and the whole object's size; beside the raw ConfigMap write round trip measured in the
 same run (a merge patch of a small ConfigMap, and of the store itself at its peak), as ratios, because
-these machines are noisy. The store must come back exactly as it was.
+these machines are noisy. The store must come back exactly as it was. Every tenant an Incident of its own,
+through a real operator process: bench/bench_holds_operator.py.
 
     python bench/bench_holds.py                    # 5,000 tenants
     python bench/bench_holds.py --tenants 5000 --gateway-tenants 5000 --workers 16   # all through the gateway
