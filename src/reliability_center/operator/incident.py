@@ -28,9 +28,13 @@ RUNBOOKS: dict[str, kopf.Index] = {}
 SETTINGS: dict[str, kopf.Index] = {}
 """The namespaces' settings ConfigMaps (``namespace_settings``), as Kopf passes the index at startup."""
 
+# The index functions here (and of Runbooks and PatchPlans) are async though they await nothing: Kopf runs
+# a sync handler on its executor, a thread hop per index per event, and an Incident's three indexes run
+# before ``on_incident`` queues it. They are pure and quick, so they run on the event loop.
+
 
 @kopf.index("v1", "configmaps")
-def namespace_settings(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, str]]:
+async def namespace_settings(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, str]]:
     """Each served namespace's reliability-center-settings (SAFE_MODE, mode, the GitOps repository), kept by
     the watch, so that a turn reads them without a request. The watch asks the apiserver for that name only
     (``operator/main.py`` sets the field selector): the app's ConfigMaps never reach the operator this way."""
@@ -38,19 +42,19 @@ def namespace_settings(namespace: str, name: str, body: kopf.Body, **_: Any) -> 
 
 
 @kopf.index("reliability.center", "v1alpha1", "incidents")
-def unmatched_incidents(namespace: str, name: str, status: kopf.Status, **_: Any) -> dict[None, Key]:
+async def unmatched_incidents(namespace: str, name: str, status: kopf.Status, **_: Any) -> dict[None, Key]:
     """Incidents that found no runbook: matched again when a runbook becomes Ready."""
     return {} if status.get("runbook") else {None: (namespace, name)}  # {}, not None: None keeps the old entry
 
 
 @kopf.index("reliability.center", "v1alpha1", "incidents")
-def incidents_by_phase(spec: kopf.Spec, status: kopf.Status, **_: Any) -> dict[tuple[str, str], None]:
+async def incidents_by_phase(spec: kopf.Spec, status: kopf.Status, **_: Any) -> dict[tuple[str, str], None]:
     """What the reliability_center_incidents gauge counts at each scrape."""
     return {(str(spec.get("category") or ""), str(status.get("phase") or "Pending")): None}
 
 
 @kopf.index("reliability.center", "v1alpha1", "incidents")
-def incident_pages(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[tuple[str, str], Any]:
+async def incident_pages(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[tuple[str, str], Any]:
     """What the paging series (metrics.PAGING) say of this incident; none once it is Closed (or deleted:
     Kopf drops it), so their labels stay bounded by the incidents open now."""
     samples = metrics.incident_samples(namespace, name, body)

@@ -102,7 +102,7 @@ def parse(body: dict[str, Any]) -> PatchPlan:
 
 
 @kopf.index(GROUP, VERSION, "patchplans")
-def patchplan_pages(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[tuple[str, str], Any]:
+async def patchplan_pages(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[tuple[str, str], Any]:
     """The plan's phase for the paging series (metrics.PAGING), while it still moves."""
     samples = metrics.patchplan_samples(namespace, name, body)
     return {(namespace, name): samples} if samples else {}
@@ -124,7 +124,7 @@ async def on_patchplan(body: kopf.Body, type: str | None, namespace: str, name: 
 
 
 @kopf.index(GROUP, VERSION, "patchplans")
-def patchplan_pull_requests(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, int], Key]:
+async def patchplan_pull_requests(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[tuple[str, int], Key]:
     """The plans by the pull requests they proposed (theirs and their reverts'), as (repository path, number):
     what a forge webhook names (intake/forge_hooks.py). Kept by the watch: a webhook costs no API call."""
     status = body.get("status") or {}

@@ -83,7 +83,7 @@ async def catch_up_when_leading(runbook_index: kopf.Index, unmatched_incidents: 
 
 
 @kopf.index("reliability.center", "v1alpha1", "runbooks")
-def runbook_index(name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+async def runbook_index(name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
     """In-memory view of every Runbook (kept by the watch), so matching needs no API call."""
     return {name: {"apiVersion": body["apiVersion"], "kind": body["kind"], "metadata": dict(body["metadata"]),
                    "spec": dict(body.get("spec") or {}), "status": dict(body.get("status") or {})}}
