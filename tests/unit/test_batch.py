@@ -7,6 +7,8 @@ same order would, and each part's release must still restore only its own.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from reliability_center.gateway.batch import NotApplied, Part, apply, combine
@@ -108,3 +110,23 @@ def test_apply_follows_the_apiservers_test_rules():
         with pytest.raises(NotApplied):
             apply(doc, bad)
     assert doc["data"] == {"a": "1"}  # never changed in place
+
+
+def test_apply_leaves_the_object_as_it_was_and_agrees_with_jsonpatch():
+    """``apply`` copies only the containers on each operation's path: the object it was given (a writer's
+    ``seen``, the batch's basis) is never changed, however deep or wherever in a list the patch writes."""
+    doc = {"metadata": {"name": "web", "annotations": {"keep": "1", "drop": "2"}},
+           "spec": {"template": {"spec": {"containers": [{"name": "app", "env": [{"name": "A", "value": "1"}]}]}}},
+           "data": {"a": "1"}}
+    before = copy.deepcopy(doc)
+    ops = [{"op": "test", "path": "/metadata/annotations/new", "value": None},
+           {"op": "add", "path": "/metadata/annotations/new", "value": "3"},
+           {"op": "remove", "path": "/metadata/annotations/drop"},
+           {"op": "replace", "path": "/spec/template/spec/containers/0/env/0/value", "value": "9"},
+           {"op": "add", "path": "/spec/template/spec/containers/0/env/-", "value": {"name": "B", "value": "2"}},
+           {"op": "add", "path": "/data/b", "value": "2"}]
+    assert apply(doc, ops) == apply_alone(doc, ops)
+    assert doc == before
+    with pytest.raises(NotApplied):  # a failing operation after some that applied: still nothing changed
+        apply(doc, ops[1:2] + [{"op": "remove", "path": "/spec/template/spec/containers/0/env/5"}])
+    assert doc == before

@@ -76,18 +76,47 @@ class NotApplied(Exception):
 
 def apply(obj: dict[str, Any], ops: Ops) -> dict[str, Any]:
     """The patch applied to a copy of ``obj`` as the apiserver applies it (evanphx/json-patch v4: a
-    ``test`` for null passes on a missing key)."""
-    out = copy.deepcopy(obj)
+    ``test`` for null passes on a missing key). ``obj`` is never changed: each operation copies the
+    containers on its path and shares the rest (a deep copy of a flags store of 1,000 tenants took
+    6.6 ms, per part of a batch, on the way to its write)."""
+    out = obj
     for op in ops:
         if op["op"] == "test" and op.get("value") is None:
             if read(out, op["path"]) not in (ABSENT, None):
                 raise NotApplied(f"{op['path']} is set")
             continue
+        if op["op"] in ("add", "remove", "replace"):
+            out = _own_path(out, op["path"])
+        elif op["op"] != "test":  # move, copy: not planned by the gateway; two paths, so the whole copied
+            out = copy.deepcopy(out)
         try:
             out = jsonpatch.apply_patch(out, [copy.deepcopy(op)], in_place=True)
         except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
             raise NotApplied(str(exc)) from None
     return out
+
+
+def _own_path(doc: dict[str, Any], path: str) -> dict[str, Any]:
+    """A shallow copy of ``doc`` and of every container from it to the parent of ``path`` (what an add,
+    remove or replace there changes in place); everything else is shared with ``doc``."""
+    root = dict(doc)
+    node: Any = root
+    for part in jsonpointer.JsonPointer(path).parts[:-1]:
+        if isinstance(node, dict) and part in node:
+            key: Any = part
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            key = int(part)
+        else:
+            break  # no such container: jsonpatch says so (NotApplied)
+        child = node[key]
+        if isinstance(child, dict):
+            node[key] = dict(child)
+        elif isinstance(child, list):
+            node[key] = list(child)
+        else:
+            break
+        node = node[key]
+    return root
 
 
 def combine(current: dict[str, Any], parts: list[Part]) -> Combined:
