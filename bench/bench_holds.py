@@ -25,23 +25,12 @@ import sys
 import time
 import uuid
 
-from measure import pct, use_cluster  # bench/, the script's own directory
+from measure import pct, raw_writes, use_cluster  # bench/, the script's own directory
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 LIMIT = 256 * 1024
-
-
-def raw_writes(kube, ref, count: int) -> list[float]:
-    """The raw write round trip: a merge patch of one key through the same client."""
-    times = []
-    for i in range(count):
-        start = time.perf_counter()
-        kube.merge_patch(ref, {"data": {"bench": str(i)}}, manager="bench")
-        times.append(time.perf_counter() - start)
-    kube.merge_patch(ref, {"data": {"bench": None}}, manager="bench")
-    return times
 
 
 def main() -> None:

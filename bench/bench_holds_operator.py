@@ -36,7 +36,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bench_resilience import CACHE, ROOT, Bench, apiserver_pid, operator, stop  # bench/, the script's own directory
-from measure import cpu_s, peak_rss_mb, pct
+from measure import cpu_s, peak_rss_mb, pct, raw_writes
 
 LIMIT = 256 * 1024
 STORE = "flags-search"
@@ -169,17 +169,6 @@ class StorePatches:
                 "audit_log_complete": not self.unread}
 
 
-def raw_rtt(kube: Any, ref: Any, count: int) -> list[float]:
-    """The raw write round trip: a merge patch of one key of ``ref`` and back, through the same client."""
-    samples = []
-    for i in range(count):
-        start = time.perf_counter()
-        kube.merge_patch(ref, {"data": {"bench": str(i)}}, manager="bench")
-        samples.append(time.perf_counter() - start)
-    kube.merge_patch(ref, {"data": {"bench": None}}, manager="bench")
-    return samples
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tenants", type=int, default=5000)
@@ -211,7 +200,7 @@ def main() -> None:
     proc = None
     try:
         original = kube.get(store_ref)
-        raw = raw_rtt(kube, Ref("ConfigMap", ns, "tenant-acme"), 40)
+        raw = raw_writes(kube, Ref("ConfigMap", ns, "tenant-acme"), 40)
         raw50 = pct(raw, 0.5) * 1e3
         report(f"{args.tenants} tenants, one Incident each, through the real operator ({args.clients} client threads;"
                f" load average {result['load_average']['start']}); raw write p50 {raw50:.1f} ms "
@@ -233,7 +222,7 @@ def main() -> None:
                 for flag in ("search-suggestions", "search-recommendations")}
         assert peak["data"] == {**original["data"], **ours}, "not every tenant's keys (or more) were turned off"
         peak_bytes, object_bytes = hold_bytes(peak), len(json.dumps(peak, separators=(",", ":")))
-        raw_store = raw_rtt(kube, store_ref, 10)  # the store at its peak, the same write as the small one
+        raw_store = raw_writes(kube, store_ref, 10)  # the store at its peak, the same write as the small one
         resolving = datetime.now(timezone.utc)
         sent = patches.count(mitigating, resolving)
         report(f"  all created in {created_s:.1f} s, all Mitigated in {mitigated_s:.1f} s (load {now}); store patches "

@@ -1,10 +1,13 @@
-"""What the benchmarks share: the local cluster, percentiles, and a process's peak memory and CPU time from /proc."""
+"""What the benchmarks share: the local cluster, the raw write round trip, percentiles, and a process's peak memory
+and CPU time from /proc."""
 
 from __future__ import annotations
 
 import os
 import pathlib
 import subprocess
+import time
+from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -14,6 +17,18 @@ def use_cluster() -> str:
     os.environ["KUBECONFIG"] = subprocess.run(["bash", str(ROOT / "hack" / "cluster.sh"), "up"], check=True,
                                               capture_output=True, text=True).stdout.strip().splitlines()[-1]
     return os.environ["KUBECONFIG"]
+
+
+def raw_writes(kube: Any, ref: Any, count: int) -> list[float]:
+    """The raw write round trip, ``count`` times: a merge patch of one key of ConfigMap ``ref`` through the
+    benchmark's own client (the key removed after)."""
+    times = []
+    for i in range(count):
+        start = time.perf_counter()
+        kube.merge_patch(ref, {"data": {"bench": str(i)}}, manager="bench")
+        times.append(time.perf_counter() - start)
+    kube.merge_patch(ref, {"data": {"bench": None}}, manager="bench")
+    return times
 
 
 def pct(values: list[float], q: float) -> float:
