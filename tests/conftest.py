@@ -272,16 +272,21 @@ def app(namespace: str, request: pytest.FixtureRequest) -> Iterator[str]:
     incidents' durable audit logs are read after it: a record of a workload fails the test."""
     marker = request.node.get_closest_marker("app_at_rest")
     at_rest = marker is not None and (marker.args or (True,))[0]
+    apply_docs(namespace, sample_app(at_rest))
+    yield namespace
+    if at_rest:
+        written = workloads_written(namespace)
+        assert not written, \
+            f"steps wrote workloads of an app at rest (no pods): mark the test app_at_rest(False): {written}"
+
+
+def sample_app(at_rest: bool = False) -> list[dict]:
+    """The sample app's objects (examples/protected-app/app.yaml); ``at_rest``: every Deployment at 0 replicas."""
     docs = load_yaml("examples/protected-app/app.yaml")
     for doc in docs if at_rest else ():
         if doc.get("kind") == "Deployment":
             doc["spec"]["replicas"] = 0
-    apply_docs(namespace, docs)
-    yield namespace
-    if at_rest:
-        assert not workloads_written(namespace), \
-            f"steps wrote workloads of an app at rest (no pods): mark the test app_at_rest(False): " \
-            f"{workloads_written(namespace)}"
+    return docs
 
 
 #: What a step writes to when it touches workloads (gateway.kube.Ref's str: Kind/namespace/name).

@@ -23,9 +23,9 @@ from reliability_center.gateway import Ref, audit
 from reliability_center.gateway.holds import holder_id, holds
 from reliability_center.gateway.kube import Invalid
 from reliability_center.gateway.writes import INCIDENT_UID_LABEL, STEP_ANNOTATION
-from tests.conftest import CACHE, start_operator, stop_operator
+from tests.conftest import CACHE, sample_app, start_operator, stop_operator
 from tests.e2e.test_gates import relctl
-from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, load_yaml, wait_for
+from tests.support.cluster import apply_docs, apply_runbook, get_json, kubectl, wait_for
 from tests.support.incidents import APPROVERS, approval_schema_current, create, incident, resolve, status, wait_phase
 
 LANDS, REFUSED = "flags-search", "integration-ocr-provider"
@@ -76,11 +76,7 @@ def snapshots(namespace: str, uid: str) -> dict[str, dict]:
 def test_a_turn_cut_off_before_its_audit_append_and_resolved_meanwhile_closes_with_each_landed_write_recorded_once(
         solo_namespace, seed_runbooks, kube):
     ns = solo_namespace  # the session operator ignores it: only this test's operators act there
-    app = load_yaml("examples/protected-app/app.yaml")
-    for doc in app:  # at rest (tests/conftest.py: app): its steps write ConfigMaps only
-        if doc["kind"] == "Deployment":
-            doc["spec"]["replicas"] = 0
-    apply_docs(ns, app)
+    apply_docs(ns, sample_app(at_rest=True))  # no pods (tests/conftest.py: app): its steps write ConfigMaps only
     original = {name: get_json("configmap", name, "-n", ns)["data"] for name in (LANDS, REFUSED)}
     category = f"u{uuid.uuid4().hex[:8]}"
     apply_runbook(category, {"limits": {"maxRunsPerHour": 100, "maxRefires": 100}, "steps": [
