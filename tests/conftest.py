@@ -46,8 +46,10 @@ ALERT_CATEGORY_PREFIX = "alert-"
 LONG_FILES = [f"tests/{name}.py" for name in (
     "e2e/test_crash", "e2e/test_group_commit", "e2e/test_failover", "e2e/test_argocd_selfheal", "e2e/test_waiting",
     "e2e/test_seed_paths", "e2e/test_holds_scale", "e2e/test_leader_service",
-    "e2e/test_patchplan_e2e", "gitea/test_gitea_leaks", "e2e/test_plan_review",
-    "e2e/test_detection", "e2e/test_shadow_global", "e2e/test_close_loop", "e2e/test_hostile", "e2e/test_intake")]
+    "e2e/test_patchplan_e2e", "gitea/test_gitea_leaks", "gitea/test_gitea_patchplan", "e2e/test_console",
+    "e2e/test_plan_review", "e2e/test_detection", "e2e/test_collisions", "e2e/test_relctl", "e2e/test_actions_more",
+    "e2e/test_chart", "e2e/test_shadow_global", "e2e/test_close_loop", "e2e/test_install_manifests", "e2e/test_hostile",
+    "e2e/test_intake")]
 
 #: The tests marked ``exclusive`` (a cluster of their own), in the order hack/test.sh's session of them runs
 #: them on its one brand-new cluster: the first two need it as it was made (no operator, no admission
@@ -72,7 +74,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # ran beside every other test) come last.
     rank = {name: i for i, name in enumerate(EXCLUSIVE_FILES + LONG_FILES)}
     items.sort(key=lambda item: (item.get_closest_marker("session_end") is not None,
-                                 rank.get(item.nodeid.split("::")[0], len(LONG_FILES))))
+                                 rank.get(item.nodeid.split("::")[0], len(rank))))
 
 
 @pytest.fixture(scope="session")
