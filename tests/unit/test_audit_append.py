@@ -57,8 +57,9 @@ def record(step: str) -> audit.AuditRecord:
 
 
 @pytest.fixture(autouse=True)
-def fresh_cache():
+def fresh_cache(monkeypatch):
     audit._SEEN.clear()
+    monkeypatch.setattr(audit, "_POSTED", audit._Recent(100))
     yield
     audit._SEEN.clear()
 
@@ -144,3 +145,24 @@ def test_the_log_of_an_incident_whose_status_names_it_is_read_then_updated_never
     assert [r for r in server.requests if r[1] == "ConfigMap"] == [("get", "ConfigMap"), ("update", "ConfigMap")]
     assert sorted(r["step"] for r in audit.read_log(server, "app", "uid-1")) == ["breaker", "flags"]  # type: ignore[arg-type]
 
+
+
+def test_a_pass_redone_by_the_same_process_posts_its_event_once_and_a_new_process_finds_it_posted():
+    # The same record twice in one process (its turn's status write was refused, the pass redone): one create.
+    server = Apiserver()
+    for _ in range(2):
+        with audit.one_append(server, INCIDENT):  # type: ignore[arg-type]
+            audit.emit(server, INCIDENT, record("flags"))  # type: ignore[arg-type]
+    assert server.requests.count(("create", "Event")) == 1
+    # A process started after a kill remembers nothing: it posts again, is refused (409), and goes on.
+    audit._POSTED = audit._Recent(100)
+    audit.emit(server, INCIDENT, record("flags"))  # type: ignore[arg-type]
+    assert server.requests.count(("create", "Event")) == 2
+    assert len([r for r in server.objects if r.kind == "Event"]) == 1
+
+
+def test_the_memory_of_posted_events_keeps_the_newest_names():
+    recent = audit._Recent(2)
+    for name in ("a", "b", "c"):
+        recent.add(name)
+    assert "a" not in recent and "b" in recent and "c" in recent

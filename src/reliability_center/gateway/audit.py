@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -93,10 +94,13 @@ def emit(kube: Kube, incident: dict[str, Any], record: AuditRecord, durable: boo
         "lastTimestamp": now_iso(),
         "count": 1,
     }
-    try:
-        kube.create(event)
-    except Conflict:
-        pass  # already posted by an earlier attempt
+    posted = f"{meta['namespace']}/{name}"
+    if posted not in _POSTED:  # a turn redone by this process (its status write failed) posts nothing again
+        try:
+            kube.create(event)
+        except Conflict:
+            pass  # already posted by an earlier process, killed before it recorded the step
+        _POSTED.add(posted)
     if durable:
         turn = _turn(meta["uid"])
         if turn is not None:
@@ -188,6 +192,29 @@ def read_log(kube: Kube, namespace: str, uid: str) -> list[dict[str, Any]]:
     data = ((kube.get(Ref("ConfigMap", namespace, log_name(uid))) or {}).get("data")) or {}
     return sorted((json.loads(v) for v in data.values()), key=lambda r: (r.get("time", ""), r.get("target", "")))
 
+
+class _Recent:
+    """The newest ``size`` names added, thread-safe: a bounded memory of what this process did."""
+
+    def __init__(self, size: int):
+        self._names: OrderedDict[str, None] = OrderedDict()
+        self._size, self._lock = size, threading.Lock()
+
+    def __contains__(self, name: str) -> bool:
+        with self._lock:
+            return name in self._names
+
+    def add(self, name: str) -> None:
+        with self._lock:
+            self._names[name] = None
+            self._names.move_to_end(name)
+            if len(self._names) > self._size:
+                self._names.popitem(last=False)
+
+
+#: The audit Events this process posted (or found posted): a step's pass redone in the same process, its turn's
+#: status write refused, sends no second create of the same Event (tests/e2e/test_failover.py counts them).
+_POSTED = _Recent(10_000)
 
 AUDIT_LABEL = "reliability.center/audit-of"
 #: Audit logs as last written (saves a read per append; a stale one fails its resourceVersion check).
