@@ -10,6 +10,12 @@ that set out after the batch took the lead for at most ``WINDOW``, so that a
 storm's passes, arriving staggered, still go together. A lone writer, with
 nobody on the way, is sent at once, never delayed.
 
+The writers of a busy object plan on one read of it: the apiserver's last
+answer about it (the response to the last patch, or a read), while it is under
+``FRESH`` seconds old, rather than a read each (``read``). A flags store of
+5,000 tenants is about 1 MB: each restore read it three times on the way to its
+patch (rehearsal, restore, giving back) besides the gates' own read.
+
 Each part plans itself (the holds planners, ``gateway/holds.py``) on the object
 as the parts before it in the batch leave it, so the combined patch carries each
 part's own ``test`` operations and stays a compare-and-swap on exactly the fields
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +52,14 @@ Ops = list[dict[str, Any]]
 #: 28 and 31 patches of their store with 0.1 s, 61 without (tests/e2e/test_group_commit.py); the steps of a
 #: storm wait at most this long for their batch-mates.
 WINDOW = 0.1
+#: Seconds an answer of the apiserver about an object (a read, or the response to a patch of it) serves its
+#: next writers as their read. An older copy only costs a refused patch (every part tests the fields it
+#: changes) and a fresh read; the policy's look at the object's labels was never atomic with the write either
+#: (a snapshot's create and the batch's wait lie between them, up to a second or two in a storm).
+FRESH = 1.0
+#: Seconds an answer is kept at most (the basis of a batch of that object, whatever its age: a stale one
+#: costs a refused patch and a fresh read); then dropped, so that objects no longer written hold no memory.
+KEPT = 60.0
 
 
 @dataclass(frozen=True)
@@ -152,12 +167,16 @@ class _Key:
     dry_run: bool
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Writer:
     """One writer of an object, from its read to its send (``GroupCommit.writing``)."""
 
     key: _Key
     number: int
+    since: float
+    """When it set out (``time.monotonic``), before its read."""
+    read_at: float | None = None
+    """When the answer it plans on was asked (``GroupCommit.read``); None: an object its caller listed before."""
 
 
 @dataclass
@@ -191,14 +210,16 @@ class GroupCommit:
     batches never wait on each other.
     """
 
-    def __init__(self, kube: Kube, window: float = WINDOW):
+    def __init__(self, kube: Kube, window: float = WINDOW, fresh: float = FRESH):
         self.kube = kube
         self.window = window
+        self.fresh = fresh
         self._cond = threading.Condition()
         self._waiting: dict[_Key, list[_Pending]] = {}
         self._busy: set[_Key] = set()
-        self._latest: dict[_Key, dict[str, Any]] = {}
-        """The object as the last batch left it, kept for the batch of the writers already waiting."""
+        self._answers: dict[Ref, tuple[float, dict[str, Any]]] = {}
+        """Each object as the apiserver last answered about it (a real patch's response, a read), with when
+        (``time.monotonic``: a read's asking, a patch's answer): the next writers' read, the next batch's basis."""
         self._coming: dict[_Key, dict[int, int]] = {}
         """Writers on their way (reading the object, planning, taking their snapshot): number → thread."""
         self._acting: dict[int, list[_Selection]] = {}
@@ -206,6 +227,36 @@ class GroupCommit:
         self._sending: set[int] = set()
         """Threads inside ``send``: never waited for."""
         self._numbers = 0
+
+    def read(self, target: Ref, writer: Writer | None = None, *, fresh: bool = False) -> dict[str, Any] | None:
+        """``target`` as the apiserver answered about it less than ``FRESH`` seconds ago, else read now
+        (``fresh``: read now, whatever is known), for ``writer`` to plan on. Shared by the writers: never
+        changed in place (the planners are pure)."""
+        answer = None if fresh else self._answer(target, self.fresh)
+        if answer is None:  # (an object found absent is read again: it may be created any moment)
+            asked = time.monotonic()
+            answer = (asked, self.kube.get(target))
+            if answer[1] is not None:
+                self._answered(target, *answer)
+        if writer is not None:
+            writer.read_at = answer[0]
+        return answer[1]
+
+    def _answer(self, target: Ref, within: float) -> tuple[float, dict[str, Any]] | None:
+        """The newest answer about ``target``, if it was asked less than ``within`` seconds ago."""
+        with self._cond:
+            answer = self._answers.get(target)
+        return answer if answer is not None and time.monotonic() - answer[0] < within else None
+
+    def _answered(self, target: Ref, asked: float, found: dict[str, Any]) -> None:
+        """Keep the newest answer (by when it was asked); the expired ones of other objects go."""
+        with self._cond:
+            known = self._answers.get(target)
+            if known is None or known[0] <= asked:
+                self._answers[target] = (asked, found)
+            horizon = time.monotonic() - KEPT
+            for ref in [r for r, (at, _) in self._answers.items() if at < horizon]:
+                del self._answers[ref]
 
     @contextmanager
     def acting(self) -> Iterator[None]:
@@ -236,7 +287,7 @@ class GroupCommit:
         ``dry_run``: a restore rehearsed (the apiserver only says whether it would apply), batched apart."""
         with self._cond:
             self._numbers += 1
-            writer = Writer(_Key(target, dry_run), self._numbers)
+            writer = Writer(_Key(target, dry_run), self._numbers, time.monotonic())
             self._coming.setdefault(writer.key, {})[writer.number] = threading.get_ident()
         try:
             yield writer
@@ -294,7 +345,11 @@ class GroupCommit:
             # way, it goes at once.
             self._cond.wait_for(lambda: not self._on_their_way(key, labels, self._numbers), timeout=self.window)
             batch = self._waiting.pop(key)
-            basis = self._latest.pop(key, None) or seen
+        # The newest answer about the object (the last batch's response) when it is newer than what the leader
+        # read; a listing its caller passed is older than the writer's setting out.
+        answer = self._answer(key.target, KEPT)
+        newer = answer is not None and answer[0] >= (writer.read_at if writer.read_at is not None else writer.since)
+        basis = answer[1] if newer else seen
         try:
             self._commit(key, basis, batch)
         except BaseException as exc:  # a transient error, a fence: every writer of the batch gets it
@@ -308,8 +363,6 @@ class GroupCommit:
             with self._cond:
                 self._busy.discard(key)
                 self._sending.discard(me)
-                if key not in self._waiting:
-                    self._latest.pop(key, None)
                 self._cond.notify_all()
         return self._outcome(pending)
 
@@ -342,16 +395,17 @@ class GroupCommit:
                     self._commit(key, self._read(key.target), taken[half:], fresh=True)
                 taken = []
             else:
-                if not key.dry_run:
-                    with self._cond:
-                        self._latest[key] = written
+                if not key.dry_run:  # (a dry run's answer is the object as it is not)
+                    # Dated when it came: a read asked while the patch was on its way may show the object
+                    # before it, and must not pass for newer (this object's patches go one at a time).
+                    self._answered(key.target, time.monotonic(), written)
         for waiter in taken:
             waiter.done = True
         if again:
             self._commit(key, current, again, fresh=fresh)
 
     def _read(self, target: Ref) -> dict[str, Any]:
-        found = self.kube.get(target)
+        found = self.read(target, fresh=True)
         if found is None:
             raise NotFound(f"{target} not found")
         return found

@@ -197,7 +197,7 @@ class WriteGateway:
                 [Edit(p, v, item=True, remove=True) for p, v in removals or []]
         # On its way to a held write: a group commit of this object about to go waits for it (gateway/batch.py).
         with self.commits.writing(target) as writer:
-            current = seen if seen is not None else self.kube.get(target)
+            current = seen if seen is not None else self.commits.read(target, writer)
             for attempt in range(ATTEMPTS):
                 try:
                     if current is None and not restore:
@@ -210,7 +210,7 @@ class WriteGateway:
                 except Conflict:
                     if attempt == ATTEMPTS - 1:
                         raise
-                    current = self.kube.get(target)  # moved since it was read: plan again
+                    current = self.commits.read(target, writer, fresh=True)  # moved since it was read: plan again
         raise AssertionError("unreachable")
 
     def _patch(self, ctx: WriteContext, current: dict[str, Any], edits: list[Edit], action: str,
@@ -537,7 +537,9 @@ class WriteGateway:
                 again = plan_release(obj, snapshot, alive, taken=taken)
                 return again.ops, _released(again)
 
-            current = self.kube.get(target)
+            # The last answer about the object, shared with its other writers (gateway/batch.py); read afresh
+            # to tell whether a write landed, and after a Conflict.
+            current = self.commits.read(target, writer, fresh=attempt > 0 or audited is not None)
             if audited is not None:  # once: a record made stays made, a snapshot dropped stays dropped
                 written_as, decision = audited.action, gates.unrecorded_write(
                     ctx.step, str(target), audited.written, snapshot in audited.reported,
@@ -595,8 +597,8 @@ class WriteGateway:
         (``gitops/argocd.py``). Its own request: beside a change, the apiserver would record ours again.
         Read again when the list moved (the controller-manager records its status of a Deployment whose
         replicas just came back, shifting the entries): this is the last restore, none would retry it."""
-        for _ in range(ATTEMPTS):
-            current = self.kube.get(target)
+        for attempt in range(ATTEMPTS):
+            current = self.commits.read(target, fresh=attempt > 0)  # first, as the restore's batch left it
             if current is None or managing_application(current, "") is None or holds(current):
                 return
             ops = release_ops(current)
