@@ -228,3 +228,35 @@ def test_the_queue_reports_client_gos_metrics_by_queue_name():
     assert sample("workqueue_queue_duration_seconds_count", "test-metrics") == 5
     assert sample("workqueue_work_duration_seconds_count", "test-metrics") == 5
     assert sample("workqueue_work_duration_seconds_bucket", "test-metrics", le="10.0") == 5
+
+
+def test_past_its_most_bodies_the_queue_keeps_only_the_key_and_the_pass_reads_the_object():
+    # 5,000 Incidents resolved at once waited in the queue with their bodies, about 18 KB each in memory
+    # (bench/bench_holds_operator.py): past ``bodies`` the pass is handed None and reads its object.
+    async def scenario():
+        seen, gate = {}, asyncio.Event()
+
+        async def handle(key, body):
+            if key[1] == "first":
+                await gate.wait()
+            seen[key[1]] = body
+            return None
+
+        queue = WorkQueue(handle, workers=1, bodies=2)
+        queue.start()
+        queue.add(("ns", "first"), {"v": 0})
+        while not queue._processing:
+            await asyncio.sleep(0)
+        for name in ("a", "b", "c", "d"):
+            queue.add(("ns", name), {"v": name})
+        queue.add(("ns", "c"), {"v": "c2"})  # a newer body of a key kept without one: still none
+        queue.add(("ns", "a"), {"v": "a2"})  # of a key kept with one: the newer one
+        queue.forget(("ns", "b"))  # its place is free again
+        queue.add(("ns", "e"), {"v": "e"})
+        gate.set()
+        while len(seen) < 5:
+            await asyncio.sleep(0.001)
+        await queue.stop()
+        return seen
+
+    assert run(scenario()) == {"first": {"v": 0}, "a": {"v": "a2"}, "c": None, "d": None, "e": {"v": "e"}}

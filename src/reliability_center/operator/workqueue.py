@@ -41,6 +41,10 @@ from reliability_center.operator import metrics
 log = logging.getLogger("reliability_center.workqueue")
 
 Key = tuple[str, str]  # (namespace, name)
+#: Bodies the queue keeps, at most, for the keys waiting for a pass; the others' passes read their object
+#: (a GET of one Incident). A mitigated Incident takes about 18 KB in memory: 5,000 resolved at once
+#: waited with theirs (bench/bench_holds_operator.py).
+BODIES = 256
 
 
 class Echoes:
@@ -94,7 +98,8 @@ class Wakes:
 
 
 class WorkQueue:
-    def __init__(self, handle: Handle, workers: int, gate: asyncio.Event | None = None, name: str = "incidents"):
+    def __init__(self, handle: Handle, workers: int, gate: asyncio.Event | None = None, name: str = "incidents",
+                 bodies: int = BODIES):
         self._handle = handle
         self._workers = workers
         self._gate = gate
@@ -107,6 +112,8 @@ class WorkQueue:
         self._ready = asyncio.Event()
         self._dirty: dict[Key, dict[str, Any] | None] = {}
         """Keys waiting for a pass, with the newest body seen (None: read it afresh)."""
+        self._bodies, self._kept = bodies, 0
+        """The most bodies ``_dirty`` keeps, and how many it keeps now."""
         self._processing: set[Key] = set()
         """Keys a worker is passing over: never handed to another until done."""
         self._queued_at: dict[Key, float] = {}
@@ -125,14 +132,26 @@ class WorkQueue:
         waiting incidents are woken by their rollouts, a new one still gets its first
         Level 1 write at once.
         """
-        if key in self._dirty:
-            if body is not None:
-                self._dirty[key] = body
+        if key not in self._dirty:
+            self._adds.inc()
+            self._dirty[key] = None
+            if key not in self._processing:  # a key being passed is queued again when its pass is done
+                self._push(key, urgent)
+        self._keep(key, body)
+
+    def _keep(self, key: Key, body: dict[str, Any] | None) -> None:
+        """The newest body of a waiting key, while the queue keeps fewer than its most (else its pass reads it)."""
+        if body is None:
             return
-        self._adds.inc()
-        self._dirty[key] = body
-        if key not in self._processing:  # a key being passed is queued again when its pass is done
-            self._push(key, urgent)
+        held = self._dirty[key] is not None
+        if held or self._kept < self._bodies:
+            self._kept += not held
+            self._dirty[key] = body
+
+    def _drop(self, key: Key) -> dict[str, Any] | None:
+        body = self._dirty.pop(key)
+        self._kept -= body is not None
+        return body
 
     def _push(self, key: Key, urgent: bool = False) -> None:
         (self._urgent if urgent else self._normal)[key] = None
@@ -156,7 +175,7 @@ class WorkQueue:
         self._depth.dec()
         self._latency.observe(time.monotonic() - self._queued_at.pop(key))
         self._processing.add(key)
-        return key, self._dirty.pop(key)
+        return key, self._drop(key)
 
     def _done(self, key: Key) -> None:
         self._processing.discard(key)
@@ -164,6 +183,7 @@ class WorkQueue:
             # Changed while it ran: one more pass, on the object read afresh. A body the watch brought
             # during the pass may predate the pass's own writes (the watch lags): a pass on it would
             # redo a step whose result the pass just wrote (seen in the apiserver's audit log).
+            self._drop(key)
             self._dirty[key] = None
             self._push(key)
 
@@ -187,7 +207,7 @@ class WorkQueue:
         if timer is not None:
             timer[1].cancel()
         if key in self._dirty:
-            del self._dirty[key]
+            self._drop(key)
             self._unqueue(key)  # queued only if not processing: the queue holds dirty keys only
 
     def _fire(self, key: Key) -> None:
