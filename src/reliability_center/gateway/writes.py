@@ -161,6 +161,15 @@ class _Holders:
         return ", ".join(s["metadata"]["name"] for s in self.found.get(holder) or []) or holder
 
 
+def judged_labels(read: dict[str, Any], ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``ops`` (none: nothing to send), first testing that the object's labels are still those the write policy
+    judged on ``read`` (``WriteGateway._check``). A write planned on an earlier answer about the object (the
+    writers' shared read, gateway/batch.py; a caller's listing) is refused if the object was labelled since as
+    protected data or another tenant's, then read, judged and planned again."""
+    return [{"op": "test", "path": "/metadata/labels", "value": (read.get("metadata") or {}).get("labels")}, *ops] \
+        if ops else []
+
+
 def _recorded(plan: WritePlan) -> Any:
     """What a write's snapshot records: a batch sends the write only if its plan there still means this."""
     return plan.before, plan.after, sorted(plan.held), {k: replace(h, holders=()) for k, h in plan.holds.items()}
@@ -215,7 +224,7 @@ class WriteGateway:
 
     def _patch(self, ctx: WriteContext, current: dict[str, Any], edits: list[Edit], action: str,
                target: Ref, writer: Writer) -> WriteResult:
-        self._check(ctx, action, target, (current.get("metadata") or {}).get("labels") or {})
+        self._check(ctx, action, target, (current.get("metadata") or {}).get("labels") or {}, read=True)
         holder = snapshot_name(ctx, target)
         others = _Holders(self.kube, ctx.namespace)
         try:
@@ -244,7 +253,7 @@ class WriteGateway:
         if plan.ops:
             def part(obj: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]:
                 again = plan_write(obj, edits, holder, alive=others.alive, recorded=others.recorded)
-                return again.ops, _recorded(again)
+                return judged_labels(current, again.ops), _recorded(again)
 
             try:  # with the writes of other steps to this object, in one patch (gateway/batch.py)
                 self.commits.send(writer, Part(part, _recorded(plan)), current)
@@ -262,7 +271,7 @@ class WriteGateway:
 
     def _patch_once(self, ctx: WriteContext, current: dict[str, Any], edits: list[Edit], action: str,
                     target: Ref) -> WriteResult:
-        self._check(ctx, action, target, (current.get("metadata") or {}).get("labels") or {})
+        self._check(ctx, action, target, (current.get("metadata") or {}).get("labels") or {}, read=True)
         ops = plan_once(current, edits)
         self._owned_elsewhere(ctx, action, target, current, ops)
         after = {e.label: e.value for e in edits}
@@ -275,7 +284,7 @@ class WriteGateway:
             return WriteResult(str(target), "dry-run", None, self._audit(ctx, record, "dry-run", "shadow mode"), after,
                                {e.label: read(current, e.path) for e in edits})
         if ops:
-            self.kube.json_patch(target, ops)
+            self.kube.json_patch(target, judged_labels(current, ops))
         # Values are deterministic (trace and step): found already set, it was this step's earlier attempt.
         return WriteResult(str(target), "applied", None, self._audit(ctx, record, "applied", "not restored on resolve"),
                            after)
@@ -357,11 +366,20 @@ class WriteGateway:
         return self._refusal(ctx, action, target, verdict)
 
     def _check(self, ctx: WriteContext, action: str, target: Ref, labels: dict[str, str], *,
-               restoring: bool = False) -> None:
-        verdict = check_place(kind=target.kind, target=str(target), target_namespace=target.namespace,
-                              target_labels=labels, operator_namespace=self.operator_namespace, restoring=restoring)
-        if verdict.allowed:
-            verdict = check_write(level=ctx.level, incident_tenant=ctx.tenant, target=str(target), target_labels=labels)
+               restoring: bool = False, read: bool = False) -> None:
+        """The write policy on the object's ``labels``. ``read``: they come from an earlier answer about the
+        object (the writers' shared read, a caller's listing), so a refusal is judged again on a fresh read
+        (an allowed write is kept honest by its patch's test of the labels: ``judged_labels``)."""
+        def judge(labels: dict[str, str]) -> Verdict:
+            verdict = check_place(kind=target.kind, target=str(target), target_namespace=target.namespace,
+                                  target_labels=labels, operator_namespace=self.operator_namespace,
+                                  restoring=restoring)
+            return verdict if not verdict.allowed else \
+                check_write(level=ctx.level, incident_tenant=ctx.tenant, target=str(target), target_labels=labels)
+
+        verdict = judge(labels)
+        if not verdict.allowed and read:
+            verdict = judge(((self.commits.read(target, fresh=True) or {}).get("metadata") or {}).get("labels") or {})
         if not verdict.allowed:
             raise PolicyDenied(verdict, self._refusal(ctx, action, str(target), verdict))
 
@@ -535,7 +553,7 @@ class WriteGateway:
 
             def release(obj: dict[str, Any], alive=alive) -> tuple[list[dict[str, Any]], Any]:
                 again = plan_release(obj, snapshot, alive, taken=taken)
-                return again.ops, _released(again)
+                return judged_labels(current, again.ops), _released(again)
 
             # The last answer about the object, shared with its other writers (gateway/batch.py); read afresh
             # to tell whether a write landed, and after a Conflict.
@@ -556,7 +574,8 @@ class WriteGateway:
             if current is None:
                 (result.restored if WHOLE in before else result.conflicts).append(WHOLE)
                 break
-            self._check(ctx, action, target, (current.get("metadata") or {}).get("labels") or {}, restoring=True)
+            self._check(ctx, action, target, (current.get("metadata") or {}).get("labels") or {}, restoring=True,
+                        read=True)
             plan = plan_release(current, snapshot, alive, taken=taken)
             gone = gone_holds(current, taken, after)  # holds not on the object any more: nothing to release
             result.restored, result.kept = plan.restored + gone.back, plan.kept
