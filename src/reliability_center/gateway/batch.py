@@ -54,8 +54,7 @@ Ops = list[dict[str, Any]]
 WINDOW = 0.1
 #: Seconds an answer of the apiserver about an object (a read, or the response to a patch of it) serves its
 #: next writers as their read. An older copy only costs a refused patch (every part tests the fields it
-#: changes) and a fresh read; the policy's look at the object's labels was never atomic with the write either
-#: (a snapshot's create and the batch's wait lie between them, up to a second or two in a storm).
+#: changes, and the labels the write policy judged: gateway/writes.judged_labels) and a fresh read.
 FRESH = 1.0
 #: Seconds an answer is kept at most (the basis of a batch of that object, whatever its age: a stale one
 #: costs a refused patch and a fresh read); then dropped, so that objects no longer written hold no memory.
