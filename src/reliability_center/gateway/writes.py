@@ -224,7 +224,7 @@ class WriteGateway:
 
     def _patch(self, ctx: WriteContext, current: dict[str, Any], edits: list[Edit], action: str,
                target: Ref, writer: Writer) -> WriteResult:
-        self._check(ctx, action, target, (current.get("metadata") or {}).get("labels") or {}, read=True)
+        self._check(ctx, action, target, current, read=True)
         holder = snapshot_name(ctx, target)
         others = _Holders(self.kube, ctx.namespace)
         try:
@@ -271,7 +271,7 @@ class WriteGateway:
 
     def _patch_once(self, ctx: WriteContext, current: dict[str, Any], edits: list[Edit], action: str,
                     target: Ref) -> WriteResult:
-        self._check(ctx, action, target, (current.get("metadata") or {}).get("labels") or {}, read=True)
+        self._check(ctx, action, target, current, read=True)
         ops = plan_once(current, edits)
         self._owned_elsewhere(ctx, action, target, current, ops)
         after = {e.label: e.value for e in edits}
@@ -291,7 +291,7 @@ class WriteGateway:
 
     def _create_held(self, ctx: WriteContext, desired: dict[str, Any], action: str, target: Ref) -> WriteResult:
         """Create the object, held whole by this step: the last holder's restore deletes it."""
-        self._check(ctx, action, target, (desired.get("metadata") or {}).get("labels") or {})
+        self._check(ctx, action, target, desired)
         holder = snapshot_name(ctx, target)
         obj = copy.deepcopy(desired)
         key, value = whole_hold(holder)
@@ -310,7 +310,7 @@ class WriteGateway:
 
     def create(self, ctx: WriteContext, obj: dict[str, Any], *, action: str) -> WriteResult:
         """Create a new object that is never restored (a replay Job); adopt it if a retried step made it."""
-        self._check(ctx, action, Ref.of(obj), (obj.get("metadata") or {}).get("labels") or {})
+        self._check(ctx, action, Ref.of(obj), obj)
         return self._create(ctx, obj, action, before=digest({WHOLE: ABSENT}), outcome="created")
 
     def propose(self, ctx: WriteContext, plan: dict[str, Any], *, action: str) -> WriteResult:
@@ -365,21 +365,23 @@ class WriteGateway:
         """Audit a write the step decided not to make (a target out of the incident's tenant scope)."""
         return self._refusal(ctx, action, target, verdict)
 
-    def _check(self, ctx: WriteContext, action: str, target: Ref, labels: dict[str, str], *,
+    def _check(self, ctx: WriteContext, action: str, target: Ref, obj: dict[str, Any], *,
                restoring: bool = False, read: bool = False) -> None:
-        """The write policy on the object's ``labels``. ``read``: they come from an earlier answer about the
-        object (the writers' shared read, a caller's listing), so a refusal is judged again on a fresh read
-        (an allowed write is kept honest by its patch's test of the labels: ``judged_labels``)."""
-        def judge(labels: dict[str, str]) -> Verdict:
+        """The write policy on the labels of ``obj`` (the object as read, or as it will be made). ``read``: an
+        earlier answer about the object (the writers' shared read, a caller's listing), so a refusal is judged
+        again on a fresh read (an allowed write is kept honest by its patch's test of the labels:
+        ``judged_labels``)."""
+        def judge(obj: dict[str, Any]) -> Verdict:
+            labels = (obj.get("metadata") or {}).get("labels") or {}
             verdict = check_place(kind=target.kind, target=str(target), target_namespace=target.namespace,
                                   target_labels=labels, operator_namespace=self.operator_namespace,
                                   restoring=restoring)
             return verdict if not verdict.allowed else \
                 check_write(level=ctx.level, incident_tenant=ctx.tenant, target=str(target), target_labels=labels)
 
-        verdict = judge(labels)
+        verdict = judge(obj)
         if not verdict.allowed and read:
-            verdict = judge(((self.commits.read(target, fresh=True) or {}).get("metadata") or {}).get("labels") or {})
+            verdict = judge(self.commits.read(target, fresh=True) or {})
         if not verdict.allowed:
             raise PolicyDenied(verdict, self._refusal(ctx, action, str(target), verdict))
 
@@ -550,14 +552,10 @@ class WriteGateway:
         for attempt in range(ATTEMPTS):
             result = RestoreResult(str(target), recorded=recorded)
             alive = _Holders(self.kube, ctx.namespace).alive
-
-            def release(obj: dict[str, Any], alive=alive) -> tuple[list[dict[str, Any]], Any]:
-                again = plan_release(obj, snapshot, alive, taken=taken)
-                return judged_labels(current, again.ops), _released(again)
-
             # The last answer about the object, shared with its other writers (gateway/batch.py); read afresh
             # to tell whether a write landed, and after a Conflict.
-            current = self.commits.read(target, writer, fresh=attempt > 0 or audited is not None)
+            fresh = attempt > 0 or audited is not None
+            current = self.commits.read(target, writer, fresh=fresh)
             if audited is not None:  # once: a record made stays made, a snapshot dropped stays dropped
                 written_as, decision = audited.action, gates.unrecorded_write(
                     ctx.step, str(target), audited.written, snapshot in audited.reported,
@@ -574,9 +572,13 @@ class WriteGateway:
             if current is None:
                 (result.restored if WHOLE in before else result.conflicts).append(WHOLE)
                 break
-            self._check(ctx, action, target, (current.get("metadata") or {}).get("labels") or {}, restoring=True,
-                        read=True)
+            self._check(ctx, action, target, current, restoring=True, read=not fresh)
             plan = plan_release(current, snapshot, alive, taken=taken)
+
+            def release(obj: dict[str, Any], alive=alive, judged=current) -> tuple[list[dict[str, Any]], Any]:
+                again = plan_release(obj, snapshot, alive, taken=taken)
+                return judged_labels(judged, again.ops), _released(again)
+
             gone = gone_holds(current, taken, after)  # holds not on the object any more: nothing to release
             result.restored, result.kept = plan.restored + gone.back, plan.kept
             result.conflicts, result.lost = plan.conflicts + gone.changed, gone.lost
