@@ -8,9 +8,11 @@ import contextlib
 import datetime
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -186,31 +188,64 @@ def start_operator(log_path=OPERATOR_LOG, extra_env: dict[str, str] | None = Non
 
 
 class WarmOperators:
-    """Operator processes started one after another, the next one imported ahead of time."""
+    """Operator processes started one after another, each forked from one process that imported the operator
+    once (tests/support/warm_operator.py): a kill test's next operator starts without a second of imports."""
 
     def __init__(self, log_path, extra_env: dict[str, str]):
-        self.env = {**os.environ, "RC_METRICS_PORT": "0", **extra_env}
-        self.log_path = log_path
-        self.next = self._spawn()
+        env = {**os.environ, "RC_METRICS_PORT": "0", **extra_env}
+        with open(log_path, "ab") as log:
+            self.zygote = subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "warm_operator.py"),
+                                            str(log_path)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                           stderr=log, cwd=ROOT, start_new_session=True)
+        self.forked: queue.Queue[int] = queue.Queue()
+        self.ended: dict[int, int] = {}
+        self.changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
-            return subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "warm_operator.py")],
-                                    env=self.env, stdin=subprocess.PIPE, stdout=log,
-                                    stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+    def _read(self) -> None:
+        assert self.zygote.stdout is not None
+        for line in self.zygote.stdout:
+            word, *rest = line.split()
+            if word == b"pid":
+                self.forked.put(int(rest[0]))
+            elif word == b"exit":
+                with self.changed:
+                    self.ended[int(rest[0])] = int(rest[1])
+                    self.changed.notify_all()
 
-    def start(self) -> subprocess.Popen[bytes]:
-        proc, self.next = self.next, self._spawn()
-        assert proc.stdin is not None
-        proc.stdin.write(b"go\n")
-        proc.stdin.flush()
-        return proc
+    def start(self) -> Forked:
+        assert self.zygote.stdin is not None
+        self.zygote.stdin.write(b"go\n")
+        self.zygote.stdin.flush()
+        return Forked(self.forked.get(timeout=30), self)
 
     def close(self) -> None:
-        stop_operator(self.next, signal.SIGKILL)
+        stop_operator(self.zygote, signal.SIGKILL)
 
 
-def stop_operator(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+class Forked:
+    """An operator process forked by WarmOperators, read like the subprocess.Popen that stop_operator takes."""
+
+    stdin = None
+
+    def __init__(self, pid: int, parent: WarmOperators):
+        self.pid, self.parent = pid, parent
+
+    @property
+    def returncode(self) -> int | None:
+        return self.parent.ended.get(self.pid)
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        with self.parent.changed:
+            if not self.parent.changed.wait_for(lambda: self.pid in self.parent.ended, timeout):
+                raise subprocess.TimeoutExpired(f"operator {self.pid}", timeout)
+        return self.parent.ended[self.pid]
+
+
+def stop_operator(proc: subprocess.Popen[bytes] | Forked, sig: int = signal.SIGTERM) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, sig)
         try:
