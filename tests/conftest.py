@@ -71,7 +71,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "/e2e/" in str(item.fspath):
             item.add_marker(pytest.mark.cluster)
-    # The long files go first, longest first, so the two workers finish together instead of one
+    # The long files go first, longest first, so the workers finish together instead of one
     # starting a long file when the other is done; tests that judge the whole session (a watch that
     # ran beside every other test) come last.
     rank = {name: i for i, name in enumerate(EXCLUSIVE_FILES + LONG_FILES)}
