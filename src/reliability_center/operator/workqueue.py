@@ -44,7 +44,7 @@ Key = tuple[str, str]  # (namespace, name)
 #: Bodies the queue keeps, at most, for the keys waiting for a pass; the others' passes read their object
 #: (a GET of one Incident). A mitigated Incident takes about 18 KB in memory: 5,000 resolved at once
 #: waited with theirs (bench/bench_holds_operator.py). 64 rather than 256: at 5,000 tenants, quiet, peak RSS
-#: 190/199 MB mitigating/restoring against 193/202 MB, all restored in 444 s against 438 s.
+#: 190/199 MB mitigating/restoring against 193/202 MB, all restored in 445 s against 438 s.
 BODIES = 64
 
 
