@@ -16,6 +16,13 @@ The wrapper replaces the module attribute that ``adjust_tasks`` looks up at call
 before ``kopf.run``, and checks the signature it relies on so that a Kopf upgrade that changes it fails at
 start-up (and in ``tests/unit/test_scope.py``) instead of silently serving nothing.
 
+A second gap, at the start: Kopf's namespace observer lists the namespaces, then its watcher lists them again
+before it watches, and it drops that second listing's events (type None,
+``observation.process_discovered_namespace_event``). A namespace made between the two listings was never
+served: on a brand-new cluster, a session operator of the test command never served the namespace made
+100 ms after its start. Those events now revise the namespaces as the first listing does
+(``observation.revise_namespaces``, which takes a listing's bodies as type-None events).
+
 The same hook sees every revision of the namespaces Kopf serves: the operator logs each change and
 ``/healthz`` reports them (``served``: which watched namespaces exist and which do not yet).
 """
@@ -30,7 +37,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kopf._core.reactor import orchestration
+from kopf._core.reactor import observation, orchestration
 
 log = logging.getLogger("reliability_center.operator")
 
@@ -82,6 +89,8 @@ class Served:
 served = Served()
 
 Spawn = Callable[..., Awaitable[None]]
+#: Kopf's own processor of the namespace watch, kept for the unit test that pins the defect it has.
+KOPF_NAMESPACE_EVENT = observation.process_discovered_namespace_event
 _EXPECTED = {"processor", "settings", "indexed_resources", "watched_resources", "watched_namespaces", "ensemble"}
 
 
@@ -110,6 +119,14 @@ def install(patterns: Iterable[str], original: Spawn | None = None) -> None:
 
     spawn_missing_watchers._reliability_center = True  # type: ignore[attr-defined]
     orchestration.spawn_missing_watchers = spawn_missing_watchers  # type: ignore[assignment]
+    observation.process_discovered_namespace_event = namespace_event  # type: ignore[assignment]
+
+
+async def namespace_event(*, raw_event: Any, namespaces: Collection[Any], insights: Any, **_: Any) -> None:
+    """Kopf's processor of the namespace watch, without dropping the watcher's own listing (see above)."""
+    async with insights.revised:
+        observation.revise_namespaces(raw_events=[raw_event], insights=insights, namespaces=namespaces)
+        insights.revised.notify_all()
 
 
 def _say(change: tuple[set[str], set[str]] | None) -> None:
