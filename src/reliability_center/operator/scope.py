@@ -20,7 +20,7 @@ A second gap, at the start: Kopf's namespace observer lists the namespaces, then
 before it watches, and it drops that second listing's events (type None,
 ``observation.process_discovered_namespace_event``). A namespace made between the two listings was never
 served: on a brand-new cluster, a session operator of the test command never served the namespace made
-100 ms after its start. Those events now revise the namespaces as the first listing does
+right after its start. Those events now revise the namespaces as the first listing does
 (``observation.revise_namespaces``, which takes a listing's bodies as type-None events).
 
 The same hook sees every revision of the namespaces Kopf serves: the operator logs each change and
