@@ -12,7 +12,7 @@ from kopf._cogs.aiokits import aiotoggles
 from kopf._cogs.configs import configuration
 from kopf._cogs.structs import references
 from kopf._core.engines import peering
-from kopf._core.reactor import orchestration, queueing
+from kopf._core.reactor import observation, orchestration, queueing
 
 from reliability_center.operator import scope
 
@@ -22,13 +22,15 @@ INCIDENTS = references.Resource("reliability.center", "v1alpha1", "incidents", n
 
 @pytest.fixture
 def kopf_spawn(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Kopf's own spawn_missing_watchers, restored after the test; streams that only wait."""
+    """Kopf's own spawn_missing_watchers (and namespace processor), restored after the test; streams that only wait."""
 
     async def idle_stream(**_: Any) -> None:
         await asyncio.Event().wait()
 
     monkeypatch.setattr(queueing, "watcher", idle_stream)
     monkeypatch.setattr(orchestration, "spawn_missing_watchers", orchestration.spawn_missing_watchers)
+    monkeypatch.setattr(observation, "process_discovered_namespace_event",
+                        observation.process_discovered_namespace_event)
     monkeypatch.setattr(scope, "served", scope.Served())
     return orchestration.spawn_missing_watchers
 
@@ -131,7 +133,7 @@ def test_the_exact_names_a_pattern_expects(patterns: list[str], names: list[str]
     assert scope.expected_names(patterns) == names
 
 
-def test_a_namespace_made_between_kopfs_two_first_listings_is_served() -> None:
+def test_a_namespace_made_between_kopfs_two_first_listings_is_served(kopf_spawn: Any) -> None:
     # Kopf's namespace observer lists, then its watcher lists again before watching, and Kopf's own processor
     # drops that second listing's events (type None): the namespace made in between was never served.
     async def run(processor: Any) -> set[str]:
@@ -142,5 +144,7 @@ def test_a_namespace_made_between_kopfs_two_first_listings_is_served() -> None:
         return set(insights.namespaces)
 
     assert asyncio.run(run(scope.namespace_event)) == {"t-gw0-window-1"}
+    scope.install(["t-gw0-*"], original=kopf_spawn)  # what Kopf's namespace observer will call
+    assert observation.process_discovered_namespace_event is scope.namespace_event
     # The defect, pinned to the Kopf we lock: if Kopf stops dropping them, this says so.
     assert asyncio.run(run(scope.KOPF_NAMESPACE_EVENT)) == set()
