@@ -110,12 +110,18 @@ def effects(writes: list[Write]) -> dict[tuple, list[Write]]:
     done: dict[tuple, list[Write]] = {}
     data: dict[str, dict[str, str]] = {}  # a ConfigMap's data as its last successful create or update set it
     deleted: dict[str, int] = {}  # an object deleted and made again is another object: its effects are new
+    existing: set[str] = set()  # objects a write in ``writes`` was seen to make or change, not deleted since
     for write in writes:
         if write.dry_run or write.subresource == "status" or write.resource == "leases":
             continue
         found: list[tuple] = []
         life = deleted.get(write.target, 0)
-        if write.verb == "create" and write.name and (write.may_have_landed or write.resource in NAMED_PER_WRITE):
+        # A create answered 504 (its client killed mid-request) of an object known to exist could not have
+        # landed: a create of an existing name is always refused. Seen in test_crash: two incidents of one
+        # process creating their shared rc-isolations, the second cut off by the kill 12 ms after the first's 201.
+        refused_create = write.verb == "create" and not write.ok and write.target in existing
+        if write.verb == "create" and write.name \
+                and (write.resource in NAMED_PER_WRITE or write.may_have_landed and not refused_create):
             found.append(("create", write.target, life))
         elif write.verb == "delete" and write.may_have_landed:
             found.append(("delete", write.target, life))
@@ -123,9 +129,10 @@ def effects(writes: list[Write]) -> dict[tuple, list[Write]]:
             data.pop(write.target, None)
         elif write.verb == "patch" and write.may_have_landed and isinstance(write.request, list):
             found += [("set", write.target, path, op, value, life) for path, op, value in _operations(write.request)]
-        # A create its killed client never heard answered (504) of a ConfigMap known to exist could not have
-        # landed (a create of an existing name is always refused): its data did not replace the object's.
-        refused_create = write.verb == "create" and not write.ok and write.target in data
+        if write.verb == "delete" and write.may_have_landed:
+            existing.discard(write.target)
+        elif write.verb in ("create", "update", "patch") and write.ok:
+            existing.add(write.target)
         if write.resource == "configmaps" and write.verb in ("create", "update") and write.may_have_landed \
                 and isinstance(write.request, dict) and not refused_create:
             new, old = write.request.get("data") or {}, data.get(write.target, {})
