@@ -123,6 +123,15 @@ def test_a_kopf_whose_orchestration_changed_stops_the_operator_at_start(kopf_spa
         scope.install(["shop"], original=changed)
 
 
+def test_a_kopf_whose_namespace_observation_changed_stops_the_operator_at_start(
+        kopf_spawn: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def changed(*, events: Any, insights: Any, namespaces: Any) -> None: ...
+
+    monkeypatch.setattr(observation, "revise_namespaces", changed)
+    with pytest.raises(RuntimeError, match="revise_namespaces changed"):
+        scope.install(["shop"], original=kopf_spawn)
+
+
 @pytest.mark.parametrize(("patterns", "names"), [
     (["shop", "billing"], ["shop", "billing"]),
     (["!*,shop,shop-gitops"], ["shop", "shop-gitops"]),

@@ -14,7 +14,8 @@ We keep Kopf's orchestration and change one input: cluster-scoped resources are 
 (the key Kopf itself gives them), namespaced ones against the namespaces Kopf observed, exactly as before.
 The wrapper replaces the module attribute that ``adjust_tasks`` looks up at call time; it is installed once,
 before ``kopf.run``, and checks the signature it relies on so that a Kopf upgrade that changes it fails at
-start-up (and in ``tests/unit/test_scope.py``) instead of silently serving nothing.
+start-up (and in ``tests/unit/test_scope.py``) instead of silently serving nothing; so do the two functions of
+Kopf's namespace observation that the second gap's fix (below) stands in for and calls.
 
 A second gap, at the start: Kopf's namespace observer lists the namespaces, then its watcher lists them again
 before it watches, and it drops that second listing's events (type None,
@@ -92,6 +93,8 @@ Spawn = Callable[..., Awaitable[None]]
 #: Kopf's own processor of the namespace watch, kept for the unit test that pins the defect it has.
 KOPF_NAMESPACE_EVENT = observation.process_discovered_namespace_event
 _EXPECTED = {"processor", "settings", "indexed_resources", "watched_resources", "watched_namespaces", "ensemble"}
+_PROCESSOR_TAKES = {"raw_event", "namespaces", "insights"}
+_REVISE_TAKES = {"raw_events", "namespaces", "insights"}
 
 
 def install(patterns: Iterable[str], original: Spawn | None = None) -> None:
@@ -104,6 +107,14 @@ def install(patterns: Iterable[str], original: Spawn | None = None) -> None:
     if params != _EXPECTED:
         raise RuntimeError(f"kopf's orchestration.spawn_missing_watchers changed ({sorted(params)}); "
                            "reliability_center.operator.scope must be revisited for this Kopf version")
+    # namespace_event stands in for Kopf's processor and calls revise_namespaces as it does: both by keyword.
+    for name, function, needed in (
+            ("observation.process_discovered_namespace_event", KOPF_NAMESPACE_EVENT, _PROCESSOR_TAKES),
+            ("observation.revise_namespaces", observation.revise_namespaces, _REVISE_TAKES)):
+        params = set(inspect.signature(function).parameters)
+        if not needed <= params:
+            raise RuntimeError(f"kopf's {name} changed ({sorted(params)}); "
+                               "reliability_center.operator.scope must be revisited for this Kopf version")
 
     async def spawn_missing_watchers(*, watched_resources: Iterable[Any], watched_namespaces: Iterable[Any],
                                      **kwargs: Any) -> None:
