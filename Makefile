@@ -38,7 +38,7 @@ crds: setup
 demo: setup
 	bash hack/demo.sh
 
-# Unit, contract, cluster, Gitea and e2e tests, on two pytest-xdist workers (a file's tests stay
+# Unit, contract, cluster, Gitea and e2e tests, on three pytest-xdist workers (a file's tests stay
 # together); each worker runs its own operator on its own namespaces (t-<worker>-*) and its own Gitea.
 # Beside them, on a brand-new cluster of their own, the tests that take a cluster away (an apiserver
 # outage): hack/test.sh.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's test command (make test). Two pytest sessions at once:
-# - the parallel one: unit, contract, cluster, Gitea and e2e tests on pytest-xdist workers (two, or
+# - the parallel one: unit, contract, cluster, Gitea and e2e tests on pytest-xdist workers (three, or
 #   RC_TEST_WORKERS; a file's tests stay together) on the local cluster ($RC_CLUSTER); each worker runs its
 #   own operator on its own namespaces (t-<worker>-*) and its own Gitea;
 # - beside it, the tests that need a cluster to themselves (marked `exclusive`: an apiserver outage, an
@@ -32,7 +32,7 @@ RC_CLUSTER="$alone" bash hack/cluster.sh delete >/dev/null 2>&1 || true
 
 RC_CLUSTER="$alone" RC_OWN_CLUSTER=1 "$py" -m pytest -q -p no:cacheprovider -m exclusive >"$alone_log" 2>&1 &
 alone_pid=$!
-"$py" -m pytest -q -p no:cacheprovider -n "${RC_TEST_WORKERS:-2}" --dist loadfile -m "not exclusive" --durations=${RC_TEST_DURATIONS:-15}
+"$py" -m pytest -q -p no:cacheprovider -n "${RC_TEST_WORKERS:-3}" --dist loadfile -m "not exclusive" --durations=${RC_TEST_DURATIONS:-15}
 parallel=$?
 wait "$alone_pid"
 exclusive=$?
