@@ -119,9 +119,21 @@ def changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
 
 
 def settle_app(namespace: str) -> None:
-    for d in get_json("deployments", "-n", namespace)["items"]:
-        if d["spec"].get("replicas", 1):
-            rollout_status(namespace, "Deployment", d["metadata"]["name"])
+    """Every Deployment of the app as its controller leaves it: rolled out, and its first sync's revision
+    annotation written. A Deployment at rest (0 replicas) too: skipped here before, its controller's first
+    sync (``deployment.kubernetes.io/revision``) landed after a test had read the app as settled (seen in CI:
+    ``test_collisions.py``'s restore judged changed by it)."""
+    from reliability_center.gateway import Ref
+
+    for d in api().list("Deployment", namespace):
+        ref = Ref("Deployment", namespace, d["metadata"]["name"])
+        rollout_status(namespace, "Deployment", ref.name)
+        wait_for(lambda: REVISION in (((api().get(ref) or {}).get("metadata") or {}).get("annotations") or {}),
+                 what=f"the revision of {ref}")
+
+
+#: The annotation the Deployment controller writes at its first sync of a Deployment.
+REVISION = "deployment.kubernetes.io/revision"
 
 
 def audit_targets(st: dict[str, Any]) -> list[str]:
