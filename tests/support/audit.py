@@ -127,11 +127,10 @@ def effects(writes: list[Write]) -> dict[tuple, list[Write]]:
             found.append(("delete", write.target, life))
             deleted[write.target] = life + 1
             data.pop(write.target, None)
+            existing.discard(write.target)
         elif write.verb == "patch" and write.may_have_landed and isinstance(write.request, list):
             found += [("set", write.target, path, op, value, life) for path, op, value in _operations(write.request)]
-        if write.verb == "delete" and write.may_have_landed:
-            existing.discard(write.target)
-        elif write.verb in ("create", "update", "patch") and write.ok:
+        if write.verb in ("create", "update", "patch") and write.ok:
             existing.add(write.target)
         if write.resource == "configmaps" and write.verb in ("create", "update") and write.may_have_landed \
                 and isinstance(write.request, dict) and not refused_create:

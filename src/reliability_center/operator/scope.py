@@ -103,18 +103,10 @@ def install(patterns: Iterable[str], original: Spawn | None = None) -> None:
     kopf_spawn: Spawn = original or orchestration.spawn_missing_watchers
     if getattr(kopf_spawn, "_reliability_center", False):
         return  # installed already (run() called again in this process): one wrapper is enough
-    params = set(inspect.signature(kopf_spawn).parameters)
-    if params != _EXPECTED:
-        raise RuntimeError(f"kopf's orchestration.spawn_missing_watchers changed ({sorted(params)}); "
-                           "reliability_center.operator.scope must be revisited for this Kopf version")
+    _check("orchestration.spawn_missing_watchers", kopf_spawn, _EXPECTED, exactly=True)
     # namespace_event stands in for Kopf's processor and calls revise_namespaces as it does: both by keyword.
-    for name, function, needed in (
-            ("observation.process_discovered_namespace_event", KOPF_NAMESPACE_EVENT, _PROCESSOR_TAKES),
-            ("observation.revise_namespaces", observation.revise_namespaces, _REVISE_TAKES)):
-        params = set(inspect.signature(function).parameters)
-        if not needed <= params:
-            raise RuntimeError(f"kopf's {name} changed ({sorted(params)}); "
-                               "reliability_center.operator.scope must be revisited for this Kopf version")
+    _check("observation.process_discovered_namespace_event", KOPF_NAMESPACE_EVENT, _PROCESSOR_TAKES)
+    _check("observation.revise_namespaces", observation.revise_namespaces, _REVISE_TAKES)
 
     async def spawn_missing_watchers(*, watched_resources: Iterable[Any], watched_namespaces: Iterable[Any],
                                      **kwargs: Any) -> None:
@@ -131,6 +123,14 @@ def install(patterns: Iterable[str], original: Spawn | None = None) -> None:
     spawn_missing_watchers._reliability_center = True  # type: ignore[attr-defined]
     orchestration.spawn_missing_watchers = spawn_missing_watchers  # type: ignore[assignment]
     observation.process_discovered_namespace_event = namespace_event  # type: ignore[assignment]
+
+
+def _check(name: str, function: Callable[..., Any], needed: set[str], *, exactly: bool = False) -> None:
+    """Stop at start-up when a Kopf function this module relies on no longer takes the keywords it passes."""
+    params = set(inspect.signature(function).parameters)
+    if (params != needed) if exactly else not (needed <= params):
+        raise RuntimeError(f"kopf's {name} changed ({sorted(params)}); "
+                           "reliability_center.operator.scope must be revisited for this Kopf version")
 
 
 async def namespace_event(*, raw_event: Any, namespaces: Collection[Any], insights: Any, **_: Any) -> None:
